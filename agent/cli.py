@@ -1,0 +1,314 @@
+"""`woobrevo-agent`: run, check, ingest, status, deadletters (and the doors' own commands)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config import Config, ConfigError, load_config, masked
+from agent.core.events import Door, Event, Rejection, parse_event
+from agent.store import SqliteStore
+
+__all__ = ["main"]
+
+log = logging.getLogger("agent.cli")
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def _store(cfg: Config) -> SqliteStore:
+    return SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3")
+
+
+# -- run ----------------------------------------------------------------------------------
+
+
+async def _run(cfg: Config, until_idle: bool) -> int:
+    from agent.app import App
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with App(cfg) as app:
+        for site in app.sites.values():
+            mode = "dry-run" if site.brevo.is_dry_run else site.brevo.base_url
+            log.info("site %s: brevo %s (%s plan)", site.id, mode, site.brevo.plan)
+        if until_idle:
+            idle = asyncio.create_task(app.wait_idle())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({idle, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if idle.done():
+                idle.result()
+                log.info("idle: every event processed and every Brevo job done")
+            else:
+                idle.cancel()
+        else:
+            await stop.wait()
+        log.info("stopping")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Forward until stopped (or, with --until-idle, until nothing is pending)."""
+    cfg = _load(args)
+    _setup_logging(args.log_level or cfg.agent.log_level)
+    return asyncio.run(_run(cfg, args.until_idle))
+
+
+# -- check --------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the config and print it resolved, secrets masked."""
+    cfg = _load(args)
+    print(yaml.safe_dump(masked(cfg), sort_keys=False, allow_unicode=True), end="")
+    print(f"# {args.config}: valid ({len(cfg.resolved_sites())} site(s))", file=sys.stderr)
+    return EXIT_OK
+
+
+# -- ingest -------------------------------------------------------------------------------
+
+
+def read_events_file(
+    path: Path, *, historical: bool
+) -> tuple[list[Event], list[tuple[Rejection, object]], list[str]]:
+    """Parse a JSONL file of `{topic, payload, id?, occurred_at?}` lines."""
+    events: list[Event] = []
+    rejected: list[tuple[Rejection, object]] = []
+    errors: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                errors.append(f"{path}:{n}: not JSON ({exc.msg} at column {exc.colno})")
+                continue
+            parsed = parse_event(raw, door=Door.FILE, historical=historical)
+            if isinstance(parsed, Rejection):
+                rejected.append(
+                    (Rejection(parsed.id, parsed.code, f"line {n}: {parsed.message}"), raw)
+                )
+            else:
+                events.append(parsed)
+    return events, rejected, errors
+
+
+async def _ingest(
+    cfg: Config, site: str, events: list[Event], rejected: list[tuple[Rejection, object]]
+) -> tuple[int, int]:
+    new = 0
+    async with _store(cfg) as store:
+        for i in range(0, max(len(events), 1), 1000):
+            chunk = events[i : i + 1000]
+            res = await store.ingest(site, chunk, rejected if i == 0 else ())
+            new += res.new
+    return len(events), new
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Feed a JSONL file of events through the same entry point as every door."""
+    cfg = _load(args)
+    _setup_logging(cfg.agent.log_level)
+    cfg.site(args.site)  # unknown site → ConfigError naming the known ones
+    events, rejected, errors = read_events_file(Path(args.file), historical=args.historical)
+    for e in errors:
+        print(e, file=sys.stderr)
+    if errors and not args.skip_bad_lines:
+        print("nothing stored: fix these lines (or pass --skip-bad-lines)", file=sys.stderr)
+        return EXIT_FAIL
+    total, new = asyncio.run(_ingest(cfg, args.site, events, rejected))
+    for rej, _ in rejected:
+        print(
+            f"rejected {rej.id}: {rej.code}: {rej.message} (kept as a dead letter)", file=sys.stderr
+        )
+    print(
+        f"{args.file}: {total} events read, {new} new, {total - new} already stored, "
+        f"{len(rejected)} rejected; `woobrevo-agent run` forwards them"
+    )
+    return EXIT_OK
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+async def _status(cfg: Config) -> dict[str, Any]:
+    async with _store(cfg) as store:
+        per_site = await store.status()
+    out = {}
+    for site in cfg.resolved_sites():
+        s = per_site.get(site.id, {})
+        out[site.id] = {
+            "inbox_depth": int(s.get("inbox_depth", 0)),
+            "pending_jobs": int(s.get("pending_jobs", 0)),
+            "dead_letters": int(s.get("dead_letters", 0)),
+            "last_success": s.get("last_success"),
+            "events_in": int(s.get("events_in", 0)),
+            "brevo": "dry-run" if site.brevo.is_dry_run else site.brevo.account,
+        }
+    return out
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per site: inbox depth, pending Brevo jobs, dead letters, last success."""
+    cfg = _load(args)
+    data = asyncio.run(_status(cfg))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    print(f"{'site':<16} {'inbox':>7} {'jobs':>7} {'dead':>6}  last success")
+    from datetime import UTC, datetime
+
+    for site, s in data.items():
+        last = (
+            datetime.fromtimestamp(s["last_success"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            if s["last_success"]
+            else "never"
+        )
+        print(
+            f"{site:<16} {s['inbox_depth']:>7} {s['pending_jobs']:>7} {s['dead_letters']:>6}  {last}"
+        )
+    return EXIT_OK
+
+
+# -- dead letters -------------------------------------------------------------------------
+
+
+async def _deadletters(
+    cfg: Config, action: str, ids: Sequence[int] | None, site: str | None
+) -> int:
+    async with _store(cfg) as store:
+        if action == "list":
+            rows = await store.dead_letters("open", site)
+            if not rows:
+                print("no dead letters")
+            for r in rows:
+                from datetime import UTC, datetime
+
+                when = datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+                print(
+                    f"#{r.id} {when} site={r.site} {r.origin}/{r.kind} {r.ref}\n    {r.code}: {r.message}"
+                )
+            return EXIT_OK
+        if action == "retry":
+
+            def reparse(raw: Any) -> Event | None:
+                parsed = parse_event(raw, door=Door.FILE)
+                return parsed if isinstance(parsed, Event) else None
+
+            n, problems = await store.retry_dead_letters(ids, reparse)
+            for p in problems:
+                print(p, file=sys.stderr)
+            print(f"{n} dead letter(s) queued again; `woobrevo-agent run` sends them")
+            return EXIT_OK if not problems else EXIT_FAIL
+        n = await store.drop_dead_letters(ids)
+        print(f"{n} dead letter(s) dropped")
+        return EXIT_OK
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    """list | retry | drop."""
+    cfg = _load(args)
+    ids = args.id or None
+    if args.action in ("retry", "drop") and ids is None and not args.all:
+        print("name the dead letters with --id N (repeatable) or pass --all", file=sys.stderr)
+        return EXIT_FAIL
+    return asyncio.run(_deadletters(cfg, args.action, ids, args.site))
+
+
+# -- parser -------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    p = argparse.ArgumentParser(prog="woobrevo-agent", description="WooCommerce → Brevo sync agent")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", required=True, help="the YAML config file")
+        return sp
+
+    run = with_config(sub.add_parser("run", help="forward events to Brevo until stopped"))
+    run.add_argument("--until-idle", action="store_true", help="exit 0 once nothing is pending")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(fn=cmd_run)
+
+    chk = with_config(
+        sub.add_parser("check", help="validate the config; print it with secrets masked")
+    )
+    chk.set_defaults(fn=cmd_check)
+
+    ing = with_config(sub.add_parser("ingest", help="store events from a JSONL file"))
+    ing.add_argument("--site", required=True)
+    ing.add_argument(
+        "--historical", action="store_true", help="past data: no Brevo events, no automations"
+    )
+    ing.add_argument("--skip-bad-lines", action="store_true")
+    ing.add_argument("file")
+    ing.set_defaults(fn=cmd_ingest)
+
+    st = with_config(sub.add_parser("status", help="per-site backlog and health"))
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(fn=cmd_status)
+
+    dl = with_config(sub.add_parser("deadletters", help="list, retry or drop dead letters"))
+    dl.add_argument("action", choices=["list", "retry", "drop"])
+    dl.add_argument("--id", type=int, action="append")
+    dl.add_argument("--all", action="store_true")
+    dl.add_argument("--site")
+    dl.set_defaults(fn=cmd_deadletters)
+
+    for module, adder in (
+        ("agent.cli_tokens", "add_token_parsers"),
+        ("agent.cli_webhooks", "add_webhook_parsers"),
+        ("agent.cli_sync", "add_sync_parsers"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[adder])
+        except ImportError:
+            continue
+        getattr(mod, adder)(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.fn(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

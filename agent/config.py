@@ -1,0 +1,582 @@
+"""The configuration: one frozen pydantic tree, loaded once and passed down.
+
+The file keeps the seed's shape (`connectors.woocommerce`) so a config written for the seed
+works; the agent's own keys (`agent`, `brevo`, `sites`) sit beside it. See
+`config.example.yaml` and `docs/configuration.md`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agent.errors import ConfigError
+
+__all__ = [
+    "AgentSection",
+    "BrevoSection",
+    "Config",
+    "ConfigError",
+    "Duration",
+    "SiteConfig",
+    "WooSection",
+    "load_config",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """`30s`, `15m`, `2h`, `30d` (also `500ms`) → seconds."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(f"expected a duration with a unit like 30s, 15m, 2h, 30d; got {value!r}")
+    if not isinstance(value, str):
+        raise ValueError(f"expected a duration like 30s, 15m, 2h, 30d; got {value!r}")
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(f"expected a duration like 30s, 15m, 2h, 30d; got {value!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def _parse_hostport(value: object) -> str:
+    if not isinstance(value, str) or not re.match(r"^[^\s:]*:\d{1,5}$", value.strip()):
+        raise ValueError(f"expected host:port such as 127.0.0.1:8765; got {value!r}")
+    return value.strip()
+
+
+HostPort = Annotated[str, BeforeValidator(_parse_hostport)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Listen(_Model):
+    """Where the agent listens."""
+
+    stream: HostPort = "127.0.0.1:8765"
+    http: HostPort = "127.0.0.1:8766"
+
+
+class Tls(_Model):
+    """TLS for the websocket door (the agent can also sit behind a proxy)."""
+
+    cert: Path
+    key: Path
+
+
+class StreamSection(_Model):
+    """Limits and timings of the websocket door (docs/protocol.md)."""
+
+    max_batch: int = Field(100, ge=1, le=1000)
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    handshake_timeout: Duration = 10.0
+    idle_timeout: Duration = 120.0
+    ping_interval: Duration = 20.0
+    ping_timeout: Duration = 20.0
+    stale_after: Duration = 180.0
+    max_failed_handshakes_per_minute: int = Field(10, ge=1)
+
+
+class AgentSection(_Model):
+    """The agent's own process-level keys."""
+
+    listen: Listen = Listen()
+    public_url: str | None = None
+    state_dir: Path = Path("./state")
+    tls: Tls | None = None
+    stream: StreamSection = StreamSection()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    historical_after: Duration = Field(
+        2 * 86400.0,
+        description="objects last modified longer ago than this fire no Brevo events",
+    )
+
+
+BREVO_FAMILIES = ("contacts", "events", "orders", "products", "other")
+
+
+class RateWindow(_Model):
+    """`count` requests per `per` (a duration)."""
+
+    count: int = Field(ge=1)
+    per: Duration
+
+
+class BrevoSection(_Model):
+    """One Brevo account: key, endpoint, plan and mode."""
+
+    api_key: str | None = None
+    base_url: str = "https://api.brevo.com/v3"
+    dry_run: bool | None = None
+    plan: Literal["general", "advanced", "extended"] = "general"
+    rate_limits: dict[str, list[RateWindow]] | None = None
+    timeout: Duration = 30.0
+    live_window: Duration = Field(
+        5.0, description="a backlog single calls clear within this goes out one by one"
+    )
+    coupon_collection: str = "WooCommerce"
+    max_backoff: Duration = Field(
+        60.0, description="longest wait between retries of a failing call"
+    )
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _families(cls, v: dict[str, list[RateWindow]] | None) -> dict[str, list[RateWindow]] | None:
+        if v is not None:
+            for fam in v:
+                if fam not in BREVO_FAMILIES:
+                    raise ValueError(
+                        f"unknown endpoint family {fam!r}; expected one of {', '.join(BREVO_FAMILIES)}"
+                    )
+        return v
+
+    @property
+    def is_dry_run(self) -> bool:
+        """Dry-run when asked, or when no key is set and dry_run was not forced off."""
+        if self.dry_run is not None:
+            return self.dry_run
+        return not self.api_key
+
+    @property
+    def account(self) -> str:
+        """A stable, secret-free id of the Brevo account (budgets are per account)."""
+        if self.is_dry_run or not self.api_key:
+            return "dry-run"
+        return "acct-" + hashlib.sha256(self.api_key.encode()).hexdigest()[:12]
+
+
+class Sync(_Model):
+    """Which resources are forwarded."""
+
+    customers: bool = True
+    orders: bool = True
+    products: bool = True
+    coupons: bool = True
+
+
+class Lists(_Model):
+    """Brevo list ids."""
+
+    all_customers: int | None = Field(None, ge=1)
+    buyers: int | None = Field(None, ge=1)
+    abandoned_cart: int | None = Field(None, ge=1)
+
+
+WC_TOPICS = {
+    f"{r}.{a}"
+    for r in ("customer", "order", "product", "coupon")
+    for a in ("created", "updated", "deleted", "restored")
+}
+# Lifecycle topics the agent derives from state transitions (agent/core/lifecycle.py).
+LIFECYCLE_TOPICS = {"order.fulfilled", "order.refunded", "order.paid", "order.cancelled"}
+_EVENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+class WebhookEvent(_Model):
+    """A WooCommerce topic (or a derived lifecycle topic) and the Brevo event it becomes."""
+
+    topic: str
+    event: str
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if v not in WC_TOPICS | LIFECYCLE_TOPICS:
+            known = ", ".join(sorted(WC_TOPICS | LIFECYCLE_TOPICS))
+            raise ValueError(f"unknown topic {v!r}; expected one of: {known}")
+        return v
+
+    @field_validator("event")
+    @classmethod
+    def _event(cls, v: str) -> str:
+        if not _EVENT_NAME.match(v):
+            raise ValueError(f"Brevo event names are 1-255 of [A-Za-z0-9_-]; got {v!r}")
+        return v
+
+
+COMPUTED_FIELDS = ("orders_count", "total_spent", "first_order_date", "last_order_date")
+# Payment details never leave the agent (issue 2): a mapping may not name them.
+FORBIDDEN_PATH = re.compile(
+    r"(^|\.)(payment_method|payment_method_title|transaction_id|date_paid|date_paid_gmt)$"
+    r"|^meta_data\.(_?(stripe|wc_stripe|ppcp|paypal|square|braintree|card|cc|payment)\w*)$",
+    re.IGNORECASE,
+)
+_ATTRIBUTE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
+_PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_-]+)*$")
+
+
+def _check_mapping(v: dict[str, str]) -> dict[str, str]:
+    if "email" in v and v["email"] != "email":
+        raise ValueError("'email' is the contact identifier: map it as `email: email`")
+    for path, attr in v.items():
+        if not _PATH.match(path):
+            raise ValueError(
+                f"{path!r} is not a WooCommerce path (examples: first_name, billing.phone, "
+                "meta_data.loyalty_points, orders_count)"
+            )
+        if FORBIDDEN_PATH.search(path):
+            raise ValueError(f"{path!r} is payment data, which never leaves the agent")
+        if path == "email":
+            continue
+        if not _ATTRIBUTE.match(attr):
+            raise ValueError(
+                f"Brevo attribute names are UPPERCASE letters, digits and _ (got {attr!r} for {path!r})"
+            )
+    return v
+
+
+DEFAULT_MAPPING = {
+    "email": "email",
+    "first_name": "FIRSTNAME",
+    "last_name": "LASTNAME",
+    "billing.phone": "SMS",
+}
+
+
+class PollingSection(_Model):
+    """Timings of the polling door (issue 4)."""
+
+    interval: Duration = 60.0
+    overlap: Duration = 10.0
+    customer_scan_every: Duration = 3600.0
+    reconcile_every: Duration = 6 * 3600.0
+
+
+class WooSection(_Model):
+    """The seed's `connectors.woocommerce` block; every key can be overridden per site."""
+
+    enabled: bool = True
+    store_url: str | None = None
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    api_version: Literal["wc/v3"] = "wc/v3"
+    verify_ssl: bool = True
+    sync: Sync = Sync()
+    lists: Lists = Lists()
+    customer_mapping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MAPPING))
+    webhooks: list[WebhookEvent] = Field(default_factory=list)
+    token_sha256: str | None = None
+    webhook_secret: str | None = None
+    mode: Literal["stream", "polling"] = "stream"
+    brevo_id_prefix: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,20}$")
+    rate_limit_per_minute: int = Field(60, ge=1)
+    polling: PollingSection = PollingSection()
+
+    @field_validator("customer_mapping")
+    @classmethod
+    def _mapping(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_mapping(v)
+
+    @field_validator("token_sha256")
+    @classmethod
+    def _token(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[0-9a-f]{64}", v):
+            raise ValueError(
+                "expected the SHA-256 of the token as 64 lowercase hex characters "
+                "(`woobrevo-agent token create` prints it)"
+            )
+        return v
+
+
+_WOO_KEYS = set(WooSection.model_fields)
+
+
+class SiteEntry(_Model):
+    """One entry of `sites:`: an id, its own secrets, and overrides of the woocommerce block."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    brevo: BrevoSection | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        own = {k: data[k] for k in ("id", "brevo") if k in data}
+        rest = {k: v for k, v in data.items() if k not in ("id", "brevo")}
+        unknown = sorted(set(rest) - _WOO_KEYS)
+        if unknown:
+            allowed = ", ".join(["id", "brevo", *sorted(_WOO_KEYS)])
+            raise ValueError(f"unknown key {unknown[0]!r} in a site; expected one of: {allowed}")
+        own["overrides"] = rest
+        return own
+
+
+class Connectors(_Model):
+    """The seed's connectors block."""
+
+    woocommerce: WooSection = WooSection()
+
+
+class SiteConfig(_Model):
+    """A site as the rest of the agent sees it: the woocommerce block with overrides applied."""
+
+    id: str
+    woo: WooSection
+    brevo: BrevoSection
+
+
+class Config(_Model):
+    """The whole configuration file."""
+
+    agent: AgentSection = AgentSection()
+    brevo: BrevoSection = BrevoSection()
+    connectors: Connectors = Connectors()
+    sites: list[SiteEntry] | None = None
+    source: str = Field("<memory>", exclude=True)
+
+    @model_validator(mode="after")
+    def _unique_sites(self) -> Config:
+        ids = [s.id for s in self.sites or []]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"site ids must be unique; repeated: {', '.join(sorted(dup))}")
+        return self
+
+    def resolved_sites(self) -> list[SiteConfig]:
+        """Every site with the woocommerce block's defaults and its own overrides merged."""
+        base = self.connectors.woocommerce
+        if not self.sites:
+            return [SiteConfig(id="default", woo=base, brevo=self.brevo)]
+        out = []
+        for entry in self.sites:
+            merged = base.model_dump()
+            merged.update(entry.overrides)
+            woo = WooSection.model_validate(merged)
+            out.append(SiteConfig(id=entry.id, woo=woo, brevo=entry.brevo or self.brevo))
+        return out
+
+    def site(self, site_id: str) -> SiteConfig:
+        """The resolved site with this id, or a ConfigError naming the known ids."""
+        for s in self.resolved_sites():
+            if s.id == site_id:
+                return s
+        known = ", ".join(s.id for s in self.resolved_sites())
+        raise ConfigError(self.source, [f"no site {site_id!r}; known sites: {known}"])
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+SECRET_KEYS = {"api_key", "consumer_key", "consumer_secret", "webhook_secret", "token_sha256"}
+
+
+def _interpolate(node: Any, env: Mapping[str, str], path: str, problems: list[str]) -> Any:
+    """Replace `${VAR}` in strings by the environment's value; a missing variable is a problem."""
+    if isinstance(node, dict):
+        return {
+            k: _interpolate(v, env, f"{path}.{k}" if path else str(k), problems)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_interpolate(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                problems.append(
+                    f"{path}: environment variable {name} is not set (the file says ${{{name}}})"
+                )
+                return ""
+            return env[name]
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _env_defaults(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Well-known variables fill secrets the file leaves out (so the file can be committed)."""
+    brevo = data.setdefault("brevo", {}) if isinstance(data.get("brevo", {}), dict) else None
+    if brevo is not None and not brevo.get("api_key") and env.get("BREVO_API_KEY"):
+        brevo["api_key"] = env["BREVO_API_KEY"]
+    conn = data.get("connectors")
+    woo = conn.get("woocommerce") if isinstance(conn, dict) else None
+    if isinstance(woo, dict):
+        for key, var in (
+            ("consumer_key", "WC_CONSUMER_KEY"),
+            ("consumer_secret", "WC_CONSUMER_SECRET"),
+            ("webhook_secret", "WOOBREVO_WEBHOOK_SECRET"),
+        ):
+            if not woo.get(key) and env.get(var):
+                woo[key] = env[var]
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("overrides",):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _explain(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        where = _loc(loc)
+        kind = e["type"]
+        if kind == "extra_forbidden":
+            parent_loc = loc[:-1]
+            problems.append(f"{where}: unknown key{_allowed_hint(parent_loc)}")
+        elif kind == "missing":
+            problems.append(f"{where}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}")
+    return problems
+
+
+def _allowed_hint(parent_loc: tuple[int | str, ...]) -> str:
+    model: Any = Config
+    for part in parent_loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return ""
+        ann = field.annotation
+        inner = getattr(ann, "__args__", (ann,))
+        nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nxt is None:
+            args = [getattr(a, "__args__", ()) for a in inner]
+            nxt = next(
+                (
+                    x
+                    for group in args
+                    for x in group
+                    if isinstance(x, type) and issubclass(x, BaseModel)
+                ),
+                None,
+            )
+        if nxt is None:
+            return ""
+        model = nxt
+    keys = [k for k in model.model_fields if k not in ("source", "overrides")]
+    return f" (expected one of: {', '.join(keys)})" if keys else ""
+
+
+def _semantic_checks(cfg: Config) -> list[str]:
+    """What a model cannot say alone: secrets each site needs for what it is asked to do."""
+    problems = []
+    sites = cfg.resolved_sites()
+    for i, site in enumerate(sites):
+        where = "connectors.woocommerce" if not cfg.sites else f"sites[{i}]"
+        woo = site.woo
+        if woo.mode == "polling" and not (woo.consumer_key and woo.consumer_secret):
+            problems.append(
+                f"{where}: mode polling needs consumer_key and consumer_secret "
+                "(or env WC_CONSUMER_KEY / WC_CONSUMER_SECRET)"
+            )
+        if woo.mode == "polling" and not woo.store_url:
+            problems.append(f"{where}.store_url: mode polling needs the store's URL")
+        if site.brevo.dry_run is False and not site.brevo.api_key:
+            bwhere = f"sites[{i}].brevo" if cfg.sites and cfg.sites[i].brevo else "brevo"
+            problems.append(
+                f"{bwhere}.api_key: missing secret (set it, or env BREVO_API_KEY, or dry_run: true)"
+            )
+    by_account: dict[tuple[str, str], str] = {}
+    for site in sites:
+        if site.brevo.is_dry_run:
+            continue
+        key = (site.brevo.account, site.woo.brevo_id_prefix)
+        if key in by_account:
+            problems.append(
+                f"sites {by_account[key]!r} and {site.id!r} share a Brevo account and the same "
+                "brevo_id_prefix, so their order and product ids would collide; give each site "
+                "its own brevo_id_prefix (e.g. `brevo_id_prefix: shop2-`)"
+            )
+        by_account[key] = site.id
+    return problems
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, interpolate and validate a config file; ConfigError says what and where."""
+    env = os.environ if env is None else env
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file, [f"cannot read the file: {exc.strerror}"]) from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        raise ConfigError(file, [f"YAML syntax error at {where}: {exc.problem}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(file, [f"YAML syntax error: {exc}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            file, ["the top level must be a mapping of keys (agent, brevo, connectors, sites)"]
+        )
+    problems: list[str] = []
+    data = _interpolate(data, env, "", problems)
+    if problems:
+        raise ConfigError(file, problems)
+    _env_defaults(data, env)
+    data["source"] = file
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(file, _explain(exc)) from None
+    problems = _semantic_checks(cfg)
+    if problems:
+        raise ConfigError(file, problems)
+    return cfg
+
+
+def masked(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain data with every secret masked (for `check` and /status)."""
+
+    def mask(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: mask(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [mask(v) for v in node]
+        if key in SECRET_KEYS and node:
+            s = str(node)
+            return "****" + s[-4:] if len(s) > 12 and key != "token_sha256" else "****"
+        return node
+
+    out = cfg.model_dump(mode="json", exclude={"source"})
+    out["resolved_sites"] = [
+        {
+            "id": s.id,
+            "woocommerce": s.woo.model_dump(mode="json"),
+            "brevo": {
+                **s.brevo.model_dump(mode="json"),
+                "dry_run_effective": s.brevo.is_dry_run,
+                "account": s.brevo.account,
+            },
+        }
+        for s in cfg.resolved_sites()
+    ]
+    result: dict[str, Any] = mask(out)
+    return result

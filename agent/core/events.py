@@ -1,0 +1,219 @@
+"""Events as every door hands them to the core, and the one validator they all share."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, NewType
+
+__all__ = [
+    "Action",
+    "Door",
+    "Event",
+    "EventId",
+    "Rejection",
+    "Resource",
+    "SiteId",
+    "content_event_id",
+    "parse_event",
+    "parse_time",
+]
+
+SiteId = NewType("SiteId", str)
+EventId = NewType("EventId", str)
+
+
+class Resource(StrEnum):
+    """The WooCommerce objects the agent understands."""
+
+    CUSTOMER = "customer"
+    ORDER = "order"
+    PRODUCT = "product"
+    VARIATION = "variation"
+    COUPON = "coupon"
+
+
+class Action(StrEnum):
+    """What happened to the object (WooCommerce's webhook events)."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    RESTORED = "restored"
+
+
+class Door(StrEnum):
+    """How an event reached the agent (for metrics and /status; never for semantics)."""
+
+    STREAM = "stream"
+    WEBHOOK = "webhook"
+    POLL = "poll"
+    BACKFILL = "backfill"
+    FILE = "file"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One change to one WooCommerce object, carrying its REST v3 representation."""
+
+    id: EventId
+    topic: str
+    resource: Resource
+    action: Action
+    resource_id: int
+    payload: dict[str, Any]
+    occurred_at: datetime | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    door: Door = Door.STREAM
+    historical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """An event that cannot be used; it is still stored, as a dead letter."""
+
+    id: str
+    code: str
+    message: str
+
+
+_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def parse_time(value: object) -> datetime | None:
+    """WooCommerce/ISO-8601 time → aware UTC datetime; naive values are taken as UTC."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 time, got {type(value).__name__}")
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time, got {value!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _resource_of(topic: str, payload: dict[str, Any]) -> Resource:
+    base = topic.split(".", 1)[0]
+    # WooCommerce sends variations as product.* with the variation's own body (NOTES §1.3);
+    # its body names a parent (wc/v3 since 10.x has parent_id; type is "variation").
+    if base == "product" and (
+        payload.get("type") == "variation"
+        or (payload.get("parent_id") and "variations" not in payload and "type" not in payload)
+    ):
+        return Resource.VARIATION
+    return Resource(base)
+
+
+def content_event_id(
+    topic: str, payload: dict[str, Any], occurred_at: str | None = None
+) -> EventId:
+    """An id derived from content, for doors with no ids of their own (webhooks, files, polls).
+
+    WooCommerce's delivery id is not unique (NOTES §1.1), so the key is topic, resource id and
+    `date_modified_gmt`; a body without it (deleted objects) is keyed on its hash.
+    """
+    rid = payload.get("id")
+    version = payload.get("date_modified_gmt") or occurred_at
+    if not version:
+        version = hashlib.sha256(
+            json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        ).hexdigest()[:16]
+    return EventId(f"{topic}:{rid}:{version}")
+
+
+def parse_event(
+    raw: object, *, door: Door, historical: bool = False, index: int | None = None
+) -> Event | Rejection:
+    """Validate one raw event object; a Rejection names the field and what was expected."""
+    where = f"events[{index}]" if index is not None else "event"
+    if not isinstance(raw, dict):
+        return Rejection("?", "invalid_event", f"{where}: expected an object")
+    raw_id = raw.get("id")
+    payload = raw.get("payload")
+    topic = raw.get("topic")
+    shown_id = raw_id if isinstance(raw_id, str) and _ID.match(raw_id) else "?"
+
+    def reject(code: str, msg: str) -> Rejection:
+        return Rejection(shown_id, code, f"{where}: {msg}")
+
+    if not isinstance(topic, str) or "." not in topic:
+        return reject(
+            "invalid_event", "topic: expected '<resource>.<action>' such as order.updated"
+        )
+    if not isinstance(payload, dict):
+        return reject("invalid_payload", "payload: expected the WooCommerce REST object")
+    base, _, act = topic.partition(".")
+    if base not in {r.value for r in Resource}:
+        return reject("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
+    try:
+        action = Action(act)
+    except ValueError:
+        return reject(
+            "invalid_event",
+            f"topic {topic!r}: action must be created, updated, deleted or restored",
+        )
+    payload_id = payload.get("id")
+    if isinstance(payload_id, bool) or not isinstance(payload_id, int) or payload_id <= 0:
+        return reject("invalid_payload", "payload.id: expected a positive integer")
+    rid = raw.get("resource_id", payload_id)
+    if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
+        return reject("invalid_event", "resource_id: expected a positive integer")
+    if rid != payload_id:
+        return reject(
+            "invalid_payload", f"payload.id ({payload_id}) does not match resource_id ({rid})"
+        )
+    declared = raw.get("resource")
+    resource = _resource_of(topic, payload)
+    if declared is not None:
+        try:
+            resource = Resource(declared)
+        except ValueError:
+            return reject(
+                "unknown_resource",
+                f"resource {declared!r} is not one of customer, order, product, variation, coupon",
+            )
+    if (
+        action is not Action.DELETED
+        and resource is not Resource.CUSTOMER
+        and "date_modified_gmt" not in payload
+    ):
+        return reject(
+            "invalid_payload", "payload.date_modified_gmt: missing (not a REST v3 object?)"
+        )
+    if resource is Resource.CUSTOMER and action is not Action.DELETED and "email" not in payload:
+        return reject("invalid_payload", "payload.email: missing (not a REST v3 customer?)")
+    try:
+        occurred = parse_time(raw.get("occurred_at"))
+    except ValueError as exc:
+        return reject("invalid_event", f"occurred_at: {exc}")
+    extra = raw.get("extra") or {}
+    if not isinstance(extra, dict):
+        return reject("invalid_event", "extra: expected an object")
+    if raw_id is None:
+        event_id = content_event_id(topic, payload, raw.get("occurred_at"))
+    elif isinstance(raw_id, str) and _ID.match(raw_id):
+        event_id = EventId(raw_id)
+    else:
+        return reject("invalid_event", "id: expected 1-128 characters of [A-Za-z0-9._:-]")
+    return Event(
+        id=event_id,
+        topic=topic,
+        resource=resource,
+        action=action,
+        resource_id=rid,
+        payload=payload,
+        occurred_at=occurred,
+        extra=extra,
+        door=door,
+        historical=historical,
+    )

@@ -1,0 +1,95 @@
+"""Brevo intents: what the core asks the forwarder to write, before any endpoint is chosen."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["FAMILY_OF_KIND", "Intent", "Job", "Kind", "Outcome", "body_hash", "merge_bodies"]
+
+
+class Kind(StrEnum):
+    """What a job writes in Brevo."""
+
+    CONTACT = "contact"
+    EVENT = "event"
+    ORDER = "order"
+    PRODUCT = "product"
+    CATEGORY = "category"
+    COUPON = "coupon"
+
+
+# The endpoint family of each kind's single endpoint (reference/brevo/NOTES.md §4).
+FAMILY_OF_KIND: dict[Kind, str] = {
+    Kind.CONTACT: "contacts",
+    Kind.EVENT: "events",
+    Kind.ORDER: "orders",
+    Kind.PRODUCT: "products",
+    Kind.CATEGORY: "other",
+    Kind.COUPON: "other",
+}
+
+
+def canonical(body: Any) -> str:
+    """JSON with sorted keys: the form hashed and stored."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def body_hash(body: Any) -> str:
+    """A short stable hash of a body, for dedupe."""
+    return hashlib.sha256(canonical(body).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One thing Brevo should hold, keyed so that later intents for the same thing coalesce."""
+
+    kind: Kind
+    key: str
+    body: dict[str, Any]
+    historical: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What processing one stored event decided (agent.core.pipeline.decide)."""
+
+    object_state: dict[str, Any] | None = None
+    intents: tuple[Intent, ...] = ()
+    dead: tuple[tuple[str, str], ...] = ()  # (code, message)
+    account: str = ""
+
+
+@dataclass(slots=True)
+class Job:
+    """A stored intent with its delivery bookkeeping."""
+
+    id: int
+    account: str
+    site: str
+    kind: Kind
+    key: str
+    body: dict[str, Any]
+    historical: bool
+    attempts: int = 0
+    single_only: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def merge_bodies(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Latest wins, except that contacts keep attributes and lists that the newer intent lacks."""
+    if kind is Kind.CONTACT:
+        merged = dict(old)
+        merged.update({k: v for k, v in new.items() if k not in ("attributes", "listIds")})
+        merged["attributes"] = {**old.get("attributes", {}), **new.get("attributes", {})}
+        lists = sorted(set(old.get("listIds", [])) | set(new.get("listIds", [])))
+        if lists:
+            merged["listIds"] = lists
+        return merged
+    if kind is Kind.COUPON:
+        codes = sorted(set(old.get("codes", [])) | set(new.get("codes", [])))
+        return {**new, "codes": codes}
+    return new

@@ -1,0 +1,71 @@
+"""Lifecycle derivation: the topics a change means, from the previous state to the new one.
+
+Derived from state, not from the door's topic, so the same change gives the same events whether
+the plugin, a native webhook or the poller brought it (DESIGN.md, data path step 5).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent.core.events import Action, Event, Resource
+
+__all__ = ["derive_topics", "object_state"]
+
+PAID = frozenset({"processing", "completed"})
+DRAFTS = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
+
+
+def object_state(event: Event) -> dict[str, Any]:
+    """What the agent remembers of an object to derive the next transition."""
+    p = event.payload
+    state: dict[str, Any] = {
+        "version": p.get("date_modified_gmt") or "",
+        "deleted": event.action is Action.DELETED,
+    }
+    if event.resource is Resource.ORDER and event.action is not Action.DELETED:
+        state["status"] = p.get("status")
+        refunds = p.get("refunds") or []
+        state["refunds"] = sorted(
+            r["id"] for r in refunds if isinstance(r, dict) and isinstance(r.get("id"), int)
+        )
+    return state
+
+
+def derive_topics(event: Event, prior: dict[str, Any] | None) -> list[str]:
+    """Topics for this change: WooCommerce's own (`order.created` …) plus derived lifecycle
+    topics (`order.paid`, `order.fulfilled`, `order.refunded`, `order.cancelled`)."""
+    res = event.resource.value if event.resource is not Resource.VARIATION else "product"
+    if event.action is Action.DELETED:
+        return [] if prior and prior.get("deleted") else [f"{res}.deleted"]
+    if event.resource is Resource.ORDER and event.payload.get("status") in DRAFTS:
+        return []  # an order exists for marketing once it leaves draft (NOTES §4, orders)
+    topics: list[str] = []
+    existed = (
+        prior is not None
+        and not prior.get("deleted")
+        and (event.resource is not Resource.ORDER or prior.get("status") not in DRAFTS)
+    )
+    if prior is not None and prior.get("deleted"):
+        topics.append(f"{res}.restored")
+    elif not existed:
+        topics.append(f"{res}.created")
+    else:
+        topics.append(f"{res}.updated")
+    if event.resource is Resource.ORDER:
+        old = (prior or {}).get("status") if existed else None
+        new = event.payload.get("status")
+        if new != old:
+            if new in PAID and old not in PAID:
+                topics.append("order.paid")
+            if new == "completed":
+                topics.append("order.fulfilled")
+            if new == "cancelled":
+                topics.append("order.cancelled")
+        new_refunds = {r for r in object_state(event).get("refunds", [])}
+        old_refunds = set((prior or {}).get("refunds", []))
+        if new_refunds - old_refunds or (
+            new == "refunded" and old != "refunded" and not old_refunds
+        ):
+            topics.append("order.refunded")
+    return topics

@@ -1,0 +1,110 @@
+"""Value conversions from WooCommerce's REST representation to what Brevo accepts. Pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+
+__all__ = [
+    "brevo_date",
+    "brevo_datetime",
+    "get_path",
+    "money",
+    "normalize_email",
+    "phone_e164",
+]
+
+_MISSING = object()
+
+
+def money(value: object) -> float | None:
+    """WooCommerce money strings ("18.00", "1,234.50" never: REST uses dots) → float, 2 places."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(round(Decimal(str(value)), 2))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _utc(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # WooCommerce's *_gmt fields are naive UTC; the agent only reads the _gmt variants.
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def brevo_date(value: object) -> str | None:
+    """Date attributes take YYYY-MM-DD (reference/brevo/NOTES.md, Attributes)."""
+    dt = _utc(value)
+    return dt.strftime("%Y-%m-%d") if dt else None
+
+
+def brevo_datetime(value: object) -> str | None:
+    """Orders take UTC `YYYY-MM-DDTHH:mm:ssZ` (NOTES.md, eCommerce → orders)."""
+    dt = _utc(value)
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+
+
+def normalize_email(value: object) -> str | None:
+    """Lowercased, syntax-checked address, or None (no DNS lookups: the agent runs offline)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        info = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return None
+    return info.normalized.lower()
+
+
+def phone_e164(number: object, country: object) -> str | None:
+    """A phone in E.164 (+33612345678), read with the billing country as the default region."""
+    if not isinstance(number, str) or not number.strip():
+        return None
+    region = country.upper() if isinstance(country, str) and len(country) == 2 else None
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def get_path(obj: dict[str, Any], path: str) -> Any:
+    """`billing.phone`, `meta_data.loyalty_points` (WooCommerce's [{key, value}] list) → value."""
+    parts = path.split(".")
+    node: Any = obj
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part == "meta_data" and isinstance(node, dict):
+            meta = node.get("meta_data")
+            if i + 1 >= len(parts) or not isinstance(meta, list):
+                return None
+            key = parts[i + 1]
+            found: Any = _MISSING
+            for entry in meta:
+                if isinstance(entry, dict) and entry.get("key") == key:
+                    found = entry.get("value")  # later entries win, as get_meta() does
+            if found is _MISSING:
+                return None
+            node = found
+            i += 2
+            continue
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+        i += 1
+    return node

@@ -1,0 +1,73 @@
+"""Retry policy: one function decides what every Brevo answer means, and backoff is a function."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["Verdict", "VerdictKind", "backoff_delay", "classify", "rate_limit_reset"]
+
+
+class VerdictKind(StrEnum):
+    """What the forwarder does with an answer."""
+
+    OK = "ok"
+    RATE_LIMITED = "rate_limited"  # 429: wait for the window's reset, no attempt counted
+    RETRY = "retry"  # 425, 5xx, network: jittered backoff, attempt counted
+    ACCOUNT = "account"  # 401/402/403: the key or the account is wrong; pause, keep the jobs
+    PERMANENT = "permanent"  # other 4xx: dead letter (a batch is split first)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision and what it needs."""
+
+    kind: VerdictKind
+    wait: float = 0.0
+
+
+def rate_limit_reset(headers: dict[str, str]) -> float | None:
+    """`x-sib-ratelimit-reset`: seconds until the window resets, relative (NOTES.md §4)."""
+    raw = headers.get("x-sib-ratelimit-reset")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def classify(status: int | None, headers: dict[str, str] | None = None) -> Verdict:
+    """Map a status (None: network error or timeout) to a verdict."""
+    if status is None:
+        return Verdict(VerdictKind.RETRY)
+    if 200 <= status < 300:
+        return Verdict(VerdictKind.OK)
+    if status == 429:
+        # Brevo sends no Retry-After; its reset header says when the window ends (NOTES §4).
+        reset = rate_limit_reset(headers or {})
+        return Verdict(VerdictKind.RATE_LIMITED, 1.0 if reset is None else reset)
+    if status == 425:
+        # "Too Early" on contact writes: undocumented, likely a concurrent write (NOTES §3).
+        return Verdict(VerdictKind.RETRY)
+    if status in (401, 402, 403):
+        return Verdict(VerdictKind.ACCOUNT)
+    if status in (408, 409) or status >= 500:
+        return Verdict(VerdictKind.RETRY)
+    return Verdict(VerdictKind.PERMANENT)
+
+
+def backoff_delay(
+    attempts: int,
+    *,
+    initial: float = 1.0,
+    factor: float = 2.0,
+    max_delay: float = 60.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Delay before attempt `attempts + 1`: exponential, capped, with equal jitter (half fixed,
+    half random) so a crowd of retries spreads out without ever retrying at once."""
+    base = min(max_delay, initial * factor ** max(0, attempts))
+    r = (rng or random).random()
+    return base / 2 + r * base / 2

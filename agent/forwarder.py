@@ -1,0 +1,387 @@
+"""The forwarder: drains Brevo jobs per account within Brevo's limits, never losing one.
+
+One `AccountWorker` per Brevo account (agencies run one account per store), one loop per job
+kind inside it, one Budget per endpoint family shared by the loops (agent/core/planner.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from agent.brevo import BrevoClient, BrevoResponse
+from agent.config import BREVO_FAMILIES, BrevoSection
+from agent.core.jobs import Job, Kind
+from agent.core.planner import (
+    BATCH_ONLY,
+    PLAN_LIMITS,
+    Budget,
+    Request,
+    batch_request,
+    choose,
+    single_request,
+)
+from agent.core.retry import VerdictKind, backoff_delay, classify
+
+if TYPE_CHECKING:
+    from agent.app import App
+
+__all__ = ["AccountWorker", "Forwarder"]
+
+log = logging.getLogger("agent.forwarder")
+
+MAX_IN_FLIGHT = 8
+# Kinds in the order a backlog should reach Brevo: catalogue first, then people, then orders.
+KIND_ORDER = (Kind.CATEGORY, Kind.PRODUCT, Kind.CONTACT, Kind.COUPON, Kind.ORDER, Kind.EVENT)
+
+
+class Forwarder:
+    """Starts one worker per Brevo account named by the sites; `wake()` after new jobs."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.workers: dict[str, AccountWorker] = {}
+        self.progress = asyncio.Event()
+        for site in app.sites.values():
+            if site.brevo.account not in self.workers:
+                self.workers[site.brevo.account] = AccountWorker(self, site.brevo)
+
+    async def __aenter__(self) -> Forwarder:
+        for w in self.workers.values():
+            await w.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop every worker; in-flight requests are cancelled and their jobs stay queued."""
+        await asyncio.gather(*(w.close() for w in self.workers.values()))
+
+    def wake(self) -> None:
+        """New jobs may be waiting."""
+        for w in self.workers.values():
+            w.wake()
+
+    async def wait_progress(self, seconds: float) -> None:
+        """Wait until a request finished (or `seconds` passed)."""
+        self.progress.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.progress.wait(), seconds)
+
+    def ready(self) -> tuple[bool, str]:
+        """For /readyz: every account usable (dry-run counts as usable)."""
+        for w in self.workers.values():
+            if w.account_error:
+                return False, w.account_error
+        return True, "ok"
+
+
+class AccountWorker:
+    """Everything for one Brevo account: its client, its budgets and its loops."""
+
+    def __init__(self, forwarder: Forwarder, cfg: BrevoSection) -> None:
+        self.forwarder = forwarder
+        self.app = forwarder.app
+        self.cfg = cfg
+        self.account = cfg.account
+        limits = dict(PLAN_LIMITS[cfg.plan])
+        for fam, windows in (cfg.rate_limits or {}).items():
+            limits[fam] = [(w.count, w.per) for w in windows]
+        self.budgets = {fam: Budget.of(limits[fam]) for fam in BREVO_FAMILIES}
+        self.client = BrevoClient(
+            cfg.base_url, cfg.api_key, timeout=cfg.timeout, dry_run=cfg.is_dry_run
+        )
+        self.slots = {fam: asyncio.Semaphore(MAX_IN_FLIGHT) for fam in BREVO_FAMILIES}
+        self.wakeup = asyncio.Event()
+        self.account_error: str | None = None
+        self.paused_until = 0.0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._rng = random.Random()
+        self._setup_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Open the client and start one loop per kind."""
+        await self.client.__aenter__()
+        self._tasks = [
+            asyncio.create_task(self._loop(kind), name=f"forward-{kind}") for kind in KIND_ORDER
+        ]
+
+    async def close(self) -> None:
+        """Cancel loops and requests; the store puts claimed jobs back on the next start."""
+        for t in [*self._tasks, *self._inflight]:
+            t.cancel()
+        for t in [*self._tasks, *self._inflight]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await self._give_back_claimed()
+        await self.client.__aexit__(None, None, None)
+
+    async def _give_back_claimed(self) -> None:
+        # Jobs claimed by cancelled requests return to the queue now rather than at restart.
+        await self.app.store.unclaim(self.account)
+
+    def wake(self) -> None:
+        """Wake every loop."""
+        self.wakeup.set()
+
+    def now(self) -> float:
+        """The app's clock."""
+        return self.app.clock()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake early when new jobs arrive."""
+        self.wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.wakeup.wait(), max(0.001, seconds))
+
+    async def _loop(self, kind: Kind) -> None:
+        store = self.app.store
+        while True:
+            try:
+                now = self.now()
+                if now < self.paused_until:
+                    await asyncio.sleep(self.paused_until - now)
+                    continue
+                counts = await store.pending_counts(self.account, now)
+                depth = counts.get(kind, 0)
+                self.app.metrics.set(
+                    "woobrevo_queue_depth", depth, account=self.account, kind=kind.value
+                )
+                if depth == 0:
+                    due = await store.next_due(self.account)
+                    await self._sleep(5.0 if due is None else max(0.05, min(5.0, due - now)))
+                    continue
+                plan = choose(kind, depth, self.budgets, now, self.cfg.live_window)
+                budget = self.budgets[plan.family]
+                if not self.client.dry_run:
+                    wait = budget.delay(now)
+                    if wait > 0:
+                        self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=plan.family)
+                        self.app.metrics.inc(
+                            "woobrevo_rate_limit_wait_seconds_total",
+                            min(wait, 5.0),
+                            family=plan.family,
+                        )
+                        await asyncio.sleep(min(wait, 5.0))
+                        continue
+                slot = self.slots[plan.family]
+                await slot.acquire()
+                try:
+                    jobs = await store.claim(
+                        self.account,
+                        kind,
+                        plan.size,
+                        self.now(),
+                        single=None if not plan.batch else False,
+                    )
+                    if not jobs and plan.batch:
+                        jobs = await store.claim(self.account, kind, 1, self.now())
+                    if not jobs:
+                        slot.release()
+                        await self._sleep(0.05)
+                        continue
+                    request = await self._build(jobs, plan.batch)
+                except BaseException:
+                    slot.release()
+                    raise
+                if request is None:
+                    slot.release()
+                    continue
+                if request.extra_jobs:
+                    await store.retry(
+                        request.extra_jobs, 0.0, "not carried by this batch", count_attempt=False
+                    )
+                if not self.client.dry_run:
+                    self.budgets[request.family].take(self.now())
+                task = asyncio.create_task(self._send(request, slot))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "forwarder loop for %s on %s failed; restarting in 1s", kind, self.account
+                )
+                await asyncio.sleep(1.0)
+
+    async def _build(self, jobs: list[Job], batch: bool) -> Request | None:
+        kind = jobs[0].kind
+        collection_id = None
+        if kind is Kind.COUPON:
+            collection_id = await self._coupon_collection(jobs[0].body["collection"])
+            if collection_id is None:
+                await self.app.store.retry(
+                    jobs, self.now() + 60, "coupon collection unavailable", count_attempt=False
+                )
+                return None
+        if kind in (Kind.PRODUCT, Kind.ORDER, Kind.CATEGORY):
+            await self._ecommerce_activated()
+        if batch and (len(jobs) > 1 or kind in BATCH_ONLY):
+            return batch_request(jobs, collection_id=collection_id)
+        req = single_request(jobs[0], collection_id=collection_id)
+        if len(jobs) > 1:
+            return Request(req.method, req.path, req.body, req.jobs, req.family, tuple(jobs[1:]))
+        return req
+
+    async def _call(self, method: str, path: str, body: object, family: str) -> BrevoResponse:
+        """A setup call (activation, collections) under the family's budget."""
+        budget = self.budgets[family]
+        if not self.client.dry_run:
+            while (wait := budget.delay(self.now())) > 0:  # noqa: ASYNC110 - a clock, not an event
+                await asyncio.sleep(min(wait, 5.0))
+            budget.take(self.now())
+        resp = await self.client.request(method, path, body)
+        self._observe(family, resp)
+        self.app.metrics.inc(
+            "woobrevo_brevo_calls_total", family=family, endpoint=path, status=str(resp.status)
+        )
+        return resp
+
+    async def _ecommerce_activated(self) -> None:
+        # Brevo's ecommerce endpoints need a one-time activation per account (NOTES §2).
+        key = f"ecommerce_activated:{self.account}"
+        async with self._setup_lock:
+            if await self.app.store.get_meta(key):
+                return
+            resp = await self._call("POST", "/ecommerce/activate", None, "other")
+            if resp.status is not None and resp.status < 500 and resp.status != 429:
+                await self.app.store.set_meta(key, "1")
+                if resp.status >= 300:
+                    log.warning(
+                        "brevo ecommerce activation answered %s %s: %s",
+                        resp.status,
+                        resp.code,
+                        resp.message,
+                    )
+
+    async def _coupon_collection(self, name: str) -> str | None:
+        key = f"coupon_collection:{self.account}:{name}"
+        known = await self.app.store.get_meta(key)
+        if known:
+            return known
+        resp = await self._call(
+            "POST", "/couponCollections", {"name": name, "defaultCoupon": name}, "other"
+        )
+        if (
+            resp.status is not None
+            and 200 <= resp.status < 300
+            and isinstance(resp.body, dict)
+            and resp.body.get("id")
+        ):
+            cid = str(resp.body["id"])
+            await self.app.store.set_meta(key, cid)
+            return cid
+        # Already there under that name: find it (GET is in the same bucket).
+        found = await self._call("GET", "/couponCollections?limit=100", None, "other")
+        if isinstance(found.body, dict):
+            for c in found.body.get("collections", []) or []:
+                if isinstance(c, dict) and c.get("name") == name and c.get("id"):
+                    await self.app.store.set_meta(key, str(c["id"]))
+                    return str(c["id"])
+        log.warning(
+            "brevo coupon collection %r unavailable: %s %s", name, resp.status, resp.message
+        )
+        return None
+
+    def _observe(self, family: str, resp: BrevoResponse) -> None:
+        h = resp.headers
+
+        def num(name: str) -> float | None:
+            try:
+                return float(h[name]) if name in h else None
+            except ValueError:
+                return None
+
+        limit, remaining, reset = (
+            num("x-sib-ratelimit-limit"),
+            num("x-sib-ratelimit-remaining"),
+            num("x-sib-ratelimit-reset"),
+        )
+        self.budgets[family].observe(
+            self.now(),
+            int(limit) if limit is not None else None,
+            int(remaining) if remaining is not None else None,
+            reset,
+        )
+
+    async def _send(self, request: Request, slot: asyncio.Semaphore) -> None:
+        store = self.app.store
+        try:
+            resp = await self.client.request(request.method, request.path, request.body)
+        except BaseException:
+            slot.release()
+            raise
+        slot.release()
+        self._observe(request.family, resp)
+        self.app.metrics.inc(
+            "woobrevo_brevo_calls_total",
+            family=request.family,
+            endpoint=request.path,
+            status=str(resp.status),
+        )
+        verdict = classify(resp.status, resp.headers)
+        jobs = list(request.jobs)
+        now = self.now()
+        try:
+            if verdict.kind is VerdictKind.OK:
+                self.account_error = None
+                await store.complete(jobs)
+            elif verdict.kind is VerdictKind.RATE_LIMITED:
+                log.info("brevo 429 on %s; retry in %.1fs", request.family, verdict.wait)
+                self.budgets[request.family].block(now, verdict.wait)
+                self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=request.family)
+                await store.retry(jobs, now + verdict.wait, "429 rate limited", count_attempt=False)
+            elif verdict.kind is VerdictKind.RETRY:
+                attempts = max(j.attempts for j in jobs)
+                delay = backoff_delay(attempts, max_delay=self.cfg.max_backoff, rng=self._rng)
+                log.warning(
+                    "brevo %s on %s %s (%s); retry in %.1fs",
+                    resp.status or "error",
+                    request.method,
+                    request.path,
+                    resp.message,
+                    delay,
+                )
+                await store.retry(jobs, now + delay, f"{resp.status} {resp.message}")
+            elif verdict.kind is VerdictKind.ACCOUNT:
+                self.account_error = (
+                    f"brevo refused the account: {resp.status} {resp.code}: {resp.message}"
+                )
+                log.error(
+                    "%s; check brevo.api_key and the plan; pausing this account for 60s",
+                    self.account_error,
+                )
+                self.paused_until = now + 60.0
+                await store.retry(jobs, now + 60.0, self.account_error, count_attempt=False)
+            elif len(jobs) > 1:
+                # One bad item fails a whole batch: resend them one by one, so the bad one is
+                # found with Brevo's own message and the rest still go through.
+                log.warning(
+                    "brevo %s on batch %s (%s); resending %d items one by one",
+                    resp.status,
+                    request.path,
+                    resp.message,
+                    len(jobs),
+                )
+                await store.retry(
+                    jobs,
+                    now,
+                    f"{resp.status} {resp.message}",
+                    single_only=True,
+                    count_attempt=False,
+                )
+            else:
+                job = jobs[0]
+                log.warning(
+                    "brevo %s %s on %s %s: dead letter", resp.status, resp.code, job.kind, job.key
+                )
+                self.app.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
+                await store.dead_letter(job, resp.code, resp.message)
+        finally:
+            self.forwarder.progress.set()
+            self.wake()

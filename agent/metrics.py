@@ -1,0 +1,74 @@
+"""Counters and gauges, rendered in Prometheus' text format at /metrics. No secret goes in a label."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+__all__ = ["Metrics"]
+
+_HELP = {
+    "woobrevo_events_in_total": ("counter", "Events received, by door and site."),
+    "woobrevo_acks_total": ("counter", "Batches acked on the stream, by site."),
+    "woobrevo_rejected_total": (
+        "counter",
+        "Events rejected (stored as dead letters), by door and site.",
+    ),
+    "woobrevo_dead_letters_total": ("counter", "Brevo writes refused for good, by kind."),
+    "woobrevo_brevo_calls_total": ("counter", "Brevo requests, by family, endpoint and status."),
+    "woobrevo_rate_limit_waits_total": (
+        "counter",
+        "Times the forwarder waited for a Brevo rate limit.",
+    ),
+    "woobrevo_rate_limit_wait_seconds_total": (
+        "counter",
+        "Seconds spent waiting for Brevo limits.",
+    ),
+    "woobrevo_queue_depth": ("gauge", "Pending Brevo jobs, by account and kind."),
+    "woobrevo_inbox_depth": ("gauge", "Events stored but not processed yet."),
+    "woobrevo_stream_connections": ("gauge", "Open websocket connections, by site."),
+    "woobrevo_site_mode": ("gauge", "1 for the site's current mode (stream or polling)."),
+}
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Metrics:
+    """A tiny thread-safe registry: `inc`, `set`, `render`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, dict[tuple[tuple[str, str], ...], float]] = defaultdict(dict)
+
+    def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
+        """Add to a counter."""
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            series = self._values[name]
+            series[key] = series.get(key, 0.0) + value
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        """Set a gauge."""
+        key = tuple(sorted(labels.items()))
+        with self._lock:
+            self._values[name][key] = value
+
+    def get(self, name: str, **labels: str) -> float:
+        """Read one series (tests, /status)."""
+        with self._lock:
+            return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
+
+    def render(self) -> str:
+        """Prometheus text exposition format 0.0.4."""
+        lines: list[str] = []
+        with self._lock:
+            for name in sorted(self._values):
+                kind, help_text = _HELP.get(name, ("untyped", name))
+                lines.append(f"# HELP {name} {help_text}")
+                lines.append(f"# TYPE {name} {kind}")
+                for labels, value in sorted(self._values[name].items()):
+                    lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+                    lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,92 @@
+"""The processor: turns stored events into Brevo jobs, in arrival order, as they come in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from agent.core.events import Event
+from agent.core.jobs import Outcome
+from agent.core.pipeline import decide, order_fact
+
+if TYPE_CHECKING:
+    from agent.app import App
+
+__all__ = ["Processor"]
+
+log = logging.getLogger("agent.processor")
+
+BATCH = 500
+
+
+class Processor:
+    """Owns one background task; `drain()` is its run-once mode."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Processor:
+        self._task = asyncio.create_task(self._loop(), name="processor")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop the loop; a row being processed finishes its transaction or rolls back."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _decide(
+        self, site_id: str, event: Event, prior: dict[str, Any] | None, aggregates: Any
+    ) -> Outcome:
+        site = self.app.sites.get(site_id)
+        if site is None:
+            return Outcome(
+                dead=(("unknown_site", f"site {site_id!r} is not in the config any more"),)
+            )
+        return decide(
+            site,
+            event,
+            prior,
+            aggregates,
+            now=self.app.clock(),
+            historical_after=self.app.cfg.agent.historical_after,
+        )
+
+    def _facts(self, site_id: str, event: Event) -> tuple[str, str, float, str] | None:
+        site = self.app.sites.get(site_id)
+        return None if site is None else order_fact(site, event)
+
+    async def drain(self) -> int:
+        """Process everything stored so far; returns how many events were processed."""
+        total = 0
+        async with self._lock:
+            while True:
+                n = await self.app.store.process_pending(BATCH, self._decide, self._facts)
+                total += n
+                if n < BATCH:
+                    break
+        if total:
+            self.app.forwarder.wake()
+        return total
+
+    async def _loop(self) -> None:
+        store = self.app.store
+        while True:
+            store.ingested.clear()
+            try:
+                await self.drain()
+            except Exception:
+                # One bad row must not stop the agent; it stays pending and is retried.
+                log.exception("processing failed; retrying in 5s")
+                await asyncio.sleep(5)
+                continue
+            await store.ingested.wait()
