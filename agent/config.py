@@ -307,7 +307,8 @@ class SiteEntry(_Model):
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
     brevo: BrevoSection | None = None
-    overrides: dict[str, Any] = Field(default_factory=dict)
+    overrides: WooSection = WooSection()
+    override_keys: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -321,6 +322,7 @@ class SiteEntry(_Model):
             allowed = ", ".join(["id", "brevo", *sorted(_WOO_KEYS)])
             raise ValueError(f"unknown key {unknown[0]!r} in a site; expected one of: {allowed}")
         own["overrides"] = rest
+        own["override_keys"] = tuple(rest)
         return own
 
 
@@ -362,9 +364,8 @@ class Config(_Model):
             return [SiteConfig(id="default", woo=base, brevo=self.brevo)]
         out = []
         for entry in self.sites:
-            merged = base.model_dump()
-            merged.update(entry.overrides)
-            woo = WooSection.model_validate(merged)
+            update = {k: getattr(entry.overrides, k) for k in entry.override_keys}
+            woo = base.model_copy(update=update)
             out.append(SiteConfig(id=entry.id, woo=woo, brevo=entry.brevo or self.brevo))
         return out
 
