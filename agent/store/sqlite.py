@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from agent.core.events import Action, Event, Rejection, Resource
 from agent.core.jobs import Intent, Job, Kind, Outcome, body_hash, canonical, merge_bodies
 
@@ -172,6 +174,10 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self.ingested = asyncio.Event()
         self.jobs_added = asyncio.Event()
+        self._ingest_queue: list[
+            tuple[str, list[Event], list[tuple[Rejection, object]], asyncio.Future[IngestResult]]
+        ] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -231,31 +237,64 @@ class SqliteStore:
         rejected: Sequence[tuple[Rejection, object]] = (),
     ) -> IngestResult:
         """Store a batch in one transaction; replays are no-ops. The one entry point of every door."""
-        result = await self._run(self._ingest, site, events, rejected)
+        # Group commit: batches that arrive while a commit is running share the next one, so
+        # many connections cost one fsync per round instead of one each.
+        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._ingest_queue.append((site, list(events), list(rejected), fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_ingest(), name="store-ingest")
+        result = await fut
         if result.new:
             self.ingested.set()
         return result
 
-    def _ingest(
-        self, site: str, events: Sequence[Event], rejected: Sequence[tuple[Rejection, object]]
-    ) -> IngestResult:
+    async def _flush_ingest(self) -> None:
+        while self._ingest_queue:
+            group, self._ingest_queue = self._ingest_queue, []
+            try:
+                results = await self._run(self._ingest_group, [(s, e, r) for s, e, r, _ in group])
+            except Exception as exc:
+                for *_, fut in group:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (*_, fut), res in zip(group, results, strict=True):
+                if not fut.done():
+                    fut.set_result(res)
+
+    def _ingest_group(
+        self, group: list[tuple[str, list[Event], list[tuple[Rejection, object]]]]
+    ) -> list[IngestResult]:
         now = time.time()
         with self._tx() as db:
-            new = self._ingest_rows(db, site, events, now)
-            for rej, raw in rejected:
-                ref = f"{site}:{rej.id}"
-                exists = db.execute(
-                    "SELECT 1 FROM dead_letters WHERE origin='event' AND ref=?", (ref,)
-                ).fetchone()
-                if rej.id != "?" and exists:
-                    continue
-                db.execute(
-                    "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
-                    " VALUES (?, 'event', ?, 'event', ?, ?, ?, ?)",
-                    (site, ref, rej.code, rej.message, _dump_raw(raw), now),
-                )
-            if events:
-                self._bump(db, site, "events_in", len(events))
+            return [
+                self._ingest_one(db, site, events, rejected, now)
+                for site, events, rejected in group
+            ]
+
+    def _ingest_one(
+        self,
+        db: sqlite3.Connection,
+        site: str,
+        events: Sequence[Event],
+        rejected: Sequence[tuple[Rejection, object]],
+        now: float,
+    ) -> IngestResult:
+        new = self._ingest_rows(db, site, events, now)
+        for rej, raw in rejected:
+            ref = f"{site}:{rej.id}"
+            exists = db.execute(
+                "SELECT 1 FROM dead_letters WHERE origin='event' AND ref=?", (ref,)
+            ).fetchone()
+            if rej.id != "?" and exists:
+                continue
+            db.execute(
+                "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
+                " VALUES (?, 'event', ?, 'event', ?, ?, ?, ?)",
+                (site, ref, rej.code, rej.message, _dump_raw(raw), now),
+            )
+        if events:
+            self._bump(db, site, "events_in", len(events))
         return IngestResult([e.id for e in events], [r for r, _ in rejected], new)
 
     def _ingest_rows(
@@ -274,8 +313,8 @@ class SqliteStore:
                 now,
                 e.door.value,
                 int(e.historical),
-                json.dumps(e.payload, separators=(",", ":"), ensure_ascii=False),
-                json.dumps(e.extra, separators=(",", ":")),
+                orjson.dumps(e.payload).decode(),
+                orjson.dumps(e.extra).decode(),
             )
             for e in events
         ]
@@ -855,8 +894,8 @@ def _event_from_row(row: Sequence[Any]) -> Event:
         occurred_at=parse_time(row[7]),
         door=Door(row[8]),
         historical=bool(row[9]),
-        payload=json.loads(row[10]),
-        extra=json.loads(row[11]),
+        payload=orjson.loads(row[10]),
+        extra=orjson.loads(row[11]),
     )
 
 
