@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.core.events import Door, Event, parse_event  # noqa: E402
-from agent.store import SqliteStore  # noqa: E402
-from tests.conftest import ref  # noqa: E402
+from agent.core.events import Door, Event, parse_event
+from agent.store import SqliteStore
+from tests.conftest import ref
 
 
 def make_events(n: int) -> list[Event]:
