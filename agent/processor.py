@@ -18,7 +18,7 @@ __all__ = ["Processor"]
 
 log = logging.getLogger("agent.processor")
 
-BATCH = 500
+BATCH = 50  # small transactions: ingest waits at most one of them for the store thread
 
 
 class Processor:

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The plugin's benchmarks in one go: sets up the test WordPress (tests/php/run.sh --setup-only:
+# private MariaDB, Debian's WordPress, the plugin, the WooCommerce double), runs
+#   bench/plugin_order_save.php                     plugin on vs off on an order save
+#   bench/plugin_shipper_throughput.php             PHP client → agent, no WordPress (wire)
+#   bench/plugin_shipper_throughput.php --shipper   WooBrevo_Shipper::tick() in WordPress → agent
+# and stops MariaDB at exit. Each prints one JSON line. Usage: bash bench/plugin_run.sh
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ENV_FILE="$(mktemp /tmp/woobrevo-bench-env.XXXXXX)"
+trap 'bash "$REPO/tests/php/run.sh" --stop --env-file "$ENV_FILE" >/dev/null 2>&1 || true; rm -f "$ENV_FILE"' EXIT
+bash "$REPO/tests/php/run.sh" --setup-only --env-file "$ENV_FILE" >&2
+WOOBREVO_WP_DIR="$(sed -n 's/^WOOBREVO_WP_SINGLE=//p' "$ENV_FILE")"
+export WOOBREVO_WP_DIR
+cd "$REPO"
+php bench/plugin_order_save.php --orders 50 --rounds 20
+php bench/plugin_shipper_throughput.php --events 10000
+php bench/plugin_shipper_throughput.php --shipper --events 3000

@@ -1,0 +1,353 @@
+"""The forwarder against the Brevo fake: spec-valid requests, limits, faults, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.app import App
+from agent.config import load_config
+from agent.core.events import Door, Event, parse_event
+from tests.conftest import ROOT, UNIT, ref, write_config
+from tests.fakes.brevo import BrevoFake
+
+# The issue asks for a five-minute outage; CI runs it in full, a developer may shorten it.
+OUTAGE_SECONDS = float(
+    os.environ.get("WOOBREVO_OUTAGE_SECONDS", "300" if os.environ.get("CI") else "20")
+)
+
+REFERENCE = [
+    ("customer.updated", "customer.json"),
+    ("customer.created", "25-customer_create_1.json"),
+    ("customer.created", "26-customer_create_2.json"),
+    ("customer.created", "27-customer_create_3.json"),
+    ("product.created", "product_simple.json"),
+    ("product.created", "product_variable.json"),
+    ("product.created", "variation.json"),
+    ("product.created", "35-product_create_simple.json"),
+    ("product.created", "36-product_create_simple_virtual.json"),
+    ("product.created", "37-product_create_variable.json"),
+    ("product.created", "38-variation_create_S.json"),
+    ("product.created", "39-variation_create_M.json"),
+    ("coupon.created", "coupon.json"),
+    ("coupon.created", "44-coupon_create_percent.json"),
+    ("order.created", "order.json"),
+    ("order.created", "order_retrieve_727.json"),
+    ("order.created", "48-order_create_completed.json"),
+    ("order.created", "49-order_create_processing.json"),
+    ("order.updated", "51-order_get_refunded.json"),
+    ("order.created", "53-order_create_guest_on_hold.json"),
+    ("order.updated", "54-order_update_status_processing.json"),
+]
+
+
+def brevo_config(base: dict[str, Any], fake: BrevoFake, **brevo: Any) -> dict[str, Any]:
+    base["brevo"] = {
+        "api_key": fake.api_key,
+        "base_url": fake.base_url,
+        "dry_run": False,
+        "max_backoff": "2s",
+        **brevo,
+    }
+    return base
+
+
+def events_from(pairs: list[tuple[str, str]], *, recent: bool = True) -> list[Event]:
+    out = []
+    for topic, name in pairs:
+        payload = ref(name)
+        if recent and "date_modified_gmt" in payload and payload["date_modified_gmt"] < "2026":
+            payload["date_modified_gmt"] = "2026-11-26T12:00:00"
+        ev = parse_event({"topic": topic, "payload": payload}, door=Door.WEBHOOK)
+        assert isinstance(ev, Event), (name, ev)
+        out.append(ev)
+    return out
+
+
+async def start_app(tmp_path: Path, data: dict[str, Any]) -> App:
+    cfg = load_config(write_config(tmp_path / "c.yaml", data), env={})
+    return App(cfg, doors=False)
+
+
+async def test_every_reference_object_reaches_brevo_spec_valid(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    base_config["connectors"]["woocommerce"]["customer_mapping"]["meta_data.loyalty_tier"] = (
+        "LOYALTY_TIER"
+    )
+    async with BrevoFake() as fake:
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            await app.store.ingest("default", events_from(REFERENCE))
+            await app.wait_idle(60 * UNIT)
+        fake.assert_no_spec_violations()
+        # contacts: every customer and every order's email, with mapped and computed attributes
+        alice = fake.contacts["alice@example.com"]
+        assert alice["attributes"]["FIRSTNAME"] == "Alice"
+        assert alice["attributes"]["LOYALTY_TIER"] == "gold"
+        assert alice["attributes"]["ORDER_COUNT"] == 1
+        assert alice["attributes"]["TOTAL_SPENT"] == 37.28
+        assert set(alice["listIds"]) == {50, 51}
+        assert fake.contacts["zoe@example.com"]["listIds"] == [50]  # no order yet
+        # orders, field by field for one, present for all
+        o19 = fake.orders["19"]
+        assert (o19["status"], o19["amount"], o19["coupons"]) == ("completed", 37.28, ["welcome10"])
+        assert o19["identifiers"] == {"email_id": "alice@example.com"}
+        assert o19["products"] == [{"productId": "12", "quantity": 2, "price": 16.19}]
+        assert {"723", "727", "19", "20", "22"} <= set(fake.orders)
+        assert fake.orders["22"]["status"] == "processing"  # the later version won
+        assert fake.orders["20"]["status"] == "refunded"
+        # products and variations
+        assert fake.products["15"]["parentId"] == "14"
+        assert fake.products["794"]["price"] == 21.99
+        assert {"12", "13", "14", "16", "799", "732"} <= set(fake.products)
+        # coupons in one collection
+        (codes,) = fake.coupons.values()
+        assert {"10off", "welcome10"} <= {c.lower() for c in codes}
+        names = Counter(e["event_name"] for e in fake.events)
+        assert names["order_placed"] >= 5
+        assert names["order_refunded"] >= 1
+        assert names["order_fulfilled"] >= 1
+        wire = json.dumps([r.json for r in fake.requests])
+        for secret in ("Direct Bank Transfer", "transaction_id", "Cash on delivery"):
+            assert secret not in wire
+
+
+async def test_backlog_goes_through_batch_endpoints(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    order = ref("order.json")
+    events = []
+    for i in range(300):
+        p = dict(
+            order,
+            id=5000 + i,
+            customer_id=0,
+            date_modified_gmt="2025-01-01T00:00:00",
+            billing=dict(order["billing"], email=f"guest{i}@example.com"),
+        )
+        ev = parse_event(
+            {"topic": "order.created", "payload": p}, door=Door.BACKFILL, historical=True
+        )
+        assert isinstance(ev, Event)
+        events.append(ev)
+    async with BrevoFake() as fake:
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            await app.store.ingest("default", events)
+            await app.wait_idle(60 * UNIT)
+        fake.assert_no_spec_violations()
+        paths = Counter(r.path for r in fake.requests if (r.status or 999) < 300)
+        assert paths["/orders/status/batch"] >= 1
+        assert paths["/contacts/import"] >= 1
+        assert paths["/orders/status"] < 50
+        assert len(fake.orders) == 300
+        assert len(fake.contacts) == 300
+        batch = next(r for r in fake.requests if r.path == "/orders/status/batch")
+        assert batch.json["historical"] is True
+        assert fake.events == []  # history starts no automations
+
+
+async def test_429_storm_waits_for_the_reset(tmp_path: Path, base_config: dict[str, Any]) -> None:
+    async with BrevoFake() as fake:
+        fake.fail_next(20, status=429, family="contacts", headers={"x-sib-ratelimit-reset": "1"})
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            await app.store.ingest("default", events_from(REFERENCE[:4]))
+            await app.wait_idle(60 * UNIT)
+        contacts = [r for r in fake.requests if r.family == "contacts"]
+        ok = [r for r in contacts if (r.status or 999) < 300]
+        limited = [r for r in contacts if r.status == 429]
+        assert len({r.json["email"] for r in ok}) == 4
+        # after a 429 that says "reset in 1 s", nothing new goes out on that family for ~1 s
+        # (requests already on the wire when the first 429 came back are not new)
+        for a in limited:
+            hurried = [b for b in contacts if a.time + 0.1 < b.time < a.time + 0.9]
+            assert not hurried, (a, hurried)
+        assert len(limited) <= 20
+        fake.assert_no_spec_violations()
+
+
+@pytest.mark.slow
+async def test_503_outage_loses_nothing(tmp_path: Path, base_config: dict[str, Any]) -> None:
+    async with BrevoFake() as fake:
+        fake.outage(status=503)
+        async with await start_app(
+            tmp_path, brevo_config(base_config, fake, max_backoff="30s")
+        ) as app:
+            await app.store.ingest("default", events_from(REFERENCE))
+            await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself is the thing under test
+            during = len(fake.requests)
+            fake.end_outage()
+            await app.wait_idle(120 * UNIT)
+        # backoff, not hammering: a handful of tries per queue over the whole outage
+        assert during < 40 * (OUTAGE_SECONDS / 30 + 6), during
+        assert {"723", "727", "19", "20", "22"} <= set(fake.orders)
+        assert "alice@example.com" in fake.contacts
+        assert {"12", "13", "14", "15", "16"} <= set(fake.products)
+        fake.assert_no_spec_violations()
+
+
+async def test_invalid_contact_is_dead_lettered_then_retried(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    customers = []
+    for i in range(5):
+        c = dict(
+            ref("customer.json"),
+            id=100 + i,
+            email=f"c{i}@example.com",
+            date_modified_gmt="2026-11-26T00:00:00",
+        )
+        if i == 2:
+            c["meta_data"] = [{"id": 9, "key": "loyalty_points", "value": 30}]
+        customers.append(("customer.updated", c))
+    events = [parse_event({"topic": t, "payload": p}, door=Door.STREAM) for t, p in customers]
+    known = {
+        "ORDER_COUNT": "float",
+        "TOTAL_SPENT": "float",
+        "FIRST_ORDER_DATE": "date",
+        "LAST_ORDER_DATE": "date",
+    }
+    async with BrevoFake(strict_attributes=True, attributes=known) as fake:
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            await app.store.ingest("default", [e for e in events if isinstance(e, Event)])
+            await app.wait_idle(30 * UNIT)
+            assert set(fake.contacts) == {
+                "c0@example.com",
+                "c1@example.com",
+                "c3@example.com",
+                "c4@example.com",
+            }
+            (dead,) = await app.store.dead_letters()
+            assert dead.ref == "contact:c2@example.com"
+            assert dead.code == "invalid_parameter"
+            assert "LOYALTY_POINTS" in dead.message
+            # the fix: the attribute now exists in Brevo; then retry the dead letter
+            fake.attributes["LOYALTY_POINTS"] = {
+                "name": "LOYALTY_POINTS",
+                "category": "normal",
+                "type": "float",
+            }
+            n, problems = await app.store.retry_dead_letters(None, lambda raw: None)
+            assert (n, problems) == (1, [])
+            app.forwarder.wake()
+            await app.wait_idle(30 * UNIT)
+        assert fake.contacts["c2@example.com"]["attributes"]["LOYALTY_POINTS"] == 30
+        assert await_count(fake, "c2@example.com") == 2  # refused once, accepted once
+
+
+def await_count(fake: BrevoFake, email: str) -> int:
+    return sum(
+        1 for r in fake.requests if isinstance(r.json, dict) and r.json.get("email") == email
+    )
+
+
+async def test_dry_run_logs_each_exact_request(
+    tmp_path: Path, base_config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="agent.brevo")
+    async with await start_app(tmp_path, base_config) as app:
+        await app.store.ingest(
+            "default", events_from([("order.created", "48-order_create_completed.json")])
+        )
+        await app.wait_idle(30 * UNIT)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dry-run ")]
+    order_line = next(
+        line for line in lines if " /orders/status" in line or "/orders/status " in line
+    )
+    body = json.loads(order_line.split(" ", 3)[3])
+    assert body["id"] == "19" and body["amount"] == 37.28
+
+
+def _run_agent(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "run", "--config", str(config), *extra],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+
+@pytest.mark.slow
+async def test_kill_9_while_forwarding_then_restart(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    """Every event reaches Brevo, and no object version is applied twice — except a request
+    that was in flight at the instant of the kill, which is resent (at-least-once; see
+    docs/durability.md)."""
+    order = ref("order.json")
+    lines = []
+    for i in range(400):
+        p = dict(
+            order,
+            id=7000 + i,
+            customer_id=0,
+            date_modified_gmt="2026-11-26T00:00:00",
+            billing=dict(order["billing"], email=f"k{i}@example.com"),
+        )
+        lines.append(json.dumps({"topic": "order.created", "payload": p}))
+    jsonl = tmp_path / "events.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n")
+    async with BrevoFake() as fake:
+        # live traffic pace: single calls, so the kill lands in the middle of many requests
+        cfg = write_config(tmp_path / "c.yaml", brevo_config(base_config, fake, live_window="1h"))
+        ing = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "ingest",
+                "--config",
+                str(cfg),
+                "--site",
+                "default",
+                str(jsonl),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert ing.returncode == 0, ing.stderr
+        log = tmp_path / "agent.log"
+        proc = _run_agent(cfg, log)
+        try:
+            await fake.wait_for(lambda: len(fake.orders) >= 120, timeout=60 * UNIT)
+            os.kill(proc.pid, signal.SIGKILL)
+            kill_time = time.monotonic()
+            proc.wait(10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert 120 <= len(fake.orders) < 400
+        proc = _run_agent(cfg, log, "--until-idle")
+        code = await asyncio.to_thread(proc.wait, 300)
+        assert code == 0, log.read_text()[-3000:]
+        fake.assert_no_spec_violations()
+        assert set(fake.orders) == {str(7000 + i) for i in range(400)}
+        writes = Counter(
+            (r.path, json.dumps(r.json, sort_keys=True))
+            for r in fake.requests
+            if (r.status or 999) < 300 and r.path == "/orders/status"
+        )
+        doubled = [k for k, n in writes.items() if n > 1]
+        # requests that reached the fake in the last moments before the kill may have been
+        # answered without the agent recording it: those are the in-doubt ones
+        in_flight = [
+            r
+            for r in fake.requests
+            if r.path == "/orders/status" and kill_time - 0.5 <= r.time <= kill_time
+        ]
+        assert len(doubled) <= min(len(in_flight), 8), (len(doubled), len(in_flight))

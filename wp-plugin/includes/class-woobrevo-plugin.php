@@ -1,0 +1,320 @@
+<?php
+/**
+ * Wires the plugin: requirement checks, then every hook in one list.
+ *
+ * @package WooBrevo
+ */
+
+declare(strict_types=1);
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * The plugin's one entry point after the bootstrap file.
+ */
+final class WooBrevo_Plugin {
+
+	/**
+	 * The running instance (null while inert).
+	 *
+	 * @var WooBrevo_Plugin|null
+	 */
+	private static ?WooBrevo_Plugin $instance = null;
+
+	/**
+	 * Why the plugin stays inert, shown as an admin notice.
+	 *
+	 * @var string[]
+	 */
+	private static array $errors = array();
+
+	/**
+	 * Capture callbacks.
+	 *
+	 * @var WooBrevo_Capture
+	 */
+	private WooBrevo_Capture $capture;
+
+	/**
+	 * Settings screen.
+	 *
+	 * @var WooBrevo_Settings
+	 */
+	private WooBrevo_Settings $settings;
+
+	/**
+	 * Network admin screen.
+	 *
+	 * @var WooBrevo_Network
+	 */
+	private WooBrevo_Network $network;
+
+	/**
+	 * Constructor.
+	 */
+	private function __construct() {
+		$this->capture  = new WooBrevo_Capture();
+		$this->settings = new WooBrevo_Settings();
+		$this->network  = new WooBrevo_Network();
+	}
+
+	/**
+	 * Runs on `plugins_loaded`: checks requirements against the running versions, then starts.
+	 *
+	 * @return void
+	 */
+	public static function boot(): void {
+		global $wp_version;
+		self::start( self::requirement_errors( (string) $wp_version, defined( 'WC_VERSION' ) ? (string) WC_VERSION : null, PHP_VERSION ) );
+	}
+
+	/**
+	 * Starts with the given requirement errors: inert with an admin notice if there are any.
+	 *
+	 * @param string[] $errors Unmet requirements.
+	 * @return WooBrevo_Plugin|null The running instance, or null when inert.
+	 */
+	public static function start( array $errors ): ?WooBrevo_Plugin {
+		if ( $errors ) {
+			self::$errors = $errors;
+			add_action( 'admin_notices', array( __CLASS__, 'action_admin_notices_requirements' ) );
+			add_action( 'network_admin_notices', array( __CLASS__, 'action_admin_notices_requirements' ) );
+			return null;
+		}
+		if ( null === self::$instance ) {
+			self::$instance = new self();
+			self::$instance->set_up();
+		}
+		return self::$instance;
+	}
+
+	/**
+	 * The running instance, if any.
+	 *
+	 * @return WooBrevo_Plugin|null
+	 */
+	public static function instance(): ?WooBrevo_Plugin {
+		return self::$instance;
+	}
+
+	/**
+	 * Unmet requirements (WordPress ≥ 6.1, WooCommerce ≥ 7.0, PHP ≥ 8.0), as messages.
+	 *
+	 * @param string      $wp_version  Running WordPress version.
+	 * @param string|null $wc_version  Running WooCommerce version, null when it is not active.
+	 * @param string      $php_version Running PHP version.
+	 * @return string[]
+	 */
+	public static function requirement_errors( string $wp_version, ?string $wc_version, string $php_version ): array {
+		$errors = array();
+		if ( version_compare( $php_version, WOOBREVO_MIN_PHP, '<' ) ) {
+			$errors[] = sprintf( 'WooBrevo needs PHP %1$s or newer (this site runs %2$s).', WOOBREVO_MIN_PHP, $php_version );
+		}
+		if ( version_compare( $wp_version, WOOBREVO_MIN_WP, '<' ) ) {
+			$errors[] = sprintf( 'WooBrevo needs WordPress %1$s or newer (this site runs %2$s).', WOOBREVO_MIN_WP, $wp_version );
+		}
+		if ( null === $wc_version ) {
+			$errors[] = 'WooBrevo needs WooCommerce, which is not active.';
+		} elseif ( version_compare( $wc_version, WOOBREVO_MIN_WC, '<' ) ) {
+			$errors[] = sprintf( 'WooBrevo needs WooCommerce %1$s or newer (this site runs %2$s).', WOOBREVO_MIN_WC, $wc_version );
+		}
+		return $errors;
+	}
+
+	/**
+	 * Shows why the plugin is inert.
+	 *
+	 * @return void
+	 */
+	public static function action_admin_notices_requirements(): void {
+		if ( ! current_user_can( 'activate_plugins' ) ) {
+			return;
+		}
+		foreach ( self::$errors as $error ) {
+			echo '<div class="notice notice-error"><p>' . esc_html( $error . ' It stays inactive until then.' ) . '</p></div>';
+		}
+	}
+
+	/**
+	 * Every hook the plugin uses: [hook, callback, priority, accepted args].
+	 *
+	 * @return array<int, array{0:string,1:callable,2:int,3:int}>
+	 */
+	public function hooks(): array {
+		$c = $this->capture;
+		$s = $this->settings;
+		$n = $this->network;
+		return array(
+			// Schema and multisite life cycle.
+			array( 'init', array( 'WooBrevo_Schema', 'maybe_upgrade' ), 5, 0 ),
+			array( 'wp_initialize_site', array( 'WooBrevo_Schema', 'action_wp_initialize_site' ), 100, 1 ),
+			array( 'wpmu_drop_tables', array( 'WooBrevo_Schema', 'filter_wpmu_drop_tables' ), 10, 2 ),
+			// Shipping: after the response, and every minute from WP-Cron.
+			array( 'cron_schedules', array( $this, 'filter_cron_schedules' ), 10, 1 ),
+			array( 'init', array( $this, 'action_init' ), 20, 0 ),
+			array( 'woobrevo_ship', array( $this, 'action_woobrevo_ship' ), 10, 0 ),
+			array( 'shutdown', array( $this, 'action_shutdown' ), 100, 0 ),
+			// Customers.
+			array( 'user_register', array( $c, 'action_user_register' ), 10, 1 ),
+			array( 'woocommerce_created_customer', array( $c, 'action_woocommerce_created_customer' ), 10, 1 ),
+			array( 'woocommerce_new_customer', array( $c, 'action_woocommerce_new_customer' ), 10, 1 ),
+			array( 'profile_update', array( $c, 'action_profile_update' ), 10, 1 ),
+			array( 'edit_user_profile_update', array( $c, 'action_edit_user_profile_update' ), 10, 1 ),
+			array( 'personal_options_update', array( $c, 'action_personal_options_update' ), 10, 1 ),
+			array( 'woocommerce_update_customer', array( $c, 'action_woocommerce_update_customer' ), 10, 1 ),
+			array( 'delete_user', array( $c, 'action_delete_user' ), 10, 1 ),
+			array( 'wpmu_delete_user', array( $c, 'action_wpmu_delete_user' ), 10, 1 ),
+			array( 'woocommerce_delete_customer', array( $c, 'action_woocommerce_delete_customer' ), 10, 1 ),
+			array( 'added_user_meta', array( $c, 'action_added_user_meta' ), 10, 3 ),
+			array( 'updated_user_meta', array( $c, 'action_updated_user_meta' ), 10, 3 ),
+			array( 'deleted_user_meta', array( $c, 'action_deleted_user_meta' ), 10, 3 ),
+			// Orders.
+			array( 'woocommerce_new_order', array( $c, 'action_woocommerce_new_order' ), 10, 2 ),
+			array( 'woocommerce_update_order', array( $c, 'action_woocommerce_update_order' ), 10, 2 ),
+			array( 'woocommerce_order_status_changed', array( $c, 'action_woocommerce_order_status_changed' ), 10, 3 ),
+			array( 'woocommerce_order_refunded', array( $c, 'action_woocommerce_order_refunded' ), 10, 2 ),
+			array( 'woocommerce_delete_order_refund', array( $c, 'action_woocommerce_delete_order_refund' ), 10, 2 ),
+			array( 'woocommerce_trash_order', array( $c, 'action_woocommerce_trash_order' ), 10, 1 ),
+			array( 'woocommerce_untrash_order', array( $c, 'action_woocommerce_untrash_order' ), 10, 2 ),
+			array( 'woocommerce_delete_order', array( $c, 'action_woocommerce_delete_order' ), 10, 1 ),
+			// Products and variations.
+			array( 'woocommerce_new_product', array( $c, 'action_woocommerce_new_product' ), 10, 2 ),
+			array( 'woocommerce_update_product', array( $c, 'action_woocommerce_update_product' ), 10, 2 ),
+			array( 'woocommerce_new_product_variation', array( $c, 'action_woocommerce_new_product_variation' ), 10, 2 ),
+			array( 'woocommerce_update_product_variation', array( $c, 'action_woocommerce_update_product_variation' ), 10, 2 ),
+			array( 'woocommerce_product_set_stock', array( $c, 'action_woocommerce_product_set_stock' ), 10, 1 ),
+			array( 'woocommerce_variation_set_stock', array( $c, 'action_woocommerce_variation_set_stock' ), 10, 1 ),
+			array( 'woocommerce_process_product_meta', array( $c, 'action_woocommerce_process_product_meta' ), 10, 1 ),
+			array( 'woocommerce_trash_product', array( $c, 'action_woocommerce_trash_product' ), 10, 1 ),
+			array( 'woocommerce_delete_product', array( $c, 'action_woocommerce_delete_product' ), 10, 1 ),
+			array( 'woocommerce_trash_product_variation', array( $c, 'action_woocommerce_trash_product_variation' ), 10, 1 ),
+			array( 'woocommerce_before_delete_product_variation', array( $c, 'action_woocommerce_before_delete_product_variation' ), 10, 1 ),
+			array( 'woocommerce_delete_product_variation', array( $c, 'action_woocommerce_delete_product_variation' ), 10, 1 ),
+			// Coupons.
+			array( 'woocommerce_new_coupon', array( $c, 'action_woocommerce_new_coupon' ), 10, 1 ),
+			array( 'woocommerce_update_coupon', array( $c, 'action_woocommerce_update_coupon' ), 10, 1 ),
+			array( 'woocommerce_process_shop_coupon_meta', array( $c, 'action_woocommerce_process_shop_coupon_meta' ), 10, 1 ),
+			array( 'woocommerce_trash_coupon', array( $c, 'action_woocommerce_trash_coupon' ), 10, 1 ),
+			array( 'woocommerce_delete_coupon', array( $c, 'action_woocommerce_delete_coupon' ), 10, 1 ),
+			// wp-admin post paths (trash, restore, delete) and posts-storage meta.
+			array( 'trashed_post', array( $c, 'action_trashed_post' ), 10, 1 ),
+			array( 'untrashed_post', array( $c, 'action_untrashed_post' ), 10, 2 ),
+			array( 'before_delete_post', array( $c, 'action_before_delete_post' ), 10, 1 ),
+			array( 'added_post_meta', array( $c, 'action_added_post_meta' ), 10, 3 ),
+			array( 'updated_post_meta', array( $c, 'action_updated_post_meta' ), 10, 3 ),
+			array( 'deleted_post_meta', array( $c, 'action_deleted_post_meta' ), 10, 3 ),
+			// Admin.
+			array( 'admin_menu', array( $s, 'action_admin_menu' ), 10, 0 ),
+			array( 'admin_post_woobrevo_save', array( $s, 'action_admin_post_woobrevo_save' ), 10, 0 ),
+			array( 'admin_post_woobrevo_test_connection', array( $s, 'action_admin_post_woobrevo_test_connection' ), 10, 0 ),
+			array( 'admin_notices', array( $s, 'action_admin_notices' ), 10, 0 ),
+			array( 'network_admin_menu', array( $n, 'action_network_admin_menu' ), 10, 0 ),
+		);
+	}
+
+	/**
+	 * Registers hooks(), and the WP-CLI command when running under WP-CLI.
+	 *
+	 * @return void
+	 */
+	private function set_up(): void {
+		foreach ( $this->hooks() as $hook ) {
+			add_filter( $hook[0], $hook[1], $hook[2], $hook[3] );
+		}
+		if ( defined( 'WP_CLI' ) && WP_CLI && class_exists( 'WP_CLI' ) ) {
+			WP_CLI::add_command( 'woobrevo', 'WooBrevo_Cli' );
+		}
+	}
+
+	/**
+	 * Adds the one-minute schedule WP-Cron ticks on.
+	 *
+	 * @param array $schedules Schedules.
+	 * @return array
+	 */
+	public function filter_cron_schedules( $schedules ): array {
+		$schedules                   = (array) $schedules;
+		$schedules['woobrevo_minute'] = array(
+			'interval' => MINUTE_IN_SECONDS,
+			'display'  => 'Every minute (WooBrevo)',
+		);
+		return $schedules;
+	}
+
+	/**
+	 * Keeps the one-minute event scheduled (cheap: the cron option is autoloaded).
+	 *
+	 * @return void
+	 */
+	public function action_init(): void {
+		if ( WooBrevo_Schema::is_installed() && ! wp_next_scheduled( 'woobrevo_ship' ) ) {
+			wp_schedule_event( time() + MINUTE_IN_SECONDS, 'woobrevo_minute', 'woobrevo_ship' );
+		}
+	}
+
+	/**
+	 * A shipper over the current site's outbox.
+	 *
+	 * @return WooBrevo_Shipper
+	 */
+	public static function shipper(): WooBrevo_Shipper {
+		return new WooBrevo_Shipper( new WooBrevo_Outbox(), new WooBrevo_Payloads() );
+	}
+
+	/**
+	 * Whether the site has an agent to ship to.
+	 *
+	 * @return bool
+	 */
+	public static function is_configured(): bool {
+		return '' !== (string) WooBrevo_Settings::get( 'agent_url' ) && '' !== (string) WooBrevo_Settings::get( 'token' );
+	}
+
+	/**
+	 * The WP-Cron tick.
+	 *
+	 * @return void
+	 */
+	public function action_woobrevo_ship(): void {
+		if ( self::is_configured() && WooBrevo_Schema::is_installed() ) {
+			update_option( 'woobrevo_last_tick', time() );
+			self::shipper()->tick();
+		}
+	}
+
+	/**
+	 * After the response: ship when this request wrote rows or a heartbeat is due (one a minute).
+	 *
+	 * @return void
+	 */
+	public function action_shutdown(): void {
+		/**
+		 * Whether the shipper may run at the end of this request.
+		 *
+		 * @since 0.1.0
+		 * @param bool $ship True by default.
+		 */
+		if ( ! apply_filters( 'woobrevo_ship_on_shutdown', true ) || wp_doing_cron() || ! self::is_configured() || ! WooBrevo_Schema::is_installed() ) {
+			return;
+		}
+		$due = time() - (int) get_option( 'woobrevo_last_tick', 0 ) >= MINUTE_IN_SECONDS;
+		if ( 0 === WooBrevo_Outbox::added_in_request() && ! $due ) {
+			return;
+		}
+		update_option( 'woobrevo_last_tick', time() );
+		// The shopper has their page before any socket opens.
+		if ( function_exists( 'fastcgi_finish_request' ) ) {
+			fastcgi_finish_request();
+		}
+		self::shipper()->tick( 10 );
+	}
+
+	/**
+	 * Deactivation: stop the cron event (data stays until uninstall).
+	 *
+	 * @return void
+	 */
+	public static function deactivate(): void {
+		wp_clear_scheduled_hook( 'woobrevo_ship' );
+	}
+}

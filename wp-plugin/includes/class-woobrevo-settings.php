@@ -1,0 +1,330 @@
+<?php
+/**
+ * Settings: the options (one accessor for code, CLI and the screen), the settings screen with
+ * "Test connection" and the status panel, and the backlog warning.
+ *
+ * @package WooBrevo
+ */
+
+declare(strict_types=1);
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * Options and the WooCommerce → WooBrevo settings screen.
+ */
+final class WooBrevo_Settings {
+
+	/** Who may see and change the settings. */
+	public const CAPABILITY = 'manage_woocommerce';
+
+	/** Screen slug. */
+	public const PAGE = 'woobrevo';
+
+	/** Option names and defaults by key. */
+	private const OPTIONS = array(
+		'agent_url'         => array( 'woobrevo_agent_url', '' ),
+		'token'             => array( 'woobrevo_token', '' ),
+		'payload_user'      => array( 'woobrevo_payload_user', 0 ),
+		'tls_verify'        => array( 'woobrevo_tls_verify', '1' ),
+		'ca_file'           => array( 'woobrevo_ca_file', '' ),
+		'watch_meta'        => array( 'woobrevo_watch_meta', array() ),
+		'last_ack'          => array( 'woobrevo_last_ack', 0 ),
+		'last_error'        => array( 'woobrevo_last_error', '' ),
+		'connected'         => array( 'woobrevo_connected', 0 ), // Unix time of the last successful tick, 0 when down.
+		'max_batch'         => array( 'woobrevo_max_batch', 100 ),
+		'max_message_bytes' => array( 'woobrevo_max_message_bytes', 8388608 ),
+	);
+
+	/**
+	 * Reads a setting of the current site.
+	 *
+	 * @param string $key One of agent_url, token, payload_user, tls_verify, ca_file, watch_meta, last_ack, last_error, connected, max_batch, max_message_bytes.
+	 * @return mixed
+	 * @throws InvalidArgumentException For an unknown key.
+	 */
+	public static function get( string $key ): mixed {
+		if ( ! isset( self::OPTIONS[ $key ] ) ) {
+			throw new InvalidArgumentException( 'unknown woobrevo setting: ' . $key );
+		}
+		list( $option, $default ) = self::OPTIONS[ $key ];
+		$value                    = get_option( $option, $default );
+		if ( is_array( $default ) ) {
+			return is_array( $value ) ? $value : $default;
+		}
+		if ( is_int( $default ) ) {
+			return (int) $value;
+		}
+		return (string) $value;
+	}
+
+	/**
+	 * Writes a setting of the current site (the token is not autoloaded).
+	 *
+	 * @param string $key   Setting key.
+	 * @param mixed  $value Value.
+	 * @return void
+	 * @throws InvalidArgumentException For an unknown key.
+	 */
+	public static function set( string $key, mixed $value ): void {
+		if ( ! isset( self::OPTIONS[ $key ] ) ) {
+			throw new InvalidArgumentException( 'unknown woobrevo setting: ' . $key );
+		}
+		update_option( self::OPTIONS[ $key ][0], $value, 'token' === $key ? false : null );
+	}
+
+	/**
+	 * What the screen may show of the token: its last 4 characters, never more.
+	 *
+	 * @param string $token Token.
+	 * @return string
+	 */
+	public static function token_hint( string $token ): string {
+		return '' === $token ? '' : '…' . substr( $token, -4 );
+	}
+
+	/**
+	 * Adds the screen under WooCommerce (or Settings when WooCommerce has no menu).
+	 *
+	 * @return void
+	 */
+	public function action_admin_menu(): void {
+		global $admin_page_hooks;
+		// WooCommerce adds its menu at priority 9.
+		if ( isset( $admin_page_hooks['woocommerce'] ) ) {
+			add_submenu_page( 'woocommerce', 'WooBrevo', 'WooBrevo', self::CAPABILITY, self::PAGE, array( $this, 'render' ) );
+		} else {
+			add_options_page( 'WooBrevo', 'WooBrevo', self::CAPABILITY, self::PAGE, array( $this, 'render' ) );
+		}
+	}
+
+	/**
+	 * The settings form and the status panel.
+	 *
+	 * @return void
+	 */
+	public function render(): void {
+		if ( ! current_user_can( self::CAPABILITY ) ) {
+			wp_die( esc_html__( 'Sorry, you are not allowed to manage WooBrevo.', 'woobrevo' ), 403 );
+		}
+		$outbox   = new WooBrevo_Outbox();
+		$token    = (string) self::get( 'token' );
+		$last_ack = (int) self::get( 'last_ack' );
+		$notice   = get_transient( 'woobrevo_notice_' . get_current_user_id() );
+		?>
+		<div class="wrap woobrevo-settings">
+			<h1>WooBrevo</h1>
+			<?php if ( is_array( $notice ) ) : ?>
+				<?php delete_transient( 'woobrevo_notice_' . get_current_user_id() ); ?>
+				<div class="notice notice-<?php echo esc_attr( $notice['type'] ); ?>"><p><?php echo esc_html( $notice['message'] ); ?></p></div>
+			<?php endif; ?>
+			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
+				<input type="hidden" name="action" value="woobrevo_save" />
+				<?php wp_nonce_field( 'woobrevo_save' ); ?>
+				<table class="form-table" role="presentation">
+					<tr>
+						<th scope="row"><label for="woobrevo_agent_url">Agent URL</label></th>
+						<td><input name="woobrevo_agent_url" id="woobrevo_agent_url" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" /></td>
+					</tr>
+					<tr>
+						<th scope="row"><label for="woobrevo_token">Site token</label></th>
+						<td>
+							<input name="woobrevo_token" id="woobrevo_token" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( '' === $token ? 'not set' : 'set, ends in ' . self::token_hint( $token ) ); ?>" />
+							<p class="description"><?php echo esc_html( '' === $token ? 'No token stored.' : 'A token ending in ' . self::token_hint( $token ) . ' is stored; leave empty to keep it.' ); ?></p>
+							<?php if ( '' !== $token ) : ?>
+								<label><input type="checkbox" name="woobrevo_clear_token" value="1" /> Remove the stored token</label>
+							<?php endif; ?>
+						</td>
+					</tr>
+					<tr>
+						<th scope="row"><label for="woobrevo_payload_user">Payload user</label></th>
+						<td>
+							<?php
+							wp_dropdown_users(
+								array(
+									'name'             => 'woobrevo_payload_user',
+									'id'               => 'woobrevo_payload_user',
+									'selected'         => (int) self::get( 'payload_user' ),
+									'show_option_none' => 'First administrator',
+									'role__in'         => array( 'administrator', 'shop_manager' ),
+								)
+							);
+							?>
+							<p class="description">REST payloads are built as this user; it needs read access to orders, products, coupons and customers.</p>
+						</td>
+					</tr>
+					<tr>
+						<th scope="row">TLS</th>
+						<td>
+							<label><input type="checkbox" name="woobrevo_tls_verify" value="1" <?php checked( '1', (string) self::get( 'tls_verify' ) ); ?> /> Verify the agent's certificate</label>
+							<p><label for="woobrevo_ca_file">CA file</label> <input name="woobrevo_ca_file" id="woobrevo_ca_file" type="text" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'ca_file' ) ); ?>" placeholder="/etc/ssl/certs/ca-certificates.crt" /></p>
+						</td>
+					</tr>
+				</table>
+				<?php submit_button( 'Save settings' ); ?>
+			</form>
+			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
+				<input type="hidden" name="action" value="woobrevo_test_connection" />
+				<?php wp_nonce_field( 'woobrevo_test_connection' ); ?>
+				<?php submit_button( 'Test connection', 'secondary' ); ?>
+			</form>
+			<h2>Status</h2>
+			<table class="widefat striped woobrevo-status">
+				<tr><th>Connection</th><td><?php echo esc_html( self::get( 'connected' ) > 0 ? 'connected (last tick ' . gmdate( 'Y-m-d H:i:s', (int) self::get( 'connected' ) ) . ' UTC)' : 'not connected' ); ?></td></tr>
+				<tr><th>Last ack</th><td><?php echo esc_html( $last_ack ? gmdate( 'Y-m-d H:i:s', $last_ack ) . ' UTC' : 'never' ); ?></td></tr>
+				<tr><th>Outbox depth</th><td><?php echo esc_html( (string) $outbox->depth() ); ?></td></tr>
+				<tr><th>Last error</th><td><?php echo esc_html( (string) self::get( 'last_error' ) ); ?></td></tr>
+			</table>
+			<h2>Rejected events</h2>
+			<?php $rejected = $outbox->rejected( 50 ); ?>
+			<?php if ( ! $rejected ) : ?>
+				<p>None.</p>
+			<?php else : ?>
+				<table class="widefat striped woobrevo-rejected">
+					<thead><tr><th>When</th><th>Event</th><th>Object</th><th>Code</th><th>Reason</th></tr></thead>
+					<tbody>
+					<?php foreach ( $rejected as $item ) : ?>
+						<tr>
+							<td><?php echo esc_html( gmdate( 'Y-m-d H:i:s', (int) $item['at'] ) ); ?></td>
+							<td><?php echo esc_html( (string) $item['event_id'] ); ?></td>
+							<td><?php echo esc_html( $item['topic'] . ' #' . $item['resource_id'] ); ?></td>
+							<td><?php echo esc_html( (string) $item['code'] ); ?></td>
+							<td><?php echo esc_html( (string) $item['message'] ); ?></td>
+						</tr>
+					<?php endforeach; ?>
+					</tbody>
+				</table>
+			<?php endif; ?>
+		</div>
+		<?php
+	}
+
+	/**
+	 * Saves the form: capability and nonce first, then sanitized values. Returns false when refused.
+	 *
+	 * @return bool
+	 */
+	public function save_from_request(): bool {
+		if ( ! current_user_can( self::CAPABILITY ) ) {
+			return false;
+		}
+		$nonce = isset( $_POST['_wpnonce'] ) ? sanitize_text_field( wp_unslash( $_POST['_wpnonce'] ) ) : '';
+		if ( ! wp_verify_nonce( $nonce, 'woobrevo_save' ) ) {
+			return false;
+		}
+		$url = isset( $_POST['woobrevo_agent_url'] ) ? esc_url_raw( wp_unslash( $_POST['woobrevo_agent_url'] ), array( 'ws', 'wss' ) ) : '';
+		self::set( 'agent_url', $url );
+		$token = isset( $_POST['woobrevo_token'] ) ? sanitize_text_field( wp_unslash( $_POST['woobrevo_token'] ) ) : '';
+		if ( '' !== $token ) {
+			self::set( 'token', $token );
+		} elseif ( ! empty( $_POST['woobrevo_clear_token'] ) ) {
+			self::set( 'token', '' );
+		}
+		self::set( 'payload_user', isset( $_POST['woobrevo_payload_user'] ) ? max( 0, absint( wp_unslash( $_POST['woobrevo_payload_user'] ) ) ) : 0 );
+		self::set( 'tls_verify', empty( $_POST['woobrevo_tls_verify'] ) ? '0' : '1' );
+		self::set( 'ca_file', isset( $_POST['woobrevo_ca_file'] ) ? sanitize_text_field( wp_unslash( $_POST['woobrevo_ca_file'] ) ) : '' );
+		return true;
+	}
+
+	/**
+	 * Form handler (admin-post.php?action=woobrevo_save).
+	 *
+	 * @return void
+	 */
+	public function action_admin_post_woobrevo_save(): void {
+		if ( ! current_user_can( self::CAPABILITY ) || ! check_admin_referer( 'woobrevo_save' ) || ! $this->save_from_request() ) {
+			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
+		}
+		$this->notice( 'success', 'Settings saved.' );
+		wp_safe_redirect( admin_url( 'admin.php?page=' . self::PAGE ) );
+		exit;
+	}
+
+	/**
+	 * Runs one shipper tick now and reports the outcome. Returns null when refused.
+	 *
+	 * @return array|null Shipper stats.
+	 */
+	public function test_connection_from_request(): ?array {
+		if ( ! current_user_can( self::CAPABILITY ) ) {
+			return null;
+		}
+		$nonce = isset( $_POST['_wpnonce'] ) ? sanitize_text_field( wp_unslash( $_POST['_wpnonce'] ) ) : '';
+		if ( ! wp_verify_nonce( $nonce, 'woobrevo_test_connection' ) ) {
+			return null;
+		}
+		if ( ! WooBrevo_Plugin::is_configured() ) {
+			return array( 'error' => 'Set the agent URL and the site token first.' );
+		}
+		return WooBrevo_Plugin::shipper()->tick( 5 );
+	}
+
+	/**
+	 * "Test connection" handler (admin-post.php?action=woobrevo_test_connection).
+	 *
+	 * @return void
+	 */
+	public function action_admin_post_woobrevo_test_connection(): void {
+		if ( ! current_user_can( self::CAPABILITY ) || ! check_admin_referer( 'woobrevo_test_connection' ) ) {
+			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
+		}
+		$stats = $this->test_connection_from_request();
+		if ( null === $stats ) {
+			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
+		}
+		if ( ! empty( $stats['error'] ) ) {
+			$this->notice( 'error', 'Connection failed: ' . $stats['error'] );
+		} else {
+			$this->notice( 'success', sprintf( 'Connected; %d events sent, %d acked.', (int) ( $stats['sent'] ?? 0 ), (int) ( $stats['acked'] ?? 0 ) ) );
+		}
+		wp_safe_redirect( admin_url( 'admin.php?page=' . self::PAGE ) );
+		exit;
+	}
+
+	/**
+	 * Warns when the outbox backlog passes a threshold (the depth is cached for a minute).
+	 *
+	 * @return void
+	 */
+	public function action_admin_notices(): void {
+		if ( ! current_user_can( self::CAPABILITY ) || ! WooBrevo_Schema::is_installed() ) {
+			return;
+		}
+		$depth = get_transient( 'woobrevo_depth' );
+		if ( false === $depth ) {
+			$depth = ( new WooBrevo_Outbox() )->depth();
+			set_transient( 'woobrevo_depth', $depth, MINUTE_IN_SECONDS );
+		}
+		/**
+		 * Outbox depth above which wp-admin shows a backlog warning.
+		 *
+		 * @since 0.1.0
+		 * @param int $threshold Rows; 1000 by default.
+		 */
+		$threshold = (int) apply_filters( 'woobrevo_backlog_threshold', 1000 );
+		if ( (int) $depth > $threshold ) {
+			printf(
+				'<div class="notice notice-warning woobrevo-backlog"><p>%s</p></div>',
+				esc_html( sprintf( 'WooBrevo: %d changes are waiting to be sent to the agent (more than %d). Check the connection on the WooBrevo screen.', (int) $depth, $threshold ) )
+			);
+		}
+	}
+
+	/**
+	 * Leaves a one-shot message for the next screen.
+	 *
+	 * @param string $type    success|error.
+	 * @param string $message Message.
+	 * @return void
+	 */
+	private function notice( string $type, string $message ): void {
+		set_transient(
+			'woobrevo_notice_' . get_current_user_id(),
+			array(
+				'type'    => $type,
+				'message' => $message,
+			),
+			MINUTE_IN_SECONDS
+		);
+	}
+}

@@ -1,0 +1,588 @@
+<?php
+/**
+ * Ships outbox rows to the agent over the stream protocol v1 (docs/protocol.md).
+ *
+ * @package WooBrevo
+ */
+
+declare(strict_types=1);
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * One tick: lock, connect, hello/welcome, claim + send batches, delete acked rows, unlock.
+ *
+ * Two guards keep two shippers of one site from sending the same rows:
+ * - a MariaDB named lock per site (GET_LOCK with timeout 0): a second shipper returns at once
+ *   instead of opening a second connection. The lock belongs to the database connection, so a
+ *   PHP process that dies releases it;
+ * - the outbox claim (an UPDATE … SET claim = owner with a lease): a row is sent only by the
+ *   owner that claimed it, which still holds if the lock was lost (a reconnect of $wpdb).
+ * The agent dedupes on event ids too, so a resend after a lost ack is safe (protocol: "ack").
+ */
+final class WooBrevo_Shipper {
+
+	/** Stream protocol version (docs/protocol.md). */
+	public const PROTOCOL = 1;
+
+	/** Options holding the backoff (per site): consecutive failures, and no attempt before this unix time. */
+	public const BACKOFF_STEP_OPTION  = 'woobrevo_backoff_step';
+	public const BACKOFF_UNTIL_OPTION = 'woobrevo_backoff_until';
+
+	/** Longest backoff, seconds (protocol: "1 s, 2 s, 4 s … 5 min, jittered"). */
+	public const MAX_BACKOFF = 300;
+
+	/** Seconds between heartbeats (hello) on a long-lived `wp woobrevo stream` connection. */
+	public const STREAM_HEARTBEAT = 60;
+
+	/** Bytes kept free under max_message_bytes for the envelope and JSON escaping slack. */
+	private const ENVELOPE_BYTES = 4096;
+
+	/** @var WooBrevo_Outbox */
+	private WooBrevo_Outbox $outbox;
+
+	/** @var WooBrevo_Payloads */
+	private WooBrevo_Payloads $payloads;
+
+	/** @var callable(): WooBrevo_Ws_Client */
+	private $client_factory;
+
+	/** @var string Claim owner for this shipper. */
+	private string $owner;
+
+	/** @var int Batches sent by this shipper (part of batch ids). */
+	private int $batch_seq = 0;
+
+	/** @var array{max_batch: int, max_message_bytes: int, watch_meta: array<string, string[]>} Limits from the last welcome. */
+	private array $welcome = array(
+		'max_batch'         => 100,
+		'max_message_bytes' => 8388608,
+		'watch_meta'        => array(),
+	);
+
+	/** @var string|null Name of the lock held by this shipper. */
+	private ?string $lock = null;
+
+	/** @var callable(): float Clock; injectable for tests. */
+	private $clock;
+
+	/**
+	 * Creates a shipper for the current site.
+	 *
+	 * @param WooBrevo_Outbox                    $outbox         The current site's outbox.
+	 * @param WooBrevo_Payloads                  $payloads       Builds REST bodies at ship time.
+	 * @param (callable(): WooBrevo_Ws_Client)|null $client_factory Makes a client; tests inject one.
+	 */
+	public function __construct( WooBrevo_Outbox $outbox, WooBrevo_Payloads $payloads, ?callable $client_factory = null ) {
+		$this->outbox         = $outbox;
+		$this->payloads       = $payloads;
+		$this->client_factory = $client_factory ?? static fn(): WooBrevo_Ws_Client => new WooBrevo_Ws_Client();
+		$this->owner          = substr( 'ship-' . getmypid() . '-' . bin2hex( random_bytes( 6 ) ), 0, 40 );
+		$this->clock          = static fn(): float => microtime( true );
+	}
+
+	/**
+	 * Whether this request may ship now: never inside a shopper's request before its response
+	 * is sent. CLI (WP-CLI, tests) and WP-Cron may; a web request only from `shutdown` once the
+	 * response was handed off (fastcgi_finish_request/litespeed_finish_request exist there).
+	 *
+	 * @return bool
+	 */
+	public static function may_ship_in_this_request(): bool {
+		if ( 'cli' === PHP_SAPI || wp_doing_cron() ) {
+			return true;
+		}
+		return did_action( 'shutdown' ) > 0
+			&& ( function_exists( 'fastcgi_finish_request' ) || function_exists( 'litespeed_finish_request' ) );
+	}
+
+	/**
+	 * The delay before attempt number $failures + 1: 1 s, 2 s, 4 s … MAX_BACKOFF, each drawn
+	 * in [half, full] so that many sites do not retry in step.
+	 *
+	 * @param int   $failures Consecutive failures so far (≥ 1).
+	 * @param float $random   A number in [0, 1].
+	 * @return int Seconds.
+	 */
+	public static function backoff_delay( int $failures, float $random ): int {
+		$full = min( self::MAX_BACKOFF, 2 ** min( 20, max( 0, $failures - 1 ) ) );
+		return max( 1, (int) round( $full * ( 0.5 + 0.5 * $random ) ) );
+	}
+
+	/**
+	 * One tick.
+	 *
+	 * @param int $time_budget_seconds Wall-clock budget; no new batch starts after it.
+	 * @return array{sent: int, acked: int, rejected: int, error: ?string, skipped: ?string, batches: int}
+	 */
+	public function tick( int $time_budget_seconds = 20 ): array {
+		$stats    = array(
+			'sent'     => 0,
+			'acked'    => 0,
+			'rejected' => 0,
+			'error'    => null,
+			'skipped'  => null,
+			'batches'  => 0,
+		);
+		$deadline = $this->now() + max( 1, $time_budget_seconds );
+
+		if ( ! self::may_ship_in_this_request() ) {
+			$stats['skipped'] = 'inside a request whose response is not sent yet';
+			return $stats;
+		}
+		$backoff = $this->backoff();
+		if ( $backoff['until'] > time() ) {
+			$stats['skipped'] = sprintf( 'backing off for %d s after: %s', $backoff['until'] - time(), $backoff['reason'] );
+			return $stats;
+		}
+		$url   = (string) WooBrevo_Settings::get( 'agent_url' );
+		$token = (string) WooBrevo_Settings::get( 'token' );
+		if ( '' === $url || '' === $token ) {
+			$stats['skipped'] = 'agent URL or site token not set';
+			return $stats;
+		}
+		if ( ! $this->acquire_lock() ) {
+			$stats['skipped'] = 'another shipper is running for this site';
+			return $stats;
+		}
+		if ( 'cli' !== PHP_SAPI ) {
+			ignore_user_abort( true );
+		}
+
+		$client = null;
+		try {
+			$client = $this->open( $url, $token, $deadline );
+			$this->ship( $client, $deadline, $stats );
+			$this->on_success();
+			$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 1.0 );
+		} catch ( Throwable $e ) {
+			$stats['error'] = $this->on_failure( $e, $client );
+		} finally {
+			$this->outbox->release( $this->owner );
+			$this->release_lock();
+		}
+		return $stats;
+	}
+
+	/**
+	 * Long-running loop for `wp woobrevo stream`: one connection, batches as rows appear,
+	 * a hello every STREAM_HEARTBEAT seconds, reconnect with backoff.
+	 *
+	 * @param int $max_seconds Stop after this many seconds (0: run until killed); for tests.
+	 */
+	public function stream( int $max_seconds = 0 ): void {
+		$end = $max_seconds > 0 ? $this->now() + $max_seconds : INF;
+		while ( $this->now() < $end ) {
+			$until = (float) $this->backoff()['until'];
+			if ( $until > time() ) {
+				$this->sleep_until( min( $end, $this->now() + ( $until - time() ) ) );
+				continue;
+			}
+			$url   = (string) WooBrevo_Settings::get( 'agent_url' );
+			$token = (string) WooBrevo_Settings::get( 'token' );
+			if ( '' === $url || '' === $token || ! $this->acquire_lock() ) {
+				$this->sleep_until( min( $end, $this->now() + 10 ) );
+				continue;
+			}
+			$client = null;
+			try {
+				$client = $this->open( $url, $token, min( $end, $this->now() + 30 ) );
+				$this->on_success();
+				$beat = $this->now();
+				while ( $this->now() < $end ) {
+					$stats = array(
+						'sent'     => 0,
+						'acked'    => 0,
+						'rejected' => 0,
+						'batches'  => 0,
+					);
+					$this->ship( $client, min( $end, $this->now() + 20 ), $stats );
+					if ( $this->now() - $beat >= self::STREAM_HEARTBEAT ) {
+						$this->hello( $client, $this->now() + 15 );
+						$beat = $this->now();
+						continue;
+					}
+					if ( 0 === $stats['sent'] ) {
+						// Nothing to ship: wait a second, answering the agent's pings meanwhile.
+						$message = $client->receive( min( 1.0, max( 0.0, $end - $this->now() ) ) );
+						if ( null !== $message ) {
+							$this->check_unexpected( $message );
+						}
+						if ( function_exists( 'wp_cache_flush_runtime' ) ) {
+							wp_cache_flush_runtime();
+						}
+					}
+				}
+				$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 1.0 );
+			} catch ( Throwable $e ) {
+				$this->on_failure( $e, $client );
+				$this->outbox->release( $this->owner );
+				$this->release_lock();
+				continue; // The backoff check at the top of the loop waits.
+			}
+			$this->outbox->release( $this->owner );
+			$this->release_lock();
+		}
+	}
+
+	/**
+	 * Connects and exchanges hello/welcome.
+	 *
+	 * @param string $url      Agent URL.
+	 * @param string $token    Site token.
+	 * @param float  $deadline Tick deadline.
+	 * @return WooBrevo_Ws_Client
+	 */
+	private function open( string $url, string $token, float $deadline ): WooBrevo_Ws_Client {
+		$client = ( $this->client_factory )();
+		$left   = max( 1.0, $deadline - $this->now() );
+		$client->connect(
+			$url,
+			$token,
+			array(
+				'timeout'      => min( 5.0, $left ),
+				'read_timeout' => 10.0,
+				'verify_peer'  => '0' !== (string) WooBrevo_Settings::get( 'tls_verify' ),
+				'cafile'       => (string) WooBrevo_Settings::get( 'ca_file' ),
+				'user_agent'   => 'WooBrevo/' . ( defined( 'WOOBREVO_VERSION' ) ? WOOBREVO_VERSION : '0' ),
+			)
+		);
+		// Protocol: the agent waits 10 s for hello; its welcome comes at once.
+		$this->hello( $client, $this->now() + 10 );
+		return $client;
+	}
+
+	/**
+	 * Sends hello (also the heartbeat) and waits for welcome; caches its limits and watch_meta.
+	 *
+	 * @param WooBrevo_Ws_Client $client   Open client.
+	 * @param float              $deadline Time limit for the welcome.
+	 * @throws RuntimeException On anything but a welcome.
+	 */
+	private function hello( WooBrevo_Ws_Client $client, float $deadline ): void {
+		$client->send_text(
+			self::json(
+				array(
+					'type'           => 'hello',
+					'protocol'       => self::PROTOCOL,
+					'site_url'       => home_url( '/' ),
+					'blog_id'        => get_current_blog_id(),
+					'plugin_version' => defined( 'WOOBREVO_VERSION' ) ? WOOBREVO_VERSION : '0.0.0',
+					'wp_version'     => (string) get_bloginfo( 'version' ),
+					'wc_version'     => defined( 'WC_VERSION' ) ? (string) WC_VERSION : '',
+				)
+			)
+		);
+		while ( true ) {
+			$message = $this->receive_message( $client, $deadline, 'welcome' );
+			if ( 'welcome' === $message['type'] ) {
+				break;
+			}
+			// An ack of an earlier batch on a long-lived connection can arrive first: ignore it.
+		}
+		$this->welcome['max_batch']         = max( 1, (int) ( $message['max_batch'] ?? 100 ) );
+		$this->welcome['max_message_bytes'] = max( 65536, (int) ( $message['max_message_bytes'] ?? 8388608 ) );
+		$watch                              = is_array( $message['watch_meta'] ?? null ) ? $message['watch_meta'] : array();
+		$this->welcome['watch_meta']        = $watch;
+		// Cached for the capture hooks (watch_meta) and the status screen; written only on change.
+		if ( WooBrevo_Settings::get( 'watch_meta' ) !== $watch ) {
+			WooBrevo_Settings::set( 'watch_meta', $watch );
+		}
+		foreach ( array( 'max_batch', 'max_message_bytes' ) as $key ) {
+			if ( (int) WooBrevo_Settings::get( $key ) !== $this->welcome[ $key ] ) {
+				WooBrevo_Settings::set( $key, $this->welcome[ $key ] );
+			}
+		}
+	}
+
+	/**
+	 * Claims and sends batches until the outbox is empty or the deadline passes.
+	 *
+	 * @param WooBrevo_Ws_Client   $client   Open client after welcome.
+	 * @param float                $deadline No new batch starts after it.
+	 * @param array<string, mixed> $stats    Counters, updated.
+	 */
+	private function ship( WooBrevo_Ws_Client $client, float $deadline, array &$stats ): void {
+		$max_batch = $this->welcome['max_batch'];
+		$max_bytes = $this->welcome['max_message_bytes'] - self::ENVELOPE_BYTES;
+		// A claim lasts past the deadline plus one ack wait, so a shipper that dies frees its rows soon.
+		$lease = (int) ceil( max( 0.0, $deadline - $this->now() ) ) + 60;
+		$held  = array(); // Encoded events claimed but not sent yet (they did not fit the last batch).
+		while ( $this->now() < $deadline ) {
+			if ( count( $held ) < $max_batch ) {
+				foreach ( $this->outbox->claim( $this->owner, $max_batch - count( $held ), $lease ) as $row ) {
+					$encoded = $this->encode_event( $row );
+					if ( null === $encoded ) {
+						continue;
+					}
+					if ( strlen( $encoded ) > $max_bytes ) {
+						// Kept in the outbox (released below) and shown to the admin; never dropped.
+						WooBrevo_Settings::set(
+							'last_error',
+							sprintf( 'event %s (%s %d) is %d bytes, over the agent\'s %d-byte message limit; it stays in the outbox', $row['event_id'], $row['resource'], $row['resource_id'], strlen( $encoded ), $max_bytes )
+						);
+						continue;
+					}
+					$held[] = array(
+						'row'  => $row,
+						'json' => $encoded,
+					);
+				}
+			}
+			if ( array() === $held ) {
+				return;
+			}
+			// Take events while the message stays under the agent's limit.
+			$batch = array();
+			$size  = 0;
+			while ( array() !== $held && count( $batch ) < $max_batch && $size + strlen( $held[0]['json'] ) + 1 <= $max_bytes ) {
+				$item   = array_shift( $held );
+				$size  += strlen( $item['json'] ) + 1;
+				$batch[] = $item;
+			}
+			$this->send_batch( $client, $batch, $stats );
+		}
+	}
+
+	/**
+	 * Sends one events message, waits for its ack, deletes acked rows, records rejected ones.
+	 *
+	 * @param WooBrevo_Ws_Client                                      $client Open client.
+	 * @param array<int, array{row: array<string, mixed>, json: string}> $batch  Encoded events.
+	 * @param array<string, mixed>                                    $stats  Counters, updated.
+	 * @throws RuntimeException When no ack comes.
+	 */
+	private function send_batch( WooBrevo_Ws_Client $client, array $batch, array &$stats ): void {
+		++$this->batch_seq;
+		$batch_id = sprintf( 'b-%d-%s-%d', time(), substr( $this->owner, -12 ), $this->batch_seq );
+		$rows     = array();
+		$parts    = array();
+		foreach ( $batch as $item ) {
+			$rows[ $item['row']['event_id'] ] = $item['row'];
+			$parts[]                          = $item['json'];
+		}
+		// The events are encoded once each; the envelope is put around them as text.
+		$client->send_text( '{"type":"events","batch":' . self::json( $batch_id ) . ',"events":[' . implode( ',', $parts ) . ']}' );
+		$stats['sent'] += count( $batch );
+		++$stats['batches'];
+
+		// The ack comes after the agent's commit; a lost ack means the rows stay and are resent.
+		$ack_deadline = $this->now() + 30;
+		while ( true ) {
+			$message = $this->receive_message( $client, $ack_deadline, 'ack' );
+			if ( 'ack' === $message['type'] && ( $message['batch'] ?? null ) === $batch_id ) {
+				break;
+			}
+		}
+		$done = array();
+		foreach ( (array) ( $message['accepted'] ?? array() ) as $id ) {
+			if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
+				$done[] = (int) $rows[ $id ]['id'];
+				++$stats['acked'];
+			}
+		}
+		foreach ( (array) ( $message['rejected'] ?? array() ) as $rejected ) {
+			$id = is_array( $rejected ) ? ( $rejected['id'] ?? null ) : null;
+			if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
+				// The agent keeps it as a dead letter; the admin sees it here.
+				$this->outbox->record_rejected( $rows[ $id ], (string) ( $rejected['code'] ?? 'rejected' ), (string) ( $rejected['message'] ?? '' ) );
+				$done[] = (int) $rows[ $id ]['id'];
+				++$stats['rejected'];
+			}
+		}
+		if ( array() !== $done ) {
+			$this->outbox->delete( $done );
+		}
+		WooBrevo_Settings::set( 'last_ack', time() );
+	}
+
+	/**
+	 * Encodes one outbox row as an event (protocol "events"), building its payload now.
+	 *
+	 * @param array<string, mixed> $row Claimed row.
+	 * @return string|null JSON, or null when the payload could not be built (the row stays).
+	 */
+	private function encode_event( array $row ): ?string {
+		$topic = (string) $row['topic'];
+		try {
+			$payload = $this->payloads->build( $row, $this->welcome['watch_meta'] );
+		} catch ( Throwable $e ) {
+			WooBrevo_Settings::set( 'last_error', sprintf( 'cannot build the payload of event %s: %s', $row['event_id'], $e->getMessage() ) );
+			return null;
+		}
+		if ( null === $payload ) { // @phpstan-ignore-line -- build() may return null for an object that vanished.
+			// The object is gone since the hook fired: ship it as deleted.
+			$payload = array( 'id' => (int) $row['resource_id'] );
+			if ( isset( $row['extra']['parent_id'] ) ) {
+				$payload['parent_id'] = (int) $row['extra']['parent_id'];
+			}
+			$topic = $row['resource'] . '.deleted';
+		}
+		$event = array(
+			'id'          => (string) $row['event_id'],
+			'topic'       => $topic,
+			'resource'    => (string) $row['resource'],
+			'resource_id' => (int) $row['resource_id'],
+			'occurred_at' => (string) $row['occurred_at'],
+			'payload'     => array() === $payload ? new stdClass() : $payload,
+		);
+		if ( ! empty( $row['extra'] ) && is_array( $row['extra'] ) ) {
+			$event['extra'] = $row['extra'];
+		}
+		return self::json( $event );
+	}
+
+	/**
+	 * Receives and decodes the next protocol message; an `error` message is thrown.
+	 *
+	 * @param WooBrevo_Ws_Client $client   Open client.
+	 * @param float              $deadline Time limit.
+	 * @param string             $waiting  What we wait for (for the message).
+	 * @return array<string, mixed>
+	 * @throws RuntimeException On timeout, an error message or a non-JSON message.
+	 */
+	private function receive_message( WooBrevo_Ws_Client $client, float $deadline, string $waiting ): array {
+		$text = $client->receive( max( 0.0, $deadline - $this->now() ) );
+		if ( null === $text ) {
+			throw new RuntimeException( sprintf( 'no %s from the agent in time', $waiting ), WooBrevo_Ws_Frame::CLOSE_ABNORMAL );
+		}
+		return $this->check_unexpected( $text );
+	}
+
+	/**
+	 * Decodes a message; throws on `error` or garbage.
+	 *
+	 * @param string $text Message.
+	 * @return array<string, mixed>
+	 * @throws RuntimeException On an error message or non-JSON.
+	 */
+	private function check_unexpected( string $text ): array {
+		$message = json_decode( $text, true );
+		if ( ! is_array( $message ) || ! isset( $message['type'] ) ) {
+			throw new RuntimeException( 'the agent sent something that is not a protocol message', WooBrevo_Ws_Frame::CLOSE_PROTOCOL_ERROR );
+		}
+		if ( 'error' === $message['type'] ) {
+			// Protocol: a 1008 error is a bug on one side; the admin sees the agent's message.
+			throw new RuntimeException( sprintf( 'the agent reported %s: %s', (string) ( $message['code'] ?? 'error' ), (string) ( $message['message'] ?? '' ) ), WooBrevo_Ws_Frame::CLOSE_POLICY );
+		}
+		return $message;
+	}
+
+	/**
+	 * Records a successful exchange: clears the backoff and the error.
+	 */
+	private function on_success(): void {
+		if ( 0 !== (int) get_option( self::BACKOFF_STEP_OPTION, 0 ) ) {
+			update_option( self::BACKOFF_STEP_OPTION, 0, false );
+			update_option( self::BACKOFF_UNTIL_OPTION, 0 ); // Same autoload as on failure: a mixed flag leaves WordPress's alloptions cache stale.
+		}
+		WooBrevo_Settings::set( 'connected', time() );
+		if ( '' !== (string) WooBrevo_Settings::get( 'last_error' ) ) {
+			WooBrevo_Settings::set( 'last_error', '' );
+		}
+	}
+
+	/**
+	 * Records a failure: the error for the admin, the next backoff, and closes the client.
+	 *
+	 * @param Throwable               $e      What went wrong.
+	 * @param WooBrevo_Ws_Client|null $client The client, if one was made.
+	 * @return string The error message.
+	 */
+	private function on_failure( Throwable $e, ?WooBrevo_Ws_Client $client ): string {
+		$message = $e->getMessage();
+		$code    = (int) $e->getCode();
+		$fails   = $this->backoff()['failures'] + 1;
+		$delay   = self::backoff_delay( $fails, mt_rand() / mt_getrandmax() );
+		if ( 401 === $code || 403 === $code ) {
+			// The token has to change first (protocol: "retry no sooner than the backoff maximum").
+			$delay = self::MAX_BACKOFF;
+		} elseif ( null !== $client && null !== $client->retry_after() ) {
+			$delay = max( $delay, min( 3600, $client->retry_after() ) );
+		}
+		update_option( self::BACKOFF_STEP_OPTION, $fails, false );
+		update_option( self::BACKOFF_UNTIL_OPTION, time() + $delay );
+		WooBrevo_Settings::set( 'connected', 0 );
+		WooBrevo_Settings::set( 'last_error', $message );
+		if ( null !== $client ) {
+			$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 0.5 ); // A no-op when already closed.
+		}
+		return $message;
+	}
+
+	/**
+	 * The stored backoff state of the current site.
+	 *
+	 * @return array{failures: int, until: int, reason: string}
+	 */
+	public function backoff(): array {
+		return array(
+			'failures' => (int) get_option( self::BACKOFF_STEP_OPTION, 0 ),
+			'until'    => (int) get_option( self::BACKOFF_UNTIL_OPTION, 0 ),
+			'reason'   => (string) WooBrevo_Settings::get( 'last_error' ),
+		);
+	}
+
+	/**
+	 * Takes the per-site named lock without waiting.
+	 *
+	 * @return bool
+	 */
+	private function acquire_lock(): bool {
+		global $wpdb;
+		if ( null !== $this->lock ) {
+			return true;
+		}
+		// Lock names are global to the database server: name the database and table prefix
+		// too, so two WordPress installs on one server (or the test suites) do not collide.
+		$name = sprintf( 'woobrevo_ship_%s_%d', substr( md5( DB_NAME . '|' . $wpdb->base_prefix ), 0, 10 ), get_current_blog_id() );
+		$got  = $wpdb->get_var( $wpdb->prepare( 'SELECT GET_LOCK(%s, 0)', $name ) );
+		if ( '1' !== (string) $got ) {
+			return false;
+		}
+		$this->lock = $name;
+		return true;
+	}
+
+	/**
+	 * Releases the named lock.
+	 */
+	private function release_lock(): void {
+		global $wpdb;
+		if ( null !== $this->lock ) {
+			$wpdb->query( $wpdb->prepare( 'SELECT RELEASE_LOCK(%s)', $this->lock ) );
+			$this->lock = null;
+		}
+	}
+
+	/**
+	 * Current time.
+	 *
+	 * @return float
+	 */
+	private function now(): float {
+		return ( $this->clock )();
+	}
+
+	/**
+	 * Sleeps until a time (stream mode only).
+	 *
+	 * @param float $until microtime(true) value.
+	 */
+	private function sleep_until( float $until ): void {
+		$left = $until - $this->now();
+		if ( $left > 0 ) {
+			usleep( (int) ( min( $left, 60.0 ) * 1e6 ) );
+		}
+	}
+
+	/**
+	 * JSON as the agent reads it: UTF-8 guaranteed (a text frame must be valid UTF-8).
+	 *
+	 * @param mixed $value Value.
+	 * @return string
+	 */
+	private static function json( $value ): string {
+		return (string) wp_json_encode( $value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE );
+	}
+}

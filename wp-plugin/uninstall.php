@@ -1,0 +1,26 @@
+<?php
+/**
+ * Uninstall: removes the outbox table, options and cron event of every site. Runs only when
+ * WordPress uninstalls the plugin (never on deactivation).
+ *
+ * @package WooBrevo
+ */
+
+defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
+
+require_once __DIR__ . '/includes/class-woobrevo-schema.php';
+
+if ( is_multisite() ) {
+	foreach ( get_sites(
+		array(
+			'fields' => 'ids',
+			'number' => 0,
+		)
+	) as $woobrevo_blog_id ) {
+		switch_to_blog( (int) $woobrevo_blog_id );
+		WooBrevo_Schema::uninstall_site();
+		restore_current_blog();
+	}
+} else {
+	WooBrevo_Schema::uninstall_site();
+}
