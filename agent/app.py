@@ -31,8 +31,12 @@ class App:
         *,
         clock: Callable[[], float] = time.time,
         doors: bool = True,
+        after_commit: Callable[[str, Any], None] | None = None,
     ) -> None:
         self.cfg = cfg
+        # Test-only hook of the stream door, called between a batch's commit and its ack
+        # (the crash test kills the process there); set only by the CLI entry point.
+        self.after_commit = after_commit
         self.sites: dict[str, SiteConfig] = {s.id: s for s in cfg.resolved_sites()}
         self.metrics = Metrics()
         self.clock = clock
@@ -65,16 +69,19 @@ class App:
         from agent.doors.stream import StreamServer
         from agent.http import HttpServer
 
-        self.stream = await stack.enter_async_context(StreamServer(self))
+        self.stream = await stack.enter_async_context(
+            StreamServer(self, after_commit=self.after_commit)
+        )
         self.http = await stack.enter_async_context(HttpServer(self))
         with contextlib.suppress(ImportError):
             from agent.doors.poller import Pollers
 
             self.pollers = await stack.enter_async_context(Pollers(self))
 
-    async def wait_idle(self, timeout: float | None = None) -> None:
-        """Return when every stored event is processed and every Brevo job is done or dead."""
-        async with asyncio.timeout(timeout):
+    async def wait_idle(self, within: float | None = None) -> None:
+        """Return when every stored event is processed and every Brevo job is done or dead
+        (TimeoutError after `within` seconds)."""
+        async with asyncio.timeout(within):
             while True:
                 await self.processor.drain()
                 counts = await self.store.counts()

@@ -249,7 +249,8 @@ class AccountWorker:
             if await self.app.store.get_meta(key):
                 return
             resp = await self._call("POST", "/ecommerce/activate", None, "other")
-            if resp.status is not None and resp.status < 500 and resp.status != 429:
+            # 2xx, or a 400 for an account that is already active; a refused key is not that.
+            if resp.status is not None and (resp.status < 300 or resp.status in (400, 409)):
                 await self.app.store.set_meta(key, "1")
                 if resp.status >= 300:
                     log.warning(

@@ -122,6 +122,8 @@ class FakeProcess:
                 "--port",
                 "0",
                 "--enforce-limits",
+                "--api-key",
+                "xkeysib-bench",
                 "--time-scale",
                 str(scale),
                 "--port-file",

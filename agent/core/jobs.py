@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 __all__ = ["FAMILY_OF_KIND", "Intent", "Job", "Kind", "Outcome", "body_hash", "merge_bodies"]
 
@@ -35,7 +36,7 @@ FAMILY_OF_KIND: dict[Kind, str] = {
 
 def canonical(body: Any) -> str:
     """JSON with sorted keys: the form hashed and stored."""
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return orjson.dumps(body, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def body_hash(body: Any) -> str:

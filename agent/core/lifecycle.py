@@ -23,6 +23,11 @@ def object_state(event: Event) -> dict[str, Any]:
         "version": p.get("date_modified_gmt") or "",
         "deleted": event.action is Action.DELETED,
     }
+    if event.resource in (Resource.PRODUCT, Resource.VARIATION):
+        # Kept for the deletion, whose body carries only the id (Brevo needs a name).
+        name = p.get("name")
+        if name:
+            state["name"] = name
     if event.resource is Resource.ORDER and event.action is not Action.DELETED:
         state["status"] = p.get("status")
         refunds = p.get("refunds") or []

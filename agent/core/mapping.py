@@ -107,7 +107,16 @@ def product_body(
     """POST /products body (variations carry parentId)."""
     pid = f"{id_prefix}{product['id']}"
     if deleted_at is not None:
-        return {"id": pid, "isDeleted": True, "deletedAt": deleted_at, "updateEnabled": True}
+        # POST /products requires `name` even for an update (openapi: /products); a deleted
+        # object's body ({"id": N}, NOTES §1.3) has none, so the last known one is passed in.
+        name = str(product.get("name") or f"#{product['id']}")
+        return {
+            "id": pid,
+            "name": name,
+            "isDeleted": True,
+            "deletedAt": deleted_at,
+            "updateEnabled": True,
+        }
     name = product.get("name")
     if not name:
         attrs = product.get("attributes") or []

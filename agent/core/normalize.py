@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 import phonenumbers
@@ -61,6 +62,11 @@ def normalize_email(value: object) -> str | None:
     """Lowercased, syntax-checked address, or None (no DNS lookups: the agent runs offline)."""
     if not isinstance(value, str) or not value.strip():
         return None
+    return _normalize_email(value)
+
+
+@lru_cache(maxsize=65536)  # the same addresses come back with every order: check each once
+def _normalize_email(value: str) -> str | None:
     try:
         info = validate_email(value.strip(), check_deliverability=False)
     except EmailNotValidError:
@@ -73,6 +79,11 @@ def phone_e164(number: object, country: object) -> str | None:
     if not isinstance(number, str) or not number.strip():
         return None
     region = country.upper() if isinstance(country, str) and len(country) == 2 else None
+    return _phone_e164(number, region)
+
+
+@lru_cache(maxsize=65536)
+def _phone_e164(number: str, region: str | None) -> str | None:
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:

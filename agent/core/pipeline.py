@@ -284,7 +284,11 @@ def decide(
                 Intent(
                     Kind.PRODUCT,
                     f"product:{prefix}{event.resource_id}",
-                    product_body({"id": event.resource_id}, prefix, deleted_at=stamp),
+                    product_body(
+                        {"id": event.resource_id, "name": (prior or {}).get("name")},
+                        prefix,
+                        deleted_at=stamp,
+                    ),
                     historical,
                 )
             )

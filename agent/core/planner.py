@@ -220,7 +220,8 @@ def batch_request(jobs: list[Job], *, collection_id: str | None = None) -> Reque
         for j in jobs:
             groups.setdefault(tuple(sorted(j.body.get("listIds", []))), []).append(j)
         lists, group = max(groups.items(), key=lambda kv: len(kv[1]))
-        rest = tuple(j for j in jobs if j not in group)
+        carried = {j.id for j in group}
+        rest = tuple(j for j in jobs if j.id not in carried)
         if not lists:
             # Import needs a list; without one, contacts go one by one.
             first = group[0]

@@ -364,32 +364,46 @@ class SqliteStore:
         ).fetchall()
         if not rows:
             return 0
-        with self._tx() as db:
+        try:
+            with self._tx() as db:
+                for row in rows:
+                    self._process_row(db, row[0], row[1], _event_from_row(row), decide, facts)
+                db.executemany("UPDATE inbox SET state = 1 WHERE seq = ?", [(r[0],) for r in rows])
+        except Exception:
+            # Something in this batch breaks the pipeline: redo it one row per transaction, so
+            # the bad row becomes a dead letter and the rows behind it are not blocked.
+            log.warning("processing a batch of %d failed; isolating the bad event", len(rows))
             for row in rows:
-                seq, site = row[0], row[1]
-                db.execute("SAVEPOINT row")
-                try:
-                    self._process_row(db, seq, site, _event_from_row(row), decide, facts)
-                except Exception as exc:
-                    # A row that breaks the pipeline must not block the rows behind it: it is
-                    # kept as a dead letter (replayable once the cause is fixed).
-                    db.execute("ROLLBACK TO row")
-                    log.exception("event %s of site %s failed to process", row[2], site)
-                    db.execute(
-                        "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
-                        " VALUES (?, 'event', ?, ?, 'processing_error', ?, ?, ?)",
-                        (
-                            site,
-                            f"{site}:{row[2]}",
-                            row[4],
-                            f"{type(exc).__name__}: {exc}"[:2000],
-                            json.dumps({"topic": row[3], "payload": json.loads(row[10])}),
-                            time.time(),
-                        ),
-                    )
-                    db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
-                db.execute("RELEASE row")
+                self._process_alone(row, decide, facts)
         return len(rows)
+
+    def _process_alone(
+        self,
+        row: Sequence[Any],
+        decide: Callable[[str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome],
+        facts: Callable[[str, Event], tuple[str, str, float, str] | None],
+    ) -> None:
+        seq, site = row[0], row[1]
+        try:
+            with self._tx() as db:
+                self._process_row(db, seq, site, _event_from_row(row), decide, facts)
+                db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
+        except Exception as exc:
+            log.exception("event %s of site %s failed to process", row[2], site)
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
+                    " VALUES (?, 'event', ?, ?, 'processing_error', ?, ?, ?)",
+                    (
+                        site,
+                        f"{site}:{row[2]}",
+                        row[4],
+                        f"{type(exc).__name__}: {exc}"[:2000],
+                        json.dumps({"topic": row[3], "payload": json.loads(row[10])}),
+                        time.time(),
+                    ),
+                )
+                db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
 
     def _process_row(
         self,
@@ -406,7 +420,7 @@ class SqliteStore:
             "SELECT state FROM objects WHERE site=? AND resource=? AND resource_id=?",
             (site, event.resource.value, event.resource_id),
         ).fetchone()
-        prior = json.loads(prior_row[0]) if prior_row else None
+        prior = orjson.loads(prior_row[0]) if prior_row else None
         fact = facts(site, event)
         if event.resource is Resource.ORDER and event.action is Action.DELETED:
             db.execute(
@@ -431,7 +445,7 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO objects (site, resource, resource_id, state) VALUES (?,?,?,?)"
                 " ON CONFLICT (site, resource, resource_id) DO UPDATE SET state=excluded.state",
-                (site, event.resource.value, event.resource_id, json.dumps(outcome.object_state)),
+                (site, event.resource.value, event.resource_id, orjson.dumps(outcome.object_state).decode()),
             )
         for intent in outcome.intents:
             self._add_intent(db, outcome.account, site, intent)
@@ -449,7 +463,6 @@ class SqliteStore:
                     time.time(),
                 ),
             )
-        db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
 
     def _aggregates(self, site: str, email: str) -> dict[str, Any]:
         # WooCommerce's semantics (reference NOTES §5): count every status, spend over paid ones
@@ -799,6 +812,36 @@ class SqliteStore:
                 )
 
         await self._run(run)
+
+    async def object_versions(
+        self, site: str, resource: str
+    ) -> dict[int, tuple[str, bool, str | None]]:
+        """Every object of a resource the pipeline has seen: id → (date_modified_gmt, deleted,
+        order status or None). The poller compares these with the store's listings (customer
+        scan, id reconciliation)."""
+
+        def run() -> dict[int, tuple[str, bool, str | None]]:
+            rows = self.db.execute(
+                "SELECT resource_id, json_extract(state, '$.version'),"
+                " json_extract(state, '$.deleted'), json_extract(state, '$.status')"
+                " FROM objects WHERE site=? AND resource=?",
+                (site, resource),
+            ).fetchall()
+            return {
+                int(r[0]): (str(r[1] or ""), bool(r[2]), None if r[3] is None else str(r[3]))
+                for r in rows
+            }
+
+        return await self._run(run)
+
+    async def last_received(self, site: str, door: str) -> float | None:
+        """When an event last arrived through a door (stored time), or None."""
+        row = await self._run(
+            lambda: self.db.execute(
+                "SELECT MAX(received_at) FROM inbox WHERE site=? AND door=?", (site, door)
+            ).fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
 
     async def status(self) -> dict[str, dict[str, Any]]:
         """Per site: inbox depth, pending jobs, open dead letters, last success, counters."""

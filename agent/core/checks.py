@@ -1,0 +1,124 @@
+"""`woobrevo-agent doctor`, the pure part: results, the Brevo attribute types a mapping needs,
+which mapped meta keys a sample lacks, and the table. The requests are in agent/doctor.py."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "Check",
+    "Result",
+    "attribute_problems",
+    "attribute_type",
+    "exit_code",
+    "mapped_meta_keys",
+    "missing_lists",
+    "missing_meta",
+    "render_table",
+    "wanted_attributes",
+]
+
+
+class Result(StrEnum):
+    """A check's outcome; only FAIL makes `doctor` exit 1."""
+
+    PASS = "pass"
+    FAIL = "FAIL"
+    WARN = "warn"
+    SKIP = "skip"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One row: what was checked, the outcome, and what was seen or how to fix it."""
+
+    name: str
+    result: Result
+    detail: str
+
+
+# Computed per-email aggregates (agent/core/mapping.py COMPUTED): counts and sums are numbers,
+# the order dates are dates. Brevo silently drops a value of the wrong type
+# (reference/brevo/NOTES.md, Attributes), so the attribute must be created with the right one.
+_FLOAT_PATHS = frozenset({"orders_count", "total_spent"})
+_DATE_PATHS = frozenset({"first_order_date", "last_order_date"})
+_DATE_SUFFIXES = ("date_created", "date_created_gmt", "date_modified", "date_modified_gmt")
+
+
+def attribute_type(path: str) -> str:
+    """The Brevo attribute type for a mapped WooCommerce path: float, date or text."""
+    if path in _FLOAT_PATHS:
+        return "float"
+    if path in _DATE_PATHS or path.endswith(_DATE_SUFFIXES):
+        return "date"
+    return "text"
+
+
+def wanted_attributes(mapping: Mapping[str, str]) -> dict[str, str]:
+    """Brevo attribute name → type for every mapped path (the email is the identifier)."""
+    return {attr: attribute_type(path) for path, attr in mapping.items() if path != "email"}
+
+
+def attribute_problems(
+    wanted: Mapping[str, str], existing: Iterable[Mapping[str, Any]]
+) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+    """(missing name → type, [(name, type in Brevo, type wanted)]) for the account's attributes."""
+    have = {
+        str(a.get("name", "")).upper(): str(a.get("type") or a.get("category") or "")
+        for a in existing
+    }
+    missing = {name: kind for name, kind in wanted.items() if name.upper() not in have}
+    wrong = [
+        (name, have[name.upper()], kind)
+        for name, kind in wanted.items()
+        # Built-in text attributes (SMS, FIRSTNAME…) are text already; only typed ones can clash.
+        if name.upper() in have and kind != "text" and have[name.upper()] != kind
+    ]
+    return missing, wrong
+
+
+def mapped_meta_keys(mapping: Mapping[str, str]) -> list[str]:
+    """Meta keys named by `meta_data.<key>` paths of the customer mapping."""
+    return [p.split(".", 1)[1] for p in mapping if p.startswith("meta_data.") and "." in p]
+
+
+def missing_meta(keys: Sequence[str], customers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The mapped meta keys found on none of the sampled customers."""
+    seen: set[str] = set()
+    for customer in customers:
+        for meta in customer.get("meta_data") or []:
+            if isinstance(meta, dict) and isinstance(meta.get("key"), str):
+                seen.add(meta["key"])
+    return [k for k in keys if k not in seen]
+
+
+def missing_lists(
+    lists: Mapping[str, int | None], existing: Iterable[int]
+) -> list[tuple[str, int]]:
+    """(role, id) of configured list ids the Brevo account does not have."""
+    have = set(existing)
+    return [(role, lid) for role, lid in lists.items() if lid is not None and lid not in have]
+
+
+def exit_code(checks: Iterable[Check]) -> int:
+    """0 when nothing failed, 1 otherwise."""
+    return 1 if any(c.result is Result.FAIL for c in checks) else 0
+
+
+def render_table(checks: Sequence[Check], width: int = 100) -> str:
+    """check | result | detail, the detail wrapped to the width."""
+    name_w = max([len("check"), *(len(c.name) for c in checks)])
+    result_w = 6
+    detail_w = max(width - name_w - result_w - 4, 30)
+    lines = [f"{'check':<{name_w}}  {'result':<{result_w}}  fix / detail"]
+    lines.append(f"{'-' * name_w}  {'-' * result_w}  {'-' * min(detail_w, 40)}")
+    for check in checks:
+        wrapped = textwrap.wrap(check.detail, detail_w) or [""]
+        lines.append(f"{check.name:<{name_w}}  {check.result.value:<{result_w}}  {wrapped[0]}")
+        pad = " " * (name_w + result_w + 4)
+        lines.extend(pad + more for more in wrapped[1:])
+    return "\n".join(lines)
