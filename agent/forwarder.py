@@ -157,6 +157,12 @@ class AccountWorker:
                     await self._sleep(5.0 if due is None else max(0.05, min(5.0, due - now)))
                     continue
                 plan = choose(kind, depth, self.budgets, now, self.cfg.live_window)
+                if plan.batch and depth < plan.size and self.app.processor.backlogged:
+                    # More of this backlog is still being processed: a full batch later costs
+                    # one request where partial ones now would cost many (the batch families'
+                    # budgets are the scarce ones: 100 requests an hour on the general plan).
+                    await self._sleep(0.2)
+                    continue
                 budget = self.budgets[plan.family]
                 if not self.client.dry_run:
                     wait = budget.delay(now)

@@ -28,6 +28,9 @@ class Processor:
         self.app = app
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        # True while stored events wait to be processed: more jobs are on their way, so the
+        # forwarder lets partial batches fill up (agent/forwarder.py).
+        self.backlogged = False
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
@@ -72,8 +75,11 @@ class Processor:
             while True:
                 n = await self.app.store.process_pending(BATCH, self._decide, self._facts)
                 total += n
+                self.backlogged = n == BATCH
                 if n < BATCH:
                     break
+                if total % (BATCH * 20) == 0:
+                    self.app.forwarder.wake()
         if total:
             self.app.forwarder.wake()
         return total

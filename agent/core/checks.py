@@ -117,7 +117,7 @@ def render_table(checks: Sequence[Check], width: int = 100) -> str:
     lines = [f"{'check':<{name_w}}  {'result':<{result_w}}  fix / detail"]
     lines.append(f"{'-' * name_w}  {'-' * result_w}  {'-' * min(detail_w, 40)}")
     for check in checks:
-        wrapped = textwrap.wrap(check.detail, detail_w) or [""]
+        wrapped = textwrap.wrap(check.detail, detail_w, break_on_hyphens=False) or [""]
         lines.append(f"{check.name:<{name_w}}  {check.result.value:<{result_w}}  {wrapped[0]}")
         pad = " " * (name_w + result_w + 4)
         lines.extend(pad + more for more in wrapped[1:])

@@ -109,15 +109,14 @@ def product_body(
     if deleted_at is not None:
         # POST /products requires `name` even for an update (openapi: /products); a deleted
         # object's body ({"id": N}, NOTES §1.3) has none, so the last known one is passed in.
-        name = str(product.get("name") or f"#{product['id']}")
         return {
             "id": pid,
-            "name": name,
+            "name": str(product.get("name") or f"#{product['id']}"),
             "isDeleted": True,
             "deletedAt": deleted_at,
             "updateEnabled": True,
         }
-    name = product.get("name")
+    name: Any = product.get("name")
     if not name:
         attrs = product.get("attributes") or []
         name = (

@@ -359,6 +359,7 @@ class Checkpoint:
     total: int | None = None
     done_items: int = 0
     finished: bool = False
+    last_page_items: int = 0  # of done_items, how many the last stored page brought
     # Variable products whose variations are still to fetch (products only).
     parents: tuple[int, ...] = ()
 
@@ -379,6 +380,10 @@ class Checkpoint:
         """Where a resumed run starts: one page back, because objects deleted since shift every
         later page left by one slot per deletion (pages are offsets, not keys); repeats dedupe."""
         return max(1, self.next_page - 1) if self.next_page > 1 else 1
+
+    def resume_done(self) -> int:
+        """`done_items` before the page `resume_page` fetches again."""
+        return self.done_items - self.last_page_items if self.next_page > 1 else 0
 
 
 def parse_since(text: str) -> str:
@@ -415,7 +420,7 @@ def seconds_until(hhmm: str, now: datetime) -> float:
 def _duration(seconds: float | None) -> str:
     if seconds is None or math.isinf(seconds) or math.isnan(seconds):
         return "--:--"
-    whole = round(seconds)
+    whole = int(seconds + 0.5)  # half up: an ETA of 2.5 s shows 00:03
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
