@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,9 @@ def _store(cfg: Config) -> SqliteStore:
 # -- run ----------------------------------------------------------------------------------
 
 
-async def _run(cfg: Config, until_idle: bool) -> int:
+async def _run(
+    cfg: Config, until_idle: bool, after_commit: Callable[[str, Any], None] | None = None
+) -> int:
     from agent.app import App
 
     stop = asyncio.Event()
@@ -53,7 +56,7 @@ async def _run(cfg: Config, until_idle: bool) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with App(cfg) as app:
+    async with App(cfg, after_commit=after_commit) as app:
         for site in app.sites.values():
             mode = "dry-run" if site.brevo.is_dry_run else site.brevo.base_url
             log.info("site %s: brevo %s (%s plan)", site.id, mode, site.brevo.plan)
@@ -77,7 +80,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Forward until stopped (or, with --until-idle, until nothing is pending)."""
     cfg = _load(args)
     _setup_logging(args.log_level or cfg.agent.log_level)
-    return asyncio.run(_run(cfg, args.until_idle))
+    after_commit = None
+    if os.environ.get("WOOBREVO_TEST_CRASH_AFTER_COMMIT") == "1":
+        # Test-only: die like `kill -9` between a batch's commit and its ack, so the crash test
+        # can show a resend is stored once and forwarded once (tests/agent/test_stream.py).
+        log.warning("WOOBREVO_TEST_CRASH_AFTER_COMMIT=1: the agent kills itself after a commit")
+        after_commit = _crash_after_commit
+    return asyncio.run(_run(cfg, args.until_idle, after_commit))
+
+
+def _crash_after_commit(site: str, batch: Any) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 # -- check --------------------------------------------------------------------------------

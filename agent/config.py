@@ -29,10 +29,12 @@ from agent.errors import ConfigError
 
 __all__ = [
     "AgentSection",
+    "BackfillSection",
     "BrevoSection",
     "Config",
     "ConfigError",
     "Duration",
+    "PollingSection",
     "SiteConfig",
     "WooSection",
     "load_config",
@@ -255,12 +257,25 @@ DEFAULT_MAPPING = {
 
 
 class PollingSection(_Model):
-    """Timings of the polling door (issue 4)."""
+    """Timings of the polling door (issue 4; docs/backfill.md, "Polling")."""
 
     interval: Duration = 60.0
     overlap: Duration = 10.0
     customer_scan_every: Duration = 3600.0
     reconcile_every: Duration = 6 * 3600.0
+    concurrency: int = Field(2, ge=1, le=16, description="REST requests in flight while polling")
+
+
+class BackfillSection(_Model):
+    """How `woobrevo-agent backfill` pages through the store (docs/backfill.md)."""
+
+    concurrency: int = Field(
+        4, ge=1, le=16, description="pages in flight; rate_limit_per_minute still caps the pace"
+    )
+    per_page: int = Field(100, ge=1, le=100, description="WooCommerce caps per_page at 100")
+    fields: bool = Field(
+        True, description="ask only for the fields the mapping reads (_fields), ~2x fewer bytes"
+    )
 
 
 class WooSection(_Model):
@@ -281,7 +296,12 @@ class WooSection(_Model):
     mode: Literal["stream", "polling"] = "stream"
     brevo_id_prefix: str = Field("", pattern=r"^[A-Za-z0-9_-]{0,20}$")
     rate_limit_per_minute: int = Field(60, ge=1)
+    timeout: Duration = Field(30.0, description="longest wait for one WooCommerce REST answer")
+    ca_file: Path | None = Field(
+        None, description="CA bundle that signed the store's certificate (self-signed stores)"
+    )
     polling: PollingSection = PollingSection()
+    backfill: BackfillSection = BackfillSection()
 
     @field_validator("customer_mapping")
     @classmethod

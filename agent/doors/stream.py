@@ -1,0 +1,377 @@
+"""The websocket door: the plugin's stream, protocol v1 (docs/protocol.md).
+
+A thin shell: agent/core/protocol.py parses and builds every message, agent/tokens.py says
+which site a token names, the store commits; this module only moves frames and keeps time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import http
+import logging
+import ssl
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from agent.config import load_config
+from agent.core import protocol
+from agent.core.protocol import CloseCode, Events, Hello, PeerError, ProtocolError
+from agent.tokens import TokenRegistry
+
+if TYPE_CHECKING:
+    from agent.app import App
+
+__all__ = ["PATH", "StreamServer", "split_hostport"]
+
+log = logging.getLogger("agent.stream")
+
+PATH = "/v1/stream"
+# Batches parsed but not yet committed, across every connection (~1 MB each at 100 REST orders).
+MAX_PARSED_BATCHES = 16
+RELEASE_AFTER_BYTES = 64 * 1024
+PARSE_INLINE_BYTES = 16 * 1024
+# Batches of one connection committing at once (docs/protocol.md: pipelined batches).
+PIPELINE_DEPTH = 4
+
+AfterCommit = Callable[[str, Events], None]
+
+
+def split_hostport(value: str) -> tuple[str | None, int]:
+    """`host:port` (config.HostPort) → (host or None for every interface, port)."""
+    host, _, port = value.rpartition(":")
+    return (host or None), int(port)
+
+
+class _SiteConnection(ServerConnection):
+    """A connection that knows the one site its token named (set before the upgrade)."""
+
+    site: str = ""
+
+
+class StreamServer:
+    """`async with StreamServer(app) as s:` listens on `agent.listen.stream`; `s.port` is bound."""
+
+    def __init__(self, app: App, *, after_commit: AfterCommit | None = None) -> None:
+        self.app = app
+        self.limits = app.cfg.agent.stream
+        self.tokens = TokenRegistry(app.cfg, app.store, sites=app.sites, reload=load_config)
+        self.throttle = protocol.HandshakeThrottle(self.limits.max_failed_handshakes_per_minute)
+        # Test-only: called between the commit and the ack (the crash test kills the process
+        # there). Passed in explicitly by whoever builds the server; never read from the env here.
+        self.after_commit = after_commit
+        self.port = 0
+        self._server: Server | None = None
+        self._parsed = asyncio.Semaphore(MAX_PARSED_BATCHES)
+        self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-parse")
+        self._links: dict[str, dict[str, Any]] = app.state.setdefault("stream", {})
+        self._watch = {
+            sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in app.sites.items()
+        }
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> StreamServer:
+        host, port = split_hostport(self.app.cfg.agent.listen.stream)
+        tls = self.app.cfg.agent.tls
+        context: ssl.SSLContext | None = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+        self._server = await serve(
+            self._handle,
+            host,
+            port,
+            process_request=self._process_request,
+            create_connection=_SiteConnection,
+            # No permessage-deflate: the plugin's client does not offer it, and each deflate
+            # context costs hundreds of KB per connection (RFC 7692 §7.1.2.1 windows).
+            compression=None,
+            open_timeout=self.limits.handshake_timeout,
+            ping_interval=self.limits.ping_interval,
+            ping_timeout=self.limits.ping_timeout,
+            # A peer that does not answer pings will not answer a close frame either.
+            close_timeout=self.limits.ping_timeout,
+            # The library closes with 1009 before buffering a bigger message (RFC 6455 §7.4.1).
+            max_size=self.limits.max_message_bytes,
+            ssl=context,
+            server_header=None,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info(
+            "stream listening on %s:%d%s (%s)",
+            host or "*",
+            self.port,
+            PATH,
+            "wss" if context else "ws",
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Stop accepting, close every connection with 1001, wait for handlers (acks in flight
+        finish first: a handler mid-commit completes before the store closes)."""
+        if self._server is not None:
+            self._server.close(code=CloseCode.GOING_AWAY, reason="agent shutting down")
+            await self._server.wait_closed()
+            self._server = None
+        self._parse_pool.shutdown(wait=True)
+
+    # -- status ---------------------------------------------------------------------------
+
+    def last_seen(self, site: str) -> float | None:
+        """When the site last sent a `hello` or `events` (clock seconds), or None."""
+        link = self._links.get(site)
+        if link is None:
+            return None
+        seen = [t for t in (link.get("last_hello"), link.get("last_events")) if t is not None]
+        return max(seen) if seen else None
+
+    def connected(self, site: str) -> bool:
+        """Heard from within `stream.stale_after` (docs/protocol.md, "Heartbeat")."""
+        seen = self.last_seen(site)
+        return seen is not None and self.app.clock() - seen <= self.limits.stale_after
+
+    def _link(self, site: str) -> dict[str, Any]:
+        return self._links.setdefault(
+            site,
+            {
+                "connections": 0,
+                "last_hello": None,
+                "last_events": None,
+                "site_url": None,
+                "blog_id": None,
+                "plugin_version": None,
+                "wp_version": None,
+                "wc_version": None,
+                "remote": None,
+            },
+        )
+
+    # -- handshake ------------------------------------------------------------------------
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """Path, throttle and token, all before the upgrade (docs/protocol.md, "Connection")."""
+        if urlsplit(request.path).path != PATH:
+            return conn.respond(http.HTTPStatus.NOT_FOUND, f"the stream is at {PATH}\n")
+        addr = _address(conn)
+        now = self.app.clock()
+        wait = self.throttle.retry_after(addr, now)
+        if wait is not None:
+            self.app.metrics.inc("woobrevo_stream_refused_total", reason="throttled")
+            resp = conn.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "too many refused handshakes\n")
+            resp.headers["Retry-After"] = str(int(wait + 0.999))
+            return resp
+        token = protocol.bearer_token(request.headers.get("Authorization"))
+        site = await self.tokens.authenticate(token)
+        if site is None:
+            self.throttle.failure(addr, now)
+            reason = "no_token" if token is None else "bad_token"
+            self.app.metrics.inc("woobrevo_stream_refused_total", reason=reason)
+            log.warning("stream handshake from %s refused: %s", addr, reason.replace("_", " "))
+            resp = conn.respond(http.HTTPStatus.UNAUTHORIZED, "token refused\n")
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="woobrevo"'
+            return resp
+        assert isinstance(conn, _SiteConnection)
+        conn.site = site
+        return None
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, _SiteConnection)
+        site = ws.site
+        link = self._link(site)
+        link["connections"] += 1
+        link["remote"] = _address(ws)
+        self._gauge(site, link)
+        log.info("site %s connected from %s", site, link["remote"])
+        try:
+            await self._serve(ws, site, link)
+        except ConnectionClosed as exc:
+            log.info("site %s connection closed: %s", site, exc)
+        finally:
+            link["connections"] -= 1
+            self._gauge(site, link)
+
+    def _gauge(self, site: str, link: dict[str, Any]) -> None:
+        self.app.metrics.set("woobrevo_stream_connections", link["connections"], site=site)
+
+    async def _serve(self, ws: _SiteConnection, site: str, link: dict[str, Any]) -> None:
+        """Read, parse, commit, ack. Up to PIPELINE_DEPTH batches of a connection are committing
+        at once (the store folds them into one transaction), the next one is parsed meanwhile,
+        and acks leave in order; a global cap bounds the parsed batches held in memory."""
+        hello_seen = False
+        pending: deque[asyncio.Task[bool]] = deque()
+        try:
+            while True:
+                wait = self.limits.idle_timeout if hello_seen else self.limits.handshake_timeout
+                try:
+                    async with asyncio.timeout(wait):
+                        frame = await ws.recv()
+                except TimeoutError:
+                    if not await _settle(pending):
+                        return
+                    if not hello_seen:
+                        err = ProtocolError(
+                            protocol.ErrorCode.HELLO_REQUIRED,
+                            f"no hello within {wait:g}s of the upgrade",
+                        )
+                        await self._fail(ws, site, err)
+                    else:
+                        log.info("site %s idle for %gs; closing", site, wait)
+                        await ws.close(CloseCode.NORMAL, "idle")
+                    return
+                if len(frame) >= RELEASE_AFTER_BYTES:
+                    # The websockets parser keeps its last frame until the next one arrives;
+                    # a ping's pong is that next frame, so an idle site does not hold its last
+                    # batch (~300 KB) until the keepalive (RFC 6455 §5.5.2: pong promptly).
+                    await ws.ping()
+                # A parsed batch weighs ~4x its JSON: the cap keeps a burst from every site at
+                # once from holding them all parsed.
+                await self._parsed.acquire()
+                handed_over = False
+                msg: protocol.Message | ProtocolError | None = None
+                try:
+                    msg = await self._parse(frame, hello_seen)
+                    del frame
+                    if isinstance(msg, ProtocolError):
+                        await _settle(pending)  # acks of earlier batches go out before the error
+                        await self._fail(ws, site, msg)
+                        return
+                    if isinstance(msg, Hello):
+                        hello_seen = True
+                        await self._hello(ws, site, link, msg)
+                    elif isinstance(msg, Events):
+                        while pending and (pending[0].done() or len(pending) >= PIPELINE_DEPTH):
+                            if not await pending.popleft():
+                                return  # the store failed: the connection is closed (1011)
+                        previous = pending[-1] if pending else None
+                        pending.append(
+                            asyncio.create_task(self._events(ws, site, link, msg, previous))
+                        )
+                        handed_over = True
+                    elif isinstance(msg, PeerError):
+                        log.warning("site %s reports error %s: %s", site, msg.code, msg.message)
+                finally:
+                    if not handed_over:
+                        self._parsed.release()
+                    # Not kept until the next frame: idle connections must not each hold one.
+                    msg = None
+        finally:
+            # The peer left or the agent is stopping: commits under way still complete (their
+            # acks may not reach the plugin, which then resends: a replay, stored once).
+            with contextlib.suppress(ConnectionClosed):
+                await asyncio.shield(_settle(pending))
+
+    async def _parse(
+        self, frame: str | bytes, hello_seen: bool
+    ) -> protocol.Message | ProtocolError:
+        """Parse a frame; a big one on the parse thread, so that the loop meanwhile hands the
+        previous batch to the store (whose commit runs with the GIL released) and answers
+        other connections, instead of waiting ~10 ms per 100 events."""
+        parse = functools.partial(
+            protocol.parse_message, frame, hello_seen=hello_seen, max_batch=self.limits.max_batch
+        )
+        if len(frame) < PARSE_INLINE_BYTES:
+            return parse()
+        return await asyncio.get_running_loop().run_in_executor(self._parse_pool, parse)
+
+    async def _fail(self, ws: _SiteConnection, site: str, err: ProtocolError) -> None:
+        self.app.metrics.inc(
+            "woobrevo_stream_protocol_errors_total", site=site, code=err.code.value
+        )
+        log.warning("site %s protocol error %s: %s", site, err.code.value, err.message)
+        await ws.send(protocol.error_message(err))
+        await ws.close(err.close_code, err.code.value)
+
+    async def _hello(
+        self, ws: _SiteConnection, site: str, link: dict[str, Any], msg: Hello
+    ) -> None:
+        now = self.app.clock()
+        link.update(
+            last_hello=now,
+            site_url=msg.site_url,
+            blog_id=msg.blog_id,
+            plugin_version=msg.plugin_version,
+            wp_version=msg.wp_version,
+            wc_version=msg.wc_version,
+        )
+        await ws.send(
+            protocol.welcome_message(
+                site,
+                max_batch=self.limits.max_batch,
+                max_message_bytes=self.limits.max_message_bytes,
+                watch=self._watch.get(site, protocol.watch_meta({})),
+                now=now,
+            )
+        )
+
+    async def _events(
+        self,
+        ws: _SiteConnection,
+        site: str,
+        link: dict[str, Any],
+        msg: Events,
+        previous: asyncio.Task[bool] | None,
+    ) -> bool:
+        """Commit the batch, then ack it once `previous` (the batch before) is acked; releases
+        the batch's parse slot. False when the connection must end."""
+        try:
+            try:
+                result = await self.app.store.ingest(site, msg.events, rejected=msg.rejected)
+            except Exception:
+                # Nothing was acked: the plugin keeps its rows and resends (protocol.md, 1011).
+                log.exception("site %s batch %s could not be stored; closing 1011", site, msg.batch)
+                await ws.close(CloseCode.INTERNAL_ERROR, "store failed; resend later")
+                return False
+        finally:
+            self._parsed.release()
+        link["last_events"] = self.app.clock()
+        if self.after_commit is not None:
+            self.after_commit(site, msg)
+        metrics = self.app.metrics
+        if msg.events:
+            metrics.inc("woobrevo_events_in_total", len(msg.events), door="stream", site=site)
+        if result.new < len(msg.events):
+            metrics.inc(
+                "woobrevo_events_replayed_total",
+                len(msg.events) - result.new,
+                door="stream",
+                site=site,
+            )
+        if msg.rejected:
+            metrics.inc("woobrevo_rejected_total", len(msg.rejected), door="stream", site=site)
+        if previous is not None and not await previous:
+            return False
+        try:
+            await ws.send(
+                protocol.ack_message(msg.batch, list(result.accepted), list(result.rejected))
+            )
+        except ConnectionClosed:
+            return False
+        metrics.inc("woobrevo_acks_total", site=site)
+        return True
+
+
+async def _settle(pending: deque[asyncio.Task[bool]]) -> bool:
+    """Wait for every batch in flight, oldest first; False if one of them ended the connection."""
+    ok = True
+    while pending:
+        ok = await pending.popleft() and ok
+    return ok
+
+
+def _address(conn: ServerConnection) -> str:
+    peer = conn.remote_address
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"

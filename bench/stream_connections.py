@@ -1,0 +1,162 @@
+"""Stream door benchmark: the agent's resident memory with many site connections.
+
+    .venv/bin/python bench/stream_connections.py [--sites 500] [--idle-seconds 10]
+                                                 [--rate 2500] [--load-seconds 30] [--burst-rounds 3]
+
+Generates a config with `--sites` sites, each with its own token, starts `woobrevo-agent run`
+(Brevo dry-run) in a subprocess, opens one websocket per site from this process (hello →
+welcome) and samples the agent's VmRSS (/proc/PID/status) while:
+
+1. idle: every site connected, nothing sent (keepalive pings only), for `--idle-seconds`;
+2. spread load: `--rate` events/s in 100-event batches (REST orders, ~3 KB each), the batches
+   dealt round-robin over every connection, for `--load-seconds`;
+3. burst: every site sends a 100-event batch at the same instant, `--burst-rounds` times (the
+   worst case: every connection has a batch in flight at once).
+
+Goal: ≤ 150 MB resident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from streamkit import HELLO, batch_message, machine, rss_mb, start_agent, stop_agent, write_config
+from websockets.asyncio.client import ClientConnection, connect
+
+
+class Sampler:
+    """VmRSS of a process every 200 ms while running; keeps the peak."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.peak = max(self.peak, rss_mb(self.pid)[0])
+            await asyncio.sleep(0.2)
+
+    def __enter__(self) -> Sampler:
+        self.peak = rss_mb(self.pid)[0]
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        self.peak = max(self.peak, rss_mb(self.pid)[0])
+
+
+async def open_site(port: int, token: str) -> ClientConnection:
+    ws = await connect(
+        f"ws://127.0.0.1:{port}/v1/stream",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        max_size=None,
+        open_timeout=60,
+    )
+    await ws.send(json.dumps(HELLO))
+    assert json.loads(await ws.recv())["type"] == "welcome"
+    return ws
+
+
+async def send_and_ack(ws: ClientConnection, text: str) -> float:
+    t = time.perf_counter()
+    await ws.send(text)
+    msg = json.loads(await ws.recv())
+    assert msg["type"] == "ack" and len(msg["accepted"]) + len(msg["rejected"]) > 0, msg
+    return time.perf_counter() - t
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine(), "args": vars(args)}
+    with tempfile.TemporaryDirectory() as tmp:
+        config, tokens, port, http_port = write_config(Path(tmp), args.sites)
+        proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
+        try:
+            out["rss_started_mb"] = round(rss_mb(proc.pid)[0], 1)
+            t0 = time.perf_counter()
+            conns: list[ClientConnection] = []
+            for i in range(0, args.sites, 50):
+                chunk = list(tokens.values())[i : i + 50]
+                conns += await asyncio.gather(*(open_site(port, t) for t in chunk))
+            out["connect_seconds"] = round(time.perf_counter() - t0, 2)
+            with Sampler(proc.pid) as idle:
+                await asyncio.sleep(args.idle_seconds)
+            out["idle"] = {"connections": len(conns), "rss_mb": round(rss_mb(proc.pid)[0], 1),
+                           "peak_rss_mb": round(idle.peak, 1)}  # fmt: skip
+
+            # Spread load: one batch every 100/rate s, dealt round-robin over the connections.
+            interval = 100 / args.rate
+            count = int(args.load_seconds / interval)
+            latencies: list[float] = []
+            with Sampler(proc.pid) as load:
+                start = time.perf_counter()
+                tasks = []
+                for n in range(count):
+                    delay = start + n * interval - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    ws = conns[n % len(conns)]
+                    if n >= len(conns):  # one batch in flight per connection, as the plugin does
+                        latencies.append(await tasks[n - len(conns)])
+                    text = batch_message(f"s{n}", n * 100, 100, f"spread{n % len(conns)}")
+                    tasks.append(asyncio.create_task(send_and_ack(ws, text)))
+                latencies += await asyncio.gather(*tasks[max(0, count - len(conns)) :])
+                elapsed = time.perf_counter() - start
+            latencies.sort()
+            out["spread_load"] = {
+                "events_per_s": round(count * 100 / elapsed),
+                "batches": count,
+                "ack_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+                "ack_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+                "peak_rss_mb": round(load.peak, 1),
+            }
+
+            # Burst: every connection sends a batch at once.
+            rounds = []
+            with Sampler(proc.pid) as burst:
+                for r in range(args.burst_rounds):
+                    texts = [
+                        batch_message(f"r{r}", r * 100, 100, f"burst{i}") for i in range(len(conns))
+                    ]
+                    t = time.perf_counter()
+                    await asyncio.gather(
+                        *(send_and_ack(ws, x) for ws, x in zip(conns, texts, strict=True))
+                    )
+                    rounds.append(time.perf_counter() - t)
+                    del texts
+            out["burst"] = {
+                "batches_per_round": len(conns),
+                "round_seconds": [round(x, 2) for x in rounds],
+                "events_per_s": round(len(conns) * 100 * len(rounds) / sum(rounds)),
+                "peak_rss_mb": round(burst.peak, 1),
+            }
+            out["rss_end_mb"], out["vmhwm_mb"] = (round(x, 1) for x in rss_mb(proc.pid))
+            await asyncio.gather(*(ws.close() for ws in conns))
+        finally:
+            await stop_agent(proc)
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=500)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, default=2500.0, help="events/s of the spread load")
+    parser.add_argument("--load-seconds", type=float, default=30.0)
+    parser.add_argument("--burst-rounds", type=int, default=3)
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="stop the agent's processor (door + store alone)"
+    )
+    result = asyncio.run(main(parser.parse_args()))
+    result["machine"]["loadavg_1m_end"] = os.getloadavg()[0]
+    print(json.dumps(result, indent=2))

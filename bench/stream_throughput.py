@@ -1,0 +1,177 @@
+"""Stream door benchmark: durable-ack throughput and ack latency through the real agent.
+
+    .venv/bin/python bench/stream_throughput.py [--seconds 15] [--connections 1] [--window 4]
+                                                [--latency-seconds 30]
+
+Starts `woobrevo-agent run` (Brevo dry-run, so the processor and forwarder run too) in a
+subprocess, and drives it over loopback with the websockets client from this process:
+
+1. sustained: `--connections` sites, each pipelining up to `--window` batches of 100 REST-sized
+   events (the reference order, ~3 KB each) for `--seconds`; every event counts once its ack
+   (sent only after the commit) comes back. Goal ≥ 5,000 events/s.
+2. latency: one site sending 100-event batches at 1,000 events/s (one batch every 100 ms,
+   open loop) for `--latency-seconds`; send-to-ack time per batch. Goal p99 ≤ 100 ms. Also
+   10-event batches every 10 ms (the same rate, in smaller pieces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from streamkit import (
+    HELLO,
+    batch_message,
+    machine,
+    percentile,
+    start_agent,
+    stop_agent,
+    write_config,
+)
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+
+async def open_site(port: int, token: str) -> ClientConnection:
+    ws = await connect(
+        f"ws://127.0.0.1:{port}/v1/stream",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        max_size=None,
+    )
+    await ws.send(json.dumps(HELLO))
+    assert json.loads(await ws.recv())["type"] == "welcome"
+    return ws
+
+
+async def sustained(
+    ws: ClientConnection, prefix: str, seconds: float, window: int
+) -> tuple[int, list[float]]:
+    """Pipeline batches for `seconds`; returns (events acked, latencies)."""
+    slots = asyncio.Semaphore(window)
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+    acked = 0
+    stop_at = time.perf_counter() + seconds
+    # Messages are built ahead so the client's own JSON work stays off the clock.
+    ready = [batch_message(f"{prefix}-b{i}", i * 100, 100, prefix) for i in range(window * 2)]
+    n = 0
+
+    async def reader() -> None:
+        nonlocal acked
+        while True:
+            msg = json.loads(await ws.recv())
+            assert msg["type"] == "ack", msg
+            latencies.append(time.perf_counter() - sent.pop(msg["batch"]))
+            acked += len(msg["accepted"]) + len(msg["rejected"])
+            slots.release()
+
+    task = asyncio.create_task(reader())
+    while time.perf_counter() < stop_at:
+        await slots.acquire()
+        name = f"{prefix}-b{n}"
+        text = ready[n] if n < len(ready) else batch_message(name, n * 100, 100, prefix)
+        sent[name] = time.perf_counter()
+        await ws.send(text)
+        n += 1
+    for _ in range(window):  # every batch in flight is acked
+        await slots.acquire()
+    task.cancel()
+    return acked, latencies
+
+
+async def paced(
+    ws: ClientConnection, prefix: str, seconds: float, size: int, interval: float
+) -> list[float]:
+    """Open loop: one `size`-event batch every `interval` s, whatever the acks do."""
+    count = int(seconds / interval)
+    messages = [batch_message(f"{prefix}-b{i}", i * size, size, prefix) for i in range(count)]
+    sent: dict[str, float] = {}
+    latencies: list[float] = []
+
+    async def reader() -> None:
+        while len(latencies) < count:
+            msg = json.loads(await ws.recv())
+            latencies.append(time.perf_counter() - sent.pop(msg["batch"]))
+
+    task = asyncio.create_task(reader())
+    start = time.perf_counter()
+    try:
+        for i, text in enumerate(messages):
+            delay = start + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent[f"{prefix}-b{i}"] = time.perf_counter()
+            await ws.send(text)
+        await task
+    finally:
+        task.cancel()
+    return latencies
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"machine": machine(), "args": vars(args)}
+    with tempfile.TemporaryDirectory() as tmp:
+        config, tokens, port, http_port = write_config(Path(tmp), max(args.connections, 2))
+        proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
+        try:
+            sites = list(tokens)[: args.connections]
+            conns = [await open_site(port, tokens[s]) for s in sites]
+            t0 = time.perf_counter()
+            results = await asyncio.gather(
+                *(sustained(ws, f"t{i}", args.seconds, args.window) for i, ws in enumerate(conns))
+            )
+            elapsed = time.perf_counter() - t0
+            events = sum(r[0] for r in results)
+            lat = [x for r in results for x in r[1]]
+            out["sustained"] = {
+                "events": events,
+                "seconds": round(elapsed, 2),
+                "events_per_s": round(events / elapsed),
+                "ack_p50_ms": round(percentile(lat, 50) * 1000, 1),
+                "ack_p99_ms": round(percentile(lat, 99) * 1000, 1),
+            }
+            for ws in conns:
+                await ws.close()
+            ws = await open_site(port, tokens[list(tokens)[-1]])
+            for size, interval in ((100, 0.1), (10, 0.01)):
+                key = f"latency_{size}x{round(1 / interval)}"
+                try:
+                    lat = await paced(ws, f"p{size}", args.latency_seconds, size, interval)
+                except ConnectionClosed as exc:
+                    # The agent could not keep up with the paced load: it stopped reading
+                    # (backpressure) and closed on the keepalive; say so instead of a figure.
+                    out[key] = {"events_per_s": round(size / interval), "failed": str(exc)}
+                    ws = await open_site(port, tokens[list(tokens)[-1]])
+                    continue
+                out[key] = {
+                    "events_per_s": round(size / interval),
+                    "batches": len(lat),
+                    "p50_ms": round(percentile(lat, 50) * 1000, 1),
+                    "p99_ms": round(percentile(lat, 99) * 1000, 1),
+                    "max_ms": round(max(lat) * 1000, 1),
+                }
+            await ws.close()
+        finally:
+            await stop_agent(proc)
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--window", type=int, default=4)
+    parser.add_argument("--latency-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--ingest-only", action="store_true", help="stop the agent's processor (door + store alone)"
+    )
+    result = asyncio.run(main(parser.parse_args()))
+    result["machine"]["loadavg_1m_end"] = os.getloadavg()[0]
+    print(json.dumps(result, indent=2))

@@ -1,0 +1,173 @@
+"""Shared by bench/stream_throughput.py and bench/stream_connections.py: a generated config, the
+real agent (`woobrevo-agent run`) in a subprocess, REST-sized events, and the machine's facts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agent.tokens import new_token, token_hash  # noqa: E402
+
+SHARED = Path(os.environ.get("WOOBREVO_SHARED_DIR") or ROOT.parent / "shared")
+ORDER: dict[str, Any] = json.loads(
+    (SHARED / "reference/woocommerce/docs-examples/order.json").read_text()
+)
+HELLO = {
+    "type": "hello", "protocol": 1, "site_url": "https://bench.example/", "blog_id": 1,
+    "plugin_version": "0.1.0", "wp_version": "6.8.8", "wc_version": "10.0.2",
+}  # fmt: skip
+
+
+def free_port() -> int:
+    """A port the kernel just gave out (closed again; a tiny race a benchmark can live with)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, sites: int) -> tuple[Path, dict[str, str], int, int]:
+    """A config with `sites` sites (s0, s1…), each with its own token; Brevo dry-run."""
+    tokens = {f"s{i}": new_token() for i in range(sites)}
+    stream_port, http_port = free_port(), free_port()
+    data = {
+        "agent": {
+            "listen": {"stream": f"127.0.0.1:{stream_port}", "http": f"127.0.0.1:{http_port}"},
+            "state_dir": str(directory / "state"),
+            "log_level": "warning",
+        },
+        "brevo": {"dry_run": True},
+        "sites": [{"id": sid, "token_sha256": token_hash(tok)} for sid, tok in tokens.items()],
+    }
+    path = directory / "bench.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, tokens, stream_port, http_port
+
+
+def agent_command(config: Path, *, ingest_only: bool = False) -> list[str]:
+    """`woobrevo-agent run`; or, with `ingest_only`, the same App with its processor stopped
+    (`serve` below), to measure the door and the store without the processing behind them."""
+    if ingest_only:
+        return [sys.executable, str(Path(__file__).resolve()), "serve", str(config)]
+    return [sys.executable, "-m", "agent.cli", "run", "--config", str(config),
+            "--log-level", "warning"]  # fmt: skip
+
+
+async def start_agent(
+    config: Path, http_port: int, *, ingest_only: bool = False
+) -> asyncio.subprocess.Process:
+    """The agent in a subprocess, returned once /healthz answers."""
+    import aiohttp
+
+    cmd = agent_command(config, ingest_only=ingest_only)
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    async with asyncio.timeout(60), aiohttp.ClientSession() as s:
+        while True:
+            try:
+                async with s.get(f"http://127.0.0.1:{http_port}/healthz") as r:
+                    if r.status == 200:
+                        return proc
+            except aiohttp.ClientError:
+                pass
+            if proc.returncode is not None:
+                raise RuntimeError("the agent did not start")
+            await asyncio.sleep(0.05)
+
+
+async def serve_ingest_only(config: Path) -> None:
+    """The real App (doors, store, forwarder) with the processor stopped, until SIGTERM."""
+    import logging
+    import signal
+
+    from agent.app import App
+    from agent.config import load_config
+
+    logging.basicConfig(level=logging.WARNING)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with App(load_config(config)) as app:
+        await app.processor.close()
+        await stop.wait()
+
+
+async def stop_agent(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM and wait."""
+    if proc.returncode is None:
+        proc.terminate()
+    try:
+        async with asyncio.timeout(30):
+            await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB: resident now, and its peak."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+_ORDER_TAIL = json.dumps(
+    {k: v for k, v in ORDER.items() if k not in ("id", "billing")}
+    | {"date_modified_gmt": "2026-11-27T06:00:00"}
+)[1:]
+_BILLING = json.dumps({k: v for k, v in ORDER["billing"].items() if k != "email"})[1:]
+
+
+def batch_message(name: str, first_id: int, n: int, prefix: str) -> str:
+    """One `events` message of `n` REST orders (~3 KB each), each its own id, order id and
+    customer e-mail (one shopper per 5 orders, as a store's traffic looks).
+
+    Built by string formatting around the order's JSON (serialized once), so the client's own
+    work stays small beside the agent's.
+    """
+    events = ",".join(
+        f'{{"id":"{prefix}-{i}","topic":"order.updated","resource":"order","resource_id":{i + 1},'
+        f'"occurred_at":"2026-11-27T06:29:58Z","payload":{{"id":{i + 1},'
+        f'"billing":{{"email":"{prefix}-c{i // 5}@example.com",{_BILLING},{_ORDER_TAIL}}}'
+        for i in range(first_id, first_id + n)
+    )
+    return f'{{"type":"events","batch":"{name}","events":[{events}]}}'
+
+
+def machine() -> dict[str, Any]:
+    """nproc, the CPU model, Python and the kernel."""
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "loadavg_1m": os.getloadavg()[0],  # other work on the machine skews every figure
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["serve"]:
+    asyncio.run(serve_ingest_only(Path(sys.argv[2])))

@@ -1,0 +1,163 @@
+"""Helpers shared by the door tests (stream, webhooks, http, tokens): configs, a running App on
+127.0.0.1 port 0, a stream client, and the reference fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from agent.app import App
+from agent.config import Config
+from agent.tokens import token_hash
+from tests.conftest import ROOT, SHARED, UNIT
+
+WOO_REF = SHARED / "reference" / "woocommerce"  # the repo sits beside shared/ (tests/conftest.py)
+DOCS_EXAMPLES = WOO_REF / "docs-examples"
+REAL_WEBHOOKS = WOO_REF / "real-10.0.2" / "webhooks"
+__all__ = ["ROOT", "UNIT"]  # re-exported for the door tests
+
+TOKENS = {"a": "token-for-site-a-" + "x" * 30, "b": "token-for-site-b-" + "y" * 30}
+SECRETS = {"a": "example-secret-CHANGE-ME", "b": "realwc-webhook-secret"}
+
+
+def config_data(tmp_path: Path, **stream: Any) -> dict[str, Any]:
+    """A two-site config (a, b) listening on port 0, Brevo dry-run."""
+    return {
+        "agent": {
+            "listen": {"stream": "127.0.0.1:0", "http": "127.0.0.1:0"},
+            "state_dir": str(tmp_path / "state"),
+            "public_url": "https://agent.example",
+            "stream": stream,
+        },
+        "brevo": {"dry_run": True},
+        "connectors": {
+            "woocommerce": {
+                "customer_mapping": {
+                    "email": "email",
+                    "first_name": "FIRSTNAME",
+                    "meta_data.loyalty_points": "LOYALTY_POINTS",
+                }
+            }
+        },
+        "sites": [
+            {
+                "id": sid,
+                "token_sha256": token_hash(TOKENS[sid]),
+                "webhook_secret": SECRETS[sid],
+                "brevo_id_prefix": f"{sid}-",
+            }
+            for sid in ("a", "b")
+        ],
+    }
+
+
+def make_config(tmp_path: Path, **stream: Any) -> Config:
+    """`config_data` as a Config object."""
+    return Config.model_validate(config_data(tmp_path, **stream))
+
+
+@contextlib.asynccontextmanager
+async def running(cfg: Config) -> AsyncIterator[App]:
+    """The real App, doors included, on loopback."""
+    async with App(cfg) as app:
+        yield app
+
+
+def url(app: App) -> str:
+    """The stream door's URL."""
+    return f"ws://127.0.0.1:{app.stream.port}/v1/stream"
+
+
+def client(app: App, token: str | None = TOKENS["a"], **kwargs: Any) -> Any:
+    """`async with client(app) as ws:` — a real websockets client with the bearer header."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    headers.update(kwargs.pop("additional_headers", {}))
+    kwargs.setdefault("compression", None)
+    kwargs.setdefault("max_size", None)
+    kwargs.setdefault("open_timeout", 5 * UNIT)
+    return connect(url(app), additional_headers=headers, **kwargs)
+
+
+HELLO = {
+    "type": "hello",
+    "protocol": 1,
+    "site_url": "https://shop.example/",
+    "blog_id": 1,
+    "plugin_version": "0.1.0",
+    "wp_version": "6.8.8",
+    "wc_version": "10.0.2",
+}
+
+
+async def hello(ws: ClientConnection) -> dict[str, Any]:
+    """Send hello, return the welcome."""
+    await ws.send(json.dumps(HELLO))
+    welcome: dict[str, Any] = json.loads(await ws.recv())
+    return welcome
+
+
+def order(order_id: int, modified: str = "2026-11-27T06:00:00") -> dict[str, Any]:
+    """The reference REST order (~3 KB) with another id and date_modified_gmt."""
+    body: dict[str, Any] = copy.deepcopy(_ORDER)
+    body["id"] = order_id
+    body["date_modified_gmt"] = modified
+    return body
+
+
+_ORDER: dict[str, Any] = json.loads((DOCS_EXAMPLES / "order.json").read_text())
+
+
+def event(eid: str, order_id: int, **extra: Any) -> dict[str, Any]:
+    """One stream event carrying a REST order."""
+    return {
+        "id": eid,
+        "topic": "order.updated",
+        "resource": "order",
+        "resource_id": order_id,
+        "occurred_at": "2026-11-27T06:29:58Z",
+        "payload": order(order_id),
+        **extra,
+    }
+
+
+def batch(name: str, events: list[dict[str, Any]]) -> str:
+    """An `events` message."""
+    return json.dumps({"type": "events", "batch": name, "events": events})
+
+
+def inbox_ids(cfg: Config, site: str | None = None) -> list[tuple[str, str]]:
+    """(site, event_id) of every stored event, read through a separate connection."""
+    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute("SELECT site, event_id FROM inbox ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    return [(s, e) for s, e in rows if site is None or s == site]
+
+
+def dead_refs(cfg: Config) -> list[tuple[str, str, str]]:
+    """(site, ref, code) of every dead letter of an event."""
+    db = sqlite3.connect(cfg.agent.state_dir / "woobrevo.sqlite3")
+    try:
+        rows = db.execute(
+            "SELECT site, ref, code FROM dead_letters WHERE origin='event' ORDER BY id"
+        ).fetchall()
+    finally:
+        db.close()
+    return [(s, r, c) for s, r, c in rows]
+
+
+async def until(cond: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait for a condition that has no event of its own to await (checked every 10 ms)."""
+    async with asyncio.timeout(seconds * UNIT):
+        while not cond():  # noqa: ASYNC110 - state of another task, no event to wait on
+            await asyncio.sleep(0.01)

@@ -1,0 +1,167 @@
+"""/healthz, /readyz, /metrics, /status on a real aiohttp server (port 0, read back)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from agent.app import App
+from agent.config import Config
+from agent.core.webhooks import sign
+from agent.tokens import token_hash
+from tests.agent.doorkit import (
+    DOCS_EXAMPLES,
+    SECRETS,
+    TOKENS,
+    batch,
+    client,
+    config_data,
+    event,
+    hello,
+    running,
+    until,
+)
+
+BREVO_KEY = "xkeysib-" + "k" * 64
+WC_KEY, WC_SECRET = "ck_" + "1" * 40, "cs_" + "2" * 40
+
+
+def secret_config(tmp_path: Path) -> Config:
+    data = config_data(tmp_path)
+    data["brevo"] = {"api_key": BREVO_KEY, "dry_run": True}
+    data["connectors"]["woocommerce"].update(
+        store_url="https://shop.example", consumer_key=WC_KEY, consumer_secret=WC_SECRET
+    )
+    return Config.model_validate(data)
+
+
+async def get(app: App, path: str) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{app.http.port}{path}") as r:
+        return r.status, r.headers["Content-Type"], await r.text()
+
+
+async def test_health_and_readiness(tmp_path: Path) -> None:
+    async with running(secret_config(tmp_path)) as app:
+        assert app.http.port != 0
+        assert (await get(app, "/healthz"))[0] == 200
+        status, _, text = await get(app, "/readyz")
+        assert status == 200
+        assert json.loads(text) == {"ready": True, "checks": {"store": "ok", "brevo": "ok"}}
+
+        async def full_disk(key: str, value: str) -> None:
+            raise OSError(28, "No space left on device")
+
+        app.store.set_meta = full_disk  # type: ignore[method-assign]
+        status, _, text = await get(app, "/readyz")
+        assert status == 503
+        assert "No space left" in json.loads(text)["checks"]["store"]
+
+
+PROM_LINE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$')
+
+
+async def test_metrics_count_doors_in_prometheus_format(tmp_path: Path) -> None:
+    async with running(secret_config(tmp_path)) as app:
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.send(
+                batch(
+                    "b1",
+                    [
+                        event("e-1", 1),
+                        event("e-2", 2),
+                        {"id": "e-3", "topic": "order.updated", "payload": {"id": 3}},
+                    ],
+                )
+            )
+            await ws.recv()
+            await ws.send(batch("b1", [event("e-1", 1)]))
+            await ws.recv()
+        await until(lambda: app.state["stream"]["a"]["connections"] == 0)
+        with pytest.raises(InvalidStatus):
+            async with client(app, "wrong-" + "w" * 40):
+                pass
+        body = (DOCS_EXAMPLES / "webhook_delivery_order_updated.body.json").read_bytes()
+        headers = {
+            "X-WC-Webhook-Topic": "order.updated",
+            "X-WC-Webhook-Signature": sign(body, SECRETS["a"]),
+        }
+        async with aiohttp.ClientSession() as s:
+            url = f"http://127.0.0.1:{app.http.port}/webhooks/woocommerce/a"
+            async with s.post(url, data=body, headers=headers) as r:
+                assert r.status == 200
+        status, ctype, text = await get(app, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain") and "version=0.0.4" in ctype
+    lines = text.splitlines()
+    for line in lines:
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or PROM_LINE.match(line), (
+            line
+        )
+    for series in (
+        'woobrevo_events_in_total{door="stream",site="a"} 3',
+        'woobrevo_events_in_total{door="webhook",site="a"} 1',
+        'woobrevo_events_replayed_total{door="stream",site="a"} 1',
+        'woobrevo_rejected_total{door="stream",site="a"} 1',
+        'woobrevo_acks_total{site="a"} 2',
+        'woobrevo_stream_refused_total{reason="bad_token"} 1',
+        'woobrevo_webhook_requests_total{outcome="stored",site="a"} 1',
+        'woobrevo_stream_connections{site="a"} 0',
+        'woobrevo_dead_letters_open{site="a"} 1',
+        'woobrevo_site_mode{mode="stream",site="b"} 1',
+    ):
+        assert series in lines, series
+    assert any(line.startswith('woobrevo_inbox_depth{site="a"}') for line in lines)
+    assert any(line.startswith('woobrevo_pending_jobs{site="a"}') for line in lines)
+    assert "# TYPE woobrevo_events_in_total counter" in lines
+
+
+async def test_status_per_site(tmp_path: Path) -> None:
+    now = [2_000_000.0]
+    cfg = secret_config(tmp_path)
+    async with App(cfg, clock=lambda: now[0]) as app:
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.send(batch("b1", [event("e-1", 1)]))
+            await ws.recv()
+            now[0] += 5
+            _, _, text = await get(app, "/status")
+        doc = json.loads(text)
+        a, b = doc["sites"]["a"], doc["sites"]["b"]
+        assert a["connected"] is True and a["connections"] == 1
+        assert a["last_seen"] == 2_000_000.0 and a["last_seen_age"] == 5.0
+        assert (a["site_url"], a["plugin_version"], a["wc_version"]) == (
+            "https://shop.example/",
+            "0.1.0",
+            "10.0.2",
+        )
+        assert a["mode"] == "stream"
+        assert set(a["backlog"]) == {"inbox_depth", "pending_jobs", "dead_letters"}
+        assert b["connected"] is False and b["last_seen"] is None and b["connections"] == 0
+        # Silent past stale_after: no longer connected, whatever the socket says.
+        now[0] += cfg.agent.stream.stale_after
+        _, _, text = await get(app, "/status")
+        assert json.loads(text)["sites"]["a"]["connected"] is False
+        # The poller's word on the mode wins once it speaks (issue 4).
+        app.state["mode"] = {"a": "polling"}
+        _, _, text = await get(app, "/status")
+        assert json.loads(text)["sites"]["a"]["mode"] == "polling"
+
+
+async def test_no_secret_in_any_endpoint(tmp_path: Path) -> None:
+    cfg = secret_config(tmp_path)
+    secrets: list[Any] = [BREVO_KEY, WC_KEY, WC_SECRET, *SECRETS.values(), *TOKENS.values()]
+    secrets += [token_hash(t) for t in TOKENS.values()]
+    async with running(cfg) as app:
+        async with client(app) as ws:
+            await hello(ws)
+        texts = [(await get(app, p))[2] for p in ("/healthz", "/readyz", "/metrics", "/status")]
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+            assert secret[:12] not in text

@@ -1,0 +1,708 @@
+"""The websocket door against a real websockets client on loopback (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import ssl
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
+from websockets.sync.client import connect as sync_connect
+
+from agent.app import App
+from agent.config import Config, load_config
+from agent.core import protocol
+from agent.core.protocol import ErrorCode
+from agent.tokens import revoke_token, token_hash
+from tests.agent.doorkit import (
+    HELLO,
+    ROOT,
+    TOKENS,
+    UNIT,
+    batch,
+    client,
+    config_data,
+    dead_refs,
+    event,
+    hello,
+    inbox_ids,
+    make_config,
+    order,
+    running,
+    until,
+)
+from tests.fakes.brevo import BrevoFake
+
+
+async def test_batch_is_acked_only_after_commit(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    async with running(cfg) as app:
+        real_ingest = app.store.ingest
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def held_ingest(site: str, events: Any, rejected: Any = ()) -> Any:
+            entered.set()
+            await release.wait()
+            return await real_ingest(site, events, rejected=rejected)
+
+        app.store.ingest = held_ingest  # type: ignore[method-assign]
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.send(batch("b1", [event("e-1", 11), event("e-2", 12)]))
+            reply = asyncio.create_task(ws.recv())
+            await entered.wait()
+            # The commit is held: the batch is not in the store, and no ack has come.
+            for _ in range(20):
+                await asyncio.sleep(0)
+            assert not reply.done()
+            assert inbox_ids(cfg) == []
+            release.set()
+            ack = json.loads(await reply)
+        assert ack == {"type": "ack", "batch": "b1", "accepted": ["e-1", "e-2"], "rejected": []}
+        assert inbox_ids(cfg) == [("a", "e-1"), ("a", "e-2")]
+
+
+async def test_store_failure_closes_1011_without_ack(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    async with running(cfg) as app:
+
+        async def broken_ingest(site: str, events: Any, rejected: Any = ()) -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        app.store.ingest = broken_ingest  # type: ignore[method-assign]
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.send(batch("b1", [event("e-1", 11)]))
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+        assert inbox_ids(cfg) == []
+
+
+async def test_replayed_batch_same_ack_stored_once(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    events = [
+        event("e-1", 11),
+        event("e-2", 12),
+        {"id": "e-3", "topic": "order.updated", "payload": {"id": 3}},
+    ]
+    async with running(cfg) as app:
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.send(batch("b1", events))
+            first = json.loads(await ws.recv())
+        # A resend after a lost ack comes on a new connection.
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.send(batch("b1", events))
+            second = json.loads(await ws.recv())
+        assert first == second
+        assert first["accepted"] == ["e-1", "e-2"]
+        assert [r["id"] for r in first["rejected"]] == ["e-3"]
+        assert inbox_ids(cfg) == [("a", "e-1"), ("a", "e-2")]
+        assert dead_refs(cfg) == [("a", "a:e-3", "invalid_payload")]
+        assert app.metrics.get("woobrevo_events_replayed_total", door="stream", site="a") == 2
+
+
+async def test_rejected_events_are_dead_letters_and_acked(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    bad = [
+        {"id": "r-1", "topic": "order.updated", "resource_id": 8, "payload": order(7)},
+        {"id": "r-2", "topic": "widget.updated", "payload": {"id": 1}},
+        {"id": "r-3", "topic": "order.updated"},
+    ]
+    async with running(cfg) as app, client(app) as ws:
+        await hello(ws)
+        await ws.send(batch("b1", [event("ok-1", 5), *bad]))
+        ack = json.loads(await ws.recv())
+    assert ack["accepted"] == ["ok-1"]
+    assert [(r["id"], r["code"]) for r in ack["rejected"]] == [
+        ("r-1", "invalid_payload"),
+        ("r-2", "unknown_resource"),
+        ("r-3", "invalid_payload"),
+    ]
+    assert "does not match resource_id" in ack["rejected"][0]["message"]
+    assert [r for _, r, _ in dead_refs(cfg)] == ["a:r-1", "a:r-2", "a:r-3"]
+
+
+async def test_refused_handshakes_get_401_before_upgrade(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    async with running(cfg) as app:
+        for token in (None, "not-a-known-token-" + "z" * 30):
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(app, token):
+                    pass
+            assert refused.value.response.status_code == 401
+            assert refused.value.response.headers["WWW-Authenticate"].startswith("Bearer")
+        # Not "Bearer": refused too.
+        with pytest.raises(InvalidStatus) as refused:
+            async with client(
+                app, None, additional_headers={"Authorization": f"Basic {TOKENS['a']}"}
+            ):
+                pass
+        assert refused.value.response.status_code == 401
+        # Revoked in the store: refused on the next handshake, no restart.
+        async with client(app) as ws:
+            await hello(ws)
+        records = {r.sha256: r for r in await _all(app)}
+        await revoke_token(app.store, records[token_hash(TOKENS["a"])], 1.0)
+        with pytest.raises(InvalidStatus) as refused:
+            async with client(app):
+                pass
+        assert refused.value.response.status_code == 401
+        # Site b is unaffected.
+        async with client(app, TOKENS["b"]) as ws:
+            assert (await hello(ws))["site"] == "b"
+
+
+async def _all(app: App) -> list[Any]:
+    from agent.tokens import all_tokens
+
+    return await all_tokens(app.cfg, app.store)
+
+
+async def test_other_paths_404_and_throttle_429(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, max_failed_handshakes_per_minute=3)
+    async with running(cfg) as app:
+        from websockets.asyncio.client import connect
+
+        with pytest.raises(InvalidStatus) as nf:
+            async with connect(f"ws://127.0.0.1:{app.stream.port}/v2/other"):
+                pass
+        assert nf.value.response.status_code == 404
+        for _ in range(3):
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(app, "wrong-" + "w" * 40):
+                    pass
+            assert refused.value.response.status_code == 401
+        # Throttled now, even with a good token: a guesser learns nothing more from this address.
+        with pytest.raises(InvalidStatus) as throttled:
+            async with client(app):
+                pass
+        assert throttled.value.response.status_code == 429
+        assert 1 <= int(throttled.value.response.headers["Retry-After"]) <= 60
+        assert app.metrics.get("woobrevo_stream_refused_total", reason="throttled") == 1
+
+
+async def test_a_token_writes_only_its_own_site(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    async with running(cfg) as app:
+        async with client(app, TOKENS["a"]) as ws:
+            welcome = await hello(ws)
+            assert welcome["site"] == "a"
+            # Whatever the message says, it lands in site a.
+            msg = json.loads(batch("b1", [event("x-1", 21)]))
+            msg["site"] = "b"
+            msg["events"][0]["site"] = "b"
+            await ws.send(json.dumps(msg))
+            assert json.loads(await ws.recv())["accepted"] == ["x-1"]
+        async with client(app, TOKENS["b"]) as ws:
+            assert (await hello(ws))["site"] == "b"
+            await ws.send(batch("b1", [event("x-1", 22)]))
+            assert json.loads(await ws.recv())["accepted"] == ["x-1"]
+    # Same event id in both sites: two rows, each in its own site.
+    assert inbox_ids(cfg) == [("a", "x-1"), ("b", "x-1")]
+
+
+async def test_oversized_message_closes_1009_nothing_stored(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path, max_message_bytes=4096)
+    async with running(cfg) as app:
+        async with client(app) as ws:
+            welcome = await hello(ws)
+            assert welcome["max_message_bytes"] == 4096
+            big = batch("b1", [event("big-1", 5), event("big-2", 6)])
+            assert len(big) > 4096
+            await ws.send(big)
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    assert inbox_ids(cfg) == []
+
+
+MALFORMED: list[tuple[str, Any, ErrorCode, int]] = [
+    ("not json", "{nope", ErrorCode.BAD_JSON, 1008),
+    ("array", "[1, 2]", ErrorCode.BAD_JSON, 1008),
+    ("unknown type", {"type": "subscribe"}, ErrorCode.BAD_MESSAGE, 1008),
+    ("no type", {"batch": "b"}, ErrorCode.BAD_MESSAGE, 1008),
+    ("no batch", {"type": "events", "events": [event("m-1", 1)]}, ErrorCode.BAD_MESSAGE, 1008),
+    ("empty events", {"type": "events", "batch": "b", "events": []}, ErrorCode.BAD_MESSAGE, 1008),
+    ("events not a list", {"type": "events", "batch": "b", "events": {}}, ErrorCode.BAD_MESSAGE, 1008),
+    ("event without id", {"type": "events", "batch": "b", "events": [event("m-1", 1), {"topic": "order.updated"}]},
+     ErrorCode.BAD_MESSAGE, 1008),
+    ("bad id", {"type": "events", "batch": "b", "events": [event("m 1", 1)]}, ErrorCode.BAD_MESSAGE, 1008),
+    ("repeated id", {"type": "events", "batch": "b", "events": [event("m-1", 1), event("m-1", 2)]},
+     ErrorCode.BAD_MESSAGE, 1008),
+    ("too many", {"type": "events", "batch": "b", "events": [event(f"m-{i}", i + 1) for i in range(4)]},
+     ErrorCode.BATCH_TOO_LARGE, 1008),
+    ("wrong protocol", {**HELLO, "protocol": 2}, ErrorCode.PROTOCOL_VERSION, 1008),
+    ("hello missing wc_version", {k: v for k, v in HELLO.items() if k != "wc_version"},
+     ErrorCode.BAD_MESSAGE, 1008),
+    ("binary", b"\x00\x01", ErrorCode.BINARY_FRAME, 1003),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "message", "code", "close"), MALFORMED, ids=[m[0] for m in MALFORMED]
+)
+async def test_malformed_message_gets_error_then_close(
+    tmp_path: Path, name: str, message: Any, code: ErrorCode, close: int
+) -> None:
+    cfg = make_config(tmp_path, max_batch=3)
+    async with running(cfg) as app, client(app) as ws:
+        await hello(ws)
+        await ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
+        error = json.loads(await ws.recv())
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert error["type"] == "error" and error["code"] == code.value, error
+    assert error["message"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == close
+    assert inbox_ids(cfg) == [] and dead_refs(cfg) == []
+
+
+async def test_events_before_hello_is_an_error(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    async with running(cfg) as app, client(app) as ws:
+        await ws.send(batch("b1", [event("e-1", 1)]))
+        error = json.loads(await ws.recv())
+        with pytest.raises(ConnectionClosed):
+            await ws.recv()
+    assert error["code"] == "hello_required"
+    assert inbox_ids(cfg) == []
+
+
+async def test_hello_is_a_heartbeat_and_feeds_status(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    cfg = make_config(tmp_path)
+    async with App(cfg, clock=lambda: now[0]) as app:
+        assert app.stream.last_seen("a") is None
+        async with client(app) as ws:
+            welcome = await hello(ws)
+            assert welcome == {
+                "type": "welcome",
+                "site": "a",
+                "protocol": 1,
+                "max_batch": 100,
+                "max_message_bytes": 8 * 1024 * 1024,
+                "watch_meta": {
+                    "customer": ["loyalty_points"],
+                    "order": [],
+                    "product": [],
+                    "coupon": [],
+                },
+                "server_time": "1970-01-12T13:46:40Z",
+            }
+            link = app.state["stream"]["a"]
+            assert link["connections"] == 1
+            assert (link["site_url"], link["wc_version"], link["wp_version"]) == (
+                "https://shop.example/",
+                "10.0.2",
+                "6.8.8",
+            )
+            assert app.stream.last_seen("a") == 1_000_000.0
+            assert app.stream.connected("a")
+            now[0] += 60
+            await ws.send(json.dumps(HELLO))  # the heartbeat: each hello gets a welcome
+            assert json.loads(await ws.recv())["type"] == "welcome"
+            assert app.stream.last_seen("a") == 1_000_060.0
+            now[0] += cfg.agent.stream.stale_after + 1
+            assert not app.stream.connected("a")
+            # An `error` from the plugin is logged, not answered; the connection stays.
+            await ws.send(json.dumps({"type": "error", "code": "x", "message": "plugin trouble"}))
+            await ws.send(json.dumps(HELLO))
+            assert json.loads(await ws.recv())["type"] == "welcome"
+        await until(lambda: app.state["stream"]["a"]["connections"] == 0)
+        assert app.stream.last_seen("b") is None
+
+
+async def test_no_hello_in_time_and_idle_timeout(tmp_path: Path) -> None:
+    cfg = make_config(
+        tmp_path, handshake_timeout=f"{int(300 * UNIT)}ms", idle_timeout=f"{int(300 * UNIT)}ms"
+    )
+    async with running(cfg) as app:
+        async with client(app) as ws:
+            error = json.loads(await ws.recv())  # sent nothing: the agent gives up on hello
+            assert error["code"] == "hello_required"
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        async with client(app) as ws:
+            await hello(ws)
+            await ws.wait_closed()  # idle after the hello: a normal close
+            assert ws.close_code == 1000 and ws.close_reason == "idle"
+
+
+async def test_keepalive_closes_a_peer_that_stops_answering_pings(tmp_path: Path) -> None:
+    cfg = make_config(
+        tmp_path, ping_interval=f"{int(100 * UNIT)}ms", ping_timeout=f"{int(200 * UNIT)}ms"
+    )
+    async with running(cfg) as app:
+        async with client(app, ping_interval=None) as ws:
+            await hello(ws)
+            ws.transport.pause_reading()  # pings pile up unanswered
+            await until(lambda: app.state["stream"]["a"]["connections"] == 0)
+            ws.transport.resume_reading()
+            await ws.wait_closed()
+        assert ws.close_code == 1011
+
+
+async def test_shutdown_closes_1001(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    async with running(cfg) as app, client(app) as ws:
+        await hello(ws)
+        await app.stream.close()
+        await ws.wait_closed()
+    assert ws.close_code == 1001
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+async def test_tls_with_agent_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    made = await asyncio.create_subprocess_exec(
+        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await made.wait() == 0
+    data = config_data(tmp_path)
+    data["agent"]["tls"] = {"cert": str(cert), "key": str(key)}
+    async with running(Config.model_validate(data)) as app:
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with connect(
+            f"wss://127.0.0.1:{app.stream.port}/v1/stream",
+            additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
+            ssl=trust,
+        ) as ws:
+            assert (await hello(ws))["site"] == "a"
+        # Plain ws:// to a TLS port never gets an upgrade.
+        with pytest.raises((OSError, InvalidStatus, InvalidMessage, TimeoutError)):
+            async with client(app, open_timeout=2 * UNIT):
+                pass
+
+
+def test_watch_meta_reads_meta_paths() -> None:
+    mapping = {"email": "email", "meta_data.loyalty_points": "LP", "meta_data._tier.level": "TIER"}
+    assert protocol.watch_meta(mapping, {"meta_data._gift_note": "NOTE"}) == {
+        "customer": ["_tier", "loyalty_points"],
+        "order": ["_gift_note"],
+        "product": [],
+        "coupon": [],
+    }
+
+
+def test_bearer_token_parsing() -> None:
+    assert protocol.bearer_token("Bearer abc-_.~+/=") == "abc-_.~+/="
+    assert protocol.bearer_token("bearer  abc") == "abc"
+    for header in (None, "", "Bearer", "Basic abc", "Bearer a b", "Bearer é"):
+        assert protocol.bearer_token(header) is None
+
+
+def test_throttle_window_and_memory_bound() -> None:
+    t = protocol.HandshakeThrottle(limit=2, window=60.0, max_addresses=2)
+    t.failure("1.1.1.1", 0.0)
+    assert t.retry_after("1.1.1.1", 1.0) is None
+    t.failure("1.1.1.1", 10.0)
+    assert t.retry_after("1.1.1.1", 11.0) == 49.0
+    assert t.retry_after("1.1.1.1", 60.5) is None  # the first failure left the window
+    t.failure("2.2.2.2", 1.0)
+    t.failure("3.3.3.3", 1.0)  # a third address evicts the least recently failed
+    assert len(t._fails) == 2
+
+
+# -- fuzz ---------------------------------------------------------------------------------
+
+
+class _Background:
+    """The real App on its own loop in a thread, so that a synchronous hypothesis test can
+    drive it with the synchronous websockets client."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.ready: Future[App] = Future()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        try:
+            async with App(self.cfg) as app:
+                self.ready.set_result(app)
+                await self._stop.wait()
+        except BaseException as exc:
+            if not self.ready.done():
+                self.ready.set_exception(exc)
+            raise
+
+    def __enter__(self) -> App:
+        self._thread.start()
+        return self.ready.result(timeout=10 * UNIT)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10 * UNIT)
+
+
+@pytest.fixture(scope="module")
+def fuzz_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, Config]]:
+    cfg = make_config(tmp_path_factory.mktemp("fuzz"), max_batch=5, max_message_bytes=64 * 1024)
+    with _Background(cfg) as app:
+        yield app, cfg
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_ids = (
+    st.text("abc-1:.", min_size=1, max_size=6) | st.sampled_from(["", " ", "é", "a" * 129]) | _json
+)
+_topics = (
+    st.sampled_from(
+        [
+            "order.updated",
+            "order.deleted",
+            "customer.created",
+            "product.updated",
+            "coupon.restored",
+            "order.nope",
+            "widget.created",
+            "order",
+        ]
+    )
+    | _json
+)
+_payloads = (
+    st.sampled_from(
+        [order(5), {"id": 5}, {"id": 5, "email": "a@b.c", "date_modified_gmt": "x"}, {"id": -1}, {}]
+    )
+    | _json
+)
+_events = (
+    st.fixed_dictionaries(
+        {"id": _ids, "topic": _topics, "payload": _payloads},
+        optional={
+            "resource_id": st.integers(-2, 7) | _json,
+            "resource": st.sampled_from(["order", "variation", "x"]),
+            "occurred_at": st.sampled_from(["2026-11-27T06:29:58Z", "yesterday"]) | _json,
+            "extra": _json,
+        },
+    )
+    | _json
+)
+_messages = (
+    st.fixed_dictionaries(
+        {"type": st.just("events"), "batch": st.text(max_size=10) | _json,
+         "events": st.lists(_events, max_size=7) | _json}
+    )
+    | st.fixed_dictionaries({"type": st.sampled_from(["hello", "error", "ack", "welcome", "?"]) | _json},
+                            optional={"protocol": st.sampled_from([1, 2, "1"]), "code": _json,
+                                      "site_url": _json, "blog_id": _json})
+    | _json
+)  # fmt: skip
+_frames = _messages.map(lambda m: json.dumps(m)) | st.text(max_size=50) | st.binary(max_size=50)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(frame=_frames)
+def test_fuzzed_messages_never_crash_and_never_ack_unstored(
+    fuzz_agent: tuple[App, Config], frame: str | bytes
+) -> None:
+    app, cfg = fuzz_agent
+    replies: list[dict[str, Any]] = []
+    url = f"ws://127.0.0.1:{app.stream.port}/v1/stream"
+    with sync_connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
+        compression=None,
+        open_timeout=5 * UNIT,
+    ) as ws:
+        ws.send(json.dumps(HELLO))
+        assert json.loads(ws.recv(timeout=5 * UNIT))["type"] == "welcome"
+        ws.send(frame)
+        try:
+            ws.send(json.dumps(HELLO))  # a marker: the reply to this ends the exchange
+            while True:
+                reply = json.loads(ws.recv(timeout=5 * UNIT))
+                if reply["type"] == "welcome":
+                    break
+                replies.append(reply)
+        except ConnectionClosed:
+            pass
+    stored = set(inbox_ids(cfg, "a"))
+    dead = {ref for site, ref, _ in dead_refs(cfg) if site == "a"}
+    sent = json.loads(frame) if isinstance(frame, str) and _is_json(frame) else None
+    for reply in replies:
+        assert reply["type"] in ("ack", "error"), reply
+        if reply["type"] == "ack":
+            assert isinstance(sent, dict)
+            ids = [e["id"] for e in sent["events"]]
+            assert reply["batch"] == sent["batch"]
+            assert sorted(reply["accepted"] + [r["id"] for r in reply["rejected"]]) == sorted(ids)
+            assert all(("a", i) in stored for i in reply["accepted"])
+            assert all(f"a:{r['id']}" in dead for r in reply["rejected"])
+    # The server is still there and still serves.
+    with sync_connect(
+        url,
+        additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
+        compression=None,
+        open_timeout=5 * UNIT,
+    ) as ws:
+        ws.send(json.dumps(HELLO))
+        assert json.loads(ws.recv(timeout=5 * UNIT))["type"] == "welcome"
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+# -- crash between commit and ack (a real `woobrevo-agent run`, killed with SIGKILL) --------
+
+
+class _AgentProcess:
+    """`woobrevo-agent run` in a subprocess; its ports are read from its log."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config, self.env = config, env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stream_port = self.http_port = 0
+        self.log: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _AgentProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.cli", "run", "--config", str(self.config),
+            "--log-level", "info", cwd=ROOT, env=self.env, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(30 * UNIT):
+            while not (self.stream_port and self.http_port):
+                line = (await self.proc.stderr.readline()).decode()
+                assert line, "the agent exited:\n" + "".join(self.log)
+                self.log.append(line)
+                if m := re.search(r"stream listening on 127\.0\.0\.1:(\d+)/v1/stream", line):
+                    self.stream_port = int(m.group(1))
+                if m := re.search(r"http listening on 127\.0\.0\.1:(\d+)", line):
+                    self.http_port = int(m.group(1))
+        self._drain = asyncio.create_task(self._keep_reading())
+        return self
+
+    async def _keep_reading(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.log.append(line.decode())
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await self.proc.wait()
+        if self._drain is not None:
+            await self._drain
+
+    def connect(self) -> Any:
+        return connect(
+            f"ws://127.0.0.1:{self.stream_port}/v1/stream",
+            additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
+            compression=None, max_size=None, open_timeout=5 * UNIT,
+        )  # fmt: skip
+
+    async def status(self) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{self.http_port}/status") as r,
+        ):
+            doc: dict[str, Any] = await r.json()
+            return doc
+
+
+@pytest.mark.slow
+async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once(
+    tmp_path: Path,
+) -> None:
+    async with BrevoFake() as fake:
+        data = config_data(tmp_path)
+        data["brevo"] = {"api_key": fake.api_key, "base_url": fake.base_url, "dry_run": False,
+                         "max_backoff": "2s"}  # fmt: skip
+        path = tmp_path / "agent.yaml"
+        path.write_text(yaml.safe_dump(data))
+        cfg = load_config(path)
+        payload = order(4242, "2026-11-27T06:20:00")
+        message = batch("b-crash", [{**event("crash-1", 4242), "payload": payload}])
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+        async with _AgentProcess(path, {**env, "WOOBREVO_TEST_CRASH_AFTER_COMMIT": "1"}) as agent:
+            async with agent.connect() as ws:
+                await hello(ws)
+                await ws.send(message)
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()  # no ack: the agent died right after the commit
+            assert agent.proc is not None
+            assert await agent.proc.wait() == -signal.SIGKILL
+        assert inbox_ids(cfg) == [("a", "crash-1")]
+
+        async with _AgentProcess(path, env) as agent:
+            async with agent.connect() as ws:
+                await hello(ws)
+                await ws.send(message)  # the plugin resends the unacked batch
+                ack = json.loads(await ws.recv())
+            assert ack == {
+                "type": "ack",
+                "batch": "b-crash",
+                "accepted": ["crash-1"],
+                "rejected": [],
+            }
+
+            async def idle() -> bool:
+                backlog = (await agent.status())["sites"]["a"]["backlog"]
+                return "a-4242" in fake.orders and backlog == {"inbox_depth": 0, "pending_jobs": 0,
+                                                              "dead_letters": 0}  # fmt: skip
+
+            async with asyncio.timeout(30 * UNIT):
+                while not await idle():  # noqa: ASYNC110 - another process's state
+                    await asyncio.sleep(0.05)
+        assert inbox_ids(cfg) == [("a", "crash-1")]
+        writes = Counter((r.method, r.path, json.dumps(r.json, sort_keys=True)) for r in fake.requests
+                         if r.status is not None and r.status < 300 and r.method == "POST")  # fmt: skip
+        orders = [
+            r for r in fake.requests if r.path == "/orders/status" and r.json["id"] == "a-4242"
+        ]
+        assert len(orders) == 1
+        assert all(n == 1 for n in writes.values()), writes
+        fake.assert_no_spec_violations()

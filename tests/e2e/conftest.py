@@ -1,0 +1,230 @@
+"""End to end: WordPress + the plugin (PHP) → the real agent → the Brevo fake.
+
+The PHP side is the WordPress that `tests/php/run.sh --setup-only` installs (private MariaDB,
+Debian's WordPress, the plugin, the WooCommerce test double); each store action is its own PHP
+process (`wp_scenario.php`), so every action is one request and ships at its `shutdown` as on a
+live shop. The agent is `python -m agent.cli run --config FILE` in its own process; the Brevo
+fake runs in the test's event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import UNIT
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_SH = REPO / "tests" / "php" / "run.sh"
+SCENARIO = Path(__file__).resolve().parent / "wp_scenario.php"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (bound, read back, released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def token(name: str) -> str:
+    """A site token of the shape `woobrevo-agent token create` prints."""
+    return hashlib.sha256(f"e2e-{name}-{os.getpid()}".encode()).hexdigest()[:48]
+
+
+@pytest.fixture(scope="session")
+def wp_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """WordPress single-site and multisite on a private MariaDB, for the whole session."""
+    if not shutil.which("bash"):
+        pytest.skip("bash is needed for tests/php/run.sh")
+    env_file = tmp_path_factory.mktemp("wp") / "env"
+    setup = subprocess.run(
+        ["bash", str(RUN_SH), "--setup-only", "--env-file", str(env_file)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if setup.returncode != 0:
+        pytest.fail(f"tests/php/run.sh --setup-only failed:\n{setup.stdout}\n{setup.stderr}")
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    try:
+        yield env
+    finally:
+        subprocess.run(
+            ["bash", str(RUN_SH), "--stop", "--env-file", str(env_file)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+class Php:
+    """Runs wp_scenario.php commands against one site of the test WordPress."""
+
+    def __init__(self, env: dict[str, str], kind: str = "single", path: str = "/") -> None:
+        self.env = {
+            **os.environ,
+            "WOOBREVO_WP_DIR": env[
+                "WOOBREVO_WP_SINGLE" if kind == "single" else "WOOBREVO_WP_MULTI"
+            ],
+            "WOOBREVO_WP_PATH": path,
+        }
+
+    async def __call__(self, *args: str) -> dict[str, Any]:
+        proc = await asyncio.create_subprocess_exec(
+            "php",
+            str(SCENARIO),
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 120 * UNIT)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"php {' '.join(args)} failed ({proc.returncode}):\n{out.decode()}\n{err.decode()}"
+            )
+        lines = [ln for ln in out.decode().splitlines() if ln.startswith("{")]
+        assert lines, f"php {' '.join(args)} printed no JSON:\n{out.decode()}\n{err.decode()}"
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+
+class Agent:
+    """`python -m agent.cli run` with a generated config; stop() and start() keep its ports."""
+
+    def __init__(self, state: Path, sites: list[dict[str, Any]], brevo: Any) -> None:
+        self.state = state
+        self.port = free_port()
+        self.http_port = free_port()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log = state / "agent.log"
+        config = {
+            "agent": {
+                "listen": {
+                    "stream": f"127.0.0.1:{self.port}",
+                    "http": f"127.0.0.1:{self.http_port}",
+                },
+                "state_dir": str(state / "state"),
+                "log_level": "info",
+            },
+            "brevo": {"api_key": brevo.api_key, "base_url": brevo.base_url},
+            "connectors": {
+                "woocommerce": {
+                    "store_url": "http://woobrevo.test",
+                    "customer_mapping": {
+                        "email": "email",
+                        "first_name": "FIRSTNAME",
+                        "last_name": "LASTNAME",
+                        "billing.city": "CITY",
+                        "orders_count": "ORDER_COUNT",
+                    },
+                    "lists": {"all_customers": 50, "buyers": 51},
+                    "webhooks": [{"topic": "order.created", "event": "order_placed"}],
+                }
+            },
+            "sites": sites,
+        }
+        self.config = state / "agent.yaml"
+        # JSON is YAML: the agent's loader reads it as is.
+        self.config.write_text(json.dumps(config, indent=2))
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/stream"
+
+    async def start(self) -> None:
+        log = self.log.open("a")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "run",
+            "--config",
+            str(self.config),
+            cwd=str(REPO),
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        for _ in range(int(300 * UNIT)):
+            if self.proc.returncode is not None:
+                raise AssertionError(f"the agent exited:\n{self.log.read_text()}")
+            with contextlib.suppress(OSError):
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                await writer.wait_closed()
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the agent did not listen:\n{self.log.read_text()}")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 20 * UNIT)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self.proc = None
+
+    def inbox(self) -> list[tuple[str, str, str, int]]:
+        """(site, event_id, topic, resource_id) of every stored event, in arrival order."""
+        db = sqlite3.connect(self.state / "state" / "woobrevo.sqlite3")
+        try:
+            return [
+                (str(s), str(e), str(t), int(r))
+                for s, e, t, r in db.execute(
+                    "SELECT site, event_id, topic, resource_id FROM inbox ORDER BY seq"
+                )
+            ]
+        finally:
+            db.close()
+
+
+@pytest.fixture
+async def brevo() -> AsyncIterator[Any]:
+    from tests.fakes.brevo import BrevoFake
+
+    async with BrevoFake() as fake:
+        yield fake
+    fake.assert_no_spec_violations()
+
+
+@pytest.fixture
+async def make_agent(tmp_path: Path, brevo: Any) -> AsyncIterator[Any]:
+    agents: list[Agent] = []
+
+    async def make(sites: list[tuple[str, str]] | list[tuple[str, str, dict[str, Any]]]) -> Agent:
+        """Sites as (id, token) or (id, token, extra site keys such as brevo_id_prefix)."""
+        state = tmp_path / f"agent{len(agents)}"
+        state.mkdir()
+        entries = [
+            {
+                "id": site[0],
+                "token_sha256": hashlib.sha256(site[1].encode()).hexdigest(),
+                **(site[2] if len(site) > 2 else {}),  # type: ignore[misc]
+            }
+            for site in sites
+        ]
+        agent = Agent(state, entries, brevo)
+        agents.append(agent)
+        await agent.start()
+        return agent
+
+    yield make
+    for agent in agents:
+        await agent.stop()
