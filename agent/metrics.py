@@ -29,9 +29,18 @@ _HELP = {
     "woobrevo_stream_connections": ("gauge", "Open websocket connections, by site."),
     "woobrevo_site_mode": ("gauge", "1 for the site's current mode (stream or polling)."),
     # The doors (agent/doors/, agent/http.py).
-    "woobrevo_events_replayed_total": ("counter", "Events received again (already stored), by door and site."),
-    "woobrevo_stream_refused_total": ("counter", "Stream handshakes refused before the upgrade, by reason."),
-    "woobrevo_stream_protocol_errors_total": ("counter", "Stream connections closed for a protocol error, by site and code."),
+    "woobrevo_events_replayed_total": (
+        "counter",
+        "Events received again (already stored), by door and site.",
+    ),
+    "woobrevo_stream_refused_total": (
+        "counter",
+        "Stream handshakes refused before the upgrade, by reason.",
+    ),
+    "woobrevo_stream_protocol_errors_total": (
+        "counter",
+        "Stream connections closed for a protocol error, by site and code.",
+    ),
     "woobrevo_webhook_requests_total": ("counter", "Webhook door requests, by site and outcome."),
     "woobrevo_pending_jobs": ("gauge", "Brevo jobs not done yet, by site (read at scrape time)."),
     "woobrevo_dead_letters_open": ("gauge", "Open dead letters, by site (read at scrape time)."),

@@ -380,7 +380,9 @@ class SqliteStore:
     def _process_alone(
         self,
         row: Sequence[Any],
-        decide: Callable[[str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome],
+        decide: Callable[
+            [str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome
+        ],
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> None:
         seq, site = row[0], row[1]
@@ -445,7 +447,12 @@ class SqliteStore:
             db.execute(
                 "INSERT INTO objects (site, resource, resource_id, state) VALUES (?,?,?,?)"
                 " ON CONFLICT (site, resource, resource_id) DO UPDATE SET state=excluded.state",
-                (site, event.resource.value, event.resource_id, orjson.dumps(outcome.object_state).decode()),
+                (
+                    site,
+                    event.resource.value,
+                    event.resource_id,
+                    orjson.dumps(outcome.object_state).decode(),
+                ),
             )
         for intent in outcome.intents:
             self._add_intent(db, outcome.account, site, intent)

@@ -55,24 +55,35 @@ def job(i: int, kind: Kind, body: dict[str, object], hist: bool = False) -> Job:
 
 
 def test_batch_bodies() -> None:
-    contacts = [job(1, Kind.CONTACT, {"email": "a@x.io", "attributes": {"A": 1}, "listIds": [50, 51]}),
-                job(2, Kind.CONTACT, {"email": "b@x.io", "attributes": {}, "listIds": [50]}),
-                job(3, Kind.CONTACT, {"email": "c@x.io", "attributes": {"A": 2}, "listIds": [51, 50]})]
+    contacts = [
+        job(1, Kind.CONTACT, {"email": "a@x.io", "attributes": {"A": 1}, "listIds": [50, 51]}),
+        job(2, Kind.CONTACT, {"email": "b@x.io", "attributes": {}, "listIds": [50]}),
+        job(3, Kind.CONTACT, {"email": "c@x.io", "attributes": {"A": 2}, "listIds": [51, 50]}),
+    ]
     req = batch_request(contacts)
     assert req.path == "/contacts/import"
     assert req.body["listIds"] == [50, 51]
     assert [r["email"] for r in req.body["jsonBody"]] == ["a@x.io", "c@x.io"]
     assert [j.id for j in req.extra_jobs] == [2]  # another list set waits for its own import
 
-    orders = [job(1, Kind.ORDER, {"id": "1"}, hist=True), job(2, Kind.ORDER, {"id": "2"}, hist=True)]
+    orders = [
+        job(1, Kind.ORDER, {"id": "1"}, hist=True),
+        job(2, Kind.ORDER, {"id": "2"}, hist=True),
+    ]
     assert batch_request(orders).body == {"orders": [{"id": "1"}, {"id": "2"}], "historical": True}
     orders[1] = job(2, Kind.ORDER, {"id": "2"}, hist=False)
     assert batch_request(orders).body["historical"] is False  # live orders may start automations
 
     prods = [job(1, Kind.PRODUCT, {"id": "1", "name": "n", "updateEnabled": True})]
-    assert batch_request(prods).body == {"products": [{"id": "1", "name": "n"}], "updateEnabled": True}
+    assert batch_request(prods).body == {
+        "products": [{"id": "1", "name": "n"}],
+        "updateEnabled": True,
+    }
     coupon = job(1, Kind.COUPON, {"collection": "WooCommerce", "codes": ["b", "a", "a"]})
-    assert single_request(coupon, collection_id="c-1").body == {"collectionId": "c-1", "coupons": ["a", "b"]}
+    assert single_request(coupon, collection_id="c-1").body == {
+        "collectionId": "c-1",
+        "coupons": ["a", "b"],
+    }
 
 
 def test_classify_every_status() -> None:
