@@ -174,9 +174,7 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self.ingested = asyncio.Event()
         self.jobs_added = asyncio.Event()
-        self._ingest_queue: list[
-            tuple[str, list[Event], list[tuple[Rejection, object]], asyncio.Future[IngestResult]]
-        ] = []
+        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     # -- lifetime -------------------------------------------------------------------------
@@ -237,40 +235,59 @@ class SqliteStore:
         rejected: Sequence[tuple[Rejection, object]] = (),
     ) -> IngestResult:
         """Store a batch in one transaction; replays are no-ops. The one entry point of every door."""
-        # Group commit: batches that arrive while a commit is running share the next one, so
-        # many connections cost one fsync per round instead of one each.
-        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._ingest_queue.append((site, list(events), list(rejected), fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_ingest(), name="store-ingest")
-        result = await fut
+        result = await self._write(
+            lambda db: self._ingest_one(db, site, events, rejected, time.time())
+        )
         if result.new:
             self.ingested.set()
         return result
 
-    async def _flush_ingest(self) -> None:
-        while self._ingest_queue:
-            group, self._ingest_queue = self._ingest_queue, []
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write in the next group commit.
+
+        Writes that arrive while a commit is running share the next one (each in its own
+        savepoint, so one failing write fails alone): many connections and many finishing Brevo
+        calls cost one fsync per round instead of one each.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writes.append((fn, fut))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_writes(), name="store-writes")
+        result: T = await fut
+        return result
+
+    async def _flush_writes(self) -> None:
+        while self._writes:
+            group, self._writes = self._writes, []
             try:
-                results = await self._run(self._ingest_group, [(s, e, r) for s, e, r, _ in group])
-            except Exception as exc:
-                for *_, fut in group:
+                outcomes = await self._run(self._apply_writes, [fn for fn, _ in group])
+            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
+                for _, fut in group:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for (*_, fut), res in zip(group, results, strict=True):
-                if not fut.done():
-                    fut.set_result(res)
+            for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
 
-    def _ingest_group(
-        self, group: list[tuple[str, list[Event], list[tuple[Rejection, object]]]]
-    ) -> list[IngestResult]:
-        now = time.time()
+    def _apply_writes(
+        self, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        out: list[tuple[bool, Any]] = []
         with self._tx() as db:
-            return [
-                self._ingest_one(db, site, events, rejected, now)
-                for site, events, rejected in group
-            ]
+            for fn in fns:
+                db.execute("SAVEPOINT w")
+                try:
+                    out.append((True, fn(db)))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO w")
+                    out.append((False, exc))
+                db.execute("RELEASE w")
+        return out
 
     def _ingest_one(
         self,
@@ -549,43 +566,48 @@ class SqliteStore:
         self, account: str, kind: Kind, limit: int, now: float, *, single: bool | None = None
     ) -> list[Job]:
         """Claim up to `limit` due jobs of a kind, oldest first, skipping keys already in flight."""
-        return await self._run(self._claim, account, kind, limit, now, single)
+        return await self._write(lambda db: self._claim(db, account, kind, limit, now, single))
 
     def _claim(
-        self, account: str, kind: Kind, limit: int, now: float, single: bool | None
+        self,
+        db: sqlite3.Connection,
+        account: str,
+        kind: Kind,
+        limit: int,
+        now: float,
+        single: bool | None,
     ) -> list[Job]:
         extra = ""
         if single is False:
             extra = " AND single_only = 0"
-        with self._tx() as db:
-            rows = db.execute(
-                "SELECT id, site, key, body, historical, attempts, single_only FROM jobs"
-                " WHERE account=? AND kind=? AND state=0 AND not_before<=?"
-                + extra
-                + " AND key NOT IN (SELECT key FROM jobs WHERE account=? AND state=1)"
-                " ORDER BY id LIMIT ?",
-                (account, kind.value, now, account, limit),
-            ).fetchall()
-            seen: set[str] = set()
-            jobs = []
-            for r in rows:
-                if r[2] in seen and kind is not Kind.EVENT:
-                    continue  # two jobs for one key never fly together: order matters
-                seen.add(r[2])
-                jobs.append(
-                    Job(
-                        r[0],
-                        account,
-                        r[1],
-                        kind,
-                        r[2],
-                        json.loads(r[3]),
-                        bool(r[4]),
-                        r[5],
-                        bool(r[6]),
-                    )
+        rows = db.execute(
+            "SELECT id, site, key, body, historical, attempts, single_only FROM jobs"
+            " WHERE account=? AND kind=? AND state=0 AND not_before<=?"
+            + extra
+            + " AND key NOT IN (SELECT key FROM jobs WHERE account=? AND state=1)"
+            " ORDER BY id LIMIT ?",
+            (account, kind.value, now, account, limit),
+        ).fetchall()
+        seen: set[str] = set()
+        jobs = []
+        for r in rows:
+            if r[2] in seen and kind is not Kind.EVENT:
+                continue  # two jobs for one key never fly together: order matters
+            seen.add(r[2])
+            jobs.append(
+                Job(
+                    r[0],
+                    account,
+                    r[1],
+                    kind,
+                    r[2],
+                    json.loads(r[3]),
+                    bool(r[4]),
+                    r[5],
+                    bool(r[6]),
                 )
-            db.executemany("UPDATE jobs SET state=1 WHERE id=?", [(j.id,) for j in jobs])
+            )
+        db.executemany("UPDATE jobs SET state=1 WHERE id=?", [(j.id,) for j in jobs])
         return jobs
 
     async def unclaim(self, account: str) -> None:
@@ -599,30 +621,30 @@ class SqliteStore:
 
     async def complete(self, jobs: Iterable[Job]) -> None:
         """Brevo took these: forget the jobs, remember what Brevo now holds."""
-        await self._run(self._complete, list(jobs))
+        done = list(jobs)
+        await self._write(lambda db: self._complete(db, done))
 
-    def _complete(self, jobs: list[Job]) -> None:
+    def _complete(self, db: sqlite3.Connection, jobs: list[Job]) -> None:
         now = time.time()
-        with self._tx() as db:
-            for job in jobs:
-                db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
-                fwd = db.execute(
-                    "SELECT state FROM forwarded WHERE account=? AND key=?", (job.account, job.key)
-                ).fetchone()
-                known = json.loads(fwd[0]) if fwd else None
-                db.execute(
-                    "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,?)"
-                    " ON CONFLICT (account, key) DO UPDATE SET state=excluded.state,"
-                    " updated_at=excluded.updated_at",
-                    (
-                        job.account,
-                        job.key,
-                        json.dumps(_known_after(job.kind, job.body, known)),
-                        now,
-                    ),
-                )
-                self._bump(db, job.site, f"brevo_done_{job.kind.value}", 1)
-                self._stat(db, job.site, "last_success", now)
+        for job in jobs:
+            db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
+            fwd = db.execute(
+                "SELECT state FROM forwarded WHERE account=? AND key=?", (job.account, job.key)
+            ).fetchone()
+            known = json.loads(fwd[0]) if fwd else None
+            db.execute(
+                "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,?)"
+                " ON CONFLICT (account, key) DO UPDATE SET state=excluded.state,"
+                " updated_at=excluded.updated_at",
+                (
+                    job.account,
+                    job.key,
+                    json.dumps(_known_after(job.kind, job.body, known)),
+                    now,
+                ),
+            )
+            self._bump(db, job.site, f"brevo_done_{job.kind.value}", 1)
+            self._stat(db, job.site, "last_success", now)
 
     async def retry(
         self,
@@ -634,43 +656,47 @@ class SqliteStore:
         count_attempt: bool = True,
     ) -> None:
         """Put jobs back in the queue, due at `not_before`."""
-        await self._run(self._retry, list(jobs), not_before, error, single_only, count_attempt)
+        again = list(jobs)
+        await self._write(
+            lambda db: self._retry(db, again, not_before, error, single_only, count_attempt)
+        )
 
     def _retry(
-        self, jobs: list[Job], not_before: float, error: str, single_only: bool, count_attempt: bool
+        self,
+        db: sqlite3.Connection,
+        jobs: list[Job],
+        not_before: float,
+        error: str,
+        single_only: bool,
+        count_attempt: bool,
     ) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "UPDATE jobs SET state=0, not_before=?, attempts=attempts+?, last_error=?,"
-                " single_only=MAX(single_only, ?) WHERE id=?",
-                [
-                    (not_before, int(count_attempt), error[:500], int(single_only), j.id)
-                    for j in jobs
-                ],
-            )
+        db.executemany(
+            "UPDATE jobs SET state=0, not_before=?, attempts=attempts+?, last_error=?,"
+            " single_only=MAX(single_only, ?) WHERE id=?",
+            [(not_before, int(count_attempt), error[:500], int(single_only), j.id) for j in jobs],
+        )
 
     async def dead_letter(self, job: Job, code: str, message: str) -> None:
         """Brevo refused this write for good: keep it, with Brevo's code and message."""
-        await self._run(self._dead_letter, job, code, message)
+        await self._write(lambda db: self._dead_letter(db, job, code, message))
 
-    def _dead_letter(self, job: Job, code: str, message: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
-            db.execute(
-                "INSERT INTO dead_letters (site, origin, ref, kind, account, code, message, body, created_at)"
-                " VALUES (?, 'job', ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job.site,
-                    job.key,
-                    job.kind.value,
-                    job.account,
-                    code,
-                    message[:2000],
-                    json.dumps({"body": job.body, "historical": job.historical}),
-                    time.time(),
-                ),
-            )
-            self._bump(db, job.site, "dead_letters", 1)
+    def _dead_letter(self, db: sqlite3.Connection, job: Job, code: str, message: str) -> None:
+        db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
+        db.execute(
+            "INSERT INTO dead_letters (site, origin, ref, kind, account, code, message, body, created_at)"
+            " VALUES (?, 'job', ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.site,
+                job.key,
+                job.kind.value,
+                job.account,
+                code,
+                message[:2000],
+                json.dumps({"body": job.body, "historical": job.historical}),
+                time.time(),
+            ),
+        )
+        self._bump(db, job.site, "dead_letters", 1)
 
     # -- dead letters ---------------------------------------------------------------------
 
