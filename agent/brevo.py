@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +58,8 @@ class BrevoClient:
         self.dry_run = dry_run
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
-        self.dry_run_log: list[tuple[str, str, Any]] = []
+        # the last dry-run requests, for tests and /status; bounded, the log has them all
+        self.dry_run_log: deque[tuple[str, str, Any]] = deque(maxlen=1000)
 
     async def __aenter__(self) -> BrevoClient:
         if not self.dry_run:

@@ -40,7 +40,9 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _store(cfg: Config) -> SqliteStore:
-    return SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3")
+    # Operator commands open the file beside a possibly running agent: they must not hand its
+    # in-flight Brevo jobs back to the queue (that is the agent's own recovery at start).
+    return SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3", recover=False)
 
 
 # -- run ----------------------------------------------------------------------------------

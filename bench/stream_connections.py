@@ -8,9 +8,10 @@ Generates a config with `--sites` sites, each with its own token, starts `woobre
 welcome) and samples the agent's VmRSS (/proc/PID/status) while:
 
 1. idle: every site connected, nothing sent (keepalive pings only), for `--idle-seconds`;
-2. spread load: `--rate` events/s in 100-event batches (REST orders, ~3 KB each), the batches
+2. spread load: `--rate` events/s in `--batch`-event batches (default 100; REST orders, ~3 KB
+   each), the batches
    dealt round-robin over every connection, for `--load-seconds`;
-3. burst: every site sends a 100-event batch at the same instant, `--burst-rounds` times (the
+3. burst: every site sends a `--batch`-event batch at the same instant, `--burst-rounds` times (the
    worst case: every connection has a batch in flight at once).
 
 Goal: ≤ 150 MB resident.
@@ -94,8 +95,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out["idle"] = {"connections": len(conns), "rss_mb": round(rss_mb(proc.pid)[0], 1),
                            "peak_rss_mb": round(idle.peak, 1)}  # fmt: skip
 
-            # Spread load: one batch every 100/rate s, dealt round-robin over the connections.
-            interval = 100 / args.rate
+            # Spread load: one batch every size/rate s, dealt round-robin over the connections.
+            size = args.batch
+            interval = size / args.rate
             count = int(args.load_seconds / interval)
             latencies: list[float] = []
             with Sampler(proc.pid) as load:
@@ -108,13 +110,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     ws = conns[n % len(conns)]
                     if n >= len(conns):  # one batch in flight per connection, as the plugin does
                         latencies.append(await tasks[n - len(conns)])
-                    text = batch_message(f"s{n}", n * 100, 100, f"spread{n % len(conns)}")
+                    text = batch_message(f"s{n}", n * size, size, f"spread{n % len(conns)}")
                     tasks.append(asyncio.create_task(send_and_ack(ws, text)))
                 latencies += await asyncio.gather(*tasks[max(0, count - len(conns)) :])
                 elapsed = time.perf_counter() - start
             latencies.sort()
             out["spread_load"] = {
-                "events_per_s": round(count * 100 / elapsed),
+                "events_per_s": round(count * size / elapsed),
                 "batches": count,
                 "ack_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
                 "ack_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
@@ -126,7 +128,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             with Sampler(proc.pid) as burst:
                 for r in range(args.burst_rounds):
                     texts = [
-                        batch_message(f"r{r}", r * 100, 100, f"burst{i}") for i in range(len(conns))
+                        batch_message(f"r{r}", r * size, size, f"burst{i}")
+                        for i in range(len(conns))
                     ]
                     t = time.perf_counter()
                     await asyncio.gather(
@@ -137,7 +140,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out["burst"] = {
                 "batches_per_round": len(conns),
                 "round_seconds": [round(x, 2) for x in rounds],
-                "events_per_s": round(len(conns) * 100 * len(rounds) / sum(rounds)),
+                "events_per_s": round(len(conns) * size * len(rounds) / sum(rounds)),
                 "peak_rss_mb": round(burst.peak, 1),
             }
             out["rss_end_mb"], out["vmhwm_mb"] = (round(x, 1) for x in rss_mb(proc.pid))
@@ -154,6 +157,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=2500.0, help="events/s of the spread load")
     parser.add_argument("--load-seconds", type=float, default=30.0)
     parser.add_argument("--burst-rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=100, help="events per batch")
     parser.add_argument(
         "--ingest-only", action="store_true", help="stop the agent's processor (door + store alone)"
     )

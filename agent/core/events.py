@@ -81,6 +81,7 @@ class Rejection:
     message: str
 
 
+_RESOURCES = frozenset(r.value for r in Resource)
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -153,7 +154,7 @@ def parse_event(
     if not isinstance(payload, dict):
         return reject("invalid_payload", "payload: expected the WooCommerce REST object")
     base, _, act = topic.partition(".")
-    if base not in {r.value for r in Resource}:
+    if base not in _RESOURCES:
         return reject("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
     try:
         action = Action(act)

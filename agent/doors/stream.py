@@ -71,7 +71,7 @@ class StreamServer:
         self.port = 0
         self._server: Server | None = None
         self._parsed = asyncio.Semaphore(MAX_PARSED_BATCHES)
-        self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-parse")
+        self._parse_pool: ThreadPoolExecutor | None = None
         self._links: dict[str, dict[str, Any]] = app.state.setdefault("stream", {})
         self._watch = {
             sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in app.sites.items()
@@ -80,6 +80,15 @@ class StreamServer:
     # -- lifetime -------------------------------------------------------------------------
 
     async def __aenter__(self) -> StreamServer:
+        self._parse_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-parse")
+        try:
+            await self._listen()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _listen(self) -> None:
         host, port = split_hostport(self.app.cfg.agent.listen.stream)
         tls = self.app.cfg.agent.tls
         context: ssl.SSLContext | None = None
@@ -113,7 +122,6 @@ class StreamServer:
             PATH,
             "wss" if context else "ws",
         )
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -125,7 +133,9 @@ class StreamServer:
             self._server.close(code=CloseCode.GOING_AWAY, reason="agent shutting down")
             await self._server.wait_closed()
             self._server = None
-        self._parse_pool.shutdown(wait=True)
+        if self._parse_pool is not None:
+            self._parse_pool.shutdown(wait=True)
+            self._parse_pool = None
 
     # -- status ---------------------------------------------------------------------------
 
@@ -283,7 +293,7 @@ class StreamServer:
         parse = functools.partial(
             protocol.parse_message, frame, hello_seen=hello_seen, max_batch=self.limits.max_batch
         )
-        if len(frame) < PARSE_INLINE_BYTES:
+        if len(frame) < PARSE_INLINE_BYTES or self._parse_pool is None:
             return parse()
         return await asyncio.get_running_loop().run_in_executor(self._parse_pool, parse)
 
