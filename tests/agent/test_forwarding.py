@@ -177,6 +177,7 @@ async def test_429_storm_waits_for_the_reset(tmp_path: Path, base_config: dict[s
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(OUTAGE_SECONDS + 300)
 async def test_503_outage_loses_nothing(tmp_path: Path, base_config: dict[str, Any]) -> None:
     async with BrevoFake() as fake:
         fake.outage(status=503)
@@ -280,6 +281,7 @@ def _run_agent(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_kill_9_while_forwarding_then_restart(
     tmp_path: Path, base_config: dict[str, Any]
 ) -> None:
@@ -333,7 +335,12 @@ async def test_kill_9_while_forwarding_then_restart(
                 proc.kill()
         assert 120 <= len(fake.orders) < 400
         proc = _run_agent(cfg, log, "--until-idle")
-        code = await asyncio.to_thread(proc.wait, 300)
+        try:
+            code = await asyncio.to_thread(proc.wait, 600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
         assert code == 0, log.read_text()[-3000:]
         fake.assert_no_spec_violations()
         assert set(fake.orders) == {str(7000 + i) for i in range(400)}
