@@ -18,6 +18,7 @@ __all__ = ["Processor"]
 
 log = logging.getLogger("agent.processor")
 
+OTHER_WRITERS_EVERY = 5.0  # seconds between looks for rows another process stored
 BATCH = 50  # small transactions: ingest waits at most one of them for the store thread
 
 
@@ -95,4 +96,7 @@ class Processor:
                 log.exception("processing failed; retrying in 5s")
                 await asyncio.sleep(5)
                 continue
-            await store.ingested.wait()
+            # Rows stored by another process (`backfill` or `ingest` beside a running agent)
+            # set no event here: look again every few seconds.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(store.ingested.wait(), OTHER_WRITERS_EVERY)

@@ -18,7 +18,8 @@ recordings of a real 10.0.2 store (reference/woocommerce/real-10.0.2/):
   recordings;
 - faults a shared host produces: slowness (`delay`), a per-minute budget (`max_per_minute` →
   429), scripted 5xx (`fail_next`), REST routes missing (`rest_enabled=False` → 404
-  ``rest_no_route``), plain permalinks (`pretty_permalinks=False` → /wp-json/ is a 404 page).
+  ``rest_no_route``), plain permalinks (`pretty_permalinks=False` → /wp-json/ is a 404 page),
+  a proxy that strips headers (`strip_headers=("X-WP-Total", "X-WP-TotalPages")`).
 
 The store's timezone is UTC (as in the recording), so local and GMT dates are equal.
 CLI for benchmarks: ``python -m tests.fakes.woocommerce --orders 5000 --port-file PATH``.
@@ -43,7 +44,7 @@ import ssl
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1550,6 +1551,7 @@ class WooFake:
         pretty_permalinks: bool = True,
         deliver_pings: bool = False,
         variable_every: int = 4,
+        strip_headers: Sequence[str] = (),
     ) -> None:
         self.clock = clock or FakeClock()
         self.store = FakeStore(self.clock, seed)
@@ -1585,6 +1587,8 @@ class WooFake:
         self.rest_enabled = rest_enabled
         self.pretty_permalinks = pretty_permalinks
         self.deliver_pings = deliver_pings
+        # A cache or proxy in front of the store that drops headers (e.g. X-WP-TotalPages).
+        self.strip_headers = tuple(strip_headers)
         self.requests: list[RequestRecord] = []
         self.pings: list[tuple[str, int | str]] = []
         self.ca_file: str | None = None
@@ -1780,6 +1784,8 @@ class WooFake:
         record = RequestRecord(loop.time(), request.method, request.path, request.query_string)
         self.requests.append(record)
         response = await self._respond(request, record)
+        for name in self.strip_headers:
+            response.headers.popall(name, None)
         record.status = response.status
         record.bytes_sent = len(response.body) if isinstance(response.body, bytes) else 0
         return response
@@ -2575,7 +2581,9 @@ async def _serve(args: argparse.Namespace) -> None:
         print(json.dumps(info), flush=True)  # the line a parent process waits for
         await stop.wait()
         requests, sent = len(fake.requests), fake.bytes_sent
-    print(json.dumps({"requests": requests, "bytes_sent": sent}), file=sys.stderr, flush=True)
+        statuses = dict(Counter(str(r.status) for r in fake.requests))
+    summary = {"requests": requests, "bytes_sent": sent, "statuses": statuses}
+    print(json.dumps(summary), file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,0 +1,339 @@
+"""`woobrevo-agent backfill` and `woobrevo-agent doctor` (docs/backfill.md, README "Troubleshooting").
+
+Backfill pages through the store (agent/doors/backfill.py) and, unless `--no-forward` or an
+agent already runs on the same state directory, runs the pipeline and the forwarder until
+everything it stored has reached Brevo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import sys
+import time
+from datetime import datetime
+from typing import Any, TextIO
+
+from agent.config import Config, load_config
+from agent.core.checks import exit_code, render_table
+from agent.core.sync import backfill_order, format_bar, format_line, parse_since, seconds_until
+from agent.doors.backfill import Backfill, BackfillConflict
+from agent.doors.poller import polling_problem, site_client
+from agent.store import SqliteStore
+from agent.woocommerce import WooError
+
+__all__ = ["BarProgress", "LineProgress", "add_sync_parsers", "cmd_backfill", "cmd_doctor"]
+
+log = logging.getLogger("agent.cli_sync")
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+class BarProgress:
+    """One bar per resource, redrawn in place (a terminal)."""
+
+    def __init__(self, out: TextIO, clock: Any = time.monotonic) -> None:
+        self.out = out
+        self.clock = clock
+        self.rows: dict[str, tuple[int, int | None, float, float | None]] = {}
+        self._drawn = 0
+        self._last = 0.0
+
+    def update(self, name: str, done: int, total: int | None) -> None:
+        """Record progress; redraw at most 10 times a second."""
+        started = self.rows[name][2] if name in self.rows else self.clock()
+        self.rows[name] = (done, total, started, None)
+        now = self.clock()
+        if now - self._last >= 0.1:
+            self._last = now
+            self._draw()
+
+    def finish(self, name: str, done: int) -> None:
+        """Freeze a resource's bar at its final count."""
+        now = self.clock()
+        started = self.rows[name][2] if name in self.rows else now
+        total = self.rows[name][1] if name in self.rows else None
+        self.rows[name] = (done, total if total is not None else done, started, now)
+        self._draw()
+
+    def _draw(self) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns - 1
+        now = self.clock()
+        if self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F")  # back to the first bar (ECMA-48 CPL)
+        for name, (done, total, started, ended) in self.rows.items():
+            line = format_bar(name, done, total, (ended or now) - started, width)
+            self.out.write(f"\x1b[2K{line}\n")
+        self._drawn = len(self.rows)
+        self.out.flush()
+
+
+class LineProgress:
+    """Plain lines (logs, pipes, systemd): one per resource every `every` seconds and at the end."""
+
+    def __init__(self, out: TextIO, every: float = 10.0, clock: Any = time.monotonic) -> None:
+        self.out = out
+        self.every = every
+        self.clock = clock
+        self.started: dict[str, float] = {}
+        self.printed: dict[str, float] = {}
+
+    def update(self, name: str, done: int, total: int | None) -> None:
+        """Print a line when `every` seconds passed since the last one for this resource."""
+        now = self.clock()
+        start = self.started.setdefault(name, now)
+        if now - self.printed.get(name, start) >= self.every:
+            self.printed[name] = now
+            print(f"backfill {format_line(name, done, total, now - start)}", file=self.out)
+            self.out.flush()
+
+    def finish(self, name: str, done: int) -> None:
+        """The final line of a resource."""
+        now = self.clock()
+        start = self.started.setdefault(name, now)
+        if name not in self.printed and now == start:
+            line = f"backfill {name} {done}/{done} done (by an earlier run)"
+        else:
+            line = f"backfill {format_line(name, done, done, now - start)} done"
+        self.printed[name] = now
+        print(line, file=self.out)
+        self.out.flush()
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+async def _agent_running(cfg: Config) -> bool:
+    from agent.doctor import agent_status
+
+    return await agent_status(cfg, wait=1.0) is not None
+
+
+async def _drain(app: Any, progress: Any) -> None:
+    """Run the pipeline and the forwarder until every job is done, showing what is left."""
+    peak = 0
+    idle = asyncio.create_task(app.wait_idle())
+    try:
+        while not idle.done():
+            done, _ = await asyncio.wait({idle}, timeout=2.0)
+            if done:
+                break
+            counts = await app.store.counts()
+            left = counts["jobs"] + counts["inbox_pending"]
+            peak = max(peak, left)
+            progress.update("brevo", peak - left, peak)
+        await idle
+    finally:
+        if not idle.done():
+            idle.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await idle
+    progress.finish("brevo", peak)
+
+
+async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int:
+    site = cfg.site(args.site)
+    problem = polling_problem(site)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_FAIL
+    requested = (
+        [r.strip() for r in args.resources.split(",") if r.strip()] if args.resources else None
+    )
+    try:
+        resources = backfill_order(requested, site.woo.sync.model_dump())
+        since = parse_since(args.since) if args.since else None
+        wait = seconds_until(args.start_at, datetime.now().astimezone()) if args.start_at else 0.0
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAIL
+    if not resources:
+        print(f"site {site.id}: nothing to backfill (check --resources and sync)", file=sys.stderr)
+        return EXIT_FAIL
+    if wait > 0:
+        at = datetime.now().astimezone().timestamp() + wait
+        when = datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+        print(f"backfill of site {site.id} deferred to {when} (--start-at)", file=sys.stderr)
+        await asyncio.sleep(wait)
+    forward = not args.no_forward
+    if forward and await _agent_running(cfg):
+        print(
+            f"an agent answers on {cfg.agent.listen.http}: it forwards what the backfill stores",
+            file=sys.stderr,
+        )
+        forward = False
+    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    async with (
+        site_client(site, concurrency=site.woo.backfill.concurrency) as wc,
+        # recover=False: a running agent's claimed jobs are not this process's to release.
+        SqliteStore(path, recover=forward) as store,
+    ):
+        job = Backfill(
+            store,
+            site,
+            wc,
+            resources=resources,
+            since=since,
+            restart=args.restart,
+            once=args.once,
+            progress=progress,
+        )
+        try:
+            counts = await job.run()
+        except BackfillConflict as exc:
+            print(str(exc), file=sys.stderr)
+            return EXIT_FAIL
+        except WooError as exc:
+            print(
+                f"site {site.id}: backfill stopped: {exc}\nEvery page stored so far is kept; run "
+                "the same command again to resume.",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
+        if job.already_done:
+            print(f"site {site.id}: this backfill finished earlier (--once): nothing to do")
+            return EXIT_OK
+        if job.already_stored:
+            print(f"site {site.id}: every page was stored by an earlier run; forwarding")
+        if not forward:
+            await job.finish()
+            print(
+                f"site {site.id}: this backfill run stored {_summary(counts)}; "
+                "`woobrevo-agent run` forwards it"
+            )
+            return EXIT_OK
+    from agent.app import App
+
+    # Forwarding starts once everything is stored: a contact's updates from all its orders
+    # then coalesce into one pending job (SqliteStore._add_intent) instead of one Brevo write
+    # per order, and the queue is deep enough for the batch endpoints from the start.
+    async with App(cfg, doors=False) as app:
+        await _drain(app, progress)
+        job.store = app.store
+        await job.finish()
+        dead = (await app.store.counts())["dead_letters"]
+    if job.already_stored:
+        print(f"site {site.id}: forwarded what an earlier backfill run stored")
+    else:
+        print(f"site {site.id}: this backfill run stored and forwarded {_summary(counts)}")
+    if dead:
+        print(
+            f"{dead} dead letter(s): `woobrevo-agent deadletters list --config …`", file=sys.stderr
+        )
+    return EXIT_OK
+
+
+def _summary(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {name}" for name, n in counts.items()) or "nothing"
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    tty = sys.stderr.isatty() and not args.plain
+    return BarProgress(sys.stderr) if tty else LineProgress(sys.stderr, every=args.progress_every)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    """Page through the store, feed the core, forward."""
+    cfg = load_config(args.config)
+    # On a terminal the bars are the report (log lines would tear them); in a log, warnings
+    # (an unreadable phone number, a refused write) belong beside the progress lines.
+    default = "error" if sys.stderr.isatty() and not args.plain else "warning"
+    logging.basicConfig(
+        level=getattr(logging, (args.log_level or default).upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+    async def main() -> int:
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
+        try:
+            return await _backfill(cfg, args, _progress(args))
+        except asyncio.CancelledError:
+            print("backfill interrupted; run the same command again to resume", file=sys.stderr)
+            return EXIT_FAIL
+
+    return asyncio.run(main())
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """One row per check with its fix; exit 1 when one fails."""
+    from agent.doctor import run_doctor
+
+    cfg = load_config(args.config)
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    checks = asyncio.run(run_doctor(cfg, args.site, fix=args.fix, slow_after=args.slow_after))
+    width = shutil.get_terminal_size((110, 20)).columns
+    print(f"site {args.site}: {cfg.site(args.site).woo.store_url or '(no store_url)'}")
+    print(render_table(checks, width))
+    return exit_code(checks)
+
+
+# -- parsers ----------------------------------------------------------------------------------
+
+
+def add_sync_parsers(sub: Any) -> None:
+    """Add `backfill` and `doctor` to the CLI's subparsers."""
+    bf = sub.add_parser(
+        "backfill",
+        help="copy the store's history into Brevo (resumable)",
+        description="Page through the store (products, customers, orders, coupons), store "
+        "every object, and forward it to Brevo through its batch endpoints. Killed or "
+        "interrupted, the same command resumes where it stopped.",
+    )
+    bf.add_argument("--config", required=True, help="the YAML config file")
+    bf.add_argument("--site", required=True, help="the site id")
+    bf.add_argument(
+        "--resources",
+        help="comma list of customers,orders,products,coupons (default: all that sync enables)",
+    )
+    bf.add_argument("--since", help="only objects modified since DATE (2025-01-31 or ISO 8601)")
+    bf.add_argument("--start-at", metavar="HH:MM", help="wait until this local time (off-peak)")
+    bf.add_argument(
+        "--no-forward",
+        action="store_true",
+        help="only store; a running `woobrevo-agent run` forwards",
+    )
+    bf.add_argument("--restart", action="store_true", help="ignore an unfinished run's checkpoints")
+    bf.add_argument(
+        "--once",
+        action="store_true",
+        help="do nothing when the same backfill already finished (for a nightly timer)",
+    )
+    bf.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    bf.add_argument(
+        "--progress-every", type=float, default=10.0, help="seconds between plain progress lines"
+    )
+    bf.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    bf.set_defaults(fn=cmd_backfill)
+
+    dr = sub.add_parser(
+        "doctor",
+        help="check a site's store, stream and Brevo account; print the fix for each failure",
+    )
+    dr.add_argument("--config", required=True, help="the YAML config file")
+    dr.add_argument("--site", required=True, help="the site id")
+    dr.add_argument(
+        "--fix", action="store_true", help="create missing Brevo attributes with the right types"
+    )
+    dr.add_argument(
+        "--slow-after",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="a page of 100 orders slower than this fails the response-time check",
+    )
+    dr.set_defaults(fn=cmd_doctor)

@@ -1,0 +1,504 @@
+"""`woobrevo-agent doctor --site ID`: one check per known failure, each with its fix.
+
+The rows follow the README's troubleshooting table: the store's REST API, TLS, keys,
+permissions, slowness, pagination headers, mapped custom fields, webhooks, the plugin's stream,
+and on the Brevo side the key, the lists and the attributes (`--fix` creates missing attributes
+with the type the agent sends). Verdicts and the table are pure (agent/core/checks.py); this
+module makes the requests. Messages for store failures come from the REST client's error tree
+(agent/woocommerce.py), which already says what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from agent.brevo import BrevoClient
+from agent.config import Config, SiteConfig
+from agent.core.checks import (
+    Check,
+    Result,
+    attribute_problems,
+    mapped_meta_keys,
+    missing_lists,
+    missing_meta,
+    wanted_attributes,
+)
+from agent.core.sync import fields_for
+from agent.core.webhooks import install_topics, webhook_report
+from agent.doors.poller import polling_problem
+from agent.doors.stream import split_hostport
+from agent.store import SqliteStore
+from agent.woocommerce import (
+    WooAuthError,
+    WooClient,
+    WooError,
+    WooPermissionError,
+    WooSSLError,
+    WooTimeout,
+)
+
+__all__ = ["agent_status", "run_doctor"]
+
+log = logging.getLogger("agent.doctor")
+
+SLOW_AFTER = 5.0  # seconds for one page of 100 orders; polling asks for one a minute at least
+SAMPLE = 20  # newest customers sampled for mapped meta keys
+FIX_STREAM = (
+    "on the store, open WooCommerce → WooBrevo: check the agent URL ({url}) and the token "
+    "(`woobrevo-agent token create --site {site}` makes a new one), press Test connection; the "
+    "plugin sends a heartbeat every WP-Cron minute, so WP-Cron must run (a real cron calling "
+    "wp-cron.php if DISABLE_WP_CRON is set)"
+)
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+async def agent_status(cfg: Config, wait: float = 2.0) -> dict[str, Any] | None:
+    """A running agent's /status (at `agent.listen.http`), or None when none answers."""
+    host, port = split_hostport(cfg.agent.listen.http)
+    if port == 0:
+        return None
+    if host in (None, "", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    url = f"http://{host}:{port}/status"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=wait)) as session,
+            session.get(url) as resp,
+        ):
+            if resp.status != 200:
+                return None
+            data = await resp.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+async def run_doctor(
+    cfg: Config,
+    site_id: str,
+    *,
+    fix: bool = False,
+    slow_after: float = SLOW_AFTER,
+    sample: int = SAMPLE,
+    clock: Callable[[], float] = _now,
+) -> list[Check]:
+    """Every check for one site, in table order."""
+    site = cfg.site(site_id)
+    checks = await _store_checks(cfg, site, slow_after, sample, clock)
+    checks.append(await _stream_check(cfg, site))
+    checks.extend(await _brevo_checks(site, fix))
+    return checks
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+_STORE_ROWS = (
+    "REST API reachable",
+    "TLS certificate",
+    "API keys",
+    "key permissions",
+    "response time",
+    "pagination headers",
+    "custom fields (meta)",
+    "webhooks",
+)
+
+
+def _skip_rest(checks: list[Check], why: str) -> list[Check]:
+    done = {c.name for c in checks}
+    return checks + [Check(name, Result.SKIP, why) for name in _STORE_ROWS if name not in done]
+
+
+def _client(site: SiteConfig) -> WooClient:
+    woo = site.woo
+    assert woo.store_url and woo.consumer_key and woo.consumer_secret
+    return WooClient(
+        woo.store_url,
+        woo.consumer_key,
+        woo.consumer_secret,
+        api_version=woo.api_version,
+        verify_ssl=woo.verify_ssl,
+        ca_file=str(woo.ca_file) if woo.ca_file else None,
+        rate_limit_per_minute=None,  # a handful of requests; the host's limit is not at stake
+        timeout=woo.timeout,
+        max_retries=1,  # a diagnosis reports the first failure instead of waiting it out
+        backoff_max=2.0,
+    )
+
+
+def _tls_row(site: SiteConfig) -> Check:
+    url = site.woo.store_url or ""
+    if not url.startswith("https:"):
+        return Check(
+            "TLS certificate",
+            Result.WARN,
+            "the store is http://: the agent signs requests (OAuth 1.0a) so the secret never "
+            "travels, but the data does in clear; use https:// when the store has a certificate",
+        )
+    if not site.woo.verify_ssl:
+        return Check(
+            "TLS certificate",
+            Result.WARN,
+            "verify_ssl: false: the certificate is not checked (testing only); set ca_file to "
+            "the CA that signed it instead",
+        )
+    return Check("TLS certificate", Result.PASS, "certificate verified")
+
+
+async def _store_checks(
+    cfg: Config, site: SiteConfig, slow_after: float, sample: int, clock: Callable[[], float]
+) -> list[Check]:
+    problem = polling_problem(site)
+    if problem is not None:
+        return _skip_rest(
+            [
+                Check(
+                    "REST API reachable",
+                    Result.FAIL,
+                    f"{problem}; doctor, polling and backfill need it",
+                )
+            ],
+            "needs the store's URL and keys",
+        )
+    checks: list[Check] = []
+    async with _client(site) as wc:
+        fields = ",".join(fields_for("orders", site.woo.customer_mapping))
+        started = clock()
+        try:
+            page = await wc.get("orders", {"per_page": 100, "page": 1, "_fields": fields})
+        except WooSSLError as exc:
+            checks.append(Check("REST API reachable", Result.SKIP, "no TLS connection"))
+            checks.append(Check("TLS certificate", Result.FAIL, str(exc)))
+            return _skip_rest(checks, "the TLS connection failed")
+        except WooAuthError as exc:
+            checks.append(Check("REST API reachable", Result.PASS, "WooCommerce answered"))
+            checks.append(_tls_row(site))
+            checks.append(Check("API keys", Result.FAIL, str(exc)))
+            return _skip_rest(checks, "needs valid API keys")
+        except WooPermissionError as exc:
+            checks.append(Check("REST API reachable", Result.PASS, "WooCommerce answered"))
+            checks.append(_tls_row(site))
+            checks.append(Check("API keys", Result.PASS, f"accepted ({wc.auth})"))
+            checks.append(Check("key permissions", Result.FAIL, str(exc)))
+            return _skip_rest(checks, "needs a key that may read")
+        except WooTimeout as exc:
+            checks.append(Check("REST API reachable", Result.FAIL, str(exc)))
+            checks.append(Check("response time", Result.FAIL, str(exc)))
+            return _skip_rest(checks, "the store did not answer")
+        except WooError as exc:
+            checks.append(Check("REST API reachable", Result.FAIL, str(exc)))
+            return _skip_rest(checks, "the REST API is not reachable")
+        elapsed = clock() - started
+        count = len(page.json) if isinstance(page.json, list) else 0
+        checks.append(
+            Check(
+                "REST API reachable", Result.PASS, f"{site.woo.store_url}/wp-json/{wc.api_version}"
+            )
+        )
+        checks.append(_tls_row(site))
+        checks.append(Check("API keys", Result.PASS, f"accepted ({wc.auth})"))
+        checks.append(await _permissions(wc, site))
+        checks.append(_response_time(elapsed, count, slow_after, wc.timeout))
+        checks.append(_pagination(page.headers))
+        checks.append(await _meta(wc, site, sample))
+        checks.append(await _webhooks(cfg, wc, site))
+    return checks
+
+
+async def _permissions(wc: WooClient, site: SiteConfig) -> Check:
+    sync = site.woo.sync
+    wanted = [r for r, on in (("customers", sync.customers), ("products", sync.products)) if on]
+    if sync.coupons:
+        wanted.append("coupons")
+    for resource in wanted:
+        try:
+            await wc.get(resource, {"per_page": 1, "_fields": "id"})
+        except WooError as exc:
+            return Check("key permissions", Result.FAIL, str(exc))
+    return Check("key permissions", Result.PASS, f"reads orders, {', '.join(wanted)}")
+
+
+def _response_time(elapsed: float, count: int, slow_after: float, timeout: float) -> Check:
+    what = f"{elapsed:.2f} s for a page of {count} orders"
+    if elapsed > slow_after:
+        return Check(
+            "response time",
+            Result.FAIL,
+            f"slow store: {what} (more than {slow_after:g} s). Backfill and polling ask for pages "
+            f"like this one and give up after {timeout:g} s: lower backfill.per_page, raise "
+            "connectors.woocommerce.timeout, and ask the host about PHP workers and an object "
+            "cache (Redis or Memcached) for WordPress",
+        )
+    return Check("response time", Result.PASS, what)
+
+
+def _pagination(headers: Any) -> Check:
+    missing = [h for h in ("X-WP-Total", "X-WP-TotalPages") if h not in headers]
+    if missing:
+        return Check(
+            "pagination headers",
+            Result.FAIL,
+            f"the answer lacks {' and '.join(missing)}: a cache, CDN or proxy in front of the store "
+            "strips them. Let X-WP-* headers through (or exempt /wp-json/ from the cache); "
+            "without them backfill shows no totals and fetches pages one at a time",
+        )
+    return Check(
+        "pagination headers",
+        Result.PASS,
+        f"X-WP-Total {headers['X-WP-Total']}, X-WP-TotalPages {headers['X-WP-TotalPages']}",
+    )
+
+
+async def _meta(wc: WooClient, site: SiteConfig, sample: int) -> Check:
+    keys = mapped_meta_keys(site.woo.customer_mapping)
+    if not keys:
+        return Check(
+            "custom fields (meta)", Result.SKIP, "customer_mapping names no meta_data.* key"
+        )
+    response = await wc.get(
+        "customers",
+        {
+            "per_page": sample,
+            "orderby": "registered_date",
+            "order": "desc",
+            "_fields": "id,meta_data",
+        },
+    )
+    customers = [c for c in response.json or [] if isinstance(c, dict)]
+    if not customers:
+        return Check("custom fields (meta)", Result.WARN, "no customers to sample yet")
+    absent = missing_meta(keys, customers)
+    if not absent:
+        return Check(
+            "custom fields (meta)",
+            Result.PASS,
+            f"{', '.join(keys)} found on the {len(customers)} newest customers",
+        )
+    seen = sorted(
+        {
+            m["key"]
+            for c in customers
+            for m in c.get("meta_data") or []
+            if isinstance(m, dict) and isinstance(m.get("key"), str)
+        }
+    )
+    hidden = [k for k in absent if k.startswith("_")]
+    # Protected keys are expected to be missing here; the plugin sends them on the stream.
+    verdict = Result.WARN if len(hidden) == len(absent) else Result.FAIL
+    why = (
+        f" Keys starting with _ ({', '.join(hidden)}) are protected: the REST API never shows "
+        "them, only the plugin can send them."
+        if hidden
+        else ""
+    )
+    return Check(
+        "custom fields (meta)",
+        verdict,
+        f"meta key(s) {', '.join(absent)} (customer_mapping meta_data.*) on none of the "
+        f"{len(customers)} newest customers. Check the spelling against the keys the store has "
+        f"({', '.join(seen[:12]) or 'none'}), or the plugin that writes them.{why}",
+    )
+
+
+async def _webhooks(cfg: Config, wc: WooClient, site: SiteConfig) -> Check:
+    if not site.woo.webhook_secret:
+        return Check(
+            "webhooks",
+            Result.SKIP,
+            "not used (no webhook_secret): the plugin's stream or polling brings changes",
+        )
+    base = cfg.agent.public_url
+    if not base:
+        return Check(
+            "webhooks",
+            Result.FAIL,
+            "webhook_secret is set but agent.public_url is not: set it to the agent's address "
+            "as the store reaches it (https://…), then `woobrevo-agent webhooks install --site "
+            f"{site.id}`",
+        )
+    url = f"{base.rstrip('/')}/webhooks/woocommerce/{site.id}"
+    topics = install_topics(site.woo.sync.model_dump(), [w.topic for w in site.woo.webhooks])
+    try:
+        rows = webhook_report(await wc.list_webhooks(), topics, url, site.id)
+    except WooError as exc:
+        return Check("webhooks", Result.FAIL, str(exc))
+    bad = [r for r in rows if not r.ok]
+    if bad:
+        # One line per distinct problem, with the topics it concerns.
+        groups: dict[tuple[str, str], list[str]] = {}
+        for r in bad:
+            groups.setdefault((r.status, r.advice or ""), []).append(r.topic)
+        advice = "; ".join(
+            f"{', '.join(topics)}: {status}{' — ' + fix if fix else ''}"
+            for (status, fix), topics in groups.items()
+        )
+        return Check("webhooks", Result.FAIL, f"{len(bad)} of {len(rows)} not active. {advice}")
+    return Check("webhooks", Result.PASS, f"{len(rows)} active, delivering to {url}")
+
+
+# -- the stream ---------------------------------------------------------------------------------
+
+
+async def _stream_check(cfg: Config, site: SiteConfig) -> Check:
+    name = "stream last seen"
+    if site.woo.mode == "polling":
+        return Check(name, Result.SKIP, "mode polling: no plugin, the agent polls the store")
+    base = (cfg.agent.public_url or "wss://<agent>").rstrip("/")
+    url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/v1/stream"
+    fix = FIX_STREAM.format(url=url, site=site.id)
+    status = await agent_status(cfg)
+    if status is not None:
+        row = (status.get("sites") or {}).get(site.id) or {}
+        age = row.get("last_seen_age")
+        if row.get("connected"):
+            return Check(
+                name,
+                Result.PASS,
+                f"{age:.0f} s ago (plugin {row.get('plugin_version') or '?'})",
+            )
+        when = "never since the agent started" if age is None else f"{age:.0f} s ago"
+        return Check(
+            name,
+            Result.FAIL,
+            f"{when}; the agent polls meanwhile (mode {row.get('mode', '?')}). Fix: {fix}",
+        )
+    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    last = None
+    if path.exists():
+        async with SqliteStore(path, recover=False) as store:
+            last = await store.last_received(site.id, "stream")
+    if last is None:
+        return Check(
+            name,
+            Result.FAIL,
+            f"no agent answers on {cfg.agent.listen.http} and no stream event was ever stored: "
+            f"start the agent (`woobrevo-agent run`), then {fix}",
+        )
+    ago = time.time() - last
+    return Check(
+        name,
+        Result.WARN,
+        f"no agent answers on {cfg.agent.listen.http} (not running?); the last stream event was "
+        f"stored {ago:.0f} s ago",
+    )
+
+
+# -- Brevo --------------------------------------------------------------------------------------
+
+
+async def _brevo_checks(site: SiteConfig, fix: bool) -> list[Check]:
+    b = site.brevo
+    if b.is_dry_run:
+        why = "dry-run: no Brevo key (set brevo.api_key or BREVO_API_KEY)"
+        return [
+            Check("Brevo API key", Result.WARN, why),
+            Check("Brevo lists", Result.SKIP, why),
+            Check("Brevo attributes", Result.SKIP, why),
+        ]
+    async with BrevoClient(b.base_url, b.api_key, timeout=min(b.timeout, 15.0)) as client:
+        account = await client.request("GET", "/account")
+        if account.status != 200:
+            if account.status is None:
+                detail = f"cannot reach {b.base_url}: {account.message}"
+            else:
+                detail = (
+                    f"Brevo refused the key ({account.status} {account.code}: {account.message}). "
+                    "Create an API v3 key in Brevo (SMTP & API → API keys) and set brevo.api_key "
+                    "or BREVO_API_KEY"
+                )
+            why = "needs a valid Brevo key"
+            return [
+                Check("Brevo API key", Result.FAIL, detail),
+                Check("Brevo lists", Result.SKIP, why),
+                Check("Brevo attributes", Result.SKIP, why),
+            ]
+        body = account.body if isinstance(account.body, dict) else {}
+        who = body.get("companyName") or body.get("email") or "the account"
+        checks = [Check("Brevo API key", Result.PASS, f"valid ({who}, plan {b.plan})")]
+        checks.append(await _lists(client, site))
+        checks.append(await _attributes(client, site, fix))
+    return checks
+
+
+async def _lists(client: BrevoClient, site: SiteConfig) -> Check:
+    wanted = {role: lid for role, lid in site.woo.lists.model_dump().items() if lid}
+    if not wanted:
+        return Check("Brevo lists", Result.SKIP, "no lists configured")
+    existing: list[int] = []
+    offset = 0
+    while True:
+        resp = await client.request("GET", f"/contacts/lists?limit=50&offset={offset}")
+        if resp.status != 200 or not isinstance(resp.body, dict):
+            return Check(
+                "Brevo lists", Result.FAIL, f"cannot list lists: {resp.status} {resp.message}"
+            )
+        page = [x for x in resp.body.get("lists") or [] if isinstance(x, dict)]
+        existing.extend(int(x["id"]) for x in page if isinstance(x.get("id"), int))
+        offset += 50
+        if len(page) < 50 or offset >= int(resp.body.get("count") or 0):
+            break
+    absent = missing_lists(wanted, existing)
+    if absent:
+        names = ", ".join(f"{lid} (lists.{role})" for role, lid in absent)
+        return Check(
+            "Brevo lists",
+            Result.FAIL,
+            f"list {names} not in this Brevo account: create it under Contacts → Lists and put "
+            "its id in the config",
+        )
+    return Check("Brevo lists", Result.PASS, ", ".join(f"{r} {i}" for r, i in wanted.items()))
+
+
+async def _attributes(client: BrevoClient, site: SiteConfig, fix: bool) -> Check:
+    name = "Brevo attributes"
+    wanted = wanted_attributes(site.woo.customer_mapping)
+    resp = await client.request("GET", "/contacts/attributes")
+    if resp.status != 200 or not isinstance(resp.body, dict):
+        return Check(name, Result.FAIL, f"cannot list attributes: {resp.status} {resp.message}")
+    existing = [a for a in resp.body.get("attributes") or [] if isinstance(a, dict)]
+    missing, wrong = attribute_problems(wanted, existing)
+    created: list[str] = []
+    failed: list[str] = []
+    if fix:
+        for attr, kind in missing.items():
+            made = await client.request(
+                "POST", f"/contacts/attributes/normal/{attr}", {"type": kind}
+            )
+            if made.status is not None and 200 <= made.status < 300:
+                created.append(f"{attr} ({kind})")
+                log.info("created brevo attribute %s (%s)", attr, kind)
+            else:
+                failed.append(f"{attr}: {made.status} {made.message}")
+        missing = {}
+    problems = []
+    if missing:
+        problems.append(
+            "missing: "
+            + ", ".join(f"{a} ({k})" for a, k in missing.items())
+            + f"; run `woobrevo-agent doctor --site {site.id} --fix` to create them"
+        )
+    if failed:
+        problems.append("could not create " + "; ".join(failed))
+    if wrong:
+        problems.append(
+            "wrong type: "
+            + ", ".join(
+                f"{a} is {have} in Brevo, the agent sends {want}" for a, have, want in wrong
+            )
+            + " (Brevo drops values of the wrong type): delete it under Contacts → Settings → "
+            "Contact attributes, then run doctor --fix"
+        )
+    if problems:
+        return Check(name, Result.FAIL, "; ".join(problems))
+    detail = f"all {len(wanted)} mapped attributes exist"
+    if created:
+        detail += f" (created {', '.join(created)})"
+    return Check(name, Result.PASS, detail)
