@@ -446,7 +446,7 @@ def format_bar(name: str, done: int, total: int | None, elapsed: float, width: i
     """One terminal line with a bar: `orders    [#######.....] 1200/50000  95.1/s  eta 08:33`."""
     rate, eta = _rate_eta(done, total, elapsed)
     count = f"{done}/{total}" if total is not None else f"{done}/?"
-    tail = f" {count} {rate:7.1f}/s eta {_duration(eta)}"
+    tail = f" {count:>13} {rate:7.1f}/s eta {_duration(eta)}"
     label = f"{name:<10}"
     room = max(width - len(label) - len(tail) - 3, 10)
     filled = room if total == 0 else 0
