@@ -99,6 +99,11 @@ class AccountWorker:
         self.wakeup = asyncio.Event()
         self.account_error: str | None = None
         self.paused_until = 0.0
+        # Consecutive 5xx/network failures and requests in flight, per family: while a family
+        # is failing, one probe at a time goes out, spaced by the backoff (an outage costs a
+        # handful of requests, not one per queued job).
+        self.failures = dict.fromkeys(BREVO_FAMILIES, 0)
+        self.inflight = dict.fromkeys(BREVO_FAMILIES, 0)
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
@@ -175,6 +180,9 @@ class AccountWorker:
                         )
                         await asyncio.sleep(min(wait, 5.0))
                         continue
+                if self.failures[plan.family] and self.inflight[plan.family]:
+                    await self._sleep(0.2)
+                    continue
                 slot = self.slots[plan.family]
                 await slot.acquire()
                 try:
@@ -204,6 +212,7 @@ class AccountWorker:
                     )
                 if not self.client.dry_run:
                     self.budgets[request.family].take(self.now())
+                self.inflight[request.family] += 1
                 task = asyncio.create_task(self._send(request, slot))
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
@@ -322,6 +331,7 @@ class AccountWorker:
             resp = await self.client.request(request.method, request.path, request.body)
         except BaseException:
             slot.release()
+            self.inflight[request.family] -= 1
             raise
         slot.release()
         self._observe(request.family, resp)
@@ -337,6 +347,7 @@ class AccountWorker:
         try:
             if verdict.kind is VerdictKind.OK:
                 self.account_error = None
+                self.failures[request.family] = 0
                 await store.complete(jobs)
             elif verdict.kind is VerdictKind.RATE_LIMITED:
                 log.info("brevo 429 on %s; retry in %.1fs", request.family, verdict.wait)
@@ -344,8 +355,10 @@ class AccountWorker:
                 self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=request.family)
                 await store.retry(jobs, now + verdict.wait, "429 rate limited", count_attempt=False)
             elif verdict.kind is VerdictKind.RETRY:
-                attempts = max(j.attempts for j in jobs)
+                self.failures[request.family] += 1
+                attempts = max(max(j.attempts for j in jobs), self.failures[request.family] - 1)
                 delay = backoff_delay(attempts, max_delay=self.cfg.max_backoff, rng=self._rng)
+                self.budgets[request.family].block(now, delay)
                 log.warning(
                     "brevo %s on %s %s (%s); retry in %.1fs",
                     resp.status or "error",
@@ -390,5 +403,6 @@ class AccountWorker:
                 self.app.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
                 await store.dead_letter(job, resp.code, resp.message)
         finally:
+            self.inflight[request.family] -= 1
             self.forwarder.progress.set()
             self.wake()
