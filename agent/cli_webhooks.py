@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.config import Config, SiteConfig, load_config
 from agent.core.webhooks import install_topics, plan_install, webhook_report
+from agent.doors.poller import site_client
 from agent.woocommerce import WooClient, WooError
 
 __all__ = ["add_webhook_parsers", "delivery_url", "webhooks_install", "webhooks_status"]
@@ -26,16 +27,7 @@ def delivery_url(cfg: Config, site: str) -> str | None:
 
 
 def _client(site: SiteConfig) -> WooClient:
-    woo = site.woo
-    assert woo.store_url and woo.consumer_key and woo.consumer_secret
-    return WooClient(
-        woo.store_url,
-        woo.consumer_key,
-        woo.consumer_secret,
-        api_version=woo.api_version,
-        verify_ssl=woo.verify_ssl,
-        rate_limit_per_minute=woo.rate_limit_per_minute,
-    )
+    return site_client(site)
 
 
 def _prepare(args: argparse.Namespace) -> tuple[SiteConfig, str, list[str]] | str:

@@ -30,7 +30,7 @@ from agent.core.checks import (
 )
 from agent.core.sync import fields_for
 from agent.core.webhooks import install_topics, webhook_report
-from agent.doors.poller import polling_problem
+from agent.doors.poller import polling_problem, site_client
 from agent.doors.stream import split_hostport
 from agent.store import SqliteStore
 from agent.woocommerce import (
@@ -118,17 +118,9 @@ def _skip_rest(checks: list[Check], why: str) -> list[Check]:
 
 
 def _client(site: SiteConfig) -> WooClient:
-    woo = site.woo
-    assert woo.store_url and woo.consumer_key and woo.consumer_secret
-    return WooClient(
-        woo.store_url,
-        woo.consumer_key,
-        woo.consumer_secret,
-        api_version=woo.api_version,
-        verify_ssl=woo.verify_ssl,
-        ca_file=str(woo.ca_file) if woo.ca_file else None,
+    return site_client(
+        site,
         rate_limit_per_minute=None,  # a handful of requests; the host's limit is not at stake
-        timeout=woo.timeout,
         max_retries=1,  # a diagnosis reports the first failure instead of waiting it out
         backoff_max=2.0,
     )

@@ -77,24 +77,26 @@ def polling_problem(site: SiteConfig) -> str | None:
     return None
 
 
-def site_client(site: SiteConfig, *, concurrency: int) -> WooClient:
-    """The site's REST client: its URL, keys, TLS settings, timeout and request budget."""
+def site_client(site: SiteConfig, *, concurrency: int = 4, **options: Any) -> WooClient:
+    """The site's REST client: its URL, keys, TLS settings, timeout and request budget.
+
+    `options` override WooClient's keyword arguments (the doctor wants no budget, one retry).
+    """
     woo = site.woo
     problem = polling_problem(site)
     if problem is not None:
         raise ValueError(problem)
     assert woo.store_url and woo.consumer_key and woo.consumer_secret
-    return WooClient(
-        woo.store_url,
-        woo.consumer_key,
-        woo.consumer_secret,
-        api_version=woo.api_version,
-        verify_ssl=woo.verify_ssl,
-        ca_file=str(woo.ca_file) if woo.ca_file else None,
-        rate_limit_per_minute=woo.rate_limit_per_minute,
-        concurrency=concurrency,
-        timeout=woo.timeout,
-    )
+    settings: dict[str, Any] = {
+        "api_version": woo.api_version,
+        "verify_ssl": woo.verify_ssl,
+        "ca_file": str(woo.ca_file) if woo.ca_file else None,
+        "rate_limit_per_minute": woo.rate_limit_per_minute,
+        "concurrency": concurrency,
+        "timeout": woo.timeout,
+        **options,
+    }
+    return WooClient(woo.store_url, woo.consumer_key, woo.consumer_secret, **settings)
 
 
 def _items(body: Any) -> list[dict[str, Any]]:
