@@ -10,10 +10,18 @@ from typing import Any
 
 from agent.core.events import Action, Event, Resource
 
-__all__ = ["derive_topics", "object_state"]
+__all__ = ["derive_topics", "is_stale", "object_state"]
 
 PAID = frozenset({"processing", "completed"})
 DRAFTS = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
+
+
+def is_stale(prior: dict[str, Any] | None, event: Event) -> bool:
+    """An older version than the one already seen (a slower door): it changes nothing."""
+    if not prior or event.action is Action.DELETED:
+        return False
+    new, old = event.payload.get("date_modified_gmt"), prior.get("version")
+    return bool(new and old and str(new) < str(old))
 
 
 def object_state(event: Event) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 from agent.config import SiteConfig
 from agent.core.events import Action, Event, Resource
 from agent.core.jobs import Intent, Kind, Outcome
-from agent.core.lifecycle import DRAFTS, derive_topics, object_state
+from agent.core.lifecycle import DRAFTS, derive_topics, is_stale, object_state
 from agent.core.mapping import (
     category_bodies,
     contact_attributes,
@@ -45,13 +45,6 @@ def order_fact(site: SiteConfig, event: Event) -> tuple[str, str, float, str] | 
         return None
     created = p.get("date_created_gmt") or p.get("date_created") or ""
     return email, str(p.get("status") or ""), money(p.get("total")) or 0.0, str(created)
-
-
-def _is_stale(prior: dict[str, Any] | None, event: Event) -> bool:
-    if not prior or event.action is Action.DELETED:
-        return False
-    new, old = event.payload.get("date_modified_gmt"), prior.get("version")
-    return bool(new and old and str(new) < str(old))
 
 
 def _is_historical(event: Event, now: float, historical_after: float) -> bool:
@@ -132,7 +125,7 @@ def decide(
 ) -> Outcome:
     """Everything Brevo should hold after this event, given what the agent knew before it."""
     account = site.brevo.account
-    if _is_stale(prior, event):
+    if is_stale(prior, event):
         log.debug(
             "stale %s %s (%s < %s): skipped",
             event.resource,

@@ -23,6 +23,7 @@ import orjson
 
 from agent.core.events import Action, Event, Rejection, Resource
 from agent.core.jobs import Intent, Job, Kind, Outcome, body_hash, canonical, merge_bodies
+from agent.core.lifecycle import is_stale
 
 __all__ = ["DeadLetter", "InboxRow", "IngestResult", "Outcome", "SqliteStore"]
 
@@ -446,7 +447,7 @@ class SqliteStore:
                 "UPDATE order_facts SET status='trash' WHERE site=? AND order_id=?",
                 (site, event.resource_id),
             )
-        if fact is not None and not _is_stale(prior, event):
+        if fact is not None and not is_stale(prior, event):
             email, status, total, created = fact
             db.execute(
                 "INSERT INTO order_facts (site, order_id, email, status, total, created_at)"
@@ -973,14 +974,6 @@ def _event_from_row(row: Sequence[Any]) -> Event:
         payload=orjson.loads(row[10]),
         extra=orjson.loads(row[11]),
     )
-
-
-def _is_stale(prior: dict[str, Any] | None, event: Event) -> bool:
-    if not prior:
-        return False
-    new = event.payload.get("date_modified_gmt")
-    old = prior.get("version")
-    return bool(new and old and str(new) < str(old))
 
 
 def _minus_known(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any] | None:
