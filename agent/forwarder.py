@@ -70,7 +70,8 @@ class Forwarder:
         """Wait until a request finished (or `seconds` passed)."""
         self.progress.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.progress.wait(), seconds)
+            async with asyncio.timeout(seconds):  # not wait_for: see _sleep
+                await self.progress.wait()
 
     def ready(self) -> tuple[bool, str]:
         """For /readyz: every account usable (dry-run counts as usable)."""
@@ -141,8 +142,12 @@ class AccountWorker:
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when new jobs arrive."""
         self.wakeup.clear()
+        # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancellation that
+        # lands as the event is set (CPython gh-86296), and the loop then ran on, "cancelling"
+        # forever, so close() never returned (the shutdown hang seen under load in tests).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.wakeup.wait(), max(0.001, seconds))
+            async with asyncio.timeout(max(0.001, seconds)):
+                await self.wakeup.wait()
 
     async def _loop(self, kind: Kind) -> None:
         store = self.app.store

@@ -98,5 +98,7 @@ class Processor:
                 continue
             # Rows stored by another process (`backfill` or `ingest` beside a running agent)
             # set no event here: look again every few seconds.
+            # asyncio.timeout, not wait_for (which can swallow close()'s cancel on 3.11).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(store.ingested.wait(), OTHER_WRITERS_EVERY)
+                async with asyncio.timeout(OTHER_WRITERS_EVERY):
+                    await store.ingested.wait()
