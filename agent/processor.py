@@ -19,7 +19,10 @@ __all__ = ["Processor"]
 log = logging.getLogger("agent.processor")
 
 OTHER_WRITERS_EVERY = 5.0  # seconds between looks for rows another process stored
-BATCH = 50  # small transactions: ingest waits at most one of them for the store thread
+# Rows per chunk: the pipeline runs on a chunk outside any transaction, then its writes
+# commit at once (agent/store/sqlite.py, `_Chunk`); ingest waits at most one chunk for the
+# store thread (one process) or one chunk's writes for the write lock (agent/worker.py).
+BATCH = 50
 
 
 class Processor:

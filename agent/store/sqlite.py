@@ -374,21 +374,26 @@ class SqliteStore:
         ],
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> int:
-        db = self.db
-        rows = db.execute(
+        rows = self.db.execute(
             "SELECT seq, site, event_id, topic, resource, action, resource_id, occurred_at, door,"
             " historical, payload, extra FROM inbox WHERE state = 0 ORDER BY seq LIMIT ?",
             (limit,),
         ).fetchall()
         if not rows:
             return 0
+        # The pipeline runs outside any transaction, on what is committed plus what the rows
+        # before it in this chunk changed (_Chunk); only its writes take the write lock, in
+        # one short transaction. Another process (the doors, agent/worker.py) commits its
+        # batches in between instead of waiting for the whole chunk's pipeline.
+        chunk = _Chunk(self.db)
         try:
-            with self._tx() as db:
-                for row in rows:
-                    self._process_row(db, row[0], row[1], _event_from_row(row), decide, facts)
-                db.executemany("UPDATE inbox SET state = 1 WHERE seq = ?", [(r[0],) for r in rows])
+            for row in rows:
+                self._process_row(chunk, row[1], _event_from_row(row), decide, facts)
+                chunk.done.append(row[0])
+            with self._tx():
+                chunk.apply()
         except Exception:
-            # Something in this batch breaks the pipeline: redo it one row per transaction, so
+            # Something in this chunk breaks the pipeline: redo it one row per transaction, so
             # the bad row becomes a dead letter and the rows behind it are not blocked.
             log.warning("processing a batch of %d failed; isolating the bad event", len(rows))
             for row in rows:
@@ -405,9 +410,11 @@ class SqliteStore:
     ) -> None:
         seq, site = row[0], row[1]
         try:
-            with self._tx() as db:
-                self._process_row(db, seq, site, _event_from_row(row), decide, facts)
-                db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
+            chunk = _Chunk(self.db)
+            self._process_row(chunk, site, _event_from_row(row), decide, facts)
+            chunk.done.append(seq)
+            with self._tx():
+                chunk.apply()
         except Exception as exc:
             log.exception("event %s of site %s failed to process", row[2], site)
             with self._tx() as db:
@@ -427,8 +434,7 @@ class SqliteStore:
 
     def _process_row(
         self,
-        db: sqlite3.Connection,
-        seq: int,
+        chunk: _Chunk,
         site: str,
         event: Event,
         decide: Callable[
@@ -436,110 +442,40 @@ class SqliteStore:
         ],
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> None:
-        prior_row = db.execute(
-            "SELECT state FROM objects WHERE site=? AND resource=? AND resource_id=?",
-            (site, event.resource.value, event.resource_id),
-        ).fetchone()
-        prior = orjson.loads(prior_row[0]) if prior_row else None
+        key = (site, event.resource.value, event.resource_id)
+        prior = chunk.prior(key)
         fact = facts(site, event)
         if event.resource is Resource.ORDER and event.action is Action.DELETED:
-            db.execute(
-                "UPDATE order_facts SET status='trash' WHERE site=? AND order_id=?",
-                (site, event.resource_id),
-            )
+            old = chunk.fact(site, event.resource_id)
+            if old is not None:
+                chunk.set_fact(site, event.resource_id, (old[0], "trash", old[2], old[3]))
         if fact is not None and not is_stale(prior, event):
-            email, status, total, created = fact
-            db.execute(
-                "INSERT INTO order_facts (site, order_id, email, status, total, created_at)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT (site, order_id) DO UPDATE SET"
-                " email=excluded.email, status=excluded.status, total=excluded.total,"
-                " created_at=excluded.created_at",
-                (site, event.resource_id, email, status, total, created),
-            )
+            chunk.set_fact(site, event.resource_id, fact)
 
         def aggregates(email: str) -> dict[str, Any]:
-            return self._aggregates(site, email)
+            return chunk.aggregates(site, email)
 
         outcome = decide(site, event, prior, aggregates)
         if outcome.object_state is not None:
-            db.execute(
-                "INSERT INTO objects (site, resource, resource_id, state) VALUES (?,?,?,?)"
-                " ON CONFLICT (site, resource, resource_id) DO UPDATE SET state=excluded.state",
-                (
-                    site,
-                    event.resource.value,
-                    event.resource_id,
-                    orjson.dumps(outcome.object_state).decode(),
-                ),
-            )
+            chunk.set_object(key, orjson.dumps(outcome.object_state).decode())
         for intent in outcome.intents:
-            self._add_intent(db, outcome.account, site, intent)
+            chunk.add_intent(outcome.account, site, intent)
         for code, message in outcome.dead:
-            db.execute(
-                "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
-                " VALUES (?, 'event', ?, ?, ?, ?, ?, ?)",
+            chunk.writes.append(
                 (
-                    site,
-                    f"{site}:{event.id}",
-                    event.resource.value,
-                    code,
-                    message,
-                    json.dumps({"topic": event.topic, "payload": event.payload}),
-                    time.time(),
-                ),
-            )
-
-    def _aggregates(self, site: str, email: str) -> dict[str, Any]:
-        # WooCommerce's semantics (reference NOTES §5): count every status, spend over paid ones
-        # (processing, completed), refunds not subtracted. Drafts and trash are not orders yet.
-        row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('processing','completed') THEN total END), 0),"
-            " MIN(created_at), MAX(created_at) FROM order_facts"
-            " WHERE site=? AND email=? AND status NOT IN ('checkout-draft','auto-draft','draft','trash')",
-            (site, email),
-        ).fetchone()
-        return {
-            "orders_count": int(row[0]),
-            "total_spent": round(float(row[1]), 2),
-            "first_order_date": row[2],
-            "last_order_date": row[3],
-        }
-
-    def _add_intent(self, db: sqlite3.Connection, account: str, site: str, intent: Intent) -> None:
-        """Queue an intent unless Brevo already holds it; coalesce with a pending one for the key."""
-        fwd = db.execute(
-            "SELECT state FROM forwarded WHERE account=? AND key=?", (account, intent.key)
-        ).fetchone()
-        known = json.loads(fwd[0]) if fwd else None
-        body = _minus_known(intent.kind, intent.body, known)
-        if body is None:
-            return
-        if intent.kind is not Kind.EVENT:
-            pending = db.execute(
-                "SELECT id, body, historical FROM jobs WHERE account=? AND key=? AND state=0"
-                " ORDER BY id DESC LIMIT 1",
-                (account, intent.key),
-            ).fetchone()
-            if pending is not None:
-                merged = merge_bodies(intent.kind, json.loads(pending[1]), body)
-                db.execute(
-                    "UPDATE jobs SET body=?, historical=? WHERE id=?",
-                    (canonical(merged), int(bool(pending[2]) and intent.historical), pending[0]),
+                    "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body,"
+                    " created_at) VALUES (?, 'event', ?, ?, ?, ?, ?, ?)",
+                    (
+                        site,
+                        f"{site}:{event.id}",
+                        event.resource.value,
+                        code,
+                        message,
+                        json.dumps({"topic": event.topic, "payload": event.payload}),
+                        time.time(),
+                    ),
                 )
-                return
-        db.execute(
-            "INSERT INTO jobs (account, site, kind, key, body, historical, created_at)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (
-                account,
-                site,
-                intent.kind.value,
-                intent.key,
-                canonical(body),
-                int(intent.historical),
-                time.time(),
-            ),
-        )
+            )
 
     # -- jobs -----------------------------------------------------------------------------
 
@@ -1017,3 +953,179 @@ def _known_after(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any]
         prev_codes = set((known or {}).get("codes", []))
         return {"codes": sorted(prev_codes | set(body.get("codes", [])))}
     return {"hash": body_hash(body)}
+
+
+# Order statuses that are not orders yet, or not any more (WooCommerce's count excludes them).
+_NOT_ORDERS = ("checkout-draft", "auto-draft", "draft", "trash")
+_PAID = ("processing", "completed")
+
+
+@dataclass(slots=True)
+class _PendingJob:
+    """A queued job as a chunk leaves it: new (id None) or a pending one it merged into."""
+
+    id: int | None
+    account: str
+    site: str
+    kind: Kind
+    key: str
+    body: dict[str, Any]
+    historical: bool
+    written: bool = False  # already in `_Chunk.writes`
+
+
+class _Chunk:
+    """The state a chunk of inbox rows reads and writes while the pipeline runs on it.
+
+    Reads see the committed state overlaid with what the chunk's earlier rows wrote; writes
+    are kept, in order, and `apply()` runs them in one transaction. Processing is the only
+    writer of objects, order facts and pending jobs' bodies, and a chunk is planned and
+    applied in one call on the store's thread, so nothing else changes them in between.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.objects: dict[tuple[str, str, int], str] = {}
+        self.facts: dict[tuple[str, int], tuple[str, str, float, str]] = {}
+        self.jobs: dict[tuple[str, str], _PendingJob] = {}
+        self.writes: list[tuple[str, tuple[Any, ...]] | _PendingJob] = []
+        self.done: list[int] = []
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def prior(self, key: tuple[str, str, int]) -> dict[str, Any] | None:
+        """An object's last processed state."""
+        state = self.objects.get(key)
+        if state is None:
+            row = self.db.execute(
+                "SELECT state FROM objects WHERE site=? AND resource=? AND resource_id=?", key
+            ).fetchone()
+            state = row[0] if row else None
+        return orjson.loads(state) if state is not None else None
+
+    def fact(self, site: str, order_id: int) -> tuple[str, str, float, str] | None:
+        """An order's (email, status, total, created_at)."""
+        if (site, order_id) in self.facts:
+            return self.facts[(site, order_id)]
+        row = self.db.execute(
+            "SELECT email, status, total, created_at FROM order_facts WHERE site=? AND order_id=?",
+            (site, order_id),
+        ).fetchone()
+        return (row[0], row[1], row[2], row[3]) if row else None
+
+    def aggregates(self, site: str, email: str) -> dict[str, Any]:
+        """WooCommerce's semantics (reference NOTES §5): count every status, spend over paid
+        ones (processing, completed), refunds not subtracted. Drafts and trash are not orders."""
+        mine = [oid for (s, oid) in self.facts if s == site]
+        skip = f" AND order_id NOT IN ({','.join('?' * len(mine))})" if mine else ""
+        row = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('processing','completed')"
+            " THEN total END), 0), MIN(created_at), MAX(created_at) FROM order_facts"
+            " WHERE site=? AND email=? AND status NOT IN"
+            f" ('checkout-draft','auto-draft','draft','trash'){skip}",
+            (site, email, *mine),
+        ).fetchone()
+        count, spent = int(row[0]), float(row[1])
+        dates = [d for d in (row[2], row[3]) if d is not None]
+        for (s, _), (f_email, status, total, created) in self.facts.items():
+            if s != site or f_email != email or status in _NOT_ORDERS:
+                continue
+            count += 1
+            if status in _PAID:
+                spent += total
+            if created is not None:
+                dates.append(created)
+        return {
+            "orders_count": count,
+            "total_spent": round(spent, 2),
+            "first_order_date": min(dates) if dates else None,
+            "last_order_date": max(dates) if dates else None,
+        }
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def set_object(self, key: tuple[str, str, int], state: str) -> None:
+        self.objects[key] = state
+        self.writes.append(
+            (
+                "INSERT INTO objects (site, resource, resource_id, state) VALUES (?,?,?,?)"
+                " ON CONFLICT (site, resource, resource_id) DO UPDATE SET state=excluded.state",
+                (*key, state),
+            )
+        )
+
+    def set_fact(self, site: str, order_id: int, fact: tuple[str, str, float, str]) -> None:
+        self.facts[(site, order_id)] = fact
+        self.writes.append(
+            (
+                "INSERT INTO order_facts (site, order_id, email, status, total, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (site, order_id) DO UPDATE SET"
+                " email=excluded.email, status=excluded.status, total=excluded.total,"
+                " created_at=excluded.created_at",
+                (site, order_id, *fact),
+            )
+        )
+
+    def add_intent(self, account: str, site: str, intent: Intent) -> None:
+        """Queue an intent unless Brevo already holds it; coalesce with a pending one for the key."""
+        fwd = self.db.execute(
+            "SELECT state FROM forwarded WHERE account=? AND key=?", (account, intent.key)
+        ).fetchone()
+        known = json.loads(fwd[0]) if fwd else None
+        body = _minus_known(intent.kind, intent.body, known)
+        if body is None:
+            return
+        if intent.kind is not Kind.EVENT:
+            pending = self.jobs.get((account, intent.key))
+            if pending is None:
+                row = self.db.execute(
+                    "SELECT id, body, historical FROM jobs WHERE account=? AND key=? AND state=0"
+                    " ORDER BY id DESC LIMIT 1",
+                    (account, intent.key),
+                ).fetchone()
+                if row is not None:
+                    pending = _PendingJob(
+                        row[0], account, site, intent.kind, intent.key, json.loads(row[1]),
+                        bool(row[2]),
+                    )  # fmt: skip
+                    self.jobs[(account, intent.key)] = pending
+            if pending is not None:
+                pending.body = merge_bodies(intent.kind, pending.body, body)
+                pending.historical = pending.historical and intent.historical
+                if not pending.written:
+                    pending.written = True
+                    self.writes.append(pending)
+                return
+        job = _PendingJob(None, account, site, intent.kind, intent.key, body, intent.historical)
+        job.written = True
+        self.writes.append(job)
+        if intent.kind is not Kind.EVENT:
+            self.jobs[(account, intent.key)] = job
+
+    def apply(self) -> None:
+        """Run the chunk's writes, in order, in the caller's transaction."""
+        db = self.db
+        now = time.time()
+        for write in self.writes:
+            if not isinstance(write, _PendingJob):
+                db.execute(*write)
+            elif write.id is not None:
+                db.execute(
+                    "UPDATE jobs SET body=?, historical=? WHERE id=?",
+                    (canonical(write.body), int(write.historical), write.id),
+                )
+            else:
+                db.execute(
+                    "INSERT INTO jobs (account, site, kind, key, body, historical, created_at)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        write.account,
+                        write.site,
+                        write.kind.value,
+                        write.key,
+                        canonical(write.body),
+                        int(write.historical),
+                        now,
+                    ),
+                )
+        db.executemany("UPDATE inbox SET state = 1 WHERE seq = ?", [(s,) for s in self.done])

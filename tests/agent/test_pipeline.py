@@ -349,3 +349,70 @@ def test_rejections_name_the_field() -> None:
         assert isinstance(r, Rejection), raw
         assert r.message.startswith("events[3]: ")
         assert expected in r.message, r.message
+
+
+async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    """The processor runs the pipeline on a chunk of rows before it writes (the store's
+    `_Chunk`): each row must see what the rows before it changed, exactly as if every row had
+    its own transaction. The same events, processed one by one and as one chunk, leave the
+    same jobs, object states, order facts and dead letters."""
+    cfg = load_config(write_config(tmp_path / "c.yaml", base_config), env={})
+    site = cfg.resolved_sites()[0]
+    base = ref("order.json")
+    feed: list[tuple[str, dict[str, Any]]] = []
+    for i, status in enumerate(["pending", "processing", "completed", "checkout-draft"]):
+        feed.append(("order.created", dict(base, id=700 + i, status=status, total=f"{10 + i}.50",
+                     refunds=[], date_created_gmt=f"2026-11-0{i + 1}T00:00:00",
+                     date_modified_gmt=f"2026-11-0{i + 1}T00:00:00")))  # fmt: skip
+    # The first order moves on twice (a new version each time), one arrives stale, one goes.
+    feed.append(("order.updated", dict(feed[0][1], status="processing",
+                 date_modified_gmt="2026-11-05T00:00:00")))  # fmt: skip
+    feed.append(("order.updated", dict(feed[0][1], status="completed",
+                 date_modified_gmt="2026-11-06T00:00:00")))  # fmt: skip
+    feed.append(("order.updated", dict(feed[0][1], status="cancelled")))  # stale
+    feed.append(("order.deleted", {"id": 701}))
+    feed.append(("customer.created", ref("customer.json")))
+    feed.append(("customer.updated", dict(ref("customer.json"), first_name="Changed")))
+    feed.append(("product.created", ref("product_simple.json")))
+    feed.append(("coupon.created", ref("coupon.json")))
+    feed.append(("customer.created", dict(ref("customer.json"), id=9999, email="not-an-email")))
+
+    def decide_(s: str, e: Event, prior: Any, agg: Any) -> Any:
+        return decide(site, e, prior, agg, now=NOW, historical_after=30 * 86400)
+
+    async def run(path: Path, chunk: int) -> dict[str, Any]:
+        async with SqliteStore(path) as store:
+            for n, (topic, payload) in enumerate(feed):
+                ev = parse_event({"id": f"c-{n}", "topic": topic, "payload": payload},
+                                 door=Door.STREAM)  # fmt: skip
+                assert isinstance(ev, Event), ev
+                await store.ingest(site.id, [ev])
+                if chunk == 1:
+                    assert (
+                        await store.process_pending(1, decide_, lambda s, e: order_fact(site, e))
+                        == 1
+                    )
+            if chunk > 1:
+                assert await store.process_pending(
+                    chunk, decide_, lambda s, e: order_fact(site, e)
+                ) == len(feed)
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        try:
+            return {
+                "jobs": db.execute("SELECT kind, key, body, historical, state FROM jobs ORDER BY id").fetchall(),
+                "objects": db.execute("SELECT * FROM objects ORDER BY 1, 2, 3").fetchall(),
+                "facts": db.execute("SELECT * FROM order_facts ORDER BY 1, 2").fetchall(),
+                "dead": db.execute("SELECT site, ref, code, message FROM dead_letters ORDER BY id").fetchall(),
+                "pending": db.execute("SELECT COUNT(*) FROM inbox WHERE state = 0").fetchone(),
+            }  # fmt: skip
+        finally:
+            db.close()
+
+    one = await run(tmp_path / "one.sqlite3", 1)
+    chunked = await run(tmp_path / "chunk.sqlite3", 100)
+    assert one["jobs"] and one["facts"] and one["dead"]
+    assert chunked == one
