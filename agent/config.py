@@ -61,8 +61,10 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 def _parse_hostport(value: object) -> str:
-    if not isinstance(value, str) or not re.match(r"^[^\s:]*:\d{1,5}$", value.strip()):
-        raise ValueError(f"expected host:port such as 127.0.0.1:8765; got {value!r}")
+    # host:port, :port (every interface), or [IPv6]:port such as [::1]:8765 (RFC 3986 §3.2.2).
+    pattern = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):\d{1,5}$"
+    if not isinstance(value, str) or not re.match(pattern, value.strip()):
+        raise ValueError(f"expected host:port such as 127.0.0.1:8765 or [::1]:8765; got {value!r}")
     return value.strip()
 
 
@@ -109,6 +111,13 @@ class AgentSection(_Model):
     tls: Tls | None = None
     stream: StreamSection = StreamSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    processing: Literal["process", "inline"] = Field(
+        "process",
+        description=(
+            "process: the pipeline and the Brevo forwarder run in a second, niced process, so"
+            " the doors keep a CPU to ack with (agent/worker.py); inline: one process"
+        ),
+    )
     historical_after: Duration = Field(
         2 * 86400.0,
         description="objects last modified longer ago than this fire no Brevo events",

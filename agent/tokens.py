@@ -183,8 +183,12 @@ class TokenRegistry:
         """The site `token` names, or None (missing, unknown, revoked, or for an unknown site)."""
         if not token:
             return None
+        return await self.authenticate_digest(token_hash(token))
+
+    async def authenticate_digest(self, digest: str) -> str | None:
+        """The site a token's SHA-256 names now, or None: the handshake's check, and the
+        stream door's re-check of open connections (a revoked token closes them)."""
         self.refresh()
-        digest = token_hash(token)
         # Compare against every configured hash without stopping early, so the time taken
         # does not depend on which hash (if any) matched.
         from_config: str | None = None

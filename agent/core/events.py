@@ -82,6 +82,10 @@ class Rejection:
 
 
 _RESOURCES = frozenset(r.value for r in Resource)
+# Dict lookups, not Enum(value) calls: parse_event runs for every event of every door, and
+# EnumType.__call__ was a tenth of the stream door's parse time (docs/benchmarks.md).
+_RESOURCE_OF = {r.value: r for r in Resource}
+_ACTION_OF = {a.value: a for a in Action}
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
@@ -112,7 +116,7 @@ def _resource_of(topic: str, payload: dict[str, Any]) -> Resource:
         or (payload.get("parent_id") and "variations" not in payload and "type" not in payload)
     ):
         return Resource.VARIATION
-    return Resource(base)
+    return _RESOURCE_OF[base]
 
 
 def content_event_id(
@@ -156,9 +160,8 @@ def parse_event(
     base, _, act = topic.partition(".")
     if base not in _RESOURCES:
         return reject("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
-    try:
-        action = Action(act)
-    except ValueError:
+    action = _ACTION_OF.get(act)
+    if action is None:
         return reject(
             "invalid_event",
             f"topic {topic!r}: action must be created, updated, deleted or restored",
@@ -174,15 +177,16 @@ def parse_event(
             "invalid_payload", f"payload.id ({payload_id}) does not match resource_id ({rid})"
         )
     declared = raw.get("resource")
-    resource = _resource_of(topic, payload)
-    if declared is not None:
-        try:
-            resource = Resource(declared)
-        except ValueError:
+    if declared is None:
+        resource = _resource_of(topic, payload)
+    else:
+        found = _RESOURCE_OF.get(declared) if isinstance(declared, str) else None
+        if found is None:
             return reject(
                 "unknown_resource",
                 f"resource {declared!r} is not one of customer, order, product, variation, coupon",
             )
+        resource = found
     if (
         action is not Action.DELETED
         and resource is not Resource.CUSTOMER

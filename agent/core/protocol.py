@@ -56,6 +56,7 @@ class ErrorCode(StrEnum):
     HELLO_REQUIRED = "hello_required"
     BATCH_TOO_LARGE = "batch_too_large"
     BINARY_FRAME = "binary_frame"
+    TOKEN_REVOKED = "token_revoked"
 
 
 class CloseCode(IntEnum):

@@ -13,19 +13,21 @@ import http
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
+from websockets.typing import Data, DataLike
 
 from agent.config import load_config
 from agent.core import protocol
 from agent.core.protocol import CloseCode, Events, Hello, PeerError, ProtocolError
-from agent.tokens import TokenRegistry
+from agent.tokens import TokenRegistry, token_hash
 
 if TYPE_CHECKING:
     from agent.app import App
@@ -41,20 +43,158 @@ RELEASE_AFTER_BYTES = 64 * 1024
 PARSE_INLINE_BYTES = 16 * 1024
 # Batches of one connection committing at once (docs/protocol.md: pipelined batches).
 PIPELINE_DEPTH = 4
+# Seconds between re-checks of open connections' tokens: a revoked one is closed (1008).
+TOKEN_RECHECK = 5.0
+# Connections that may be reading a message at once. A message costs ~2x its size in user space
+# (the parser's buffer, then the frame it keeps and the decoded text) from its first byte until
+# the handler has parsed it and handed it over; without a cap a burst from every site at once
+# holds them all (500 sites x 276 KB batches: ~550 KB each, 340 MB; docs/benchmarks.md). A
+# connection whose next message starts while every slot is taken stops reading after that first
+# chunk: the rest waits in the kernel and TCP holds the sender back until a slot frees up (FIFO).
+READ_SLOTS = 24
+# Bytes per recv() on plain TCP (asyncio reads 256 KiB, a whole batch): what a waiting
+# connection holds. TLS transports decrypt whatever arrived, so for wss:// it stays ~256 KiB.
+READ_CHUNK = 16 * 1024
 
 AfterCommit = Callable[[str, Events], None]
 
 
 def split_hostport(value: str) -> tuple[str | None, int]:
-    """`host:port` (config.HostPort) → (host or None for every interface, port)."""
+    """`host:port` or `[IPv6]:port` (config.HostPort) → (host or None for every interface,
+    port)."""
     host, _, port = value.rpartition(":")
-    return (host or None), int(port)
+    return (host.removeprefix("[").removesuffix("]") or None), int(port)
+
+
+class _ReadSlots:
+    """At most `size` connections of one server read a message at once; the others wait, FIFO."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.taken = 0
+        self.waiting: dict[_SiteConnection, None] = {}  # an ordered set: first come, first in
+
+    def take(self, conn: _SiteConnection) -> bool:
+        """A slot now, or False: `conn` waits and `conn.admitted()` is called when its turn comes."""
+        if self.taken < self.size and not self.waiting:
+            self.taken += 1
+            return True
+        self.waiting[conn] = None
+        return False
+
+    def give_back(self) -> None:
+        self.taken -= 1
+        while self.waiting and self.taken < self.size:
+            conn = next(iter(self.waiting))
+            del self.waiting[conn]
+            self.taken += 1
+            conn.admitted()
+
+    def leave(self, conn: _SiteConnection) -> None:
+        """A waiting connection closed: it gives up its place."""
+        self.waiting.pop(conn, None)
 
 
 class _SiteConnection(ServerConnection):
-    """A connection that knows the one site its token named (set before the upgrade)."""
+    """A connection that knows the one site its token named (set before the upgrade), and that
+    holds one of its server's read slots from the first chunk of a message until the handler
+    comes back for the next one (see READ_SLOTS). Reads websockets internals (protocol.reader,
+    recv_messages, pending_pings, as in websockets 17): tests/agent/test_stream_admission.py."""
 
     site: str = ""
+    read_slots: _ReadSlots  # set by _bound_to()
+    _slot = False  # holds a read slot
+    _waiting = False  # paused until a read slot frees up
+    _queue_full = False  # paused by websockets: 16 received frames not yet taken
+    _reading_paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # websockets' own flow control pauses and resumes the same transport: it now goes
+        # through _set_reading, which reads only when neither it nor the read slots say pause.
+        self.recv_messages.pause = functools.partial(self._set_queue_full, True)
+        self.recv_messages.resume = functools.partial(self._set_queue_full, False)
+        if isinstance(getattr(transport, "max_size", None), int):  # plain TCP (not TLS)
+            transport.max_size = READ_CHUNK  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # Part of a frame is left in the parser's buffer: a message has begun and needs a slot.
+        # (A chunk of whole small messages, pongs or a hello, needs none.)
+        if self._slot or self._waiting or self.protocol.state is not State.OPEN:
+            return
+        if self.protocol.reader.buffer:
+            if self.read_slots.take(self):
+                self._slot = True
+            else:
+                self._waiting = True
+                # The bytes it just sent show it alive; its pong would queue behind the message
+                # we do not read yet. Keepalive must not close it for that (see ping()).
+                if self.pending_pings:
+                    self.acknowledge_pings(next(reversed(self.pending_pings)))
+                self._set_reading()
+
+    def admitted(self) -> None:
+        """Its turn: read the rest of the message."""
+        self._waiting = False
+        self._slot = True
+        self._set_reading()
+
+    @overload
+    async def recv(self, decode: Literal[True]) -> str: ...
+
+    @overload
+    async def recv(self, decode: Literal[False]) -> bytes: ...
+
+    @overload
+    async def recv(self, decode: bool | None = None) -> Data: ...
+
+    async def recv(self, decode: bool | None = None) -> Data:
+        # The handler is done with the previous message (parsed and handed over to the commit,
+        # under MAX_PARSED_BATCHES, or dropped): its slot goes to the next waiting connection,
+        # unless the next message is already being read (mid-message, a connection keeps it).
+        if self._slot and not self.protocol.reader.buffer and not len(self.recv_messages.frames):
+            self._slot = False
+            self.read_slots.give_back()
+        return await super().recv(decode)
+
+    async def ping(self, data: DataLike | None = None) -> Awaitable[float]:
+        if self._waiting:  # alive, see data_received(); the pong could not be read anyway
+            alive: asyncio.Future[float] = self.loop.create_future()
+            alive.set_result(0.0)
+            return alive
+        return await super().ping(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._slot:
+            self._slot = False
+            self.read_slots.give_back()
+        elif self._waiting:
+            self._waiting = False
+            self.read_slots.leave(self)
+        super().connection_lost(exc)
+
+    def _set_queue_full(self, full: bool) -> None:
+        self._queue_full = full
+        self._set_reading()
+
+    def _set_reading(self) -> None:
+        paused = self._waiting or self._queue_full
+        if paused != self._reading_paused:
+            self._reading_paused = paused
+            if paused:
+                self.transport.pause_reading()
+            else:
+                self.transport.resume_reading()
+
+
+def _bound_to(slots: _ReadSlots) -> type[_SiteConnection]:
+    """The connection class of one server (serve() takes a class; the slots are per server)."""
+
+    class _Connection(_SiteConnection):
+        read_slots = slots
+
+    return _Connection
 
 
 class StreamServer:
@@ -73,6 +213,9 @@ class StreamServer:
         self._parsed = asyncio.Semaphore(MAX_PARSED_BATCHES)
         self._parse_pool: ThreadPoolExecutor | None = None
         self._links: dict[str, dict[str, Any]] = app.state.setdefault("stream", {})
+        # Open connections and the SHA-256 of the token each came with (never the token).
+        self._digests: dict[ServerConnection, str] = {}
+        self._recheck: asyncio.Task[None] | None = None
         self._watch = {
             sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in app.sites.items()
         }
@@ -86,6 +229,7 @@ class StreamServer:
         except BaseException:
             await self.close()
             raise
+        self._recheck = asyncio.create_task(self._recheck_tokens(), name="stream-tokens")
         return self
 
     async def _listen(self) -> None:
@@ -100,7 +244,7 @@ class StreamServer:
             host,
             port,
             process_request=self._process_request,
-            create_connection=_SiteConnection,
+            create_connection=_bound_to(_ReadSlots(READ_SLOTS)),
             # No permessage-deflate: the plugin's client does not offer it, and each deflate
             # context costs hundreds of KB per connection (RFC 7692 §7.1.2.1 windows).
             compression=None,
@@ -129,6 +273,11 @@ class StreamServer:
     async def close(self) -> None:
         """Stop accepting, close every connection with 1001, wait for handlers (acks in flight
         finish first: a handler mid-commit completes before the store closes)."""
+        if self._recheck is not None:
+            self._recheck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recheck
+            self._recheck = None
         if self._server is not None:
             self._server.close(code=CloseCode.GOING_AWAY, reason="agent shutting down")
             await self._server.wait_closed()
@@ -206,13 +355,42 @@ class StreamServer:
         link["remote"] = _address(ws)
         self._gauge(site, link)
         log.info("site %s connected from %s", site, link["remote"])
+        auth = ws.request.headers.get("Authorization") if ws.request is not None else None
+        self._digests[ws] = token_hash(protocol.bearer_token(auth) or "")
         try:
             await self._serve(ws, site, link)
         except ConnectionClosed as exc:
             log.info("site %s connection closed: %s", site, exc)
         finally:
+            self._digests.pop(ws, None)
             link["connections"] -= 1
             self._gauge(site, link)
+
+    async def _recheck_tokens(self) -> None:
+        """Close connections whose token was revoked (or now names another site) since their
+        handshake: `token revoke` takes effect within TOKEN_RECHECK seconds, not at the next
+        reconnect (docs/protocol.md, "Connection")."""
+        while True:
+            await asyncio.sleep(TOKEN_RECHECK)
+            for ws, digest in list(self._digests.items()):
+                assert isinstance(ws, _SiteConnection)
+                try:
+                    site = await self.tokens.authenticate_digest(digest)
+                except Exception:  # the store is busy or failing: keep the connection, retry
+                    log.exception("re-checking stream tokens failed")
+                    break
+                if site == ws.site:
+                    continue
+                self._digests.pop(ws, None)
+                self.app.metrics.inc("woobrevo_stream_refused_total", reason="revoked")
+                err = ProtocolError(
+                    protocol.ErrorCode.TOKEN_REVOKED,
+                    "this connection's token was revoked or changed; set the site's new token",
+                )
+                # Bounded: a peer that reads nothing must not stall the re-check of the others.
+                with contextlib.suppress(ConnectionClosed, TimeoutError):
+                    async with asyncio.timeout(self.limits.ping_timeout):
+                        await self._fail(ws, ws.site, err)
 
     def _gauge(self, site: str, link: dict[str, Any]) -> None:
         self.app.metrics.set("woobrevo_stream_connections", link["connections"], site=site)

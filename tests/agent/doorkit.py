@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import copy
 import json
+import re
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
 from agent.app import App
@@ -161,3 +164,61 @@ async def until(cond: Callable[[], bool], seconds: float = 5.0) -> None:
     async with asyncio.timeout(seconds * UNIT):
         while not cond():  # noqa: ASYNC110 - state of another task, no event to wait on
             await asyncio.sleep(0.01)
+
+
+class AgentProcess:
+    """`woobrevo-agent run` in a subprocess (a real agent, with its worker process); its
+    ports are read from its log."""
+
+    def __init__(self, config: Path, env: dict[str, str]) -> None:
+        self.config, self.env = config, env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stream_port = self.http_port = 0
+        self.log: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AgentProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agent.cli", "run", "--config", str(self.config),
+            "--log-level", "info", cwd=ROOT, env=self.env, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(30 * UNIT):
+            while not (self.stream_port and self.http_port):
+                line = (await self.proc.stderr.readline()).decode()
+                assert line, "the agent exited:\n" + "".join(self.log)
+                self.log.append(line)
+                if m := re.search(r"stream listening on 127\.0\.0\.1:(\d+)/v1/stream", line):
+                    self.stream_port = int(m.group(1))
+                if m := re.search(r"http listening on 127\.0\.0\.1:(\d+)", line):
+                    self.http_port = int(m.group(1))
+        self._drain = asyncio.create_task(self._keep_reading())
+        return self
+
+    async def _keep_reading(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.log.append(line.decode())
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.terminate()
+        await self.proc.wait()
+        if self._drain is not None:
+            await self._drain
+
+    def connect(self) -> Any:
+        return connect(
+            f"ws://127.0.0.1:{self.stream_port}/v1/stream",
+            additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
+            compression=None, max_size=None, open_timeout=5 * UNIT,
+        )  # fmt: skip
+
+    async def status(self) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://127.0.0.1:{self.http_port}/status") as r,
+        ):
+            doc: dict[str, Any] = await r.json()
+            return doc

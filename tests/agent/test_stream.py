@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
 import ssl
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -34,9 +32,9 @@ from agent.core.protocol import ErrorCode
 from agent.tokens import revoke_token, token_hash
 from tests.agent.doorkit import (
     HELLO,
-    ROOT,
     TOKENS,
     UNIT,
+    AgentProcess,
     batch,
     client,
     config_data,
@@ -171,6 +169,33 @@ async def test_refused_handshakes_get_401_before_upgrade(tmp_path: Path) -> None
         # Site b is unaffected.
         async with client(app, TOKENS["b"]) as ws:
             assert (await hello(ws))["site"] == "b"
+
+
+async def test_revoking_a_token_closes_its_open_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.doors import stream
+
+    monkeypatch.setattr(stream, "TOKEN_RECHECK", 0.1)
+    async with running(make_config(tmp_path)) as app:
+        async with client(app) as a, client(app, TOKENS["b"]) as b:
+            await hello(a)
+            await hello(b)
+            await a.send(batch("before", [event("r-1", 501)]))
+            assert json.loads(await a.recv())["accepted"] == ["r-1"]
+            records = {r.sha256: r for r in await _all(app)}
+            await revoke_token(app.store, records[token_hash(TOKENS["a"])], 1.0)
+            async with asyncio.timeout(5 * UNIT):
+                err = json.loads(await a.recv())
+                with pytest.raises(ConnectionClosed) as closed:
+                    await a.recv()
+            assert err["type"] == "error" and err["code"] == "token_revoked"
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            # Site b's connection stays open and keeps working.
+            await b.send(batch("still", [event("r-2", 502)]))
+            assert json.loads(await b.recv())["accepted"] == ["r-2"]
+        assert inbox_ids(app.cfg) == [("a", "r-1"), ("b", "r-2")]
+        assert app.metrics.get("woobrevo_stream_refused_total", reason="revoked") == 1
 
 
 async def _all(app: App) -> list[Any]:
@@ -371,6 +396,22 @@ async def test_shutdown_closes_1001(tmp_path: Path) -> None:
         await app.stream.close()
         await ws.wait_closed()
     assert ws.close_code == 1001
+
+
+async def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
+    data = config_data(tmp_path)
+    data["agent"]["listen"] = {"stream": "[::1]:0", "http": "[::1]:0"}
+    async with running(Config.model_validate(data)) as app:
+        async with connect(
+            f"ws://[::1]:{app.stream.port}/v1/stream",
+            additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
+        ) as ws:
+            assert (await hello(ws))["site"] == "a"
+        async with (
+            aiohttp.ClientSession() as s,
+            s.get(f"http://[::1]:{app.http.port}/healthz") as r,
+        ):
+            assert r.status == 200
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -595,63 +636,6 @@ def _is_json(text: str) -> bool:
 # -- crash between commit and ack (a real `woobrevo-agent run`, killed with SIGKILL) --------
 
 
-class _AgentProcess:
-    """`woobrevo-agent run` in a subprocess; its ports are read from its log."""
-
-    def __init__(self, config: Path, env: dict[str, str]) -> None:
-        self.config, self.env = config, env
-        self.proc: asyncio.subprocess.Process | None = None
-        self.stream_port = self.http_port = 0
-        self.log: list[str] = []
-        self._drain: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _AgentProcess:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "run", "--config", str(self.config),
-            "--log-level", "info", cwd=ROOT, env=self.env, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        assert self.proc.stderr is not None
-        async with asyncio.timeout(30 * UNIT):
-            while not (self.stream_port and self.http_port):
-                line = (await self.proc.stderr.readline()).decode()
-                assert line, "the agent exited:\n" + "".join(self.log)
-                self.log.append(line)
-                if m := re.search(r"stream listening on 127\.0\.0\.1:(\d+)/v1/stream", line):
-                    self.stream_port = int(m.group(1))
-                if m := re.search(r"http listening on 127\.0\.0\.1:(\d+)", line):
-                    self.http_port = int(m.group(1))
-        self._drain = asyncio.create_task(self._keep_reading())
-        return self
-
-    async def _keep_reading(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            self.log.append(line.decode())
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        if self.proc.returncode is None:
-            self.proc.terminate()
-        await self.proc.wait()
-        if self._drain is not None:
-            await self._drain
-
-    def connect(self) -> Any:
-        return connect(
-            f"ws://127.0.0.1:{self.stream_port}/v1/stream",
-            additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
-            compression=None, max_size=None, open_timeout=5 * UNIT,
-        )  # fmt: skip
-
-    async def status(self) -> dict[str, Any]:
-        async with (
-            aiohttp.ClientSession() as s,
-            s.get(f"http://127.0.0.1:{self.http_port}/status") as r,
-        ):
-            doc: dict[str, Any] = await r.json()
-            return doc
-
-
 @pytest.mark.slow
 async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once(
     tmp_path: Path,
@@ -667,7 +651,7 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
         message = batch("b-crash", [{**event("crash-1", 4242), "payload": payload}])
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
-        async with _AgentProcess(path, {**env, "WOOBREVO_TEST_CRASH_AFTER_COMMIT": "1"}) as agent:
+        async with AgentProcess(path, {**env, "WOOBREVO_TEST_CRASH_AFTER_COMMIT": "1"}) as agent:
             async with agent.connect() as ws:
                 await hello(ws)
                 await ws.send(message)
@@ -677,7 +661,7 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
             assert await agent.proc.wait() == -signal.SIGKILL
         assert inbox_ids(cfg) == [("a", "crash-1")]
 
-        async with _AgentProcess(path, env) as agent:
+        async with AgentProcess(path, env) as agent:
             async with agent.connect() as ws:
                 await hello(ws)
                 await ws.send(message)  # the plugin resends the unacked batch
