@@ -5,19 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from agent.config import Config, SiteConfig
+from agent.errors import AgentError
 from agent.forwarder import Forwarder
 from agent.metrics import Metrics
 from agent.processor import Processor
 from agent.store import SqliteStore
+from agent.worker import WorkerLink
 
-__all__ = ["App"]
+__all__ = ["App", "Role"]
+
+# all: one process does everything (tests, `run --until-idle`, `processing: inline`);
+# doors + worker: the two processes of `processing: process` (agent/worker.py).
+Role = Literal["all", "doors", "worker"]
+
+LOCK_WAIT = 30.0  # seconds to wait for a previous forwarding process to let go of the state
 
 log = logging.getLogger("agent.app")
 
@@ -32,27 +43,41 @@ class App:
         clock: Callable[[], float] = time.time,
         doors: bool = True,
         after_commit: Callable[[str, Any], None] | None = None,
+        role: Role = "all",
+        worker_argv: Sequence[str] = (),
     ) -> None:
         self.cfg = cfg
+        self.role = role
+        # The doors process starts the worker with this command line (agent/worker.py).
+        self.worker_argv = tuple(worker_argv)
         # Test-only hook of the stream door, called between a batch's commit and its ack
         # (the crash test kills the process there); set only by the CLI entry point.
         self.after_commit = after_commit
         self.sites: dict[str, SiteConfig] = {s.id: s for s in cfg.resolved_sites()}
         self.metrics = Metrics()
         self.clock = clock
-        self.store = SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3")
+        # Only the process that sends Brevo jobs hands a crash's in-flight jobs back.
+        self.store = SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3", recover=role != "doors")
         self.processor = Processor(self)
         self.forwarder = Forwarder(self)
-        self.with_doors = doors
+        self.with_doors = doors and role != "worker"
+        self.worker: WorkerLink | None = None  # in the doors process
         self.started_at = clock()
         self.state: dict[str, Any] = {}  # shared, secret-free runtime state (/status)
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> App:
         try:
+            if self.role != "doors":
+                await self._stack.enter_async_context(forwarding_lock(self.cfg.agent.state_dir))
             await self._stack.enter_async_context(self.store)
-            await self._stack.enter_async_context(self.processor)
-            await self._stack.enter_async_context(self.forwarder)
+            if self.role == "doors":
+                self.worker = await self._stack.enter_async_context(
+                    WorkerLink(self, self.worker_argv)
+                )
+            else:
+                await self._stack.enter_async_context(self.processor)
+                await self._stack.enter_async_context(self.forwarder)
             if self.with_doors:
                 await self._start_doors(self._stack)
         except BaseException:
@@ -83,8 +108,48 @@ class App:
         (TimeoutError after `within` seconds)."""
         async with asyncio.timeout(within):
             while True:
-                await self.processor.drain()
+                if self.role != "doors":
+                    await self.processor.drain()
                 counts = await self.store.counts()
                 if counts["inbox_pending"] == 0 and counts["jobs"] == 0:
                     return
-                await self.forwarder.wait_progress(1.0)
+                if self.role == "doors":  # the worker process does the work
+                    await asyncio.sleep(0.5)
+                else:
+                    await self.forwarder.wait_progress(1.0)
+
+
+@contextlib.asynccontextmanager
+async def forwarding_lock(state_dir: Path, wait: float = LOCK_WAIT) -> AsyncIterator[None]:
+    """One process at a time sends a state folder's Brevo jobs.
+
+    Two forwarders on one store would both send the jobs the other one holds in flight (each
+    hands a crash's in-flight jobs back at start). A worker whose doors process was killed
+    needs a moment to see its pipe close and stop: a new agent waits for it, up to `wait`.
+    """
+    path = state_dir / "forwarder.lock"
+    fd = await asyncio.to_thread(_open_lock_file, path)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise AgentError(
+                        f"another agent (pid {holder}) is forwarding from {state_dir}; stop it"
+                        " first, or give this one its own agent.state_dir"
+                    ) from None
+                await asyncio.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _open_lock_file(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

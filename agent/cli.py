@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -12,13 +13,17 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from agent.config import Config, ConfigError, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
+from agent.errors import AgentError
 from agent.store import SqliteStore
+
+if TYPE_CHECKING:
+    from agent.app import Role
 
 __all__ = ["main"]
 
@@ -49,7 +54,10 @@ def _store(cfg: Config) -> SqliteStore:
 
 
 async def _run(
-    cfg: Config, until_idle: bool, after_commit: Callable[[str, Any], None] | None = None
+    cfg: Config,
+    until_idle: bool,
+    after_commit: Callable[[str, Any], None] | None = None,
+    worker_argv: Sequence[str] = (),
 ) -> int:
     from agent.app import App
 
@@ -58,7 +66,11 @@ async def _run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with App(cfg, after_commit=after_commit) as app:
+    # `processing: process` splits the agent in two (agent/worker.py); --until-idle waits for
+    # the work itself, so it runs in one process.
+    role: Role = "doors" if worker_argv and not until_idle else "all"
+    async with App(cfg, after_commit=after_commit, role=role, worker_argv=worker_argv) as app:
+        _tune_gc()
         for site in app.sites.values():
             mode = "dry-run" if site.brevo.is_dry_run else site.brevo.base_url
             log.info("site %s: brevo %s (%s plan)", site.id, mode, site.brevo.plan)
@@ -88,7 +100,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         # can show a resend is stored once and forwarded once (tests/agent/test_stream.py).
         log.warning("WOOBREVO_TEST_CRASH_AFTER_COMMIT=1: the agent kills itself after a commit")
         after_commit = _crash_after_commit
-    return asyncio.run(_run(cfg, args.until_idle, after_commit))
+    worker_argv: list[str] = []
+    if cfg.agent.processing == "process":
+        level = args.log_level or cfg.agent.log_level
+        worker_argv = [sys.executable, "-m", "agent.cli", "worker", "--config", str(args.config)]
+        worker_argv += ["--log-level", level]
+    return asyncio.run(_run(cfg, args.until_idle, after_commit, worker_argv))
+
+
+def _tune_gc() -> None:
+    """Once started: move every object alive now out of the collector's sight, and collect
+    less often. Each 100-event batch allocates ~15,000 dicts and lists that die by reference
+    counting; at the default thresholds they triggered collections that walked the whole
+    heap, up to half the stream door's parse time (docs/benchmarks.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The worker process of `run` (agent/worker.py): started by `run`, not by hand."""
+    cfg = _load(args)
+    _setup_logging(args.log_level or cfg.agent.log_level)
+    return asyncio.run(_worker(cfg))
+
+
+async def _worker(cfg: Config) -> int:
+    from agent.app import App
+    from agent.worker import serve_worker
+
+    loop = asyncio.get_running_loop()
+    # Ctrl-C reaches the whole process group: the doors process stops first and closes our
+    # stdin, which stops us after in-flight Brevo calls; SIGTERM alone stops us the same way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    async with App(cfg, role="worker") as app:
+        _tune_gc()
+        serving = asyncio.create_task(serve_worker(app))
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signal.SIGTERM, serving.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    return EXIT_OK
 
 
 def _crash_after_commit(site: str, batch: Any) -> None:
@@ -273,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until-idle", action="store_true", help="exit 0 once nothing is pending")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.set_defaults(fn=cmd_run)
+    worker = with_config(sub.add_parser("worker", help="(started by `run`) the worker process"))
+    worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    worker.set_defaults(fn=cmd_worker)
 
     chk = with_config(
         sub.add_parser("check", help="validate the config; print it with secrets masked")
@@ -320,6 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
+    except AgentError as exc:
+        print(f"woobrevo-agent: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except KeyboardInterrupt:
         return EXIT_FAIL
     return code

@@ -81,11 +81,11 @@ class HttpServer:
         except Exception as exc:  # the probe's whole point is to report any failure
             ready = False
             checks["store"] = f"not writable: {type(exc).__name__}: {exc}"
-        forwarder = getattr(self.app, "forwarder", None)
-        if forwarder is not None:
-            ok, why = forwarder.ready()
-            ready = ready and ok
-            checks["brevo"] = why
+        # Brevo readiness is the forwarder's, in whichever process it runs (agent/worker.py).
+        worker = self.app.worker
+        ok, why = worker.ready() if worker is not None else self.app.forwarder.ready()
+        ready = ready and ok
+        checks["brevo"] = why
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -103,7 +103,10 @@ class HttpServer:
             m.set("woobrevo_dead_letters_open", float(row.get("dead_letters", 0)), site=sid)
             for mode in ("stream", "polling"):
                 m.set("woobrevo_site_mode", float(self._mode(sid) == mode), site=sid, mode=mode)
-        return web.Response(body=m.render().encode("utf-8"), headers={"Content-Type": METRICS_TYPE})
+        also = self.app.worker.metrics() if self.app.worker is not None else []
+        return web.Response(
+            body=m.render(also).encode("utf-8"), headers={"Content-Type": METRICS_TYPE}
+        )
 
     async def status(self, request: web.Request) -> web.Response:
         """Per site: connection, last seen, mode and backlog, as JSON."""

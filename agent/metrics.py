@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 
 __all__ = ["Metrics"]
 
@@ -48,6 +49,11 @@ _HELP = {
     "woobrevo_mode_changes_total": ("counter", "Stream/polling switches, by site and new mode."),
     "woobrevo_poll_rounds_total": ("counter", "Polling rounds completed, by site."),
     "woobrevo_poll_errors_total": ("counter", "Polling rounds or scans the store failed, by site."),
+    # agent/worker.py
+    "woobrevo_worker_restarts_total": (
+        "counter",
+        "Times the worker process died and was restarted.",
+    ),
 }
 
 
@@ -80,15 +86,30 @@ class Metrics:
         with self._lock:
             return self._values.get(name, {}).get(tuple(sorted(labels.items())), 0.0)
 
-    def render(self) -> str:
-        """Prometheus text exposition format 0.0.4."""
+    def series(self) -> list[tuple[str, dict[str, str], float]]:
+        """Every series as (name, labels, value): what the worker process reports."""
+        with self._lock:
+            return [
+                (name, dict(labels), value)
+                for name, values in self._values.items()
+                for labels, value in values.items()
+            ]
+
+    def render(self, also: Sequence[tuple[str, dict[str, str], float]] = ()) -> str:
+        """Prometheus text exposition format 0.0.4; `also` adds another process's series
+        (the worker's: agent/worker.py), summed with ours where a series is in both."""
         lines: list[str] = []
         with self._lock:
-            for name in sorted(self._values):
-                kind, help_text = _HELP.get(name, ("untyped", name))
-                lines.append(f"# HELP {name} {help_text}")
-                lines.append(f"# TYPE {name} {kind}")
-                for labels, value in sorted(self._values[name].items()):
-                    lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-                    lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
+            values = {name: dict(series) for name, series in self._values.items()}
+        for name, extra, value in also:
+            key = tuple(sorted(extra.items()))
+            series = values.setdefault(name, {})
+            series[key] = series.get(key, 0.0) + value
+        for name in sorted(values):
+            kind, help_text = _HELP.get(name, ("untyped", name))
+            lines.append(f"# HELP {name} {help_text}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, value in sorted(values[name].items()):
+                lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+                lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
         return "\n".join(lines) + "\n"

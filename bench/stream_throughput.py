@@ -118,7 +118,9 @@ async def paced(
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
-        config, tokens, port, http_port = write_config(Path(tmp), max(args.connections, 2))
+        config, tokens, port, http_port = write_config(
+            Path(tmp), max(args.connections, 2), args.processing
+        )
         proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
         try:
             sites = list(tokens)[: args.connections]
@@ -166,6 +168,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--processing",
+        choices=["process", "inline"],
+        default="process",
+        help="agent.processing: a worker process (default) or one process",
+    )
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--latency-seconds", type=float, default=30.0)

@@ -37,8 +37,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(directory: Path, sites: int) -> tuple[Path, dict[str, str], int, int]:
-    """A config with `sites` sites (s0, s1…), each with its own token; Brevo dry-run."""
+def write_config(
+    directory: Path, sites: int, processing: str = "process"
+) -> tuple[Path, dict[str, str], int, int]:
+    """A config with `sites` sites (s0, s1…), each with its own token; Brevo dry-run;
+    `processing` as `agent.processing` (process: doors and worker in two processes)."""
     tokens = {f"s{i}": new_token() for i in range(sites)}
     stream_port, http_port = free_port(), free_port()
     data = {
@@ -46,6 +49,7 @@ def write_config(directory: Path, sites: int) -> tuple[Path, dict[str, str], int
             "listen": {"stream": f"127.0.0.1:{stream_port}", "http": f"127.0.0.1:{http_port}"},
             "state_dir": str(directory / "state"),
             "log_level": "warning",
+            "processing": processing,
         },
         "brevo": {"dry_run": True},
         "sites": [{"id": sid, "token_sha256": token_hash(tok)} for sid, tok in tokens.items()],
@@ -114,13 +118,23 @@ async def stop_agent(proc: asyncio.subprocess.Process) -> None:
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MB: resident now, and its peak."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields["VmRSS"], fields["VmHWM"]
+    """(VmRSS, VmHWM) in MB of a process plus its children: resident now, and its peak. The
+    agent's worker process (`agent.processing: process`) counts with it."""
+    rss = hwm = 0.0
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    pids = [pid, *(int(p) for p in kids.read_text().split())] if kids.exists() else [pid]
+    for one in pids:
+        try:
+            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+        except FileNotFoundError:  # a child that just exited
+            continue
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key == "VmRSS":
+                rss += int(value.split()[0]) / 1024
+            elif key == "VmHWM":
+                hwm += int(value.split()[0]) / 1024
+    return rss, hwm
 
 
 _ORDER_TAIL = json.dumps(

@@ -1,0 +1,193 @@
+"""The worker process: the processor and the Brevo forwarder, beside the doors' process.
+
+`woobrevo-agent run` starts two processes when `agent.processing` is `process` (the default):
+
+- the **doors** process (the one systemd started): websocket, webhooks, polling, HTTP; it
+  stores events and acks them;
+- the **worker** (`woobrevo-agent worker`, started and watched by `WorkerLink` below): it turns
+  stored events into Brevo jobs and sends them.
+
+Why two: the doors and the pipeline are both Python, and one process runs Python on one core
+at a time. Under a burst, processing held the interpreter the doors needed to parse and ack,
+so acks slowed to the pipeline's pace (docs/benchmarks.md, "Stream door"). In two processes
+the doors keep a core of their own: events are acked as soon as they are stored, and
+processing catches up behind them (the inbox is the buffer, docs/durability.md). The worker
+is not `nice`d: it holds the store's write lock while it processes a chunk of events, and a
+worker the kernel starves while it holds the lock would stall the doors' commits behind it.
+
+The two share only the SQLite file (WAL; one writer at a time, `busy_timeout` waits) and two
+pipes: the worker's stdin is its doorbell and lifeline (a byte = "new rows"; end of file =
+"the doors process is gone: stop"), and its stdout carries a status line each second (its
+metrics and Brevo readiness) that /metrics and /readyz merge. Logs go to stderr, shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from agent.app import App
+
+__all__ = ["REPORT_EVERY", "WorkerLink", "serve_worker"]
+
+log = logging.getLogger("agent.worker")
+
+REPORT_EVERY = 1.0  # seconds between the worker's status lines
+SILENT_AFTER = 10.0  # a worker not heard from for this long is reported not ready
+RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+STOP_GRACE = 30.0  # seconds the worker gets to finish its Brevo calls on shutdown
+NICE = 0  # the worker's niceness: the doors (nice 0) win a contended CPU
+
+
+class WorkerLink:
+    """In the doors process: start the worker, ring it when rows arrive, read its reports,
+    restart it if it dies, and stop it on the way out."""
+
+    def __init__(self, app: App, argv: Sequence[str]) -> None:
+        self.app = app
+        self.argv = list(argv)
+        self.proc: asyncio.subprocess.Process | None = None
+        self.report: dict[str, Any] = {}
+        self.heard_at: float | None = None
+        self.restarts = 0
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __aenter__(self) -> WorkerLink:
+        await self._spawn()
+        self._tasks += [
+            asyncio.create_task(self._supervise(), name="worker-supervise"),
+            asyncio.create_task(self._doorbell(), name="worker-doorbell"),
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the worker's stdin (it finishes what it is doing and exits), then wait."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(STOP_GRACE):
+                await proc.wait()
+        except TimeoutError:
+            log.warning("worker %d did not stop within %gs; terminating", proc.pid, STOP_GRACE)
+            proc.terminate()
+            try:
+                async with asyncio.timeout(10):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+    # -- what the doors process reads -----------------------------------------------------
+
+    def ready(self) -> tuple[bool, str]:
+        """For /readyz: the worker answers and its Brevo accounts are usable."""
+        if self.heard_at is None or time.monotonic() - self.heard_at > SILENT_AFTER:
+            return False, "the worker process is not reporting (see the agent's log)"
+        ok, why = self.report.get("ready", (False, "no report yet"))
+        return bool(ok), str(why)
+
+    def metrics(self) -> list[tuple[str, dict[str, str], float]]:
+        """The worker's counters and gauges, as of its last report."""
+        series = self.report.get("metrics", [])
+        return [(str(n), dict(labels), float(v)) for n, labels, v in series]
+
+    # -- internals ------------------------------------------------------------------------
+
+    async def _spawn(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=16 * 1024 * 1024,  # a report line with many sites' series
+        )
+        log.info("worker process %d started", self.proc.pid)
+        self._tasks.append(asyncio.create_task(self._read(self.proc), name="worker-read"))
+
+    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            try:
+                self.report = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                log.warning("worker wrote a line that is not a report: %.200r", line)
+                continue
+            self.heard_at = time.monotonic()
+
+    async def _supervise(self) -> None:
+        while True:
+            proc = self.proc
+            assert proc is not None
+            code = await proc.wait()
+            if self._closing:
+                return
+            delay = RESTART_BACKOFF[min(self.restarts, len(RESTART_BACKOFF) - 1)]
+            self.restarts += 1
+            self.app.metrics.inc("woobrevo_worker_restarts_total")
+            log.error("worker process %d exited with %s; restarting in %gs", proc.pid, code, delay)
+            self.heard_at = None
+            await asyncio.sleep(delay)
+            await self._spawn()
+            self.app.store.ingested.set()  # whatever arrived meanwhile
+
+    async def _doorbell(self) -> None:
+        """One byte per wake-up, however many batches were stored meanwhile."""
+        store = self.app.store
+        while True:
+            await store.ingested.wait()
+            store.ingested.clear()
+            proc = self.proc
+            if proc is None or proc.stdin is None or proc.returncode is not None:
+                continue
+            try:
+                proc.stdin.write(b"\n")
+                await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # it died; _supervise restarts it and rings again
+
+
+async def serve_worker(app: App) -> None:
+    """In the worker process: run until stdin closes (the doors process stopped or died)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    report = asyncio.create_task(_report(app), name="worker-report")
+    try:
+        while await reader.read(4096):
+            app.store.ingested.set()
+    finally:
+        report.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await report
+    log.info("the doors process closed the link; stopping")
+
+
+async def _report(app: App) -> None:
+    out = sys.stdout.buffer
+    while True:
+        line = {"ready": app.forwarder.ready(), "metrics": app.metrics.series(), "pid": os.getpid()}
+        out.write(orjson.dumps(line) + b"\n")
+        out.flush()
+        await asyncio.sleep(REPORT_EVERY)
