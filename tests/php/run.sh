@@ -14,7 +14,9 @@
 #   tests/php/run.sh -- ARGS                           extra arguments for phpunit (e.g. --filter Outbox)
 #
 # Environment: WOOBREVO_WC_DIR=/path/to/woocommerce loads a real WooCommerce instead of the test double;
-# WOOBREVO_PHP_STATE=DIR uses DIR as the temp folder; WOOBREVO_KEEP=1 keeps it (and MariaDB stops anyway).
+# WOOBREVO_WP_CORE_DIR=/path/to/wordpress copies that WordPress core instead of Debian's /usr/share/wordpress
+# (for a WooCommerce that needs a newer WordPress; docs/plugin-testing.md); WOOBREVO_PHP_STATE=DIR uses DIR
+# as the temp folder; WOOBREVO_KEEP=1 keeps it (and MariaDB stops anyway). Nothing is downloaded.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,12 +37,23 @@ while [ $# -gt 0 ]; do
 		--suite) suites+=("$2"); shift ;;
 		--no-checks) checks=0 ;;
 		--) shift; phpunit_args=("$@"); break ;;
-		-h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+		-h|--help) sed -n '2,22p' "$0"; exit 0 ;;
 		*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
 done
 [ ${#suites[@]} -eq 0 ] && suites=(unit integration multisite)
+
+WP_CORE="${WOOBREVO_WP_CORE_DIR:-/usr/share/wordpress}"
+if [ "$mode" != stop ]; then
+	if [ -n "${WOOBREVO_WP_CORE_DIR:-}" ] && [ ! -f "$WP_CORE/wp-includes/version.php" ]; then
+		echo "run.sh: WOOBREVO_WP_CORE_DIR=$WP_CORE is not a WordPress core directory" >&2; exit 2
+	fi
+	if [ -n "${WOOBREVO_WC_DIR:-}" ]; then
+		[ -f "$WOOBREVO_WC_DIR/woocommerce.php" ] || { echo "run.sh: WOOBREVO_WC_DIR=$WOOBREVO_WC_DIR has no woocommerce.php" >&2; exit 2; }
+		WOOBREVO_WC_DIR="$(cd "$WOOBREVO_WC_DIR" && pwd)"; export WOOBREVO_WC_DIR # The symlink needs an absolute path.
+	fi
+fi
 
 log() { printf '[php %3ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 
@@ -113,11 +126,12 @@ free_port() {
 PORT=$(free_port)
 
 log "starting MariaDB in $STATE (port $PORT)"
-mkdir -p "$STATE/db"
-mariadb-install-db --no-defaults --datadir="$STATE/db" --user=root --auth-root-authentication-method=socket \
+# Its own tmpdir too: bootstrap temp tables in a shared /tmp can clash with another run's.
+mkdir -p "$STATE/db" "$STATE/tmp"
+mariadb-install-db --no-defaults --datadir="$STATE/db" --tmpdir="$STATE/tmp" --user=root --auth-root-authentication-method=socket \
 	--skip-test-db >"$STATE/install-db.log" 2>&1 || { cat "$STATE/install-db.log"; exit 1; }
 # Durability off: this database lives for one run.
-mariadbd --no-defaults --datadir="$STATE/db" --socket="$SOCK" --port="$PORT" --bind-address=127.0.0.1 \
+mariadbd --no-defaults --datadir="$STATE/db" --tmpdir="$STATE/tmp" --socket="$SOCK" --port="$PORT" --bind-address=127.0.0.1 \
 	--pid-file="$STATE/mysqld.pid" --user=root --skip-log-bin --skip-name-resolve \
 	--innodb-buffer-pool-size=128M --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
 	--log-error="$STATE/mysqld.err" >/dev/null 2>&1 &
@@ -137,13 +151,13 @@ SQL
 log "MariaDB up"
 
 # ---------------------------------------------------------------------------------------------
-# 3. WordPress: a writable copy of Debian's /usr/share/wordpress with our own wp-config.php (Debian's
-#    reads /etc/wordpress/config-*.php, which we never depend on), the plugin symlinked in, and the
-#    WooCommerce double (or a real WooCommerce) loaded.
+# 3. WordPress: a writable copy of Debian's /usr/share/wordpress (or of WOOBREVO_WP_CORE_DIR) with our own
+#    wp-config.php (Debian's reads /etc/wordpress/config-*.php, which we never depend on), the plugin
+#    symlinked in, and the WooCommerce double (or a real WooCommerce) loaded.
 install_wp() {
 	local dir="$1" db="$2" kind="$3"
 	rm -rf "$dir"
-	cp -a /usr/share/wordpress "$dir"
+	cp -a "$WP_CORE/." "$dir"
 	rm -f "$dir/wp-config.php"
 	mkdir -p "$dir/wp-content/plugins" "$dir/wp-content/mu-plugins" "$dir/wp-content/uploads"
 	ln -sfn "$REPO/wp-plugin" "$dir/wp-content/plugins/woobrevo"
@@ -202,7 +216,15 @@ multi_pid=$!
 wait $single_pid || exit 1
 wp_step "$WP_SINGLE" activate "$STATE/install-single"
 wait $multi_pid || exit 1
-log "WordPress installed: $WP_SINGLE, $WP_MULTI (multisite)"
+if [ -n "${WOOBREVO_WC_DIR:-}" ]; then
+	wp_step "$WP_SINGLE" wc-install "$STATE/install-single"
+	wp_step "$WP_MULTI" wc-install "$STATE/install-multi"
+	WOOBREVO_WP_PATH=/shop2/ wp_step "$WP_MULTI" wc-install "$STATE/install-multi-shop2"
+	wc_line=$(grep -h '^WooCommerce ' "$STATE/install-single.wc-install" | tail -1)
+else
+	wc_line="WooCommerce test double (tests/php/wc-double)"
+fi
+log "WordPress $(php -r 'include $argv[1]; echo $wp_version;' "$WP_SINGLE/wp-includes/version.php") installed: $WP_SINGLE, $WP_MULTI (multisite); $wc_line"
 
 write_env() {
 	cat <<ENV

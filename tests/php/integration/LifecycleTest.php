@@ -19,6 +19,7 @@ final class LifecycleTest extends WooBrevo_TestCase {
 		$variation->set_parent_id( $parent->get_id() );
 		$variation->set_attributes( array( 'size' => 'S' ) );
 		$variation->set_regular_price( '30' );
+		$variation->set_manage_stock( true ); // wc_update_product_stock() changes only managed stock.
 		$variation->save();
 		$variation->set_regular_price( '32' );
 		$variation->save();
@@ -29,16 +30,28 @@ final class LifecycleTest extends WooBrevo_TestCase {
 		$this->assertSame( array( 'parent_id' => $parent->get_id() ), $rows[0]['extra'] );
 
 		$this->new_request();
-		wc_update_product_stock( $variation, 5 );
+		$this->assertSame( 5, (int) wc_update_product_stock( $variation, 5 ) );
 		$rows = $this->rows( 'variation' );
+		$this->assertCount( 2, $rows );
 		$this->assertSame( 'variation.updated', $rows[1]['topic'] );
+		$this->assertSame( array( 'parent_id' => $parent->get_id() ), $rows[1]['extra'] );
 	}
 
 	public function test_stock_change_is_a_product_update(): void {
 		$product = $this->make_product();
+		$product->set_manage_stock( true );
+		$product->save();
+		$this->new_request();
+		$this->assertSame( 3, (int) wc_update_product_stock( $product, 3, 'set' ) );
+		$this->assertSame( array( array( 'product.created', $product->get_id() ), array( 'product.updated', $product->get_id() ) ), $this->topics() );
+	}
+
+	public function test_stock_of_an_unmanaged_product_does_not_change(): void {
+		$product = $this->make_product();
 		$this->new_request();
 		wc_update_product_stock( $product, 3, 'set' );
-		$this->assertSame( array( array( 'product.created', $product->get_id() ), array( 'product.updated', $product->get_id() ) ), $this->topics() );
+		$this->assertNull( wc_get_product( $product->get_id() )->get_stock_quantity() );
+		$this->assertSame( array( array( 'product.created', $product->get_id() ) ), $this->topics() );
 	}
 
 	public function test_coupon_created_updated_trashed_deleted(): void {
@@ -47,14 +60,16 @@ final class LifecycleTest extends WooBrevo_TestCase {
 		$coupon->set_amount( '10' );
 		$coupon->set_discount_type( 'percent' );
 		$coupon->save();
+		$id = $coupon->get_id();
 		$this->new_request();
 		$coupon->set_amount( '15' );
 		$coupon->save();
 		$this->new_request();
 		$coupon->delete();
+		$this->assertSame( 0, $coupon->get_id(), 'WC_Data::delete() forgets the id, also when it only trashes' );
 		$this->new_request();
-		$coupon->delete( true );
-		$id = $coupon->get_id() ? $coupon->get_id() : (int) $this->rows()[0]['resource_id'];
+		( new WC_Coupon( $id ) )->delete( true );
+		$this->assertSame( null, get_post( $id ) );
 		$this->assertSame(
 			array( array( 'coupon.created', $id ), array( 'coupon.updated', $id ), array( 'coupon.deleted', $id ), array( 'coupon.deleted', $id ) ),
 			$this->topics()
@@ -103,16 +118,19 @@ final class LifecycleTest extends WooBrevo_TestCase {
 	/** @dataProvider storage_modes */
 	public function test_order_trash_restore_delete( string $hpos ): void {
 		update_option( 'woocommerce_custom_orders_table_enabled', $hpos );
+		$this->assertSame( 'yes' === $hpos, WooBrevo_Capture::hpos_enabled(), 'the storage mode took effect' );
 		$order = wc_create_order();
 		$order->update_status( 'processing' );
 		$id = $order->get_id();
 		$this->clear_outbox();
 		$order->delete();
+		$this->assertSame( 'trash', wc_get_order( $id )->get_status() );
 		$this->new_request();
-		$order->untrash();
+		// WC_Data::delete() leaves the object with id 0, even for a trash: untrash a fresh copy.
+		$this->assertTrue( wc_get_order( $id )->untrash() );
 		$this->assertSame( 'processing', wc_get_order( $id )->get_status() );
 		$this->new_request();
-		$order->delete( true );
+		wc_get_order( $id )->delete( true );
 		$this->assertFalse( wc_get_order( $id ) );
 		$rows = $this->rows();
 		$this->assertSame( array( 'order.deleted', 'order.restored', 'order.deleted' ), array_column( $rows, 'topic' ) );
@@ -122,6 +140,7 @@ final class LifecycleTest extends WooBrevo_TestCase {
 
 	public function test_posts_storage_wp_admin_trash_of_an_order(): void {
 		update_option( 'woocommerce_custom_orders_table_enabled', 'no' );
+		$this->assertFalse( WooBrevo_Capture::hpos_enabled() );
 		$order = wc_create_order();
 		$this->clear_outbox();
 		wp_trash_post( $order->get_id() );

@@ -11,8 +11,8 @@
 
 // phpcs:disable Generic.Files.OneObjectStructurePerFile
 
-/** A meta entry as WC_Data::get_meta_data() returns it. */
-class WC_Meta_Data {
+/** A meta entry as WC_Data::get_meta_data() returns it (and as the REST controllers put it in meta_data). */
+class WC_Meta_Data implements JsonSerializable {
 	/** @var int */
 	public $id;
 	/** @var string */
@@ -32,6 +32,11 @@ class WC_Meta_Data {
 			'key'   => $this->key,
 			'value' => $this->value,
 		);
+	}
+
+	#[\ReturnTypeWillChange]
+	public function jsonSerialize() {
+		return $this->get_data();
 	}
 }
 
@@ -150,17 +155,24 @@ abstract class WC_Data {
 		return $out;
 	}
 
-	/** Meta for REST: [{id, key, value}] with real meta ids. */
+	/**
+	 * Meta for REST with real meta ids: WC_Meta_Data objects, as real WooCommerce's controllers return
+	 * them (rest_do_request() data holds the objects; only the JSON encoding makes {id, key, value}).
+	 *
+	 * @return WC_Meta_Data[]
+	 */
 	public function wcd_rest_meta( bool $include_protected ): array {
 		$out = array();
 		foreach ( $this->meta as $key => $value ) {
 			if ( ! $include_protected && '_' === substr( (string) $key, 0, 1 ) ) {
 				continue;
 			}
-			$out[] = array(
-				'id'    => $this->wcd_meta_id( (string) $key ),
-				'key'   => (string) $key,
-				'value' => $value,
+			$out[] = new WC_Meta_Data(
+				array(
+					'id'    => $this->wcd_meta_id( (string) $key ),
+					'key'   => (string) $key,
+					'value' => $value,
+				)
 			);
 		}
 		return $out;
@@ -368,6 +380,7 @@ class WC_Product extends WCD_Post_Data {
 			wp_trash_post( $id );
 			$this->data['status'] = 'trash';
 			do_action( 'woocommerce_trash_' . $type, $id );
+			$this->id = 0; // WC_Data::delete() forgets the id after a trash too.
 		}
 		return true;
 	}
@@ -486,6 +499,7 @@ class WC_Coupon extends WCD_Post_Data {
 			wp_trash_post( $id );
 			$this->data['status'] = 'trash';
 			do_action( 'woocommerce_trash_coupon', $id );
+			$this->id = 0; // WC_Data::delete() forgets the id after a trash too.
 		}
 		return true;
 	}
@@ -722,6 +736,7 @@ class WC_Order extends WC_Abstract_Order {
 		}
 		$this->data['status'] = 'trash';
 		do_action( 'woocommerce_trash_order', $id );
+		$this->id = 0; // WC_Data::delete() forgets the id after a trash too.
 		return true;
 	}
 

@@ -145,15 +145,17 @@ function wc_create_refund( $args = array() ) {
 	return $refund;
 }
 
-/** wc_update_product_stock(): saves the product, then the stock hook. */
+/** wc_update_product_stock(): only for a product that manages its stock; saves it, then the stock hook. */
 function wc_update_product_stock( $product, $stock_quantity = null, $operation = 'set' ) {
 	$product = is_object( $product ) ? $product : wc_get_product( $product );
 	if ( ! $product ) {
 		return false;
 	}
+	if ( null === $stock_quantity || ! $product->get_manage_stock() ) {
+		return $product->get_stock_quantity();
+	}
 	$current = (int) $product->get_stock_quantity();
 	$new     = 'increase' === $operation ? $current + (int) $stock_quantity : ( 'decrease' === $operation ? $current - (int) $stock_quantity : (int) $stock_quantity );
-	$product->set_manage_stock( true );
 	$product->set_stock_quantity( $new );
 	$product->set_stock_status( $new > 0 ? 'instock' : 'outofstock' );
 	$product->save();

@@ -1,8 +1,11 @@
 <?php
 /**
- * Installs the test WordPress that tests/php/run.sh copied: `php install.php DIR single|network|activate`.
+ * Installs the test WordPress that tests/php/run.sh copied: `php install.php DIR single|network|activate|wc-install`.
  * single: wp_install(); network: turns it into a subdirectory multisite with a second site /shop2/;
- * activate: activates WooCommerce (when WOOBREVO_WC_DIR is set) and WooBrevo (network-wide on multisite).
+ * activate: activates WooCommerce (when WOOBREVO_WC_DIR is set) and WooBrevo (network-wide on multisite);
+ * wc-install: with a real WooCommerce, installs its tables and options on the site WOOBREVO_WP_PATH names
+ * (activation installs them on the main site only; any other site gets them on its first request, which
+ * a test that switch_to_blog()s there never makes).
  * Each step is its own process because the multisite constants change between them.
  *
  * @package WooBrevo\Tests
@@ -12,7 +15,7 @@ $woobrevo_dir  = $argv[1];
 $woobrevo_step = $argv[2];
 putenv( 'WOOBREVO_WP_DIR=' . $woobrevo_dir );
 
-if ( 'activate' !== $woobrevo_step ) {
+if ( ! in_array( $woobrevo_step, array( 'activate', 'wc-install' ), true ) ) {
 	define( 'WP_INSTALLING', true );
 }
 if ( 'network' === $woobrevo_step ) {
@@ -84,6 +87,52 @@ switch ( $woobrevo_step ) {
 			}
 			echo 'activated ', $plugin, "\n";
 		}
+		break;
+
+	case 'wc-install':
+		if ( ! getenv( 'WOOBREVO_WC_DIR' ) ) {
+			echo "no real WooCommerce: nothing to install\n";
+			break;
+		}
+		if ( ! class_exists( 'WC_Install' ) ) {
+			fwrite( STDERR, "WooCommerce is not loaded on this site\n" );
+			exit( 1 );
+		}
+		// WC_Install::check_version() has already run on `init` for a site without woocommerce_version.
+		if ( get_option( 'woocommerce_version' ) !== WC()->version ) {
+			WC_Install::install();
+		}
+		if ( ! $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->prefix . 'wc_product_meta_lookup' ) ) ) {
+			fwrite( STDERR, 'WooCommerce tables missing on ' . home_url( '/' ) . "\n" );
+			exit( 1 );
+		}
+		// A new store's first wp-admin request runs this on admin_init; since 8.2 it turns HPOS on when
+		// every active plugin declared itself compatible (WooBrevo does), as on a real new store.
+		if ( is_callable( array( 'WC_Install', 'newly_installed' ) ) ) {
+			WC_Install::newly_installed();
+		}
+		// Tests switch order storage with woocommerce_custom_orders_table_enabled. WooCommerce creates the
+		// HPOS tables on that switch if they are missing, and that DDL would commit the test's transaction:
+		// create them now. Before 8.2, HPOS also sits behind a feature flag (off by default).
+		$woobrevo_sync = wc_get_container()->get( \Automattic\WooCommerce\Internal\DataStores\Orders\DataSynchronizer::class );
+		if ( ! $woobrevo_sync->check_orders_table_exists() ) {
+			$woobrevo_sync->create_database_tables();
+		}
+		if ( version_compare( WC()->version, '8.2', '<' ) ) {
+			update_option( 'woocommerce_feature_custom_order_tables_enabled', 'yes' );
+		}
+		if ( ! $woobrevo_sync->check_orders_table_exists() ) {
+			fwrite( STDERR, 'WooCommerce HPOS tables missing on ' . home_url( '/' ) . "\n" );
+			exit( 1 );
+		}
+		printf(
+			"WooCommerce %s installed on %s (WordPress %s, PHP %s; orders in %s by default)\n",
+			WC()->version,
+			home_url( '/' ),
+			$GLOBALS['wp_version'],
+			PHP_VERSION,
+			\Automattic\WooCommerce\Utilities\OrderUtil::custom_orders_table_usage_is_enabled() ? 'HPOS tables' : 'posts'
+		);
 		break;
 
 	default:
