@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +57,6 @@ class BrevoClient:
         self.dry_run = dry_run
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
-        # the last dry-run requests, for tests and /status; bounded, the log has them all
-        self.dry_run_log: deque[tuple[str, str, Any]] = deque(maxlen=1000)
 
     async def __aenter__(self) -> BrevoClient:
         if not self.dry_run:
@@ -86,9 +83,9 @@ class BrevoClient:
     ) -> BrevoResponse:
         """Send one request; network failures come back as status None, never as exceptions."""
         if self.dry_run:
-            text = json.dumps(body, sort_keys=True, ensure_ascii=False) if body is not None else ""
-            log.info("dry-run %s %s%s %s", method, self.base_url, path, text)
-            self.dry_run_log.append((method, path, body))
+            if log.isEnabledFor(logging.INFO):  # a big batch's JSON is not free
+                text = "" if body is None else json.dumps(body, sort_keys=True, ensure_ascii=False)
+                log.info("dry-run %s %s%s %s", method, self.base_url, path, text)
             return BrevoResponse(_DRY_STATUS.get(path, 204), _dry_body(path), {})
         assert self._session is not None, "use `async with BrevoClient(...)`"
         url = self.base_url + path

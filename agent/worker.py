@@ -12,8 +12,9 @@ at a time. Under a burst, processing held the interpreter the doors needed to pa
 so acks slowed to the pipeline's pace (docs/benchmarks.md, "Stream door"). In two processes
 the doors keep a core of their own: events are acked as soon as they are stored, and
 processing catches up behind them (the inbox is the buffer, docs/durability.md). The worker
-is not `nice`d: it holds the store's write lock while it processes a chunk of events, and a
-worker the kernel starves while it holds the lock would stall the doors' commits behind it.
+runs `nice`d, so that on a busy machine the kernel gives the doors the CPU first: the pipeline
+runs outside any transaction and takes the write lock only to write a chunk's results
+(agent/store/sqlite.py, `_Chunk`), so a worker kept waiting never holds the doors up.
 
 The two share only the SQLite file (WAL; one writer at a time, `busy_timeout` waits) and two
 pipes: the worker's stdin is its doorbell and lifeline (a byte = "new rows"; end of file =
@@ -37,7 +38,7 @@ import orjson
 if TYPE_CHECKING:
     from agent.app import App
 
-__all__ = ["REPORT_EVERY", "WorkerLink", "serve_worker"]
+__all__ = ["NICE", "REPORT_EVERY", "WorkerLink", "serve_worker"]
 
 log = logging.getLogger("agent.worker")
 
@@ -45,6 +46,9 @@ REPORT_EVERY = 1.0  # seconds between the worker's status lines
 SILENT_AFTER = 10.0  # a worker not heard from for this long is reported not ready
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_GRACE = 30.0  # seconds the worker gets to finish its Brevo calls on shutdown
+# The worker's niceness, set before its first thread starts (Linux nices each thread: the
+# store's thread, which runs the pipeline, inherits it only if it starts after).
+NICE = 10
 NICE = 0  # the worker's niceness: the doors (nice 0) win a contended CPU
 
 
