@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agent.config import Config, SiteConfig
 from agent.errors import AgentError
@@ -21,6 +21,9 @@ from agent.metrics import Metrics
 from agent.processor import Processor
 from agent.store import SqliteStore
 from agent.worker import WorkerLink
+
+if TYPE_CHECKING:
+    from agent.doors.stream import StreamTestHooks
 
 __all__ = ["App", "Role"]
 
@@ -42,7 +45,7 @@ class App:
         *,
         clock: Callable[[], float] = time.time,
         doors: bool = True,
-        after_commit: Callable[[str, Any], None] | None = None,
+        stream_hooks: StreamTestHooks | None = None,
         role: Role = "all",
         worker_argv: Sequence[str] = (),
     ) -> None:
@@ -50,9 +53,9 @@ class App:
         self.role = role
         # The doors process starts the worker with this command line (agent/worker.py).
         self.worker_argv = tuple(worker_argv)
-        # Test-only hook of the stream door, called between a batch's commit and its ack
-        # (the crash test kills the process there); set only by the CLI entry point.
-        self.after_commit = after_commit
+        # Test-only faults of the stream door (crash after a commit, slow acks, a failing
+        # store); set only by the CLI entry point from WOOBREVO_TEST_* variables.
+        self.stream_hooks = stream_hooks
         self.sites: dict[str, SiteConfig] = {s.id: s for s in cfg.resolved_sites()}
         self.metrics = Metrics()
         self.clock = clock
@@ -94,9 +97,7 @@ class App:
         from agent.doors.stream import StreamServer
         from agent.http import HttpServer
 
-        self.stream = await stack.enter_async_context(
-            StreamServer(self, after_commit=self.after_commit)
-        )
+        self.stream = await stack.enter_async_context(StreamServer(self, hooks=self.stream_hooks))
         self.http = await stack.enter_async_context(HttpServer(self))
         with contextlib.suppress(ImportError):
             from agent.doors.poller import Pollers

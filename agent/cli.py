@@ -6,12 +6,13 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from agent.store import SqliteStore
 
 if TYPE_CHECKING:
     from agent.app import Role
+    from agent.doors.stream import StreamTestHooks
 
 __all__ = ["main"]
 
@@ -56,7 +58,7 @@ def _store(cfg: Config) -> SqliteStore:
 async def _run(
     cfg: Config,
     until_idle: bool,
-    after_commit: Callable[[str, Any], None] | None = None,
+    stream_hooks: StreamTestHooks | None = None,
     worker_argv: Sequence[str] = (),
 ) -> int:
     from agent.app import App
@@ -69,8 +71,13 @@ async def _run(
     # `processing: process` splits the agent in two (agent/worker.py); --until-idle waits for
     # the work itself, so it runs in one process.
     role: Role = "doors" if worker_argv and not until_idle else "all"
-    async with App(cfg, after_commit=after_commit, role=role, worker_argv=worker_argv) as app:
+    async with App(cfg, stream_hooks=stream_hooks, role=role, worker_argv=worker_argv) as app:
         _tune_gc()
+        # The doors' threads (event loop, parse, store) hand each batch to one another, and a
+        # thread back from a syscall (recv, fsync) waits for the GIL up to the switch interval:
+        # 5 ms by default, several times per batch. 1 ms shortens those waits
+        # (docs/benchmarks.md, "Stream door").
+        sys.setswitchinterval(0.001)
         for site in app.sites.values():
             mode = "dry-run" if site.brevo.is_dry_run else site.brevo.base_url
             log.info("site %s: brevo %s (%s plan)", site.id, mode, site.brevo.plan)
@@ -94,18 +101,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Forward until stopped (or, with --until-idle, until nothing is pending)."""
     cfg = _load(args)
     _setup_logging(args.log_level or cfg.agent.log_level)
-    after_commit = None
-    if os.environ.get("WOOBREVO_TEST_CRASH_AFTER_COMMIT") == "1":
-        # Test-only: die like `kill -9` between a batch's commit and its ack, so the crash test
-        # can show a resend is stored once and forwarded once (tests/agent/test_stream.py).
-        log.warning("WOOBREVO_TEST_CRASH_AFTER_COMMIT=1: the agent kills itself after a commit")
-        after_commit = _crash_after_commit
+    stream_hooks = _stream_test_hooks(os.environ)
     worker_argv: list[str] = []
     if cfg.agent.processing == "process":
         level = args.log_level or cfg.agent.log_level
         worker_argv = [sys.executable, "-m", "agent.cli", "worker", "--config", str(args.config)]
         worker_argv += ["--log-level", level]
-    return asyncio.run(_run(cfg, args.until_idle, after_commit, worker_argv))
+    return asyncio.run(_run(cfg, args.until_idle, stream_hooks, worker_argv))
 
 
 def _tune_gc() -> None:
@@ -120,8 +122,12 @@ def _tune_gc() -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """The worker process of `run` (agent/worker.py): started by `run`, not by hand."""
+    from agent.worker import NICE
+
     cfg = _load(args)
     _setup_logging(args.log_level or cfg.agent.log_level)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)  # before any thread starts: every thread inherits it
     return asyncio.run(_worker(cfg))
 
 
@@ -143,8 +149,59 @@ async def _worker(cfg: Config) -> int:
     return EXIT_OK
 
 
+def _stream_test_hooks(env: Mapping[str, str]) -> StreamTestHooks | None:
+    """The stream door's test-only faults, from WOOBREVO_TEST_* variables (tests/agent/
+    test_stream.py, tests/php/integration/ShipperTest.php); None when none is set.
+
+    - WOOBREVO_TEST_CRASH_AFTER_COMMIT=1: die like `kill -9` between a batch's commit and its
+      ack (a resend is then stored once and forwarded once);
+    - WOOBREVO_TEST_ACK_DELAY=<seconds>: each ack leaves that long after its batch's commit;
+    - WOOBREVO_TEST_FAIL_STORE_BATCH=<n>: the n-th `events` batch since start, counted across
+      connections, fails to store (nothing of it stored, the connection closes 1011); only that
+      one.
+    """
+    from agent.doors.stream import StreamTestHooks
+
+    crash = env.get("WOOBREVO_TEST_CRASH_AFTER_COMMIT", "") == "1"
+    delay_text = env.get("WOOBREVO_TEST_ACK_DELAY", "")
+    fail_text = env.get("WOOBREVO_TEST_FAIL_STORE_BATCH", "")
+    if not (crash or delay_text or fail_text):
+        return None
+    try:
+        delay = float(delay_text or 0)
+        fail = int(fail_text or 0)
+    except ValueError:
+        raise AgentError(
+            "WOOBREVO_TEST_ACK_DELAY takes seconds, WOOBREVO_TEST_FAIL_STORE_BATCH a batch number"
+        ) from None
+    if crash:
+        log.warning("WOOBREVO_TEST_CRASH_AFTER_COMMIT=1 (test only): the agent kills itself "
+                    "after a commit")  # fmt: skip
+    if delay:
+        log.warning("WOOBREVO_TEST_ACK_DELAY=%g (test only): each stream ack waits", delay)
+    if fail:
+        log.warning("WOOBREVO_TEST_FAIL_STORE_BATCH=%d (test only): stream batch %d fails to "
+                    "store", fail, fail)  # fmt: skip
+    return StreamTestHooks(
+        after_commit=_crash_after_commit if crash else None,
+        before_commit=_fail_store_batch(fail) if fail else None,
+        ack_delay=delay,
+    )
+
+
 def _crash_after_commit(site: str, batch: Any) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fail_store_batch(n: int) -> Callable[[str, Any], None]:
+    """Raises on its n-th call (the stream door takes that as a store failure)."""
+    calls = itertools.count(1)
+
+    def fail(site: str, batch: Any) -> None:
+        if next(calls) == n:
+            raise OSError(f"WOOBREVO_TEST_FAIL_STORE_BATCH={n}: this batch fails to store")
+
+    return fail
 
 
 # -- check --------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ class HttpServer:
                 "plugin_version": link.get("plugin_version"),
                 "wp_version": link.get("wp_version"),
                 "wc_version": link.get("wc_version"),
+                "batches_in_flight_max": link.get("batches_in_flight_max", 0),
                 "last_webhook": hooks.get(sid, {}).get("last_delivery"),
                 "polling": polling.get(sid),
                 "backlog": backlog,

@@ -2,8 +2,9 @@
 # The plugin's benchmarks in one go: sets up the test WordPress (tests/php/run.sh --setup-only:
 # private MariaDB, Debian's WordPress, the plugin, the WooCommerce double), runs
 #   bench/plugin_order_save.php                     plugin on vs off on an order save
-#   bench/plugin_shipper_throughput.php             PHP client → agent, no WordPress (wire)
-#   bench/plugin_shipper_throughput.php --shipper   WooBrevo_Shipper::tick() in WordPress → agent
+#   bench/plugin_shipper_throughput.php             PHP client → agent, no WordPress (wire), 1 and 4 batches in flight
+#   bench/plugin_shipper_throughput.php --shipper   WooBrevo_Shipper::tick() in WordPress → agent, as shipped
+#                                                   (new) and the previous path (old), in ABBA order
 # and stops MariaDB at exit. Each prints one JSON line. Usage: bash bench/plugin_run.sh
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,4 +16,5 @@ export WOOBREVO_WP_DIR
 cd "$REPO"
 php bench/plugin_order_save.php --orders 50 --rounds 20
 php bench/plugin_shipper_throughput.php --events 10000
-php bench/plugin_shipper_throughput.php --shipper --events 3000
+php bench/plugin_shipper_throughput.php --events 10000 --pipeline 4
+php bench/plugin_shipper_throughput.php --shipper --events 3000 --variants new,old,old,new

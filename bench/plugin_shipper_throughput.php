@@ -4,16 +4,27 @@
  *
  *   wire     The plugin's websocket client sends `events` batches of REST-order-sized events
  *            (about 2.5 KB each) to the real agent (`python -m agent.cli run`, Brevo dry-run)
- *            and waits for each ack, one batch in flight, exactly as the shipper does. This is
- *            the PHP → agent path without WordPress: framing, masking, the agent's commit.
+ *            and reads the acks, up to --pipeline batches in flight (default 1). This is the
+ *            PHP → agent path without WordPress: framing, masking, the agent's commit.
  *   shipper  The whole WooBrevo_Shipper::tick() inside the WordPress that tests/php/run.sh
- *            installed (WOOBREVO_WP_DIR): claim rows from the outbox table on MariaDB, build each
- *            payload through WooCommerce's REST controllers (the test double's here), send,
- *            wait for acks, delete rows.
+ *            installed (WOOBREVO_WP_DIR): claim rows from the outbox table on MariaDB, build the
+ *            payloads through WooCommerce's REST controllers (the test double's here), send,
+ *            wait for acks, delete rows. One line per variant (--variants, default new,old):
+ *              new         as shipped: 4 batches in flight, one collection request per batch
+ *              old         the previous path: 1 batch in flight, one REST request per event
+ *              pipeline    4 in flight, one request per event
+ *              collection  1 in flight, one collection request per batch
+ *              depth2      2 in flight, one collection request per batch
+ *            Each variant gets a fresh agent (its processor would otherwise still be working
+ *            through the previous variant's events) and reports the CPU milliseconds per event
+ *            of PHP, the agent's doors process, its worker process and MariaDB over its run.
+ *            --peer ingest-only ships to the agent's doors and store with its processor stopped
+ *            (bench/streamkit.py serve, as bench/stream_throughput.py --ingest-only): the
+ *            shipper with an agent that only stores.
  *
  * Usage:
- *   php bench/plugin_shipper_throughput.php [--events 20000] [--batch 100]                 (wire)
- *   WOOBREVO_WP_DIR=… php bench/plugin_shipper_throughput.php --shipper [--events 5000]   (shipper)
+ *   php bench/plugin_shipper_throughput.php [--events 20000] [--batch 100] [--pipeline 1]        (wire)
+ *   WOOBREVO_WP_DIR=… php bench/plugin_shipper_throughput.php --shipper [--events 3000] [--variants new,old] [--peer agent|ingest-only]
  * bench/plugin_run.sh runs both (and bench/plugin_order_save.php), setting up WordPress with tests/php/run.sh.
  * Prints one JSON line per measurement.
  *
@@ -22,42 +33,77 @@
 
 declare(strict_types=1);
 
-$opts   = getopt( '', array( 'events:', 'batch:', 'shipper', 'json' ) );
-$events = (int) ( $opts['events'] ?? 20000 );
-$batch  = (int) ( $opts['batch'] ?? 100 );
-$repo   = dirname( __DIR__ );
+$opts     = getopt( '', array( 'events:', 'batch:', 'pipeline:', 'shipper', 'variants:', 'peer:' ) );
+$batch    = (int) ( $opts['batch'] ?? 100 );
+$pipeline = max( 1, (int) ( $opts['pipeline'] ?? 1 ) );
+$repo     = dirname( __DIR__ );
 
 require_once $repo . '/tests/php/unit/WsTestSupport.php';
 
-$token = 'bench-token-' . bin2hex( random_bytes( 24 ) );
-$dir   = WsTestSupport::temp_dir();
-$agent = WsTestSupport::start_agent(
-	$dir,
-	array_filter( array( 'log_level' => 'warning', 'state_dir' => getenv( 'WOOBREVO_BENCH_STATE_DIR' ) ?: null ) ),
-	array(
-		array(
-			'id'    => 'default',
-			'token' => $token,
-		),
-	)
-);
-
-try {
-	if ( isset( $opts['shipper'] ) ) {
-		$result = bench_shipper( $agent, $token, $events );
-	} else {
-		$result = bench_wire( $agent, $token, $events, $batch, $repo );
-	}
-	echo json_encode( $result, JSON_UNESCAPED_SLASHES ), "\n";
-} finally {
-	WsTestSupport::stop_agent( $agent );
-	foreach ( array( "$dir/state" ) as $sub ) {
-		foreach ( (array) glob( "$sub/*" ) as $f ) {
-			@unlink( (string) $f );
+if ( isset( $opts['shipper'] ) ) {
+	require __DIR__ . '/plugin_shipper_wp.php';
+	bench_shipper_in_wordpress( (int) ( $opts['events'] ?? 3000 ), explode( ',', (string) ( $opts['variants'] ?? 'new,old' ) ), (string) ( $opts['peer'] ?? 'agent' ) );
+} else {
+	$events = (int) ( $opts['events'] ?? 20000 );
+	$result = bench_with_agent(
+		static function ( array $agent, string $token ) use ( $events, $batch, $pipeline, $repo ): array {
+			return bench_wire( $agent, $token, $events, $batch, $pipeline, $repo );
 		}
-		@rmdir( $sub );
+	);
+	echo json_encode( $result, JSON_UNESCAPED_SLASHES ), "\n";
+}
+
+/**
+ * Runs $fn with a fresh agent (own config, token and state; Brevo dry-run), stopped afterwards.
+ * WOOBREVO_BENCH_STATE_DIR puts its state under that folder instead (e.g. on tmpfs). $peer
+ * `ingest-only`: the agent's App with its processor stopped (bench/streamkit.py serve).
+ *
+ * @param callable(array, string): array $fn   Gets the agent (process, port) and its site token.
+ * @param string                         $peer agent or ingest-only.
+ * @return array What $fn returned.
+ */
+function bench_with_agent( callable $fn, string $peer = 'agent' ): array {
+	if ( ! in_array( $peer, array( 'agent', 'ingest-only' ), true ) ) {
+		throw new InvalidArgumentException( "--peer $peer: agent or ingest-only" );
 	}
-	WsTestSupport::remove_dir( $dir );
+	$token = 'bench-token-' . bin2hex( random_bytes( 24 ) );
+	$dir   = WsTestSupport::temp_dir();
+	$state = getenv( 'WOOBREVO_BENCH_STATE_DIR' ) ? getenv( 'WOOBREVO_BENCH_STATE_DIR' ) . '/' . basename( $dir ) : "$dir/state";
+	$agent = WsTestSupport::start_agent(
+		$dir,
+		array(
+			'log_level'  => 'warning',
+			'state_dir'  => $state,
+			'processing' => 'ingest-only' === $peer ? 'inline' : 'process',
+		),
+		array(
+			array(
+				'id'    => 'default',
+				'token' => $token,
+			),
+		)
+	);
+	if ( 'ingest-only' === $peer ) {
+		// The same config, served by the App with its processor closed.
+		WsTestSupport::stop_agent( $agent );
+		$cmd              = array( WsTestSupport::python(), __DIR__ . '/streamkit.py', 'serve', "$dir/agent.yaml" );
+		$agent['process'] = proc_open( $cmd, array( 0 => array( 'file', '/dev/null', 'r' ), 1 => array( 'file', $agent['log'], 'a' ), 2 => array( 'file', $agent['log'], 'a' ) ), $pipes, dirname( __DIR__ ) );
+		$deadline         = microtime( true ) + 30;
+		while ( false === ( $probe = @stream_socket_client( 'tcp://127.0.0.1:' . $agent['port'], $errno, $errstr, 0.2 ) ) ) {
+			if ( microtime( true ) > $deadline || ! proc_get_status( $agent['process'] )['running'] ) {
+				throw new RuntimeException( "the ingest-only agent did not start:\n" . (string) @file_get_contents( $agent['log'] ) );
+			}
+			usleep( 50000 );
+		}
+		fclose( $probe );
+	}
+	try {
+		return $fn( $agent, $token );
+	} finally {
+		WsTestSupport::stop_agent( $agent );
+		WsTestSupport::remove_dir( $state );
+		WsTestSupport::remove_dir( $dir );
+	}
 }
 
 /**
@@ -206,9 +252,9 @@ function bench_order( int $id ): array {
 }
 
 /**
- * The wire measurement.
+ * The wire measurement: up to $pipeline batches in flight, acks read in order.
  */
-function bench_wire( array $agent, string $token, int $events, int $batch, string $repo ): array {
+function bench_wire( array $agent, string $token, int $events, int $batch, int $pipeline, string $repo ): array {
 	define( 'ABSPATH', sys_get_temp_dir() . '/woobrevo-no-wordpress/' );
 	require_once $repo . '/wp-plugin/includes/class-woobrevo-ws-frame.php';
 	require_once $repo . '/wp-plugin/includes/class-woobrevo-ws-client.php';
@@ -224,6 +270,19 @@ function bench_wire( array $agent, string $token, int $events, int $batch, strin
 	$t0       = microtime( true );
 	$batches  = (int) ceil( $events / $batch );
 	$latency  = array();
+	$sent_at  = array(); // Batch id => send time, oldest first.
+	$wait_ack = static function () use ( $client, &$sent_at, &$latency, &$acked ): void {
+		$ack = json_decode( (string) $client->receive( 30 ), true );
+		if ( 'ack' !== ( $ack['type'] ?? '' ) || array_key_first( $sent_at ) !== $ack['batch'] ) {
+			throw new RuntimeException( 'no ack, or out of order: ' . json_encode( $ack ) );
+		}
+		$latency[] = microtime( true ) - $sent_at[ $ack['batch'] ];
+		unset( $sent_at[ $ack['batch'] ] );
+		$acked += count( $ack['accepted'] ) + count( $ack['rejected'] );
+		if ( count( $ack['rejected'] ) > 0 ) {
+			throw new RuntimeException( 'rejected: ' . json_encode( $ack['rejected'][0] ) );
+		}
+	};
 	for ( $b = 0; $b < $batches; $b++ ) {
 		$tb    = microtime( true );
 		$parts = array();
@@ -248,17 +307,14 @@ function bench_wire( array $agent, string $token, int $events, int $batch, strin
 		$message = '{"type":"events","batch":"b-' . $b . '","events":[' . implode( ',', $parts ) . ']}';
 		$build  += microtime( true ) - $tb;
 		$bytes  += strlen( $message );
-		$ts      = microtime( true );
+		if ( count( $sent_at ) >= $pipeline ) {
+			$wait_ack();
+		}
+		$sent_at[ 'b-' . $b ] = microtime( true );
 		$client->send_text( $message );
-		$ack = json_decode( (string) $client->receive( 30 ), true );
-		if ( 'ack' !== ( $ack['type'] ?? '' ) ) {
-			throw new RuntimeException( 'no ack: ' . json_encode( $ack ) );
-		}
-		$latency[] = microtime( true ) - $ts;
-		$acked    += count( $ack['accepted'] ) + count( $ack['rejected'] );
-		if ( count( $ack['rejected'] ) > 0 ) {
-			throw new RuntimeException( 'rejected: ' . json_encode( $ack['rejected'][0] ) );
-		}
+	}
+	while ( array() !== $sent_at ) {
+		$wait_ack();
 	}
 	$elapsed = microtime( true ) - $t0;
 	$client->close();
@@ -268,6 +324,7 @@ function bench_wire( array $agent, string $token, int $events, int $batch, strin
 		'mode'              => 'wire',
 		'events'            => $acked,
 		'batch'             => $batch,
+		'pipeline'          => $pipeline,
 		'seconds'           => round( $elapsed, 3 ),
 		'events_per_s'      => (int) round( $acked / $elapsed ),
 		'mb_per_s'          => round( $bytes / $elapsed / 1048576, 2 ),
@@ -277,12 +334,4 @@ function bench_wire( array $agent, string $token, int $events, int $batch, strin
 		'php_encode_share'  => round( $build / $elapsed, 3 ),
 		'php'               => PHP_VERSION,
 	);
-}
-
-/**
- * The shipper measurement, inside WordPress. Defined in bench/plugin_shipper_wp.php.
- */
-function bench_shipper( array $agent, string $token, int $events ): array {
-	require __DIR__ . '/plugin_shipper_wp.php';
-	return bench_shipper_in_wordpress( $agent, $token, $events );
 }

@@ -5,7 +5,8 @@
 
 Generates a config with `--sites` sites, each with its own token, starts `woobrevo-agent run`
 (Brevo dry-run) in a subprocess, opens one websocket per site from this process (hello →
-welcome) and samples the agent's VmRSS (/proc/PID/status) while:
+welcome) and samples the agent's memory, its doors process and its worker together (RSS from
+/proc/PID/status and PSS from /proc/PID/smaps_rollup; streamkit.rss_mb says why both), while:
 
 1. idle: every site connected, nothing sent (keepalive pings only), for `--idle-seconds`;
 2. spread load: `--rate` events/s in `--batch`-event batches (default 100; REST orders, ~3 KB
@@ -14,7 +15,7 @@ welcome) and samples the agent's VmRSS (/proc/PID/status) while:
 3. burst: every site sends a `--batch`-event batch at the same instant, `--burst-rounds` times (the
    worst case: every connection has a batch in flight at once).
 
-Goal: ≤ 150 MB resident.
+Goal: ≤ 150 MB resident (PSS of both processes: the memory the agent takes).
 """
 
 from __future__ import annotations
@@ -33,27 +34,31 @@ from websockets.asyncio.client import ClientConnection, connect
 
 
 class Sampler:
-    """VmRSS of a process every 200 ms while running; keeps the peak."""
+    """RSS and PSS of the agent (its processes) every 200 ms while running; keeps the peaks."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.peak = 0.0
+        self.peak = self.peak_pss = 0.0
         self._task: asyncio.Task[None] | None = None
+
+    def _sample(self) -> None:
+        rss, pss = rss_mb(self.pid)
+        self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
 
     async def _run(self) -> None:
         while True:
-            self.peak = max(self.peak, rss_mb(self.pid)[0])
+            self._sample()
             await asyncio.sleep(0.2)
 
     def __enter__(self) -> Sampler:
-        self.peak = rss_mb(self.pid)[0]
+        self._sample()
         self._task = asyncio.create_task(self._run())
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        self.peak = max(self.peak, rss_mb(self.pid)[0])
+        self._sample()
 
 
 async def open_site(port: int, token: str) -> ClientConnection:
@@ -93,7 +98,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             with Sampler(proc.pid) as idle:
                 await asyncio.sleep(args.idle_seconds)
             out["idle"] = {"connections": len(conns), "rss_mb": round(rss_mb(proc.pid)[0], 1),
-                           "peak_rss_mb": round(idle.peak, 1)}  # fmt: skip
+                           "peak_rss_mb": round(idle.peak, 1),
+                           "peak_pss_mb": round(idle.peak_pss, 1)}  # fmt: skip
 
             # Spread load: one batch every size/rate s, dealt round-robin over the connections.
             size = args.batch
@@ -121,6 +127,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "ack_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
                 "ack_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
                 "peak_rss_mb": round(load.peak, 1),
+                "peak_pss_mb": round(load.peak_pss, 1),
             }
 
             # Burst: every connection sends a batch at once.
@@ -142,8 +149,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "round_seconds": [round(x, 2) for x in rounds],
                 "events_per_s": round(len(conns) * size * len(rounds) / sum(rounds)),
                 "peak_rss_mb": round(burst.peak, 1),
+                "peak_pss_mb": round(burst.peak_pss, 1),
             }
-            out["rss_end_mb"], out["vmhwm_mb"] = (round(x, 1) for x in rss_mb(proc.pid))
+            out["rss_end_mb"], out["pss_end_mb"] = (round(x, 1) for x in rss_mb(proc.pid))
             await asyncio.gather(*(ws.close() for ws in conns))
         finally:
             await stop_agent(proc)

@@ -30,6 +30,10 @@ HELLO = {
 }  # fmt: skip
 
 
+# The environment packaging/woobrevo-agent.service gives the agent (see there).
+AGENT_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
 def free_port() -> int:
     """A port the kernel just gave out (closed again; a tiny race a benchmark can live with)."""
     with socket.socket() as s:
@@ -75,7 +79,9 @@ async def start_agent(
     import aiohttp
 
     cmd = agent_command(config, ingest_only=ingest_only)
-    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **AGENT_ENV}
+    )
     async with asyncio.timeout(60), aiohttp.ClientSession() as s:
         while True:
             try:
@@ -118,23 +124,29 @@ async def stop_agent(proc: asyncio.subprocess.Process) -> None:
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) in MB of a process plus its children: resident now, and its peak. The
-    agent's worker process (`agent.processing: process`) counts with it."""
-    rss = hwm = 0.0
+    """(RSS, PSS) in MB of a process plus its children (the agent's worker process).
+
+    RSS counts a page each time a process maps it: the libraries both processes load (Python,
+    SQLite, OpenSSL) twice. PSS shares each page among the processes mapping it, so the PSS of
+    both is what the agent takes from the machine; both are reported.
+    """
     kids = Path(f"/proc/{pid}/task/{pid}/children")
     pids = [pid, *(int(p) for p in kids.read_text().split())] if kids.exists() else [pid]
+    rss = pss = 0.0
     for one in pids:
         try:
-            lines = Path(f"/proc/{one}/status").read_text().splitlines()
+            rss += _kb(Path(f"/proc/{one}/status"), "VmRSS:") / 1024
+            pss += _kb(Path(f"/proc/{one}/smaps_rollup"), "Pss:") / 1024
         except FileNotFoundError:  # a child that just exited
             continue
-        for line in lines:
-            key, _, value = line.partition(":")
-            if key == "VmRSS":
-                rss += int(value.split()[0]) / 1024
-            elif key == "VmHWM":
-                hwm += int(value.split()[0]) / 1024
-    return rss, hwm
+    return rss, pss
+
+
+def _kb(path: Path, key: str) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1])
+    return 0
 
 
 _ORDER_TAIL = json.dumps(

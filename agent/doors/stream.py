@@ -15,6 +15,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import urlsplit
 
@@ -31,14 +32,15 @@ from agent.tokens import TokenRegistry, token_hash
 
 if TYPE_CHECKING:
     from agent.app import App
+    from agent.store import IngestResult
 
-__all__ = ["PATH", "StreamServer", "split_hostport"]
+__all__ = ["PATH", "StreamServer", "StreamTestHooks", "split_hostport"]
 
 log = logging.getLogger("agent.stream")
 
 PATH = "/v1/stream"
 # Batches parsed but not yet committed, across every connection (~1 MB each at 100 REST orders).
-MAX_PARSED_BATCHES = 16
+MAX_PARSED_BATCHES = 8
 RELEASE_AFTER_BYTES = 64 * 1024
 PARSE_INLINE_BYTES = 16 * 1024
 # Batches of one connection committing at once (docs/protocol.md: pipelined batches).
@@ -51,12 +53,28 @@ TOKEN_RECHECK = 5.0
 # holds them all (500 sites x 276 KB batches: ~550 KB each, 340 MB; docs/benchmarks.md). A
 # connection whose next message starts while every slot is taken stops reading after that first
 # chunk: the rest waits in the kernel and TCP holds the sender back until a slot frees up (FIFO).
-READ_SLOTS = 24
+READ_SLOTS = 12
 # Bytes per recv() on plain TCP (asyncio reads 256 KiB, a whole batch): what a waiting
 # connection holds. TLS transports decrypt whatever arrived, so for wss:// it stays ~256 KiB.
 READ_CHUNK = 16 * 1024
 
-AfterCommit = Callable[[str, Events], None]
+BatchHook = Callable[[str, Events], None]
+
+
+@dataclass(frozen=True)
+class StreamTestHooks:
+    """Test-only faults of the door. Passed in explicitly by whoever builds the server (only
+    `woobrevo-agent run`, from WOOBREVO_TEST_* variables: agent/cli.py); never read from the env
+    here. The defaults change nothing."""
+
+    # Called between a batch's commit and its ack (the crash test kills the process there).
+    after_commit: BatchHook | None = None
+    # Called before a batch's commit; an exception from it is a store failure: nothing of the
+    # batch is stored and the connection closes 1011, as when the disk is full.
+    before_commit: BatchHook | None = None
+    # Seconds each ack waits after its batch's commit (acks still leave in order): several
+    # batches then stay in flight, and their acks arrive close together.
+    ack_delay: float = 0.0
 
 
 def split_hostport(value: str) -> tuple[str | None, int]:
@@ -200,14 +218,12 @@ def _bound_to(slots: _ReadSlots) -> type[_SiteConnection]:
 class StreamServer:
     """`async with StreamServer(app) as s:` listens on `agent.listen.stream`; `s.port` is bound."""
 
-    def __init__(self, app: App, *, after_commit: AfterCommit | None = None) -> None:
+    def __init__(self, app: App, *, hooks: StreamTestHooks | None = None) -> None:
         self.app = app
         self.limits = app.cfg.agent.stream
         self.tokens = TokenRegistry(app.cfg, app.store, sites=app.sites, reload=load_config)
         self.throttle = protocol.HandshakeThrottle(self.limits.max_failed_handshakes_per_minute)
-        # Test-only: called between the commit and the ack (the crash test kills the process
-        # there). Passed in explicitly by whoever builds the server; never read from the env here.
-        self.after_commit = after_commit
+        self.hooks = hooks or StreamTestHooks()
         self.port = 0
         self._server: Server | None = None
         self._parsed = asyncio.Semaphore(MAX_PARSED_BATCHES)
@@ -314,6 +330,7 @@ class StreamServer:
                 "wp_version": None,
                 "wc_version": None,
                 "remote": None,
+                "batches_in_flight_max": 0,
             },
         )
 
@@ -401,6 +418,7 @@ class StreamServer:
         and acks leave in order; a global cap bounds the parsed batches held in memory."""
         hello_seen = False
         pending: deque[asyncio.Task[bool]] = deque()
+        most_in_flight = 0
         try:
             while True:
                 wait = self.limits.idle_timeout if hello_seen else self.limits.handshake_timeout
@@ -441,9 +459,18 @@ class StreamServer:
                         hello_seen = True
                         await self._hello(ws, site, link, msg)
                     elif isinstance(msg, Events):
-                        while pending and (pending[0].done() or len(pending) >= PIPELINE_DEPTH):
+                        while pending and pending[0].done():
                             if not await pending.popleft():
                                 return  # the store failed: the connection is closed (1011)
+                        # Batches received and not yet acked, this one included (a batch is
+                        # done only once those before it are): how deep the plugin pipelines,
+                        # for /status (1: it waits for each ack).
+                        if len(pending) + 1 > most_in_flight:
+                            most_in_flight = len(pending) + 1
+                            link["batches_in_flight_max"] = most_in_flight
+                        while len(pending) >= PIPELINE_DEPTH:
+                            if not await pending.popleft():
+                                return
                         previous = pending[-1] if pending else None
                         pending.append(
                             asyncio.create_task(self._events(ws, site, link, msg, previous))
@@ -515,19 +542,27 @@ class StreamServer:
     ) -> bool:
         """Commit the batch, then ack it once `previous` (the batch before) is acked; releases
         the batch's parse slot. False when the connection must end."""
+        hooks = self.hooks
+        result: IngestResult | None = None
         try:
             try:
+                if hooks.before_commit is not None:
+                    hooks.before_commit(site, msg)
                 result = await self.app.store.ingest(site, msg.events, rejected=msg.rejected)
             except Exception:
-                # Nothing was acked: the plugin keeps its rows and resends (protocol.md, 1011).
                 log.exception("site %s batch %s could not be stored; closing 1011", site, msg.batch)
-                await ws.close(CloseCode.INTERNAL_ERROR, "store failed; resend later")
-                return False
         finally:
             self._parsed.release()
+        if result is None:
+            # Not acked, nor the batches after it: the plugin keeps their rows and resends
+            # (protocol.md, 1011). The batches before it that were stored are acked first.
+            if previous is not None:
+                await previous
+            await ws.close(CloseCode.INTERNAL_ERROR, "store failed; resend later")
+            return False
         link["last_events"] = self.app.clock()
-        if self.after_commit is not None:
-            self.after_commit(site, msg)
+        if hooks.after_commit is not None:
+            hooks.after_commit(site, msg)
         metrics = self.app.metrics
         if msg.events:
             metrics.inc("woobrevo_events_in_total", len(msg.events), door="stream", site=site)
@@ -540,6 +575,8 @@ class StreamServer:
             )
         if msg.rejected:
             metrics.inc("woobrevo_rejected_total", len(msg.rejected), door="stream", site=site)
+        if hooks.ack_delay > 0:
+            await asyncio.sleep(hooks.ack_delay)
         if previous is not None and not await previous:
             return False
         try:

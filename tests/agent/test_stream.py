@@ -690,3 +690,87 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
         assert len(orders) == 1
         assert all(n == 1 for n in writes.values()), writes
         fake.assert_no_spec_violations()
+
+
+# -- the other test-only faults of `woobrevo-agent run` (agent/cli.py _stream_test_hooks) ---
+
+
+async def _recv_json(ws: Any, seconds: float) -> dict[str, Any]:
+    async with asyncio.timeout(seconds * UNIT):
+        reply: dict[str, Any] = json.loads(await ws.recv())
+    return reply
+
+
+@pytest.mark.slow
+async def test_ack_delay_holds_each_ack_after_its_commit_and_status_shows_the_pipeline(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path)))
+    cfg = load_config(path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WOOBREVO_TEST_ACK_DELAY": "1.0"}
+    async with AgentProcess(path, env) as agent:
+        assert any("WOOBREVO_TEST_ACK_DELAY=1 (test only)" in line for line in agent.log)
+        async with agent.connect() as ws:
+            await hello(ws)
+            loop = asyncio.get_running_loop()
+            sent = loop.time()
+            for n in range(1, 6):  # five batches at once: pipelined
+                await ws.send(batch(f"b{n}", [event(f"d-{n}", 100 + n)]))
+            # The door commits four at once (PIPELINE_DEPTH), well before the first ack leaves.
+            await until(lambda: len(inbox_ids(cfg, "a")) == 4, 0.8)
+            first = await _recv_json(ws, 5)
+            assert loop.time() - sent >= 1.0
+            acks = [first] + [await _recv_json(ws, 5) for _ in range(4)]
+            assert [a["batch"] for a in acks] == ["b1", "b2", "b3", "b4", "b5"]  # still in order
+            assert [a["accepted"] for a in acks] == [[f"d-{n}"] for n in range(1, 6)]
+            # Received and not yet acked when b5 came: all five (the fifth waited its turn).
+            assert (await agent.status())["sites"]["a"]["batches_in_flight_max"] == 5
+        # A peer that waits for each ack keeps one batch in flight; the next connection says so.
+        async with agent.connect() as ws:
+            await hello(ws)
+            for n in range(6, 8):
+                await ws.send(batch(f"b{n}", [event(f"d-{n}", 100 + n)]))
+                assert (await _recv_json(ws, 5))["batch"] == f"b{n}"
+            assert (await agent.status())["sites"]["a"]["batches_in_flight_max"] == 1
+
+
+@pytest.mark.slow
+async def test_fail_store_batch_closes_1011_after_acking_the_batches_before_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path)))
+    cfg = load_config(path)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WOOBREVO_TEST_FAIL_STORE_BATCH": "2"}
+    messages = [
+        batch(f"b{n}", [event(f"f-{n}-{i}", 10 * n + i) for i in (1, 2)]) for n in (1, 2, 3)
+    ]
+    async with AgentProcess(path, env) as agent:
+        async with agent.connect() as ws:
+            await hello(ws)
+            for message in messages:
+                await ws.send(message)
+            first = await _recv_json(ws, 5)
+            with pytest.raises(ConnectionClosed) as closed:
+                await _recv_json(ws, 5)
+        # The batch before the failing one is acked first; the failing one is not stored.
+        assert first["batch"] == "b1"
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            1011,
+            "store failed; resend later",
+        )
+        stored = {eid for _, eid in inbox_ids(cfg, "a")}
+        assert {"f-1-1", "f-1-2"} <= stored
+        assert not stored & {"f-2-1", "f-2-2"}
+        assert any("batch b2 could not be stored" in line for line in agent.log)
+        # Only that one batch fails: the resend of b2 and b3 is stored, each event once.
+        async with agent.connect() as ws:
+            await hello(ws)
+            for message in messages[1:]:
+                await ws.send(message)
+            assert [(await _recv_json(ws, 5))["batch"] for _ in (2, 3)] == ["b2", "b3"]
+    assert sorted(eid for _, eid in inbox_ids(cfg, "a")) == [
+        f"f-{n}-{i}" for n in (1, 2, 3) for i in (1, 2)
+    ]

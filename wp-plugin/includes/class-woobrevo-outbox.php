@@ -141,7 +141,9 @@ final class WooBrevo_Outbox {
 	}
 
 	/**
-	 * Claims up to $limit unclaimed (or lease-expired) rows for $owner, oldest first.
+	 * Claims up to $limit unclaimed (or lease-expired) rows for $owner, oldest first, and returns
+	 * those rows only: not the ones $owner claimed before (a pipelining shipper still has them in
+	 * flight).
 	 *
 	 * @param string $owner         Claim owner (unique per shipper run).
 	 * @param int    $limit         Most rows to claim.
@@ -150,12 +152,14 @@ final class WooBrevo_Outbox {
 	 * @throws RuntimeException When the database refuses the claim.
 	 */
 	public function claim( string $owner, int $limit, int $lease_seconds ): array {
-		$now     = time();
+		$now = time();
+		// The rows are claimed under a name of this call, read, then handed to $owner.
+		$tag     = substr( $owner, 0, 40 ) . '#' . bin2hex( random_bytes( 6 ) );
 		$claimed = $this->db->query(
 			$this->db->prepare(
 				"UPDATE {$this->table()} SET claimed_by = %s, claimed_until = %s, attempts = attempts + 1
 				WHERE claimed_by IS NULL OR claimed_until < %s ORDER BY id LIMIT %d",
-				$owner,
+				$tag,
 				gmdate( 'Y-m-d H:i:s', $now + max( 1, $lease_seconds ) ),
 				gmdate( 'Y-m-d H:i:s', $now ),
 				max( 1, $limit )
@@ -164,10 +168,14 @@ final class WooBrevo_Outbox {
 		if ( false === $claimed ) {
 			throw new RuntimeException( 'woobrevo outbox claim failed: ' . $this->db->last_error );
 		}
+		if ( 0 === $claimed ) {
+			return array();
+		}
 		$rows = $this->db->get_results(
-			$this->db->prepare( "SELECT id, resource, resource_id, topic, extra, occurred_at FROM {$this->table()} WHERE claimed_by = %s ORDER BY id", $owner ),
+			$this->db->prepare( "SELECT id, resource, resource_id, topic, extra, occurred_at FROM {$this->table()} WHERE claimed_by = %s ORDER BY id", $tag ),
 			ARRAY_A
 		);
+		$this->db->query( $this->db->prepare( "UPDATE {$this->table()} SET claimed_by = %s WHERE claimed_by = %s", $owner, $tag ) );
 		$epoch = $this->epoch();
 		$out   = array();
 		foreach ( (array) $rows as $row ) {

@@ -15,6 +15,9 @@ defined( 'ABSPATH' ) || exit;
  */
 final class WooBrevo_Payloads {
 
+	/** Most objects one collection request asks for (WooCommerce's `per_page` maximum). */
+	public const MAX_PER_PAGE = 100;
+
 	/**
 	 * The REST v3 body for an outbox row. Deleted objects give ['id' => N] (+ 'parent_id' for
 	 * variations). Returns null if the object vanished before shipping (the shipper then ships it
@@ -49,12 +52,160 @@ final class WooBrevo_Payloads {
 			$code = is_array( $data ) && isset( $data['code'] ) ? (string) $data['code'] : 'unknown';
 			throw new RuntimeException( sprintf( 'GET %s as user %d: HTTP %d %s', $route, $this->payload_user(), $status, $code ) );
 		}
+		return $this->complete( $data, $resource, $id, $watch_meta );
+	}
+
+	/**
+	 * The bodies of several rows, each exactly what build() returns for it, with one collection
+	 * request (`GET /wc/v3/orders?include=…`, variations per parent product) per resource and
+	 * up to MAX_PER_PAGE objects instead of one request per row. An object the collection does
+	 * not list (trashed, not a member of this site, gone, or a collection the payload user may
+	 * not read) is built alone with build(), so each row gets what build() gives it.
+	 *
+	 * @param array<int|string, array> $rows       Claimed outbox rows.
+	 * @param array                    $watch_meta Meta keys per resource from the agent's `welcome`.
+	 * @return array<int|string, array|Throwable|null> Keyed like $rows: the body, null when the
+	 *                                                  object vanished, or what build() threw.
+	 */
+	public function build_many( array $rows, array $watch_meta ): array {
+		$out     = array();
+		$wanted  = array(); // Collection route => object id => row keys.
+		$kind_of = array(); // Collection route => resource.
+		foreach ( $rows as $key => $row ) {
+			$resource = (string) $row['resource'];
+			$id       = (int) $row['resource_id'];
+			try {
+				if ( str_ends_with( (string) $row['topic'], '.deleted' ) ) {
+					$out[ $key ] = $this->build( $row, $watch_meta );
+					continue;
+				}
+				$extra = isset( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : array();
+				$route = $this->route( $resource, $id, $extra );
+			} catch ( Throwable $e ) {
+				$out[ $key ] = $e;
+				continue;
+			}
+			if ( null === $route ) {
+				$out[ $key ] = null;
+				continue;
+			}
+			$collection                     = substr( $route, 0, (int) strrpos( $route, '/' ) );
+			$wanted[ $collection ][ $id ][] = $key;
+			$kind_of[ $collection ]         = $resource;
+			$out[ $key ]                    = null; // Set below; keeps the keys in the order of $rows.
+		}
+
+		$previous = get_current_user_id();
+		wp_set_current_user( $this->payload_user() );
+		try {
+			foreach ( $wanted as $collection => $objects ) {
+				$resource = $kind_of[ $collection ];
+				foreach ( array_chunk( array_keys( $objects ), self::MAX_PER_PAGE ) as $ids ) {
+					try {
+						$listed = $this->rest_list( $collection, $ids, $resource );
+					} catch ( Throwable $e ) {
+						$listed = array(); // Each object is then built alone, as before.
+					}
+					foreach ( $ids as $id ) {
+						$keys = $objects[ $id ];
+						try {
+							$body = isset( $listed[ $id ] )
+								? $this->complete( $listed[ $id ], $resource, $id, $watch_meta )
+								: $this->build( $rows[ $keys[0] ], $watch_meta ); // Not listed: alone, as before.
+						} catch ( Throwable $e ) {
+							$body = $e;
+						}
+						foreach ( $keys as $key ) {
+							$out[ $key ] = $body;
+						}
+					}
+				}
+			}
+		} finally {
+			wp_set_current_user( $previous );
+		}
+		return $out;
+	}
+
+	/**
+	 * Lists objects by id through a collection route, as the current user, with the query the
+	 * single-object route answers the same way (no `_fields`, context `view`).
+	 *
+	 * @param string $collection Collection route (`/wc/v3/orders`, `/wc/v3/products/7/variations`).
+	 * @param int[]  $ids        At most MAX_PER_PAGE ids.
+	 * @param string $resource   Resource of the route.
+	 * @return array<int, array> Bodies (with `_links`) by id; empty when the request failed.
+	 */
+	private function rest_list( string $collection, array $ids, string $resource ): array {
+		$request = new WP_REST_Request( 'GET', $collection );
+		$query   = array(
+			'include'  => array_map( 'intval', $ids ),
+			'per_page' => count( $ids ),
+			'page'     => 1,
+			'orderby'  => 'include',
+		);
+		if ( 'customer' === $resource ) {
+			$query['role'] = 'all'; // The collection lists only the `customer` role by default.
+		}
+		$request->set_query_params( $query );
+		$response = rest_do_request( $request );
+		if ( $response->is_error() || 200 !== (int) $response->get_status() ) {
+			return array();
+		}
+		$items  = rest_get_server()->response_to_data( $response, false );
+		$asked  = array_flip( $ids );
+		$found  = array();
+		foreach ( is_array( $items ) ? $items : array() as $item ) {
+			if ( is_array( $item ) && isset( $item['id'] ) && isset( $asked[ (int) $item['id'] ] ) ) {
+				$found[ (int) $item['id'] ] = $item;
+			}
+		}
+		return $found;
+	}
+
+	/**
+	 * Adds what the REST body lacks: watched protected meta, and the totals of a customer.
+	 *
+	 * @param array  $data       REST body.
+	 * @param string $resource   Resource.
+	 * @param int    $id         Object id.
+	 * @param array  $watch_meta Meta keys per resource.
+	 * @return array
+	 */
+	private function complete( array $data, string $resource, int $id, array $watch_meta ): array {
 		$data = $this->add_protected_meta( $data, $resource, $id, self::keys_for( $watch_meta, $resource ) );
 		if ( 'customer' === $resource && function_exists( 'wc_get_customer_order_count' ) ) {
 			// The wc/v2 names; wc/v3 customer objects carry neither (NOTES §5).
 			$data['orders_count'] = (int) wc_get_customer_order_count( $id );
 			$data['total_spent']  = (string) wc_get_customer_total_spent( $id );
+			$data                 = self::without_count_caches( $data, self::keys_for( $watch_meta, $resource ) );
 		}
+		return $data;
+	}
+
+	/**
+	 * Drops WooCommerce's cached order count and money spent from a customer's meta_data. Since
+	 * WooCommerce 9.x they are per-site user meta (`wc_order_count_{prefix}`, `wc_money_spent_{prefix}`)
+	 * that its REST controller does not hide, written by the first count: the same customer would
+	 * ship without them, then with them. orders_count and total_spent carry the values; a watched key stays.
+	 *
+	 * @param array    $data    Customer body.
+	 * @param string[] $watched Watched keys.
+	 * @return array
+	 */
+	private static function without_count_caches( array $data, array $watched ): array {
+		if ( empty( $data['meta_data'] ) || ! is_array( $data['meta_data'] ) ) {
+			return $data;
+		}
+		$kept = array();
+		foreach ( $data['meta_data'] as $meta ) {
+			$key = $meta instanceof JsonSerializable ? ( $meta->jsonSerialize()['key'] ?? '' ) : ( is_array( $meta ) ? ( $meta['key'] ?? '' ) : '' );
+			if ( preg_match( '/^wc_(order_count|money_spent)_/', (string) $key ) && ! in_array( $key, $watched, true ) ) {
+				continue;
+			}
+			$kept[] = $meta;
+		}
+		$data['meta_data'] = $kept;
 		return $data;
 	}
 
@@ -165,6 +316,9 @@ final class WooBrevo_Payloads {
 		}
 		$present = array();
 		foreach ( (array) ( $data['meta_data'] ?? array() ) as $meta ) {
+			if ( $meta instanceof JsonSerializable ) {
+				$meta = $meta->jsonSerialize(); // WooCommerce's controllers return WC_Meta_Data objects.
+			}
 			if ( is_array( $meta ) && isset( $meta['key'] ) ) {
 				$present[ (string) $meta['key'] ] = true;
 			}

@@ -10,7 +10,9 @@ declare(strict_types=1);
 defined( 'ABSPATH' ) || exit;
 
 /**
- * One tick: lock, connect, hello/welcome, claim + send batches, delete acked rows, unlock.
+ * One tick: lock, connect, hello/welcome, claim + build + send batches (up to PIPELINE_DEPTH in
+ * flight, the payloads of a batch built with one REST collection request per resource), delete
+ * the rows of each acked batch, unlock.
  *
  * Two guards keep two shippers of one site from sending the same rows:
  * - a MariaDB named lock per site (GET_LOCK with timeout 0): a second shipper returns at once
@@ -37,6 +39,17 @@ final class WooBrevo_Shipper {
 
 	/** Bytes kept free under max_message_bytes for the envelope and JSON escaping slack. */
 	private const ENVELOPE_BYTES = 4096;
+
+	/**
+	 * Most batches in flight before the shipper waits for the oldest ack. The agent commits up to
+	 * 4 batches of a connection together and reads no further until the oldest is acked
+	 * (protocol: "Pipelining"), so a 5th would only wait in its buffers. Filter:
+	 * `woobrevo_ship_pipeline_depth` (1 sends a batch only after the previous one's ack).
+	 */
+	public const PIPELINE_DEPTH = 4;
+
+	/** Seconds to wait for the ack of the oldest batch in flight. */
+	private const ACK_TIMEOUT = 30.0;
 
 	/** @var WooBrevo_Outbox */
 	private WooBrevo_Outbox $outbox;
@@ -296,7 +309,10 @@ final class WooBrevo_Shipper {
 	}
 
 	/**
-	 * Claims and sends batches until the outbox is empty or the deadline passes.
+	 * Claims and sends batches until the outbox is empty or the deadline passes, keeping up to
+	 * PIPELINE_DEPTH batches in flight: the next batch is claimed and built while the agent
+	 * commits the earlier ones. Each ack deletes its batch's rows; returns once every batch sent
+	 * is acked (a failure throws, and the rows not acked stay in the outbox).
 	 *
 	 * @param WooBrevo_Ws_Client   $client   Open client after welcome.
 	 * @param float                $deadline No new batch starts after it.
@@ -305,18 +321,68 @@ final class WooBrevo_Shipper {
 	private function ship( WooBrevo_Ws_Client $client, float $deadline, array &$stats ): void {
 		$max_batch = $this->welcome['max_batch'];
 		$max_bytes = $this->welcome['max_message_bytes'] - self::ENVELOPE_BYTES;
-		// A claim lasts past the deadline plus one ack wait, so a shipper that dies frees its rows soon.
-		$lease = (int) ceil( max( 0.0, $deadline - $this->now() ) ) + 60;
-		$held  = array(); // Encoded events claimed but not sent yet (they did not fit the last batch).
-		while ( $this->now() < $deadline ) {
-			if ( count( $held ) < $max_batch ) {
-				foreach ( $this->outbox->claim( $this->owner, $max_batch - count( $held ), $lease ) as $row ) {
-					$encoded = $this->encode_event( $row );
+		$depth     = max( 1, min( self::PIPELINE_DEPTH, (int) apply_filters( 'woobrevo_ship_pipeline_depth', self::PIPELINE_DEPTH ) ) );
+		// A claim lasts past the deadline plus the acks still awaited then, so a shipper that dies frees its rows soon.
+		$lease     = (int) ceil( max( 0.0, $deadline - $this->now() ) ) + 60;
+		$held      = array(); // Encoded events claimed but not sent yet (they did not fit the last batch).
+		$in_flight = array(); // Batch id => its rows by event id, oldest first.
+		$drained   = false;   // The outbox had nothing more to claim.
+		while ( true ) {
+			$batch = array();
+			if ( ! $drained && $this->now() < $deadline ) {
+				$batch   = $this->next_batch( $held, $max_batch, $max_bytes, $lease );
+				$drained = array() === $batch;
+			}
+			if ( array() === $batch ) {
+				if ( array() === $in_flight ) {
+					return;
+				}
+				$this->await_ack( $client, $in_flight, $stats );
+				continue;
+			}
+			if ( count( $in_flight ) >= $depth ) {
+				$this->await_ack( $client, $in_flight, $stats );
+			}
+			$this->send_batch( $client, $batch, $in_flight, $stats );
+		}
+	}
+
+	/**
+	 * The next batch: events held from the last claim, then newly claimed rows with their
+	 * payloads built together (WooBrevo_Payloads::build_many()), taken while the message stays
+	 * under max_batch events and the agent's message limit.
+	 *
+	 * @param array<int, array{row: array<string, mixed>, json: string}> $held      Encoded events not sent yet; updated.
+	 * @param int                                                        $max_batch From the welcome.
+	 * @param int                                                        $max_bytes Message limit minus the envelope.
+	 * @param int                                                        $lease     Claim lease, seconds.
+	 * @return array<int, array{row: array<string, mixed>, json: string}> Empty when nothing is left.
+	 */
+	private function next_batch( array &$held, int $max_batch, int $max_bytes, int $lease ): array {
+		if ( count( $held ) < $max_batch ) {
+			$rows = $this->outbox->claim( $this->owner, $max_batch - count( $held ), $lease );
+			if ( array() !== $rows ) {
+				// One collection request per resource for the batch; the filter turns it off
+				// (one request per event, as before) should a site's REST collections misbehave.
+				if ( (bool) apply_filters( 'woobrevo_ship_collection_requests', true ) ) {
+					$payloads = $this->payloads->build_many( $rows, $this->welcome['watch_meta'] );
+				} else {
+					$payloads = array();
+					foreach ( $rows as $key => $row ) {
+						try {
+							$payloads[ $key ] = $this->payloads->build( $row, $this->welcome['watch_meta'] );
+						} catch ( Throwable $e ) {
+							$payloads[ $key ] = $e;
+						}
+					}
+				}
+				foreach ( $rows as $key => $row ) {
+					$encoded = $this->encode_event( $row, $payloads[ $key ] ?? null );
 					if ( null === $encoded ) {
-						continue;
+						continue; // Stays claimed until the tick ends, then waits in the outbox.
 					}
 					if ( strlen( $encoded ) > $max_bytes ) {
-						// Kept in the outbox (released below) and shown to the admin; never dropped.
+						// Kept in the outbox (released at the end of the tick) and shown to the admin; never dropped.
 						WooBrevo_Settings::set(
 							'last_error',
 							sprintf( 'event %s (%s %d) is %d bytes, over the agent\'s %d-byte message limit; it stays in the outbox', $row['event_id'], $row['resource'], $row['resource_id'], strlen( $encoded ), $max_bytes )
@@ -329,30 +395,27 @@ final class WooBrevo_Shipper {
 					);
 				}
 			}
-			if ( array() === $held ) {
-				return;
-			}
-			// Take events while the message stays under the agent's limit.
-			$batch = array();
-			$size  = 0;
-			while ( array() !== $held && count( $batch ) < $max_batch && $size + strlen( $held[0]['json'] ) + 1 <= $max_bytes ) {
-				$item   = array_shift( $held );
-				$size  += strlen( $item['json'] ) + 1;
-				$batch[] = $item;
-			}
-			$this->send_batch( $client, $batch, $stats );
 		}
+		// Take events while the message stays under the agent's limit.
+		$batch = array();
+		$size  = 0;
+		while ( array() !== $held && count( $batch ) < $max_batch && $size + strlen( $held[0]['json'] ) + 1 <= $max_bytes ) {
+			$item    = array_shift( $held );
+			$size   += strlen( $item['json'] ) + 1;
+			$batch[] = $item;
+		}
+		return $batch;
 	}
 
 	/**
-	 * Sends one events message, waits for its ack, deletes acked rows, records rejected ones.
+	 * Sends one events message; its rows join the batches in flight.
 	 *
-	 * @param WooBrevo_Ws_Client                                      $client Open client.
-	 * @param array<int, array{row: array<string, mixed>, json: string}> $batch  Encoded events.
-	 * @param array<string, mixed>                                    $stats  Counters, updated.
-	 * @throws RuntimeException When no ack comes.
+	 * @param WooBrevo_Ws_Client                                         $client    Open client.
+	 * @param array<int, array{row: array<string, mixed>, json: string}> $batch     Encoded events.
+	 * @param array<string, array<string, array<string, mixed>>>         $in_flight Batches awaiting their ack; updated.
+	 * @param array<string, mixed>                                       $stats     Counters, updated.
 	 */
-	private function send_batch( WooBrevo_Ws_Client $client, array $batch, array &$stats ): void {
+	private function send_batch( WooBrevo_Ws_Client $client, array $batch, array &$in_flight, array &$stats ): void {
 		++$this->batch_seq;
 		$batch_id = sprintf( 'b-%d-%s-%d', time(), substr( $this->owner, -12 ), $this->batch_seq );
 		$rows     = array();
@@ -363,54 +426,70 @@ final class WooBrevo_Shipper {
 		}
 		// The events are encoded once each; the envelope is put around them as text.
 		$client->send_text( '{"type":"events","batch":' . self::json( $batch_id ) . ',"events":[' . implode( ',', $parts ) . ']}' );
-		$stats['sent'] += count( $batch );
+		$in_flight[ $batch_id ] = $rows;
+		$stats['sent']         += count( $batch );
 		++$stats['batches'];
-
-		// The ack comes after the agent's commit; a lost ack means the rows stay and are resent.
-		$ack_deadline = $this->now() + 30;
-		while ( true ) {
-			$message = $this->receive_message( $client, $ack_deadline, 'ack' );
-			if ( 'ack' === $message['type'] && ( $message['batch'] ?? null ) === $batch_id ) {
-				break;
-			}
-		}
-		$done = array();
-		foreach ( (array) ( $message['accepted'] ?? array() ) as $id ) {
-			if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
-				$done[] = (int) $rows[ $id ]['id'];
-				++$stats['acked'];
-			}
-		}
-		foreach ( (array) ( $message['rejected'] ?? array() ) as $rejected ) {
-			$id = is_array( $rejected ) ? ( $rejected['id'] ?? null ) : null;
-			if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
-				// The agent keeps it as a dead letter; the admin sees it here.
-				$this->outbox->record_rejected( $rows[ $id ], (string) ( $rejected['code'] ?? 'rejected' ), (string) ( $rejected['message'] ?? '' ) );
-				$done[] = (int) $rows[ $id ]['id'];
-				++$stats['rejected'];
-			}
-		}
-		if ( array() !== $done ) {
-			$this->outbox->delete( $done );
-		}
-		WooBrevo_Settings::set( 'last_ack', time() );
 	}
 
 	/**
-	 * Encodes one outbox row as an event (protocol "events"), building its payload now.
+	 * Waits for the ack of the oldest batch in flight (acks come in the order of the batches),
+	 * deletes the acked rows, records the rejected ones. An ack of another batch in flight that
+	 * arrives first is handled the same way; an ack of no batch in flight is ignored.
 	 *
-	 * @param array<string, mixed> $row Claimed row.
+	 * @param WooBrevo_Ws_Client                                 $client    Open client.
+	 * @param array<string, array<string, array<string, mixed>>> $in_flight Batches awaiting their ack; updated.
+	 * @param array<string, mixed>                               $stats     Counters, updated.
+	 * @throws RuntimeException When no ack comes in time (the rows stay and are resent later).
+	 */
+	private function await_ack( WooBrevo_Ws_Client $client, array &$in_flight, array &$stats ): void {
+		$oldest       = (string) array_key_first( $in_flight );
+		$ack_deadline = $this->now() + self::ACK_TIMEOUT;
+		do {
+			$message = $this->receive_message( $client, $ack_deadline, 'ack' );
+			$batch   = 'ack' === $message['type'] && is_string( $message['batch'] ?? null ) ? $message['batch'] : null;
+			if ( null === $batch || ! isset( $in_flight[ $batch ] ) ) {
+				continue;
+			}
+			$rows = $in_flight[ $batch ];
+			unset( $in_flight[ $batch ] );
+			$done = array();
+			foreach ( (array) ( $message['accepted'] ?? array() ) as $id ) {
+				if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
+					$done[] = (int) $rows[ $id ]['id'];
+					++$stats['acked'];
+				}
+			}
+			foreach ( (array) ( $message['rejected'] ?? array() ) as $rejected ) {
+				$id = is_array( $rejected ) ? ( $rejected['id'] ?? null ) : null;
+				if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
+					// The agent keeps it as a dead letter; the admin sees it here.
+					$this->outbox->record_rejected( $rows[ $id ], (string) ( $rejected['code'] ?? 'rejected' ), (string) ( $rejected['message'] ?? '' ) );
+					$done[] = (int) $rows[ $id ]['id'];
+					++$stats['rejected'];
+				}
+			}
+			if ( array() !== $done ) {
+				$this->outbox->delete( $done );
+			}
+			WooBrevo_Settings::set( 'last_ack', time() );
+		} while ( isset( $in_flight[ $oldest ] ) );
+	}
+
+	/**
+	 * Encodes one outbox row as an event (protocol "events") around its payload, built at ship time.
+	 *
+	 * @param array<string, mixed>  $row     Claimed row.
+	 * @param array|Throwable|null $payload From WooBrevo_Payloads: the body, null when the object
+	 *                                      vanished (shipped as deleted), or why it could not be built.
 	 * @return string|null JSON, or null when the payload could not be built (the row stays).
 	 */
-	private function encode_event( array $row ): ?string {
+	private function encode_event( array $row, $payload ): ?string {
 		$topic = (string) $row['topic'];
-		try {
-			$payload = $this->payloads->build( $row, $this->welcome['watch_meta'] );
-		} catch ( Throwable $e ) {
-			WooBrevo_Settings::set( 'last_error', sprintf( 'cannot build the payload of event %s: %s', $row['event_id'], $e->getMessage() ) );
+		if ( $payload instanceof Throwable ) {
+			WooBrevo_Settings::set( 'last_error', sprintf( 'cannot build the payload of event %s: %s', $row['event_id'], $payload->getMessage() ) );
 			return null;
 		}
-		if ( null === $payload ) { // @phpstan-ignore-line -- build() may return null for an object that vanished.
+		if ( null === $payload ) {
 			// The object is gone since the hook fired: ship it as deleted.
 			$payload = array( 'id' => (int) $row['resource_id'] );
 			if ( isset( $row['extra']['parent_id'] ) ) {

@@ -3,7 +3,10 @@
  * WooBrevo_Shipper inside real WordPress on MariaDB, against the agent's real websocket server:
  * acked rows deleted, heartbeat with an empty outbox, watch_meta cached, rejected events
  * recorded, agent down (rows wait, backoff recorded and honoured), token refused, the time
- * budget, and two shipper processes at once (each row sent once).
+ * budget, and two shipper processes at once (each row sent once). Pipelining (several batches
+ * in flight, acks of several batches at once, a close mid-pipeline) against agents of their
+ * own with the agent's test-only faults (agent/cli.py): acks held after the commit
+ * (WOOBREVO_TEST_ACK_DELAY), a batch that fails to store (WOOBREVO_TEST_FAIL_STORE_BATCH).
  *
  * @package WooBrevo
  */
@@ -18,8 +21,14 @@ final class ShipperTest extends TestCase {
 
 	private const TOKEN = 'shipper-test-token_0123456789abcdefghijklmnopqrstuvwxyzABCD';
 
+	/** Seconds the slow agent holds each ack after its commit. */
+	private const ACK_DELAY = 0.5;
+
 	/** @var array<string, mixed> */
 	private static array $agent;
+
+	/** @var array<string, mixed>|null The slow agent (slow_agent()), started on first use. */
+	private static ?array $slow = null;
 
 	private static string $dir;
 
@@ -49,6 +58,12 @@ final class ShipperTest extends TestCase {
 	}
 
 	public static function tearDownAfterClass(): void {
+		if ( null !== self::$slow ) {
+			WsTestSupport::stop_agent( self::$slow );
+			WsTestSupport::remove_dir( self::$slow['dir'] . '/state' );
+			WsTestSupport::remove_dir( self::$slow['dir'] );
+			self::$slow = null;
+		}
 		WsTestSupport::stop_agent( self::$agent );
 		WsTestSupport::remove_dir( self::$dir . '/state' );
 		WsTestSupport::remove_dir( self::$dir );
@@ -268,6 +283,239 @@ final class ShipperTest extends TestCase {
 		WooBrevo_Settings::set( 'token', '' );
 		$stats = $this->shipper()->tick();
 		$this->assertSame( 'agent URL or site token not set', $stats['skipped'] );
+	}
+
+	/**
+	 * Starts an agent of the test's own (welcome.max_batch 5) with some of its test-only faults
+	 * (WOOBREVO_TEST_*, agent/cli.py) and points the shipper at it. Stop it with stop_own().
+	 *
+	 * @param array<string, string> $faults Environment variables.
+	 * @return array<string, mixed> From WsTestSupport::start_agent().
+	 */
+	private function own_agent( array $faults, ?string $dir = null ): array {
+		$agent = WsTestSupport::start_agent(
+			$dir ?? WsTestSupport::temp_dir(),
+			array( 'stream' => array( 'max_batch' => 5 ) ),
+			array(
+				array(
+					'id'    => 'default',
+					'token' => self::TOKEN,
+				),
+			),
+			array(),
+			$faults
+		);
+		WooBrevo_Settings::set( 'agent_url', sprintf( 'ws://127.0.0.1:%d/v1/stream', $agent['port'] ) );
+		return $agent;
+	}
+
+	/**
+	 * Stops an agent of own_agent(); $keep_state keeps its folder for the next one.
+	 *
+	 * @param array<string, mixed> $agent From own_agent().
+	 */
+	private function stop_own( array $agent, bool $keep_state = false ): void {
+		WsTestSupport::stop_agent( $agent );
+		if ( ! $keep_state ) {
+			WsTestSupport::remove_dir( $agent['dir'] . '/state' );
+			WsTestSupport::remove_dir( $agent['dir'] );
+		}
+	}
+
+	/**
+	 * The agent that acks each batch 0.5 s after its commit (WOOBREVO_TEST_ACK_DELAY), shared by
+	 * the pipelining tests: batches stay in flight long enough to count them.
+	 *
+	 * @return array<string, mixed> From WsTestSupport::start_agent().
+	 */
+	private function slow_agent(): array {
+		if ( ! isset( self::$slow ) ) {
+			self::$slow = $this->own_agent( array( 'WOOBREVO_TEST_ACK_DELAY' => (string) self::ACK_DELAY ) );
+		}
+		WooBrevo_Settings::set( 'agent_url', sprintf( 'ws://127.0.0.1:%d/v1/stream', self::$slow['port'] ) );
+		return self::$slow;
+	}
+
+	/**
+	 * The most batches in flight at once (received, not yet acked) the agent saw on the site's
+	 * latest connection that sent events (/status `batches_in_flight_max`).
+	 *
+	 * @param array<string, mixed> $agent From WsTestSupport::start_agent().
+	 */
+	private function most_in_flight( array $agent ): int {
+		return (int) WsTestSupport::agent_status( $agent )['sites']['default']['batches_in_flight_max'];
+	}
+
+	/**
+	 * The event ids the outbox's rows are shipped under, oldest first.
+	 *
+	 * @return string[]
+	 */
+	private function outbox_event_ids(): array {
+		global $wpdb;
+		$epoch = ( new WooBrevo_Outbox() )->epoch();
+		$ids   = $wpdb->get_col( 'SELECT id FROM ' . WooBrevo_Schema::table() . ' ORDER BY id' ); // phpcs:ignore -- no input.
+		return array_map(
+			static function ( $id ) use ( $epoch ): string {
+				return $epoch . '-' . $id;
+			},
+			$ids
+		);
+	}
+
+	/**
+	 * The agent's inbox of the default site, its event ids only.
+	 *
+	 * @param array<string, mixed> $agent From WsTestSupport::start_agent().
+	 * @return string[]
+	 */
+	private function inbox_ids( array $agent ): array {
+		return array_column( WsTestSupport::agent_inbox( $agent ), 'event_id' );
+	}
+
+	private function claimed_rows(): int {
+		global $wpdb;
+		return (int) $wpdb->get_var( 'SELECT COUNT(*) FROM ' . WooBrevo_Schema::table() . ' WHERE claimed_by IS NOT NULL' ); // phpcs:ignore -- no input.
+	}
+
+	public function test_pipelines_batches_within_max_batch(): void {
+		$this->add_rows( 23 );
+		$ids   = $this->outbox_event_ids();
+		$agent = $this->slow_agent();
+		$stats = $this->shipper()->tick();
+		$this->assertNull( $stats['error'] );
+		$this->assertSame( 23, $stats['acked'] );
+		// The agent refuses a batch over welcome.max_batch (5 here) with batch_too_large.
+		$this->assertSame( 5, $stats['batches'], 'welcome.max_batch 5 respected' );
+		$most = $this->most_in_flight( $agent );
+		$this->assertLessThanOrEqual( WooBrevo_Shipper::PIPELINE_DEPTH, $most );
+		$this->assertGreaterThan( 1, $most, 'batches sent before the earlier ones were acked' );
+		$this->assertSame( $ids, array_slice( $this->inbox_ids( $agent ), -23 ), 'each row stored once, in order' );
+		$this->assertSame( 0, ( new WooBrevo_Outbox() )->depth() );
+	}
+
+	public function test_pipeline_depth_filter_of_one_waits_for_each_ack(): void {
+		$this->add_rows( 12 );
+		$agent = $this->slow_agent();
+		$depth = static function (): int {
+			return 1;
+		};
+		add_filter( 'woobrevo_ship_pipeline_depth', $depth );
+		try {
+			$stats = $this->shipper()->tick();
+		} finally {
+			remove_filter( 'woobrevo_ship_pipeline_depth', $depth );
+		}
+		$this->assertNull( $stats['error'] );
+		$this->assertSame( 12, $stats['acked'] );
+		$this->assertSame( 3, $stats['batches'] );
+		$this->assertSame( 1, $this->most_in_flight( $agent ) );
+	}
+
+	public function test_acks_of_several_batches_at_once(): void {
+		// The agent holds each ack 0.5 s after its commit: the acks of the batches in flight
+		// arrive together, and the shipper takes the ones after the oldest as they come
+		// (already read) instead of waiting again. 8 batches: 2 rounds of 0.5 s when
+		// pipelined, at least 8 x 0.5 s when each ack is awaited before the next batch.
+		$this->add_rows( 40 );
+		$agent = $this->slow_agent();
+		$t0    = microtime( true );
+		$stats = $this->shipper()->tick();
+		$took  = microtime( true ) - $t0;
+		$this->assertNull( $stats['error'] );
+		$this->assertSame( 40, $stats['sent'] );
+		$this->assertSame( 40, $stats['acked'] );
+		$this->assertSame( 8, $stats['batches'] );
+		$this->assertGreaterThanOrEqual( 3, $this->most_in_flight( $agent ) );
+		$this->assertGreaterThanOrEqual( 2 * self::ACK_DELAY, $took );
+		$this->assertLessThan( 5 * self::ACK_DELAY, $took, 'acks of several batches handled without a wait each' );
+		$this->assertSame( 0, ( new WooBrevo_Outbox() )->depth() );
+	}
+
+	public function test_agent_closing_mid_pipeline_keeps_the_unacked_rows(): void {
+		$this->add_rows( 30 );
+		$ids = $this->outbox_event_ids();
+		// The second batch fails to store: the agent acks the first, closes 1011 "store failed;
+		// resend later". Acks held 0.3 s, so the batches after it are in flight by then (some
+		// may be stored, none is acked).
+		$agent = $this->own_agent(
+			array(
+				'WOOBREVO_TEST_FAIL_STORE_BATCH' => '2',
+				'WOOBREVO_TEST_ACK_DELAY'        => '0.3',
+			)
+		);
+		try {
+			$stats  = $this->shipper()->tick();
+			$stored = $this->inbox_ids( $agent );
+			$most   = $this->most_in_flight( $agent );
+			$this->stop_own( $agent, true );
+			$this->assertStringContainsString( '1011', (string) $stats['error'] );
+			$this->assertStringContainsString( 'store failed; resend later', (string) $stats['error'] );
+			$this->assertSame( 5, $stats['acked'], 'only the first batch was acked' );
+			$this->assertGreaterThanOrEqual( 15, $stats['sent'] );
+			$this->assertGreaterThan( 2, $most, 'the close came mid-pipeline' );
+			$this->assertSame( array_slice( $ids, 0, 5 ), array_slice( $stored, 0, 5 ) );
+			$this->assertSame( array(), array_intersect( array_slice( $ids, 5, 5 ), $stored ), 'nothing of the failed batch stored' );
+			$this->assertSame( 25, ( new WooBrevo_Outbox() )->depth(), 'the acked batch deleted, the unacked ones kept' );
+			$this->assertSame( array_slice( $ids, 5 ), $this->outbox_event_ids() );
+			$this->assertSame( 0, $this->claimed_rows(), 'and released for the next tick' );
+			$this->assertSame( 1, $this->shipper()->backoff()['failures'] );
+
+			// A normal agent on the same store takes the rest: each row sent once more, the ones
+			// already stored but not acked are replays; nothing lost, nothing twice.
+			$agent = $this->own_agent( array(), $agent['dir'] );
+			update_option( WooBrevo_Shipper::BACKOFF_UNTIL_OPTION, time() - 1 );
+			$stats = $this->shipper()->tick();
+			$inbox = $this->inbox_ids( $agent );
+			$this->assertNull( $stats['error'] );
+			$this->assertSame( 25, $stats['sent'] );
+			$this->assertSame( 25, $stats['acked'] );
+			$this->assertSame( 0, ( new WooBrevo_Outbox() )->depth() );
+			sort( $ids );
+			sort( $inbox );
+			$this->assertSame( $ids, $inbox, 'every row stored once' );
+		} finally {
+			$this->stop_own( $agent );
+		}
+	}
+
+	public function test_vanished_and_deleted_objects_in_one_batch(): void {
+		global $wpdb;
+		$order = wc_create_order();
+		$order->set_billing_email( 'kept@example.com' );
+		$order->save();
+		$gone = wc_create_order();
+		$gone->save();
+		$gone_id = $gone->get_id();
+		$wpdb->query( 'DELETE FROM ' . WooBrevo_Schema::table() ); // phpcs:ignore -- test setup, no input.
+		WooBrevo_Outbox::reset_request();
+		$outbox = new WooBrevo_Outbox();
+		$outbox->add( 'order', $order->get_id(), 'updated' );
+		$outbox->add( 'order', $gone_id, 'updated' );
+		$outbox->add( 'order', 424242, 'deleted' );
+		WooBrevo_Outbox::reset_request();
+		// The object goes between capture and ship without a hook firing (a direct SQL delete).
+		$wpdb->delete( $wpdb->posts, array( 'ID' => $gone_id ) );
+		if ( WooBrevo_Capture::hpos_enabled() && $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->prefix . 'wc_orders' ) ) ) {
+			// Real HPOS keeps the order in its own table (the post is only a placeholder; the double has no table).
+			$wpdb->delete( $wpdb->prefix . 'wc_orders', array( 'id' => $gone_id ) );
+		}
+		clean_post_cache( $gone_id );
+		wp_cache_flush(); // Real WooCommerce also caches orders in the object cache.
+		$ids   = $this->outbox_event_ids();
+		$stats = $this->shipper()->tick();
+		$this->assertNull( $stats['error'] );
+		$this->assertSame( 3, $stats['acked'] );
+		$this->assertSame( 1, $stats['batches'] );
+		$events = array_slice( WsTestSupport::agent_inbox( self::$agent ), -3 );
+		$this->assertSame( $ids, array_column( $events, 'event_id' ), 'stored by the agent' );
+		$this->assertSame( 'order.updated', $events[0]['topic'] );
+		$this->assertSame( $order->get_id(), $events[0]['payload']['id'] );
+		$this->assertGreaterThan( 2, count( $events[0]['payload'] ), 'the REST order' );
+		$this->assertSame( array( 'order.deleted', array( 'id' => $gone_id ) ), array( $events[1]['topic'], $events[1]['payload'] ), 'vanished: shipped as deleted' );
+		$this->assertSame( array( 'order.deleted', array( 'id' => 424242 ) ), array( $events[2]['topic'], $events[2]['payload'] ) );
+		$this->assertSame( 0, $outbox->depth() );
+		$order->delete( true );
 	}
 
 	public function test_stream_keeps_one_connection_and_ships_new_rows(): void {

@@ -117,9 +117,11 @@ final class WsTestSupport {
 	 * @param string               $dir       Temp dir for the config, state and log.
 	 * @param array<string, mixed> $agent     Extra keys under `agent` (stream limits, tls…).
 	 * @param array<int, array{id: string, token: string}> $sites Sites and their tokens.
+	 * @param array<string, mixed> $extra     Other top-level config keys, merged in.
+	 * @param array<string, string> $env      Extra environment variables (e.g. the agent's WOOBREVO_TEST_* faults, agent/cli.py).
 	 * @return array{process: resource, port: int, http_port: int, log: string, dir: string}
 	 */
-	public static function start_agent( string $dir, array $agent = array(), array $sites = array(), array $extra = array() ): array {
+	public static function start_agent( string $dir, array $agent = array(), array $sites = array(), array $extra = array(), array $env = array() ): array {
 		$port      = self::free_port();
 		$http_port = self::free_port();
 		$entries   = array();
@@ -152,7 +154,7 @@ final class WsTestSupport {
 		file_put_contents( "$dir/agent.yaml", json_encode( $config, JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES ) );
 		$log     = "$dir/agent.log";
 		$cmd     = array( self::python(), '-m', 'agent.cli', 'run', '--config', "$dir/agent.yaml" );
-		$process = proc_open( $cmd, array( 0 => array( 'file', '/dev/null', 'r' ), 1 => array( 'file', $log, 'a' ), 2 => array( 'file', $log, 'a' ) ), $pipes, dirname( __DIR__, 3 ) );
+		$process = proc_open( $cmd, array( 0 => array( 'file', '/dev/null', 'r' ), 1 => array( 'file', $log, 'a' ), 2 => array( 'file', $log, 'a' ) ), $pipes, dirname( __DIR__, 3 ), array() === $env ? null : array_merge( getenv(), $env ) );
 		if ( ! is_resource( $process ) ) {
 			throw new RuntimeException( 'cannot start the agent' );
 		}
@@ -196,6 +198,42 @@ final class WsTestSupport {
 			proc_terminate( $agent['process'], 9 );
 		}
 		proc_close( $agent['process'] );
+	}
+
+	/**
+	 * The agent's /status document (docs/doors.md).
+	 *
+	 * @param array<string, mixed> $agent What start_agent() returned.
+	 * @return array<string, mixed>
+	 */
+	public static function agent_status( array $agent ): array {
+		$status = json_decode( (string) @file_get_contents( sprintf( 'http://127.0.0.1:%d/status', $agent['http_port'] ) ), true );
+		if ( ! is_array( $status ) ) {
+			throw new RuntimeException( "no /status from the agent:\n" . (string) @file_get_contents( $agent['log'] ) );
+		}
+		return $status;
+	}
+
+	/**
+	 * The events a site's stream stored in the agent's inbox, oldest first, read from its SQLite
+	 * file (PHP here has no SQLite driver: the project's Python reads it).
+	 *
+	 * @param array<string, mixed> $agent What start_agent() returned.
+	 * @return array<int, array{event_id: string, topic: string, payload: mixed}>
+	 */
+	public static function agent_inbox( array $agent, string $site = 'default' ): array {
+		$config = json_decode( (string) file_get_contents( $agent['dir'] . '/agent.yaml' ), true );
+		$script = 'import json, sqlite3, sys; db = sqlite3.connect(sys.argv[1]); '
+			. 'print(json.dumps([{"event_id": e, "topic": t, "payload": json.loads(p)} for e, t, p in '
+			. 'db.execute("SELECT event_id, topic, payload FROM inbox WHERE site = ? ORDER BY seq", (sys.argv[2],))]))';
+		$cmd    = array( self::python(), '-c', $script, $config['agent']['state_dir'] . '/woobrevo.sqlite3', $site );
+		$proc   = proc_open( $cmd, array( 1 => array( 'pipe', 'w' ), 2 => array( 'pipe', 'w' ) ), $pipes );
+		$out    = stream_get_contents( $pipes[1] );
+		$err    = stream_get_contents( $pipes[2] );
+		if ( 0 !== proc_close( $proc ) || ! is_array( $rows = json_decode( (string) $out, true ) ) ) {
+			throw new RuntimeException( "cannot read the agent's inbox: $err" );
+		}
+		return $rows;
 	}
 
 	/**

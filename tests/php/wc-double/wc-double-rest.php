@@ -1,9 +1,12 @@
 <?php
 /**
- * WooCommerce test double: GET routes for single objects under wc/v3, with WooCommerce's
- * permission checks and error codes. Bodies start from real WooCommerce 10.0.2 responses
+ * WooCommerce test double: GET routes for single objects under wc/v3, and their collections
+ * filtered by `include` (with `per_page`, `page`, `orderby`, `order`, and `role` for customers),
+ * with WooCommerce's permission checks and error codes. Bodies start from real WooCommerce 10.0.2 responses
  * (templates/, copied from shared/reference/woocommerce/real-10.0.2/rest/) so every key is there,
- * and the fields the double models are overwritten with the stored object.
+ * and the fields the double models are overwritten with the stored object. templates/product.json is
+ * 35-product_create_simple without permalink_template and generated_slug: that was a POST answer
+ * (context `edit`); a GET (context `view`, as rest_do_request() and webhooks use) has neither key.
  *
  * @package WooBrevo\Tests
  */
@@ -36,7 +39,150 @@ function wcd_register_rest_routes(): void {
 				'args'                => array( 'id' => array( 'type' => 'integer' ) ),
 			)
 		);
+		// The collection: the same route without its last `/(?P<id>…)`.
+		register_rest_route(
+			'wc/v3',
+			substr( $route, 0, (int) strrpos( $route, '/' ) ),
+			array(
+				'methods'             => 'GET',
+				'callback'            => static function ( WP_REST_Request $request ) use ( $resource ) {
+					return wcd_rest_list( $resource, $request );
+				},
+				'permission_callback' => static function () use ( $cap ) {
+					if ( ! current_user_can( $cap ) ) {
+						return new WP_Error( 'woocommerce_rest_cannot_view', 'Sorry, you cannot list resources.', array( 'status' => rest_authorization_required_code() ) );
+					}
+					return true;
+				},
+				'args'                => wcd_collection_params( $resource ),
+			)
+		);
 	}
+}
+
+/**
+ * The collection parameters the double reads, validated like WooCommerce's (per_page 1–100:
+ * more is a 400 rest_invalid_param). Customers order by name ascending and list the `customer`
+ * role by default; the post-backed resources by date descending.
+ */
+function wcd_collection_params( string $resource ): array {
+	$customer = 'customer' === $resource;
+	$params   = array(
+		'page'     => array(
+			'type'    => 'integer',
+			'default' => 1,
+			'minimum' => 1,
+		),
+		'per_page' => array(
+			'type'    => 'integer',
+			'default' => 10,
+			'minimum' => 1,
+			'maximum' => 100,
+		),
+		'include'  => array(
+			'type'    => 'array',
+			'items'   => array( 'type' => 'integer' ),
+			'default' => array(),
+		),
+		'order'    => array(
+			'type'    => 'string',
+			'default' => $customer ? 'asc' : 'desc',
+			'enum'    => array( 'asc', 'desc' ),
+		),
+		'orderby'  => array(
+			'type'    => 'string',
+			'default' => $customer ? 'name' : 'date',
+			'enum'    => $customer ? array( 'id', 'include', 'name', 'registered_date' ) : array( 'date', 'id', 'include', 'title', 'slug', 'modified' ),
+		),
+	);
+	if ( $customer ) {
+		$params['role'] = array(
+			'type'    => 'string',
+			'default' => 'customer',
+		);
+	}
+	return $params;
+}
+
+/**
+ * A collection page: WP_User_Query for customers, a posts query for the rest (priming the post
+ * and meta caches, as WP_Query in WooCommerce's CPT data stores does), trashed and auto-draft objects left
+ * out (WooCommerce's default status `any`), each item what the single route returns, with its
+ * `_links` as WP_REST_Controller::prepare_response_for_collection() adds them.
+ */
+function wcd_rest_list( string $resource, WP_REST_Request $request ) {
+	$per_page = (int) $request['per_page'];
+	$page     = (int) $request['page'];
+	$include  = array_values( array_filter( array_map( 'intval', (array) $request['include'] ) ) );
+	$orderby  = (string) $request['orderby'];
+	$order    = strtoupper( (string) $request['order'] );
+	if ( 'customer' === $resource ) {
+		$args = array(
+			'number'  => $per_page,
+			'paged'   => $page,
+			'order'   => $order,
+			'orderby' => array(
+				'id'              => 'ID',
+				'include'         => 'include',
+				'name'            => 'display_name',
+				'registered_date' => 'registered',
+			)[ $orderby ],
+			'fields'  => 'ID',
+		);
+		if ( $include ) {
+			$args['include'] = $include;
+		}
+		if ( 'all' !== $request['role'] ) {
+			$args['role'] = (string) $request['role'];
+		}
+		$query = new WP_User_Query( $args );
+		$ids   = array_map( 'intval', (array) $query->get_results() );
+		$total = (int) $query->get_total();
+	} else {
+		$types = array(
+			'order'     => array( 'shop_order', 'shop_order_placehold' ),
+			'product'   => array( 'product' ),
+			'variation' => array( 'product_variation' ),
+			'coupon'    => array( 'shop_coupon' ),
+		)[ $resource ];
+		// The data stores' query, in SQL: the double's order statuses are not registered post
+		// statuses, which WP_Query would drop.
+		global $wpdb;
+		$where = $wpdb->prepare( 'post_type IN (' . implode( ',', array_fill( 0, count( $types ), '%s' ) ) . ") AND post_status NOT IN ('trash', 'auto-draft')", $types );
+		if ( $include ) {
+			$where .= ' AND ID IN (' . implode( ',', $include ) . ')';
+		}
+		if ( 'variation' === $resource ) {
+			$where .= $wpdb->prepare( ' AND post_parent = %d', (int) $request['product_id'] );
+		}
+		$sort = array(
+			'date'     => "post_date {$order}, ID {$order}",
+			'id'       => "ID {$order}",
+			'include'  => 'FIELD(ID, ' . implode( ',', $include ? $include : array( 0 ) ) . ')',
+			'title'    => "post_title {$order}",
+			'slug'     => "post_name {$order}",
+			'modified' => "post_modified {$order}, ID {$order}",
+		)[ $orderby ];
+		$ids   = array_map( 'intval', $wpdb->get_col( "SELECT ID FROM {$wpdb->posts} WHERE {$where} ORDER BY {$sort} LIMIT " . ( ( $page - 1 ) * $per_page ) . ', ' . $per_page ) ); // phpcs:ignore -- built from integers and prepared parts.
+		$total = (int) $wpdb->get_var( "SELECT COUNT(*) FROM {$wpdb->posts} WHERE {$where}" ); // phpcs:ignore -- as above.
+		// As WP_Query does for a page of posts: their rows and meta in two queries.
+		_prime_post_caches( $ids, false, true );
+	}
+	$items = array();
+	foreach ( $ids as $id ) {
+		$item = wcd_rest_item( $resource, (int) $id, (int) $request['product_id'] );
+		if ( is_wp_error( $item ) ) {
+			continue; // What the single route would not return either.
+		}
+		$data           = $item->get_data();
+		$links          = WP_REST_Server::get_compact_response_links( $item );
+		$data['_links'] = $links;
+		$items[]        = $data;
+	}
+	$response = rest_ensure_response( $items );
+	$response->header( 'X-WP-Total', (string) $total );
+	$response->header( 'X-WP-TotalPages', (string) (int) ceil( $total / max( 1, $per_page ) ) );
+	return $response;
 }
 
 function wcd_template( string $name ): array {
@@ -63,7 +209,11 @@ function wcd_rest_error( string $code, string $message, int $status ): WP_Error 
 }
 
 function wcd_rest_get( string $resource, WP_REST_Request $request ) {
-	$id = (int) $request['id'];
+	return wcd_rest_item( $resource, (int) $request['id'], (int) $request['product_id'] );
+}
+
+/** One object as its single route returns it (a variation only under its parent $parent). */
+function wcd_rest_item( string $resource, int $id, int $parent ) {
 	switch ( $resource ) {
 		case 'customer':
 			$user = $id ? get_userdata( $id ) : false;
@@ -91,7 +241,6 @@ function wcd_rest_get( string $resource, WP_REST_Request $request ) {
 			break;
 		case 'variation':
 			$variation = wc_get_product( $id );
-			$parent    = (int) $request['product_id'];
 			if ( ! $variation || 'variation' !== $variation->get_type() || (int) $variation->get_parent_id() !== $parent ) {
 				return wcd_rest_error( 'woocommerce_rest_product_variation_invalid_id', 'Invalid ID.', 404 );
 			}
