@@ -243,13 +243,20 @@ final class ShipperTest extends TestCase {
 		$before   = $this->metric( 'woobrevo_events_in_total' );
 		$replayed = $this->metric( 'woobrevo_events_replayed_total' );
 		$procs    = array();
+		$start_at = sprintf( '%.3f', microtime( true ) + 4 ); // after both have loaded WordPress.
 		for ( $i = 0; $i < 2; $i++ ) {
 			$procs[] = proc_open(
 				array( PHP_BINARY, __DIR__ . '/shipper_worker.php' ),
 				array( 1 => array( 'pipe', 'w' ), 2 => array( 'pipe', 'w' ) ),
 				$pipes[ $i ],
 				null,
-				array_merge( getenv(), array( 'WOOBREVO_WP_DIR' => getenv( 'WOOBREVO_WP_DIR' ) ) )
+				array_merge(
+					getenv(),
+					array(
+						'WOOBREVO_WP_DIR'   => getenv( 'WOOBREVO_WP_DIR' ),
+						'WOOBREVO_START_AT' => $start_at,
+					)
+				)
 			);
 		}
 		$results = array();
