@@ -33,6 +33,7 @@ from streamkit import (
     machine,
     percentile,
     start_agent,
+    start_brevo_fake,
     stop_agent,
     write_config,
 )
@@ -122,14 +123,21 @@ async def fresh_agent(args: argparse.Namespace) -> AsyncIterator[tuple[int, dict
     """A new agent on a new state folder: each phase starts with an empty inbox, so the
     latency phases are not measured while the worker still processes the sustained phase."""
     with tempfile.TemporaryDirectory() as tmp:
-        config, tokens, port, http_port = write_config(
-            Path(tmp), max(args.connections, 2), args.processing
-        )
-        proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
+        fake, base_url = (None, None)
+        if args.brevo == "fake":
+            fake, base_url = await start_brevo_fake(Path(tmp))
         try:
-            yield port, tokens, http_port
+            config, tokens, port, http_port = write_config(
+                Path(tmp), max(args.connections, 2), args.processing, base_url
+            )
+            proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
+            try:
+                yield port, tokens, http_port
+            finally:
+                await stop_agent(proc)
         finally:
-            await stop_agent(proc)
+            if fake is not None:
+                await stop_agent(fake)
 
 
 async def backlog(http_port: int) -> int:
@@ -197,6 +205,13 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--brevo",
+        choices=["dry-run", "fake"],
+        default="dry-run",
+        help="dry-run (the forwarder sends as fast as it can, nowhere) or the Brevo fake with"
+        " the general plan's real rate limits (the pace of a real account)",
+    )
     parser.add_argument(
         "--processing",
         choices=["process", "inline"],

@@ -42,10 +42,11 @@ def free_port() -> int:
 
 
 def write_config(
-    directory: Path, sites: int, processing: str = "process"
+    directory: Path, sites: int, processing: str = "process", brevo: str | None = None
 ) -> tuple[Path, dict[str, str], int, int]:
-    """A config with `sites` sites (s0, s1…), each with its own token; Brevo dry-run;
-    `processing` as `agent.processing` (process: doors and worker in two processes)."""
+    """A config with `sites` sites (s0, s1…), each with its own token; `processing` as
+    `agent.processing` (process: doors and worker in two processes); Brevo dry-run, or the
+    Brevo fake at `brevo` (its base URL; see `start_brevo_fake`)."""
     tokens = {f"s{i}": new_token() for i in range(sites)}
     stream_port, http_port = free_port(), free_port()
     data = {
@@ -55,12 +56,40 @@ def write_config(
             "log_level": "warning",
             "processing": processing,
         },
-        "brevo": {"dry_run": True},
-        "sites": [{"id": sid, "token_sha256": token_hash(tok)} for sid, tok in tokens.items()],
+        "brevo": (
+            {"dry_run": True}
+            if brevo is None
+            else {"dry_run": False, "base_url": brevo, "api_key": BREVO_FAKE_KEY}
+        ),
+        # One Brevo account for every site: each needs its own id prefix (agent/config.py).
+        "sites": [
+            {"id": sid, "token_sha256": token_hash(tok), "brevo_id_prefix": f"{sid}-"}
+            for sid, tok in tokens.items()
+        ],
     }
     path = directory / "bench.yaml"
     path.write_text(yaml.safe_dump(data))
     return path, tokens, stream_port, http_port
+
+
+BREVO_FAKE_KEY = "xkeysib-bench-0000000000000000000000000000000000000000"
+
+
+async def start_brevo_fake(directory: Path) -> tuple[asyncio.subprocess.Process, str]:
+    """The Brevo fake (tests/fakes/brevo.py) in its own process, answering as Brevo does with
+    the general plan's real limits (429 past them); returns it and the base URL to use."""
+    port_file = directory / "brevo.port"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.fakes.brevo", "--port", "0", "--port-file", str(port_file),
+        "--api-key", BREVO_FAKE_KEY, "--plan", "general", "--enforce-limits",
+        cwd=ROOT, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        while not port_file.exists():
+            if proc.returncode is not None:
+                raise RuntimeError("the Brevo fake did not start")
+            await asyncio.sleep(0.1)
+    return proc, f"http://127.0.0.1:{port_file.read_text().strip()}/v3"
 
 
 def agent_command(config: Path, *, ingest_only: bool = False) -> list[str]:
