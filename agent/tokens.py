@@ -186,18 +186,26 @@ class TokenRegistry:
         return await self.authenticate_digest(token_hash(token))
 
     async def authenticate_digest(self, digest: str) -> str | None:
-        """The site a token's SHA-256 names now, or None: the handshake's check, and the
-        stream door's re-check of open connections (a revoked token closes them)."""
+        """The site a token's SHA-256 names now, or None (the handshake's check)."""
         self.refresh()
+        # The store is looked up by the hash itself: lookup timing can only tell an attacker
+        # about hashes of tokens they already hold, never about an unknown token.
+        return self._site_for(digest, await self.store.get_meta(STORE_PREFIX + digest))
+
+    async def sites_for(self, digests: Collection[str]) -> dict[str, str | None]:
+        """What `authenticate_digest` says of each hash, from one read of the store: the stream
+        door re-checks every open connection with it (a revoked token closes them)."""
+        self.refresh()
+        stored = await self.store.meta_items(STORE_PREFIX)
+        return {d: self._site_for(d, stored.get(STORE_PREFIX + d)) for d in set(digests)}
+
+    def _site_for(self, digest: str, raw: str | None) -> str | None:
         # Compare against every configured hash without stopping early, so the time taken
         # does not depend on which hash (if any) matched.
         from_config: str | None = None
         for known, named in self._config:
             if hmac.compare_digest(known, digest):
                 from_config = named
-        # The store is looked up by the hash itself: lookup timing can only tell an attacker
-        # about hashes of tokens they already hold, never about an unknown token.
-        raw = await self.store.get_meta(STORE_PREFIX + digest)
         rec = _record(STORE_PREFIX + digest, raw) if raw is not None else None
         if rec is not None and rec.revoked_at is not None:
             log.info("revoked token %s refused", digest[:12])

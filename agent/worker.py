@@ -128,6 +128,8 @@ class WorkerLink:
             limit=16 * 1024 * 1024,  # a report line with many sites' series
         )
         log.info("worker process %d started", self.proc.pid)
+        # The dead worker's reader has ended with its pipe: keep only live tasks.
+        self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(asyncio.create_task(self._read(self.proc), name="worker-read"))
 
     async def _read(self, proc: asyncio.subprocess.Process) -> None:

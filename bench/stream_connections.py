@@ -6,7 +6,7 @@
 Generates a config with `--sites` sites, each with its own token, starts `woobrevo-agent run`
 (Brevo dry-run) in a subprocess, opens one websocket per site from this process (hello →
 welcome) and samples the agent's memory, its doors process and its worker together (RSS from
-/proc/PID/status and PSS from /proc/PID/smaps_rollup; streamkit.rss_mb says why both), while:
+/proc/PID/status and PSS from /proc/PID/smaps_rollup; streamkit.memory_mb says why both), while:
 
 1. idle: every site connected, nothing sent (keepalive pings only), for `--idle-seconds`;
 2. spread load: `--rate` events/s in `--batch`-event batches (default 100; REST orders, ~3 KB
@@ -29,8 +29,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from streamkit import HELLO, batch_message, machine, rss_mb, start_agent, stop_agent, write_config
-from websockets.asyncio.client import ClientConnection, connect
+from streamkit import (
+    batch_message,
+    machine,
+    memory_mb,
+    open_site,
+    start_agent,
+    stop_agent,
+    write_config,
+)
+from websockets.asyncio.client import ClientConnection
 
 
 class Sampler:
@@ -42,7 +50,7 @@ class Sampler:
         self._task: asyncio.Task[None] | None = None
 
     def _sample(self) -> None:
-        rss, pss = rss_mb(self.pid)
+        rss, pss = memory_mb(self.pid)
         self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
 
     async def _run(self) -> None:
@@ -61,19 +69,6 @@ class Sampler:
         self._sample()
 
 
-async def open_site(port: int, token: str) -> ClientConnection:
-    ws = await connect(
-        f"ws://127.0.0.1:{port}/v1/stream",
-        additional_headers={"Authorization": f"Bearer {token}"},
-        compression=None,
-        max_size=None,
-        open_timeout=60,
-    )
-    await ws.send(json.dumps(HELLO))
-    assert json.loads(await ws.recv())["type"] == "welcome"
-    return ws
-
-
 async def send_and_ack(ws: ClientConnection, text: str) -> float:
     t = time.perf_counter()
     await ws.send(text)
@@ -88,7 +83,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         config, tokens, port, http_port = write_config(Path(tmp), args.sites)
         proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
         try:
-            out["rss_started_mb"] = round(rss_mb(proc.pid)[0], 1)
+            out["rss_started_mb"] = round(memory_mb(proc.pid)[0], 1)
             t0 = time.perf_counter()
             conns: list[ClientConnection] = []
             for i in range(0, args.sites, 50):
@@ -97,7 +92,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             out["connect_seconds"] = round(time.perf_counter() - t0, 2)
             with Sampler(proc.pid) as idle:
                 await asyncio.sleep(args.idle_seconds)
-            out["idle"] = {"connections": len(conns), "rss_mb": round(rss_mb(proc.pid)[0], 1),
+            out["idle"] = {"connections": len(conns), "rss_mb": round(memory_mb(proc.pid)[0], 1),
                            "peak_rss_mb": round(idle.peak, 1),
                            "peak_pss_mb": round(idle.peak_pss, 1)}  # fmt: skip
 
@@ -151,7 +146,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "peak_rss_mb": round(burst.peak, 1),
                 "peak_pss_mb": round(burst.peak_pss, 1),
             }
-            out["rss_end_mb"], out["pss_end_mb"] = (round(x, 1) for x in rss_mb(proc.pid))
+            out["rss_end_mb"], out["pss_end_mb"] = (round(x, 1) for x in memory_mb(proc.pid))
             await asyncio.gather(*(ws.close() for ws in conns))
         finally:
             await stop_agent(proc)

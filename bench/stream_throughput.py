@@ -28,29 +28,17 @@ from pathlib import Path
 from typing import Any
 
 from streamkit import (
-    HELLO,
     batch_message,
     machine,
+    open_site,
     percentile,
     start_agent,
     start_brevo_fake,
     stop_agent,
     write_config,
 )
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
-
-
-async def open_site(port: int, token: str) -> ClientConnection:
-    ws = await connect(
-        f"ws://127.0.0.1:{port}/v1/stream",
-        additional_headers={"Authorization": f"Bearer {token}"},
-        compression=None,
-        max_size=None,
-    )
-    await ws.send(json.dumps(HELLO))
-    assert json.loads(await ws.recv())["type"] == "welcome"
-    return ws
 
 
 async def sustained(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +33,20 @@ HELLO = {
 
 # The environment packaging/woobrevo-agent.service gives the agent (see there).
 AGENT_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
+async def open_site(port: int, token: str) -> ClientConnection:
+    """A site's websocket to the agent, past hello → welcome (the plugin's first exchange)."""
+    ws = await connect(
+        f"ws://127.0.0.1:{port}/v1/stream",
+        additional_headers={"Authorization": f"Bearer {token}"},
+        compression=None,
+        max_size=None,
+        open_timeout=60,  # 500 sites connecting at once on a loaded machine
+    )
+    await ws.send(json.dumps(HELLO))
+    assert json.loads(await ws.recv())["type"] == "welcome"
+    return ws
 
 
 def free_port() -> int:
@@ -152,7 +167,7 @@ async def stop_agent(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
+def memory_mb(pid: int) -> tuple[float, float]:
     """(RSS, PSS) in MB of a process plus its children (the agent's worker process).
 
     RSS counts a page each time a process maps it: the libraries both processes load (Python,

@@ -120,6 +120,7 @@ class _SiteConnection(ServerConnection):
     recv_messages, pending_pings, as in websockets 17): tests/agent/test_stream_admission.py."""
 
     site: str = ""
+    token_sha256: str = ""  # the hash of its token, for the re-checks (never the token)
     read_slots: _ReadSlots  # set by _bound_to()
     _slot = False  # holds a read slot
     _waiting = False  # paused until a read slot frees up
@@ -349,8 +350,9 @@ class StreamServer:
             resp.headers["Retry-After"] = str(int(wait + 0.999))
             return resp
         token = protocol.bearer_token(request.headers.get("Authorization"))
-        site = await self.tokens.authenticate(token)
-        if site is None:
+        digest = token_hash(token) if token else None
+        site = await self.tokens.authenticate_digest(digest) if digest else None
+        if site is None or digest is None:
             self.throttle.failure(addr, now)
             reason = "no_token" if token is None else "bad_token"
             self.app.metrics.inc("woobrevo_stream_refused_total", reason=reason)
@@ -359,7 +361,7 @@ class StreamServer:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="woobrevo"'
             return resp
         assert isinstance(conn, _SiteConnection)
-        conn.site = site
+        conn.site, conn.token_sha256 = site, digest
         return None
 
     # -- connection -----------------------------------------------------------------------
@@ -372,8 +374,7 @@ class StreamServer:
         link["remote"] = _address(ws)
         self._gauge(site, link)
         log.info("site %s connected from %s", site, link["remote"])
-        auth = ws.request.headers.get("Authorization") if ws.request is not None else None
-        self._digests[ws] = token_hash(protocol.bearer_token(auth) or "")
+        self._digests[ws] = ws.token_sha256
         try:
             await self._serve(ws, site, link)
         except ConnectionClosed as exc:
@@ -389,15 +390,17 @@ class StreamServer:
         reconnect (docs/protocol.md, "Connection")."""
         while True:
             await asyncio.sleep(TOKEN_RECHECK)
+            if not self._digests:
+                continue
+            try:  # one read of the store for every connection, not one each
+                now_names = await self.tokens.sites_for(self._digests.values())
+            except Exception:  # the store is busy or failing: keep the connections, retry
+                log.exception("re-checking stream tokens failed")
+                continue
             for ws, digest in list(self._digests.items()):
                 assert isinstance(ws, _SiteConnection)
-                try:
-                    site = await self.tokens.authenticate_digest(digest)
-                except Exception:  # the store is busy or failing: keep the connection, retry
-                    log.exception("re-checking stream tokens failed")
-                    break
-                if site == ws.site:
-                    continue
+                if digest not in now_names or now_names[digest] == ws.site:
+                    continue  # still good, or connected since the read
                 self._digests.pop(ws, None)
                 self.app.metrics.inc("woobrevo_stream_refused_total", reason="revoked")
                 err = ProtocolError(
