@@ -60,7 +60,13 @@ class App:
         self.metrics = Metrics()
         self.clock = clock
         # Only the process that sends Brevo jobs hands a crash's in-flight jobs back.
-        self.store = SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3", recover=role != "doors")
+        # The worker leaves the write lock free for a moment after each of its commits, so a
+        # door waiting to store a batch (an ack the plugin waits for) goes first.
+        self.store = SqliteStore(
+            cfg.agent.state_dir / "woobrevo.sqlite3",
+            recover=role != "doors",
+            yield_writes=0.001 if role == "worker" else 0.0,
+        )
         self.processor = Processor(self)
         self.forwarder = Forwarder(self)
         self.with_doors = doors and role != "worker"

@@ -157,13 +157,12 @@ class AccountWorker:
                 if now < self.paused_until:
                     await asyncio.sleep(self.paused_until - now)
                     continue
-                counts = await store.pending_counts(self.account, now)
-                depth = counts.get(kind, 0)
+                depth = await store.pending_count(self.account, kind, now)
                 self.app.metrics.set(
                     "woobrevo_queue_depth", depth, account=self.account, kind=kind.value
                 )
                 if depth == 0:
-                    due = await store.next_due(self.account)
+                    due = await store.next_due(self.account, kind)
                     await self._sleep(5.0 if due is None else max(0.05, min(5.0, due - now)))
                     continue
                 plan = choose(kind, depth, self.budgets, now, self.cfg.live_window)
@@ -194,9 +193,11 @@ class AccountWorker:
                     jobs = await store.claim(
                         self.account,
                         kind,
-                        plan.size,
+                        # A coupon job is a whole collection's codes: one request each.
+                        1 if kind is Kind.COUPON else plan.size,
                         self.now(),
                         single=None if not plan.batch else False,
+                        by_lists=plan.batch and kind is Kind.CONTACT,
                     )
                     if not jobs and plan.batch:
                         jobs = await store.claim(self.account, kind, 1, self.now())

@@ -128,8 +128,8 @@ async def fresh_agent(args: argparse.Namespace) -> AsyncIterator[tuple[int, dict
                 await stop_agent(fake)
 
 
-async def backlog(http_port: int) -> int:
-    """Events stored but not processed, plus Brevo jobs not sent, over every site."""
+async def backlog(http_port: int) -> dict[str, int]:
+    """Events stored but not processed, and Brevo jobs not sent, over every site."""
     import aiohttp
 
     async with (
@@ -137,10 +137,11 @@ async def backlog(http_port: int) -> int:
         s.get(f"http://127.0.0.1:{http_port}/status") as r,
     ):
         doc = await r.json()
-    return sum(
-        site["backlog"]["inbox_depth"] + site["backlog"]["pending_jobs"]
-        for site in doc["sites"].values()
-    )
+    sites = doc["sites"].values()
+    return {
+        "events": sum(site["backlog"]["inbox_depth"] for site in sites),
+        "jobs": sum(site["backlog"]["pending_jobs"] for site in sites),
+    }
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:

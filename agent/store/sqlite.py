@@ -1,9 +1,12 @@
 """The SQLite backend: one file in WAL mode, owned by one thread.
 
 Every method runs on a single worker thread that owns the connection (sqlite3 objects are not
-shared across threads), so the asyncio loop never blocks on the disk and writes never contend.
+shared across threads), so the asyncio loop never blocks on the disk and a process's writes
+never contend with each other. Two processes (the doors and the worker, agent/worker.py) share
+the file: see `_Tx` for how one waits for the other's write.
 Durability: `synchronous=FULL` in WAL mode, so a commit that returned survives a power cut, not
-only a kill -9; a door acks only after `ingest` returned.
+only a kill -9; a door acks only after `ingest` returned. Claims and retries are the exception
+(docs/durability.md, "Commits that do not wait for the disk").
 """
 
 from __future__ import annotations
@@ -87,6 +90,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (account, kind, state, id);
 CREATE INDEX IF NOT EXISTS jobs_key ON jobs (account, key, state);
+CREATE INDEX IF NOT EXISTS jobs_inflight ON jobs (account, key) WHERE state = 1;
+-- the forwarder's "how many of a kind are due, and when is the next one", from the index alone
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (account, state, kind, not_before);
 CREATE TABLE IF NOT EXISTS forwarded (
     account TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -124,6 +130,12 @@ CREATE TABLE IF NOT EXISTS stats (
 
 # Job states.
 PENDING, INFLIGHT = 0, 1
+
+# How long a write waits for another process's write transaction before it fails.
+BUSY_TIMEOUT = 5.0
+# How often a waiting write tries again (SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20,
+# 25 ms…: a write waiting behind a 30 ms one would wait 33 or 53 ms).
+BUSY_STEP = 0.0002
 # Inbox states.
 NEW, DONE = 0, 1
 
@@ -166,8 +178,13 @@ class DeadLetter:
 class SqliteStore:
     """The embedded store. Use as `async with SqliteStore(path) as store:`."""
 
-    def __init__(self, path: str | Path, *, recover: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, recover: bool = True, yield_writes: float = 0.0
+    ) -> None:
         self.path = Path(path)
+        # yield_writes: seconds this connection leaves the write lock free after each of its
+        # commits, so that another process's waiting write (the doors' acks) goes first.
+        self._pace = _Pace(yield_writes)
         # recover=False for short-lived tools (`token`, `deadletters` CLIs) that open the file
         # beside a running agent: they must not hand the agent's in-flight jobs back to the queue.
         self.recover = recover
@@ -198,7 +215,7 @@ class SqliteStore:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
-        db.execute("PRAGMA busy_timeout=5000")
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
         db.execute(
@@ -224,8 +241,8 @@ class SqliteStore:
         assert self._db is not None, "store is not open"
         return self._db
 
-    def _tx(self) -> _Tx:
-        return _Tx(self.db)
+    def _tx(self, *, sync: bool = True) -> _Tx:
+        return _Tx(self.db, self._pace, sync=sync)
 
     # -- doors ----------------------------------------------------------------------------
 
@@ -479,73 +496,96 @@ class SqliteStore:
 
     # -- jobs -----------------------------------------------------------------------------
 
-    async def pending_counts(self, account: str, now: float) -> dict[Kind, int]:
-        """Claimable jobs per kind for one Brevo account."""
-        return await self._run(self._pending_counts, account, now)
-
-    def _pending_counts(self, account: str, now: float) -> dict[Kind, int]:
-        rows = self.db.execute(
-            "SELECT kind, COUNT(*) FROM jobs WHERE account=? AND state=0 AND not_before<=?"
-            " GROUP BY kind",
-            (account, now),
-        ).fetchall()
-        return {Kind(k): n for k, n in rows}
-
-    async def next_due(self, account: str) -> float | None:
-        """The earliest not_before among pending jobs (to sleep until then)."""
+    async def pending_count(self, account: str, kind: Kind, now: float) -> int:
+        """Claimable jobs of one kind for one Brevo account."""
         return await self._run(
             lambda: self.db.execute(
-                "SELECT MIN(not_before) FROM jobs WHERE account=? AND state=0", (account,)
+                "SELECT COUNT(*) FROM jobs WHERE account=? AND state=0 AND kind=?"
+                " AND not_before<=?",
+                (account, kind.value, now),
+            ).fetchone()[0]
+        )
+
+    async def next_due(self, account: str, kind: Kind) -> float | None:
+        """The earliest not_before among a kind's pending jobs (to sleep until then)."""
+        return await self._run(
+            lambda: self.db.execute(
+                "SELECT MIN(not_before) FROM jobs WHERE account=? AND state=0 AND kind=?",
+                (account, kind.value),
             ).fetchone()[0]
         )
 
     async def claim(
-        self, account: str, kind: Kind, limit: int, now: float, *, single: bool | None = None
+        self,
+        account: str,
+        kind: Kind,
+        limit: int,
+        now: float,
+        *,
+        single: bool | None = None,
+        by_lists: bool = False,
     ) -> list[Job]:
-        """Claim up to `limit` due jobs of a kind, oldest first, skipping keys already in flight."""
-        return await self._write(lambda db: self._claim(db, account, kind, limit, now, single))
+        """Claim up to `limit` due jobs of a kind, oldest first, skipping keys already in flight.
+
+        `by_lists` (contacts for `/contacts/import`, which takes one `listIds` for the whole
+        file): only the largest group of the due jobs that share their lists, or, when that
+        group has no list (import needs one), its first job alone. The others are not claimed,
+        so they are neither read in full nor handed back.
+        """
+        return await self._run(self._claim, account, kind, limit, now, single, by_lists)
 
     def _claim(
         self,
-        db: sqlite3.Connection,
         account: str,
         kind: Kind,
         limit: int,
         now: float,
         single: bool | None,
+        by_lists: bool,
     ) -> list[Job]:
         extra = ""
         if single is False:
             extra = " AND single_only = 0"
-        rows = db.execute(
-            "SELECT id, site, key, body, historical, attempts, single_only FROM jobs"
+        # The oldest first by the queue's index (not a sort of every due job), and the keys in
+        # flight from their own small index.
+        where = (
+            " FROM jobs INDEXED BY jobs_queue"
             " WHERE account=? AND kind=? AND state=0 AND not_before<=?"
             + extra
-            + " AND key NOT IN (SELECT key FROM jobs WHERE account=? AND state=1)"
-            " ORDER BY id LIMIT ?",
-            (account, kind.value, now, account, limit),
-        ).fetchall()
-        seen: set[str] = set()
-        jobs = []
-        for r in rows:
-            if r[2] in seen and kind is not Kind.EVENT:
-                continue  # two jobs for one key never fly together: order matters
-            seen.add(r[2])
-            jobs.append(
-                Job(
-                    r[0],
-                    account,
-                    r[1],
-                    kind,
-                    r[2],
-                    json.loads(r[3]),
-                    bool(r[4]),
-                    r[5],
-                    bool(r[6]),
+            + " AND key NOT IN (SELECT key FROM jobs INDEXED BY jobs_inflight"
+            " WHERE account=? AND state=1)"
+            " ORDER BY id LIMIT ?"
+        )
+        args = (account, kind.value, now, account, limit)
+        # Not synced: a claim only marks jobs in flight, and a restart puts every claimed job
+        # back in the queue anyway (at-least-once). The lock is held for the statements only;
+        # the bodies are decoded after the commit.
+        with self._tx(sync=False) as db:
+            if by_lists:
+                ids = _largest_list_group(
+                    db.execute("SELECT id, key, json_extract(body, '$.listIds')" + where, args)
                 )
-            )
-        db.executemany("UPDATE jobs SET state=1 WHERE id=?", [(j.id,) for j in jobs])
-        return jobs
+                rows = db.execute(
+                    "SELECT id, site, key, body, historical, attempts, single_only FROM jobs"
+                    " WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id",
+                    (orjson.dumps(ids).decode(),),
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT id, site, key, body, historical, attempts, single_only" + where, args
+                ).fetchall()
+            seen: set[str] = set()
+            taken = []
+            for r in rows:
+                if r[2] in seen and kind is not Kind.EVENT:
+                    continue  # two jobs for one key never fly together: order matters
+                seen.add(r[2])
+                taken.append(r)
+            db.executemany("UPDATE jobs SET state=1 WHERE id=?", [(r[0],) for r in taken])
+        return [
+            Job(r[0], account, r[1], kind, r[2], json.loads(r[3]), bool(r[4]), r[5], bool(r[6]))
+            for r in taken
+        ]
 
     async def unclaim(self, account: str) -> None:
         """Put every claimed job of an account back in the queue (on shutdown)."""
@@ -562,26 +602,37 @@ class SqliteStore:
         await self._write(lambda db: self._complete(db, done))
 
     def _complete(self, db: sqlite3.Connection, jobs: list[Job]) -> None:
+        if not jobs:
+            return
         now = time.time()
-        for job in jobs:
-            db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
-            fwd = db.execute(
-                "SELECT state FROM forwarded WHERE account=? AND key=?", (job.account, job.key)
-            ).fetchone()
-            known = json.loads(fwd[0]) if fwd else None
-            db.execute(
-                "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,?)"
-                " ON CONFLICT (account, key) DO UPDATE SET state=excluded.state,"
-                " updated_at=excluded.updated_at",
-                (
-                    job.account,
-                    job.key,
-                    json.dumps(_known_after(job.kind, job.body, known)),
-                    now,
-                ),
+        # One read of what Brevo held, then the writes in bulk: this runs under the write lock.
+        known: dict[tuple[str, str], Any] = {}
+        for account in {j.account for j in jobs}:
+            keys = orjson.dumps([j.key for j in jobs if j.account == account]).decode()
+            for key, state in db.execute(
+                "SELECT key, state FROM forwarded WHERE account=? AND key IN"
+                " (SELECT value FROM json_each(?))",
+                (account, keys),
+            ):
+                known[(account, key)] = json.loads(state)
+        done: dict[tuple[str, str], int] = {}
+        for job in jobs:  # in order: two event jobs may share a key
+            k = (job.account, job.key)
+            known[k] = _known_after(job.kind, job.body, known.get(k))
+            done[(job.site, f"brevo_done_{job.kind.value}")] = (
+                done.get((job.site, f"brevo_done_{job.kind.value}"), 0) + 1
             )
-            self._bump(db, job.site, f"brevo_done_{job.kind.value}", 1)
-            self._stat(db, job.site, "last_success", now)
+        db.executemany("DELETE FROM jobs WHERE id=?", [(j.id,) for j in jobs])
+        db.executemany(
+            "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,?)"
+            " ON CONFLICT (account, key) DO UPDATE SET state=excluded.state,"
+            " updated_at=excluded.updated_at",
+            [(a, key, json.dumps(state), now) for (a, key), state in known.items()],
+        )
+        for (site, name), n in done.items():
+            self._bump(db, site, name, n)
+        for site in {j.site for j in jobs}:
+            self._stat(db, site, "last_success", now)
 
     async def retry(
         self,
@@ -594,9 +645,14 @@ class SqliteStore:
     ) -> None:
         """Put jobs back in the queue, due at `not_before`."""
         again = list(jobs)
-        await self._write(
-            lambda db: self._retry(db, again, not_before, error, single_only, count_attempt)
-        )
+
+        def run() -> None:
+            # Not synced, like a claim: a power cut that undoes it leaves the jobs claimed,
+            # and a restart puts claimed jobs back in the queue.
+            with self._tx(sync=False) as db:
+                self._retry(db, again, not_before, error, single_only, count_attempt)
+
+        await self._run(run)
 
     def _retry(
         self,
@@ -872,20 +928,90 @@ class SqliteStore:
 
 
 class _Tx:
-    """BEGIN IMMEDIATE … COMMIT, rolled back on error."""
+    """BEGIN IMMEDIATE … COMMIT, rolled back on error.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    The write lock is waited for in BUSY_STEP steps rather than by SQLite's busy handler, so
+    a door's commit starts within a fraction of a millisecond of the other process's ending.
+    `pace.gap` leaves the lock free that long after this connection's last commit before it
+    takes it again. `sync=False` commits without waiting for the disk (`synchronous=NORMAL`,
+    for this transaction only): for bookkeeping that a restart redoes anyway, such as claims.
+    The WAL is written in order, so the next synced commit makes it durable too.
+    """
+
+    def __init__(self, db: sqlite3.Connection, pace: _Pace, *, sync: bool = True) -> None:
         self.db = db
+        self.pace = pace
+        self.sync = sync
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.pace.gap:
+            wait = self.pace.last_commit + self.pace.gap - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        if not self.sync:
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            _begin_immediate(self.db)
+        except BaseException:
+            if not self.sync:
+                self.db.execute("PRAGMA synchronous=FULL")
+            raise
         return self.db
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            else:
+                self.db.execute("ROLLBACK")
+        finally:
+            if not self.sync:
+                self.db.execute("PRAGMA synchronous=FULL")
+            if self.pace.gap:
+                self.pace.last_commit = time.monotonic()
+
+
+@dataclass(slots=True)
+class _Pace:
+    gap: float
+    last_commit: float = 0.0
+
+
+def _begin_immediate(db: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, trying again every BUSY_STEP while another connection writes."""
+    db.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                code = getattr(exc, "sqlite_errorcode", None)
+                if code is None or code & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(BUSY_STEP)
+    finally:
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+
+
+def _largest_list_group(rows: Iterable[tuple[int, str, str | None]]) -> list[int]:
+    """Ids of the largest group of contact jobs with the same lists (one job per key), or the
+    first job alone when that group has no list."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    seen: set[str] = set()
+    for job_id, key, lists in rows:
+        if key in seen:
+            continue
+        seen.add(key)
+        group = tuple(sorted(json.loads(lists))) if lists else ()
+        groups.setdefault(group, []).append(job_id)
+    if not groups:
+        return []
+    largest, ids = max(groups.items(), key=lambda kv: len(kv[1]))
+    return ids if largest else ids[:1]
 
 
 def _dump_raw(raw: object) -> str:
