@@ -60,12 +60,12 @@ class App:
         self.metrics = Metrics()
         self.clock = clock
         # Only the process that sends Brevo jobs hands a crash's in-flight jobs back.
-        # The worker leaves the write lock free for a moment after each of its commits, so a
-        # door waiting to store a batch (an ack the plugin waits for) goes first.
+        # With two processes the worker lets the doors' writes (acks wait for them) go first,
+        # and does the WAL checkpoints (agent/store/sqlite.py).
         self.store = SqliteStore(
             cfg.agent.state_dir / "woobrevo.sqlite3",
             recover=role != "doors",
-            yield_writes=0.001 if role == "worker" else 0.0,
+            writes="doors" if role == "doors" else "worker" if role == "worker" else "plain",
         )
         self.processor = Processor(self)
         self.forwarder = Forwarder(self)

@@ -31,10 +31,6 @@ HELLO = {
 }  # fmt: skip
 
 
-# The environment packaging/woobrevo-agent.service gives the agent (see there).
-AGENT_ENV = {"MALLOC_ARENA_MAX": "2"}
-
-
 async def open_site(port: int, token: str) -> ClientConnection:
     """A site's websocket to the agent, past hello → welcome (the plugin's first exchange)."""
     ws = await connect(
@@ -123,9 +119,7 @@ async def start_agent(
     import aiohttp
 
     cmd = agent_command(config, ingest_only=ingest_only)
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **AGENT_ENV}
-    )
+    proc = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
     async with asyncio.timeout(60), aiohttp.ClientSession() as s:
         while True:
             try:

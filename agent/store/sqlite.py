@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -31,6 +31,7 @@ from agent.core.lifecycle import is_stale
 __all__ = ["DeadLetter", "InboxRow", "IngestResult", "Outcome", "SqliteStore"]
 
 T = TypeVar("T")
+WriteRole = Literal["plain", "doors", "worker"]
 
 log = logging.getLogger("agent.store")
 
@@ -133,6 +134,11 @@ PENDING, INFLIGHT = 0, 1
 
 # How long a write waits for another process's write transaction before it fails.
 BUSY_TIMEOUT = 5.0
+# How long the worker leaves the write lock free after each of its commits (`_Tx`).
+WORKER_GAP = 0.001
+# The doors process checkpoints the WAL only past this many pages (40 MB): the worker's commits
+# checkpoint it at SQLite's default 1,000; this bounds it while the worker is down.
+DOORS_CHECKPOINT_PAGES = 10_000
 # How often a waiting write tries again (SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20,
 # 25 ms…: a write waiting behind a 30 ms one would wait 33 or 53 ms).
 BUSY_STEP = 0.0002
@@ -179,12 +185,15 @@ class SqliteStore:
     """The embedded store. Use as `async with SqliteStore(path) as store:`."""
 
     def __init__(
-        self, path: str | Path, *, recover: bool = True, yield_writes: float = 0.0
+        self, path: str | Path, *, recover: bool = True, writes: WriteRole = "plain"
     ) -> None:
         self.path = Path(path)
-        # yield_writes: seconds this connection leaves the write lock free after each of its
-        # commits, so that another process's waiting write (the doors' acks) goes first.
-        self._pace = _Pace(yield_writes)
+        # writes: "doors" and "worker" for agent/worker.py's two processes (`_Tx` for how they
+        # share the write lock). The doors leave WAL checkpoints to the worker: a commit that
+        # crosses the checkpoint threshold copies the WAL into the database and waits for the
+        # disk again before it returns, and a door's ack would wait for that.
+        self.writes = writes
+        self._pace = _Pace(WORKER_GAP if writes == "worker" else 0.0)
         # recover=False for short-lived tools (`token`, `deadletters` CLIs) that open the file
         # beside a running agent: they must not hand the agent's in-flight jobs back to the queue.
         self.recover = recover
@@ -216,6 +225,8 @@ class SqliteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
+        if self.writes == "doors":
+            db.execute(f"PRAGMA wal_autocheckpoint={DOORS_CHECKPOINT_PAGES}")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(_SCHEMA)
         db.execute(
@@ -953,6 +964,8 @@ class _Tx:
         try:
             _begin_immediate(self.db)
         except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             if not self.sync:
                 self.db.execute("PRAGMA synchronous=FULL")
             raise
