@@ -200,7 +200,9 @@ class AccountWorker:
                         by_lists=plan.batch and kind is Kind.CONTACT,
                     )
                     if not jobs and plan.batch:
-                        jobs = await store.claim(self.account, kind, 1, self.now())
+                        # Only a job that must go alone: a batch-able one left out
+                        # because its key was in flight goes in the next batch instead.
+                        jobs = await store.claim(self.account, kind, 1, self.now(), single=True)
                     if not jobs:
                         slot.release()
                         await self._sleep(0.05)

@@ -538,6 +538,9 @@ class SqliteStore:
     ) -> list[Job]:
         """Claim up to `limit` due jobs of a kind, oldest first, skipping keys already in flight.
 
+        `single`: None any job, False only jobs a batch may carry, True only jobs that must go
+        alone (what a failed batch handed back to be found one by one).
+
         `by_lists` (contacts for `/contacts/import`, which takes one `listIds` for the whole
         file): only the largest group of the due jobs that share their lists, or, when that
         group has no list (import needs one), its first job alone. The others are not claimed,
@@ -555,8 +558,8 @@ class SqliteStore:
         by_lists: bool,
     ) -> list[Job]:
         extra = ""
-        if single is False:
-            extra = " AND single_only = 0"
+        if single is not None:
+            extra = f" AND single_only = {int(single)}"
         # The oldest first by the queue's index (not a sort of every due job), and the keys in
         # flight from their own small index.
         where = (
