@@ -3,10 +3,12 @@ how a claim picks jobs, and how a write waits for another process's write."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -110,15 +112,24 @@ def hold_write_lock(path: Path, seconds: float, started: threading.Event) -> Non
     db.close()
 
 
+@contextlib.contextmanager
+def another_writer(path: Path, seconds: float) -> Iterator[None]:
+    """Another process holds the write lock for `seconds` from the start of the block."""
+    started = threading.Event()
+    other = threading.Thread(target=hold_write_lock, args=(path, seconds, started))
+    other.start()
+    started.wait()
+    try:
+        yield
+    finally:
+        other.join()
+
+
 async def test_a_write_waits_for_another_writer_then_commits(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with SqliteStore(path) as store:
-        started = threading.Event()
-        other = threading.Thread(target=hold_write_lock, args=(path, 0.3, started))
-        other.start()
-        started.wait()
-        result = await store.ingest("s1", [event(1)])
-        other.join()
+        with another_writer(path, 0.3):
+            result = await store.ingest("s1", [event(1)])
         assert result.new == 1
         assert await store.get_meta("other") == "writer"
         assert (await store.counts())["inbox"] == 1
@@ -130,13 +141,11 @@ async def test_a_write_blocked_past_the_timeout_fails_whole(
     monkeypatch.setattr(store_mod, "BUSY_TIMEOUT", 0.2)
     path = tmp_path / "s.db"
     async with SqliteStore(path) as store:
-        started = threading.Event()
-        other = threading.Thread(target=hold_write_lock, args=(path, 1.0, started))
-        other.start()
-        started.wait()
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with (
+            another_writer(path, 1.0),
+            pytest.raises(sqlite3.OperationalError, match="locked"),
+        ):
             await store.ingest("s1", [event(1)])
-        other.join()
         # Nothing of the failed batch was stored, and the store still writes.
         assert (await store.counts())["inbox"] == 0
         assert (await store.ingest("s1", [event(1)])).new == 1
