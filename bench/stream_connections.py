@@ -5,8 +5,9 @@
 
 Generates a config with `--sites` sites, each with its own token, starts `woobrevo-agent run`
 (Brevo dry-run) in a subprocess, opens one websocket per site from this process (hello →
-welcome) and samples the agent's memory, its doors process and its worker together (RSS from
-/proc/PID/status and PSS from /proc/PID/smaps_rollup; streamkit.memory_mb says why both), while:
+welcome) and samples the agent's memory, its doors process and its worker together (RSS, PSS
+and resident pages counted once, from /proc/PID/smaps_rollup; streamkit.memory_mb says why
+three), while:
 
 1. idle: every site connected, nothing sent (keepalive pings only), for `--idle-seconds`;
 2. spread load: `--rate` events/s in `--batch`-event batches (default 100; REST orders, ~3 KB
@@ -15,7 +16,7 @@ welcome) and samples the agent's memory, its doors process and its worker togeth
 3. burst: every site sends a `--batch`-event batch at the same instant, `--burst-rounds` times (the
    worst case: every connection has a batch in flight at once).
 
-Goal: ≤ 150 MB resident (PSS of both processes: the memory the agent takes).
+Goal: ≤ 150 MB resident (every page the two processes hold, counted once).
 """
 
 from __future__ import annotations
@@ -42,16 +43,25 @@ from websockets.asyncio.client import ClientConnection
 
 
 class Sampler:
-    """RSS and PSS of the agent (its processes) every 200 ms while running; keeps the peaks."""
+    """RSS, PSS and resident memory of the agent (its processes) every 200 ms while running;
+    keeps the peaks."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.peak = self.peak_pss = 0.0
+        self.peak = self.peak_pss = self.peak_resident = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def _sample(self) -> None:
-        rss, pss = memory_mb(self.pid)
+        rss, pss, resident = memory_mb(self.pid)
         self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
+        self.peak_resident = max(self.peak_resident, resident)
+
+    def peaks(self) -> dict[str, float]:
+        return {
+            "peak_resident_mb": round(self.peak_resident, 1),
+            "peak_rss_mb": round(self.peak, 1),
+            "peak_pss_mb": round(self.peak_pss, 1),
+        }
 
     async def _run(self) -> None:
         while True:
@@ -83,7 +93,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         config, tokens, port, http_port = write_config(Path(tmp), args.sites)
         proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
         try:
-            out["rss_started_mb"] = round(memory_mb(proc.pid)[0], 1)
+            rss, _, resident = memory_mb(proc.pid)
+            out["started"] = {"resident_mb": round(resident, 1), "rss_mb": round(rss, 1)}
             t0 = time.perf_counter()
             conns: list[ClientConnection] = []
             for i in range(0, args.sites, 50):
@@ -93,8 +104,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             with Sampler(proc.pid) as idle:
                 await asyncio.sleep(args.idle_seconds)
             out["idle"] = {"connections": len(conns), "rss_mb": round(memory_mb(proc.pid)[0], 1),
-                           "peak_rss_mb": round(idle.peak, 1),
-                           "peak_pss_mb": round(idle.peak_pss, 1)}  # fmt: skip
+                           **idle.peaks()}  # fmt: skip
 
             # Spread load: one batch every size/rate s, dealt round-robin over the connections.
             size = args.batch
@@ -121,8 +131,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "batches": count,
                 "ack_p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
                 "ack_p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
-                "peak_rss_mb": round(load.peak, 1),
-                "peak_pss_mb": round(load.peak_pss, 1),
+                **load.peaks(),
             }
 
             # Burst: every connection sends a batch at once.
@@ -143,10 +152,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "batches_per_round": len(conns),
                 "round_seconds": [round(x, 2) for x in rounds],
                 "events_per_s": round(len(conns) * size * len(rounds) / sum(rounds)),
-                "peak_rss_mb": round(burst.peak, 1),
-                "peak_pss_mb": round(burst.peak_pss, 1),
+                **burst.peaks(),
             }
-            out["rss_end_mb"], out["pss_end_mb"] = (round(x, 1) for x in memory_mb(proc.pid))
+            out["rss_end_mb"], out["pss_end_mb"], out["resident_end_mb"] = (
+                round(x, 1) for x in memory_mb(proc.pid)
+            )
             await asyncio.gather(*(ws.close() for ws in conns))
         finally:
             await stop_agent(proc)

@@ -54,9 +54,12 @@ TOKEN_RECHECK = 5.0
 # connection whose next message starts while every slot is taken stops reading after that first
 # chunk: the rest waits in the kernel and TCP holds the sender back until a slot frees up (FIFO).
 READ_SLOTS = 12
-# Bytes per recv() on plain TCP (asyncio reads 256 KiB, a whole batch): what a waiting
-# connection holds. TLS transports decrypt whatever arrived, so for wss:// it stays ~256 KiB.
-READ_CHUNK = 16 * 1024
+# Bytes per recv() on plain TCP (asyncio reads 256 KiB, a whole batch): a connection without a
+# read slot reads WAITING_READ, which is what each waiting one holds in a burst (500 sites: 2 MB
+# at 4 KiB, 8 MB at 16); one with a slot reads SLOT_READ (fewer calls per message). TLS
+# transports decrypt whatever arrived, so for wss:// it stays ~256 KiB.
+WAITING_READ = 4 * 1024
+SLOT_READ = 64 * 1024
 
 BatchHook = Callable[[str, Events], None]
 
@@ -126,6 +129,7 @@ class _SiteConnection(ServerConnection):
     _waiting = False  # paused until a read slot frees up
     _queue_full = False  # paused by websockets: 16 received frames not yet taken
     _reading_paused = False
+    _tcp: asyncio.BaseTransport | None = None  # plain TCP: its read size follows the slot
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -134,7 +138,8 @@ class _SiteConnection(ServerConnection):
         self.recv_messages.pause = functools.partial(self._set_queue_full, True)
         self.recv_messages.resume = functools.partial(self._set_queue_full, False)
         if isinstance(getattr(transport, "max_size", None), int):  # plain TCP (not TLS)
-            transport.max_size = READ_CHUNK  # type: ignore[attr-defined]
+            self._tcp = transport
+            self._read_size(WAITING_READ)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -145,6 +150,7 @@ class _SiteConnection(ServerConnection):
         if self.protocol.reader.buffer:
             if self.read_slots.take(self):
                 self._slot = True
+                self._read_size(SLOT_READ)
             else:
                 self._waiting = True
                 # The bytes it just sent show it alive; its pong would queue behind the message
@@ -157,6 +163,7 @@ class _SiteConnection(ServerConnection):
         """Its turn: read the rest of the message."""
         self._waiting = False
         self._slot = True
+        self._read_size(SLOT_READ)
         self._set_reading()
 
     @overload
@@ -174,6 +181,7 @@ class _SiteConnection(ServerConnection):
         # unless the next message is already being read (mid-message, a connection keeps it).
         if self._slot and not self.protocol.reader.buffer and not len(self.recv_messages.frames):
             self._slot = False
+            self._read_size(WAITING_READ)
             self.read_slots.give_back()
         return await super().recv(decode)
 
@@ -192,6 +200,10 @@ class _SiteConnection(ServerConnection):
             self._waiting = False
             self.read_slots.leave(self)
         super().connection_lost(exc)
+
+    def _read_size(self, size: int) -> None:
+        if self._tcp is not None:
+            self._tcp.max_size = size  # type: ignore[attr-defined]
 
     def _set_queue_full(self, full: bool) -> None:
         self._queue_full = full

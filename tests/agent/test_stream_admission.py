@@ -58,7 +58,7 @@ def slots(monkeypatch: pytest.MonkeyPatch) -> type[SpySlots]:
 
 
 def big_batch(name: str, prefix: str, n: int = 30) -> str:
-    """An `events` message of n REST orders (~3 KB each): many reads of READ_CHUNK bytes."""
+    """An `events` message of n REST orders (~3 KB each): many reads of SLOT_READ bytes."""
     return batch(name, [event(f"{prefix}-{i}", 1000 + i) for i in range(n)])
 
 
