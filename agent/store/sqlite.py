@@ -16,6 +16,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -629,13 +630,10 @@ class SqliteStore:
                 (account, keys),
             ):
                 known[(account, key)] = json.loads(state)
-        done: dict[tuple[str, str], int] = {}
         for job in jobs:  # in order: two event jobs may share a key
             k = (job.account, job.key)
             known[k] = _known_after(job.kind, job.body, known.get(k))
-            done[(job.site, f"brevo_done_{job.kind.value}")] = (
-                done.get((job.site, f"brevo_done_{job.kind.value}"), 0) + 1
-            )
+        done = Counter((j.site, f"brevo_done_{j.kind.value}") for j in jobs)
         db.executemany("DELETE FROM jobs WHERE id=?", [(j.id,) for j in jobs])
         db.executemany(
             "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,?)"

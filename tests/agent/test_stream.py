@@ -695,6 +695,14 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
 # -- the other test-only faults of `woobrevo-agent run` (agent/cli.py _stream_test_hooks) ---
 
 
+def _faulty_agent(tmp_path: Path, fault: str, value: str) -> tuple[Config, AgentProcess]:
+    """The config and a `woobrevo-agent run` with one WOOBREVO_TEST_* fault set."""
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path)))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", f"WOOBREVO_TEST_{fault}": value}
+    return load_config(path), AgentProcess(path, env)
+
+
 async def _recv_json(ws: Any, seconds: float) -> dict[str, Any]:
     async with asyncio.timeout(seconds * UNIT):
         reply: dict[str, Any] = json.loads(await ws.recv())
@@ -705,11 +713,8 @@ async def _recv_json(ws: Any, seconds: float) -> dict[str, Any]:
 async def test_ack_delay_holds_each_ack_after_its_commit_and_status_shows_the_pipeline(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(config_data(tmp_path)))
-    cfg = load_config(path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WOOBREVO_TEST_ACK_DELAY": "1.0"}
-    async with AgentProcess(path, env) as agent:
+    cfg, process = _faulty_agent(tmp_path, "ACK_DELAY", "1.0")
+    async with process as agent:
         assert any("WOOBREVO_TEST_ACK_DELAY=1 (test only)" in line for line in agent.log)
         async with agent.connect() as ws:
             await hello(ws)
@@ -739,14 +744,11 @@ async def test_ack_delay_holds_each_ack_after_its_commit_and_status_shows_the_pi
 async def test_fail_store_batch_closes_1011_after_acking_the_batches_before_it(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(config_data(tmp_path)))
-    cfg = load_config(path)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WOOBREVO_TEST_FAIL_STORE_BATCH": "2"}
+    cfg, process = _faulty_agent(tmp_path, "FAIL_STORE_BATCH", "2")
     messages = [
         batch(f"b{n}", [event(f"f-{n}-{i}", 10 * n + i) for i in (1, 2)]) for n in (1, 2, 3)
     ]
-    async with AgentProcess(path, env) as agent:
+    async with process as agent:
         async with agent.connect() as ws:
             await hello(ws)
             for message in messages:
