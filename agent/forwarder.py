@@ -341,18 +341,19 @@ class AccountWorker:
             slot.release()
             self.inflight[request.family] -= 1
             raise
-        slot.release()
-        self._observe(request.family, resp)
-        self.app.metrics.inc(
-            "woobrevo_brevo_calls_total",
-            family=request.family,
-            endpoint=request.path,
-            status=str(resp.status),
-        )
-        verdict = classify(resp.status, resp.headers)
-        jobs = list(request.jobs)
-        now = self.now()
+        # The slot is held until the answer is recorded: a crash can then leave at most
+        # MAX_IN_FLIGHT answered-but-unrecorded requests per family to send again.
         try:
+            self._observe(request.family, resp)
+            self.app.metrics.inc(
+                "woobrevo_brevo_calls_total",
+                family=request.family,
+                endpoint=request.path,
+                status=str(resp.status),
+            )
+            verdict = classify(resp.status, resp.headers)
+            jobs = list(request.jobs)
+            now = self.now()
             if verdict.kind is VerdictKind.OK:
                 self.account_error = None
                 self.failures[request.family] = 0
@@ -411,6 +412,7 @@ class AccountWorker:
                 self.app.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
                 await store.dead_letter(job, resp.code, resp.message)
         finally:
+            slot.release()
             self.inflight[request.family] -= 1
             self.forwarder.progress.set()
             self.wake()
