@@ -589,6 +589,20 @@ async def test_a_stalled_request_given_up_changes_nothing(
     assert (await call(http, brevo, "POST", "/orders/status", ORDER))[0] == 204
 
 
+async def test_a_request_stalled_after_it_was_applied_stays_applied(
+    brevo: BrevoFake, http: aiohttp.ClientSession
+) -> None:
+    brevo.stall(path="/orders/status", applied=True)
+    held = asyncio.create_task(call(http, brevo, "POST", "/orders/status", ORDER))
+    await brevo.stalled.wait()
+    assert set(brevo.orders) == {"1001"}  # carried out; only the answer is held
+    held.cancel()
+    await brevo.wait_for(lambda: len(brevo.requests) == 1)
+    assert brevo.requests[0].status == 204
+    brevo.release()
+    assert set(brevo.orders) == {"1001"}
+
+
 async def test_wait_for(brevo: BrevoFake, http: aiohttp.ClientSession) -> None:
     waiting = asyncio.create_task(brevo.wait_for(lambda: len(brevo.orders) == 3))
     for index in range(3):

@@ -1049,6 +1049,7 @@ class BrevoFake:
         self._faults: list[_Fault] = []
         self._outage: tuple[int, float | None] | None = None
         self._stall: _Match | None = None
+        self._stall_applied = False
         self._released = asyncio.Event()
         self.stalled = asyncio.Event()
         """Set while at least one request is held by `stall`."""
@@ -1159,9 +1160,17 @@ class BrevoFake:
         """End an outage."""
         self._outage = None
 
-    def stall(self, *, family: str | None = None, path: str | None = None) -> None:
-        """Hold matching requests until `release`; `stalled` is set once one is held."""
+    def stall(
+        self, *, family: str | None = None, path: str | None = None, applied: bool = False
+    ) -> None:
+        """Hold matching requests until `release`; `stalled` is set once one is held.
+
+        By default a request is held before Brevo acts on it, so a client that gives up
+        changes nothing. With `applied`, the request is carried out first and only its answer
+        is held: a client that dies then has a write Brevo did but never heard of (the
+        request is recorded with the status it would have been answered)."""
         self._stall = _Match(family, None if path is None else path.removeprefix(API_PREFIX))
+        self._stall_applied = applied
         if self._released.is_set():
             self._released = asyncio.Event()
 
@@ -1245,6 +1254,8 @@ class BrevoFake:
                 request, path, route, raw_params, family, raw, body, json_error
             )
             status = response.status
+            if self._stall is not None and self._stall_applied and self._stall(family, path, route):
+                await self._hold()
             return response
         finally:
             self.requests.append(
@@ -1284,7 +1295,7 @@ class BrevoFake:
                 payload = {"code": _code_for(fault.status), "message": "scripted failure"}
             return _respond(fault.status, payload, {**headers, **fault.headers}), False
 
-        if self._stall is not None and self._stall(family, path, route):
+        if self._stall is not None and not self._stall_applied and self._stall(family, path, route):
             await self._hold()
         if self._closing:
             return _respond(503, {"code": "service_unavailable", "message": "closing"}, {}), False
