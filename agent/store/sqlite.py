@@ -1207,40 +1207,63 @@ class _Chunk:
         )
 
     def add_intent(self, account: str, site: str, intent: Intent) -> None:
-        """Queue an intent unless Brevo already holds it; coalesce with a pending one for the key."""
-        fwd = self.db.execute(
-            "SELECT state FROM forwarded WHERE account=? AND key=?", (account, intent.key)
-        ).fetchone()
-        known = json.loads(fwd[0]) if fwd else None
-        body = _minus_known(intent.kind, intent.body, known)
-        if body is None:
+        """Queue an intent unless Brevo already holds it; coalesce with a pending one for the key.
+
+        "Brevo holds it" is judged against the `forwarded` state only when no job for the key
+        is queued or in flight: otherwise Brevo is about to hold something else, and an intent
+        that goes back to what `forwarded` says (an order on-hold, then processing again) must
+        still be sent, whole, or the queued job would have the last word.
+        """
+        if intent.kind is Kind.EVENT:  # one job per event: nothing to coalesce with
+            event = _minus_known(intent.kind, intent.body, self._known(account, intent.key))
+            if event is not None:
+                self.writes.append(
+                    _PendingJob(
+                        None, account, site, intent.kind, intent.key, event, intent.historical,
+                        written=True,
+                    )
+                )  # fmt: skip
             return
-        if intent.kind is not Kind.EVENT:
-            pending = self.jobs.get((account, intent.key))
-            if pending is None:
-                row = self.db.execute(
-                    "SELECT id, body, historical FROM jobs WHERE account=? AND key=? AND state=0"
-                    " ORDER BY id DESC LIMIT 1",
-                    (account, intent.key),
-                ).fetchone()
-                if row is not None:
-                    pending = _PendingJob(
-                        row[0], account, site, intent.kind, intent.key, json.loads(row[1]),
-                        bool(row[2]),
-                    )  # fmt: skip
-                    self.jobs[(account, intent.key)] = pending
-            if pending is not None:
-                pending.body = merge_bodies(intent.kind, pending.body, body)
-                pending.historical = pending.historical and intent.historical
-                if not pending.written:
-                    pending.written = True
-                    self.writes.append(pending)
+        pending = self.jobs.get((account, intent.key))
+        in_flight = False
+        if pending is None:
+            # the newest pending job for the key, else whether one is in flight (one lookup)
+            row = self.db.execute(
+                "SELECT id, body, historical, state FROM jobs WHERE account=? AND key=?"
+                " ORDER BY state, id DESC LIMIT 1",
+                (account, intent.key),
+            ).fetchone()
+            if row is not None and row[3] == PENDING:
+                pending = _PendingJob(
+                    row[0], account, site, intent.kind, intent.key, json.loads(row[1]),
+                    bool(row[2]),
+                )  # fmt: skip
+                self.jobs[(account, intent.key)] = pending
+            in_flight = row is not None and row[3] == INFLIGHT
+        if pending is not None:
+            pending.body = merge_bodies(intent.kind, pending.body, intent.body)
+            pending.historical = pending.historical and intent.historical
+            if not pending.written:
+                pending.written = True
+                self.writes.append(pending)
+            return
+        body = intent.body
+        if not in_flight:
+            unknown = _minus_known(intent.kind, intent.body, self._known(account, intent.key))
+            if unknown is None:
                 return
+            body = unknown
         job = _PendingJob(None, account, site, intent.kind, intent.key, body, intent.historical)
         job.written = True
         self.writes.append(job)
-        if intent.kind is not Kind.EVENT:
-            self.jobs[(account, intent.key)] = job
+        self.jobs[(account, intent.key)] = job
+
+    def _known(self, account: str, key: str) -> Any:
+        """What Brevo holds for a key, as the last completed job left it (None: nothing)."""
+        row = self.db.execute(
+            "SELECT state FROM forwarded WHERE account=? AND key=?", (account, key)
+        ).fetchone()
+        return json.loads(row[0]) if row else None
 
     def apply(self) -> None:
         """Run the chunk's writes, in order, in the caller's transaction."""

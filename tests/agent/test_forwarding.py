@@ -124,6 +124,45 @@ async def test_every_reference_object_reaches_brevo_spec_valid(
             assert secret not in wire
 
 
+@pytest.mark.parametrize("middle", ["queued", "in flight"])
+async def test_a_change_back_to_what_brevo_holds_still_wins(
+    tmp_path: Path, base_config: dict[str, Any], middle: str
+) -> None:
+    """Ann → Anne → Ann. When the last change arrives, Brevo holds "Ann" and a job for
+    "Anne" is queued or in flight: Brevo must end with "Ann" all the same."""
+
+    def version(first_name: str, minute: int) -> Event:
+        payload = dict(
+            ref("25-customer_create_1.json"),
+            first_name=first_name,
+            date_modified_gmt=f"2026-11-27T06:{minute:02d}:00",
+        )
+        ev = parse_event({"topic": "customer.updated", "payload": payload}, door=Door.STREAM)
+        assert isinstance(ev, Event)
+        return ev
+
+    def first_name() -> str:
+        return str(fake.contacts["alice@example.com"]["attributes"]["FIRSTNAME"])
+
+    async with BrevoFake() as fake:
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            await app.store.ingest("default", [version("Ann", 1)])
+            await app.wait_idle(60 * UNIT)
+            assert first_name() == "Ann"
+            if middle == "queued":  # one chunk: "Anne" is queued when "Ann" comes back
+                await app.store.ingest("default", [version("Anne", 2), version("Ann", 3)])
+            else:
+                fake.stall(path="/contacts")
+                await app.store.ingest("default", [version("Anne", 2)])
+                await fake.wait_for(lambda: fake.stalled_count == 1, timeout=30 * UNIT)
+                await app.store.ingest("default", [version("Ann", 3)])
+                await app.processor.drain()
+                fake.release()
+            await app.wait_idle(60 * UNIT)
+            assert first_name() == "Ann"
+        fake.assert_no_spec_violations()
+
+
 async def test_backlog_goes_through_batch_endpoints(
     tmp_path: Path, base_config: dict[str, Any]
 ) -> None:
