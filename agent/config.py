@@ -122,6 +122,23 @@ class AgentSection(_Model):
         2 * 86400.0,
         description="objects last modified longer ago than this fire no Brevo events",
     )
+    inbox_retention: Duration = Field(
+        7 * 86400.0,
+        description=(
+            "processed events stored longer ago than this are deleted from the inbox; a replay"
+            " of an event within it is recognised and stored once"
+        ),
+    )
+
+    @field_validator("inbox_retention")
+    @classmethod
+    def _retention(cls, v: float) -> float:
+        if v < 3600:
+            raise ValueError(
+                f"must be at least 1h, so that a plugin's or WooCommerce's resent events are still"
+                f" recognised as already stored; got {v:g}s"
+            )
+        return v
 
 
 BREVO_FAMILIES = ("contacts", "events", "orders", "products", "other")

@@ -27,6 +27,10 @@ _HELP = {
     ),
     "woobrevo_queue_depth": ("gauge", "Pending Brevo jobs, by account and kind."),
     "woobrevo_inbox_depth": ("gauge", "Events stored but not processed yet."),
+    "woobrevo_inbox_pruned_total": (
+        "counter",
+        "Processed events deleted from the inbox after agent.inbox_retention.",
+    ),
     "woobrevo_stream_connections": ("gauge", "Open websocket connections, by site."),
     "woobrevo_site_mode": ("gauge", "1 for the site's current mode (stream or polling)."),
     # The doors (agent/doors/, agent/http.py).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from agent.core.events import Event
@@ -23,6 +24,7 @@ OTHER_WRITERS_EVERY = 5.0  # seconds between looks for rows another process stor
 # commit at once (agent/store/sqlite.py, `_Chunk`); ingest waits at most one chunk for the
 # store thread (one process) or one chunk's writes for the write lock (agent/worker.py).
 BATCH = 50
+PRUNE_EVERY = 600.0  # seconds between deletions of old processed inbox rows
 
 
 class Processor:
@@ -35,6 +37,7 @@ class Processor:
         # True while stored events wait to be processed: more jobs are on their way, so the
         # forwarder lets partial batches fill up (agent/forwarder.py).
         self.backlogged = False
+        self._next_prune = 0.0  # monotonic time of the next inbox pruning
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
@@ -88,6 +91,16 @@ class Processor:
             self.app.forwarder.wake()
         return total
 
+    async def prune(self) -> int:
+        """Delete processed inbox rows older than `agent.inbox_retention`."""
+        # received_at is the store's wall-clock time, not the app's (test) clock
+        before = time.time() - self.app.cfg.agent.inbox_retention
+        n = await self.app.store.prune_inbox(before)
+        if n:
+            log.info("deleted %d processed inbox events stored before the retention window", n)
+            self.app.metrics.inc("woobrevo_inbox_pruned_total", n)
+        return n
+
     async def _loop(self) -> None:
         store = self.app.store
         while True:
@@ -99,6 +112,14 @@ class Processor:
                 log.exception("processing failed; retrying in 5s")
                 await asyncio.sleep(5)
                 continue
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_EVERY
+                try:
+                    await self.prune()
+                except Exception:
+                    log.exception(
+                        "deleting old inbox events failed; trying again in %gs", PRUNE_EVERY
+                    )
             # Rows stored by another process (`backfill` or `ingest` beside a running agent)
             # set no event here: look again every few seconds.
             # asyncio.timeout, not wait_for (which can swallow close()'s cancel on 3.11).

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections import Counter
@@ -135,6 +136,8 @@ PENDING, INFLIGHT = 0, 1
 
 # How long a write waits for another process's write transaction before it fails.
 BUSY_TIMEOUT = 5.0
+# Inbox rows deleted per transaction when old ones are pruned (`prune_inbox`).
+PRUNE_BATCH = 100
 # How long the worker leaves the write lock free after each of its commits (`_Tx`).
 WORKER_GAP = 0.001
 # The doors process checkpoints the WAL only past this many pages (40 MB): the worker's commits
@@ -876,10 +879,79 @@ class SqliteStore:
         """When an event last arrived through a door (stored time), or None."""
         row = await self._run(
             lambda: self.db.execute(
-                "SELECT MAX(received_at) FROM inbox WHERE site=? AND door=?", (site, door)
+                "SELECT MAX(at) FROM (SELECT MAX(received_at) AS at FROM inbox"
+                " WHERE site=? AND door=? UNION ALL SELECT value FROM stats WHERE site=?"
+                " AND name=?)",
+                (site, door, site, f"last_received_{door}"),
             ).fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def prune_inbox(self, before: float, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete processed inbox rows stored before `before` (epoch seconds), oldest first.
+
+        Each transaction deletes at most `batch` rows, so the write lock is never held long
+        (the doors' acks wait for it). Rows not yet processed are kept, whatever their age.
+        Returns how many rows were deleted.
+        """
+        total = 0
+        while True:
+            n = await self._run(self._prune_some, before, batch)
+            total += n
+            if n < batch:
+                return total
+
+    def _prune_some(self, before: float, batch: int) -> int:
+        cutoff = self._last_seq_before(before)
+        if cutoff is None:
+            return 0
+        # Bookkeeping a restart redoes (the rows are deleted again): no wait for the disk.
+        with self._tx(sync=False) as db:
+            rows = db.execute(
+                "SELECT seq, site, door, received_at FROM inbox"
+                " WHERE seq <= ? AND state = 1 AND received_at < ? ORDER BY seq LIMIT ?",
+                (cutoff, before, batch),
+            ).fetchall()
+            latest: dict[tuple[str, str], float] = {}
+            for _, site, door, at in rows:
+                latest[(site, door)] = max(latest.get((site, door), 0.0), at)
+            # `last_received` still knows a door's last event once its row is gone
+            for (site, door), at in latest.items():
+                db.execute(
+                    "INSERT INTO stats (site, name, value) VALUES (?,?,?) ON CONFLICT (site, name)"
+                    " DO UPDATE SET value=max(value, excluded.value)",
+                    (site, f"last_received_{door}", at),
+                )
+            db.executemany("DELETE FROM inbox WHERE seq = ?", [(r[0],) for r in rows])
+        return len(rows)
+
+    def _last_seq_before(self, before: float) -> int | None:
+        """The last inbox seq stored before `before`, found by bisection on seq (rows are
+        stored in time order, give or take the moment two processes' commits cross: the
+        delete checks each row's time itself). Reads only; None when no row is that old."""
+        db = self.db
+        lo, hi = db.execute("SELECT MIN(seq), MAX(seq) FROM inbox").fetchone()
+        if lo is None:
+            return None
+
+        def first_from(seq: int) -> tuple[int, float]:
+            row = db.execute(
+                "SELECT seq, received_at FROM inbox WHERE seq >= ? ORDER BY seq LIMIT 1", (seq,)
+            ).fetchone()
+            return (seq, math.inf) if row is None else (int(row[0]), float(row[1]))
+
+        if first_from(lo)[1] >= before:
+            return None
+        while lo < hi:  # invariant: the row at `lo` was stored before `before`
+            mid = (lo + hi + 1) // 2
+            seq, at = first_from(mid)
+            if at < before:
+                lo = min(seq, hi)
+            else:
+                hi = mid - 1
+        return int(lo)
 
     async def status(self) -> dict[str, dict[str, Any]]:
         """Per site: inbox depth, pending jobs, open dead letters, last success, counters."""

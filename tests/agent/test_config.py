@@ -61,6 +61,10 @@ def test_key_from_env_turns_dry_run_off() -> None:
             "agent.stream.idle_timeout: expected a duration like 30s",
         ),
         (
+            {"agent": {"inbox_retention": "10m"}},
+            "agent.inbox_retention: must be at least 1h",
+        ),
+        (
             {"brevo": {"dry_run": False}},
             "brevo.api_key: missing secret (set it, or env BREVO_API_KEY, or dry_run: true)",
         ),

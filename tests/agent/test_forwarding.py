@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -122,6 +123,67 @@ async def test_every_reference_object_reaches_brevo_spec_valid(
         wire = json.dumps([r.json for r in fake.requests])
         for secret in ("Direct Bank Transfer", "transaction_id", "Cash on delivery"):
             assert secret not in wire
+
+
+async def test_old_events_leave_the_inbox_and_a_late_replay_changes_nothing(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    """`agent.inbox_retention`: processed events older than it are deleted; events replayed
+    after that are stored again and leave Brevo as it was (docs/durability.md)."""
+
+    def brevo_state(fake: BrevoFake) -> object:
+        contacts = {
+            k: (c["attributes"], sorted(c["listIds"]), c.get("emailBlacklisted"))
+            for k, c in fake.contacts.items()
+        }
+        return copy.deepcopy((contacts, fake.orders, fake.products, fake.coupons, fake.events))
+
+    async def age_and_prune(app: App) -> int:
+        await app.store._run(
+            lambda: app.store.db.execute(
+                "UPDATE inbox SET received_at = received_at - ?", (8 * 86400,)
+            )
+        )
+        return await app.processor.prune()
+
+    async with BrevoFake() as fake:
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            events = events_from(REFERENCE)
+            await app.store.ingest("default", events)
+            await app.wait_idle(60 * UNIT)
+            before = brevo_state(fake)
+            assert await age_and_prune(app) == len(REFERENCE)
+            assert app.metrics.get("woobrevo_inbox_pruned_total") == len(REFERENCE)
+            assert (await app.store.counts())["inbox"] == 0
+            assert await app.store.last_received("default", "webhook") is not None
+            # A recent event stays.
+            recent = parse_event(
+                {"topic": "customer.updated", "payload": ref("customer.json")}, door=Door.STREAM
+            )
+            assert isinstance(recent, Event)
+            assert (await app.store.ingest("default", [recent])).new == 1
+            await app.wait_idle(60 * UNIT)
+            assert await app.processor.prune() == 0
+            # Every version again, in order, long after (a resend of lost acks): stored anew.
+            # Two of the store's orders changed twice within one second (the same
+            # date_modified_gmt), which the agent cannot order: their older versions go to
+            # Brevo again, then the newer ones, and Brevo ends as it was.
+            sent = len(fake.requests)
+            assert (await app.store.ingest("default", events)).new == len(events)
+            await app.wait_idle(60 * UNIT)
+            assert brevo_state(fake) == before
+            assert {r.json["id"] for r in fake.requests[sent:] if r.path == "/orders/status"} == {
+                "20",
+                "22",
+            }
+            # Each object's current version only (a backfill, a late delivery): nothing to send.
+            assert await age_and_prune(app) == len(events) + 1
+            current = list({(e.resource, e.resource_id): e for e in events}.values())
+            sent = len(fake.requests)
+            assert (await app.store.ingest("default", current)).new == len(current)
+            await app.wait_idle(60 * UNIT)
+            assert [(r.path, r.json) for r in fake.requests[sent:]] == []
+        fake.assert_no_spec_violations()
 
 
 @pytest.mark.parametrize("middle", ["queued", "in flight"])

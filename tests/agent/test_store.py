@@ -149,3 +149,54 @@ async def test_a_write_blocked_past_the_timeout_fails_whole(
         # Nothing of the failed batch was stored, and the store still writes.
         assert (await store.counts())["inbox"] == 0
         assert (await store.ingest("s1", [event(1)])).new == 1
+
+
+async def test_pruning_deletes_old_processed_rows_only_in_short_transactions(
+    tmp_path: Path,
+) -> None:
+    async with SqliteStore(tmp_path / "s.db") as store:
+        await store.ingest("s2", [event(n) for n in range(1, 11)])  # seq 1-10
+        await store.ingest("s1", [event(n) for n in range(1, 2501)])  # seq 11-2510
+        day = 86400.0
+        now = time.time()
+
+        def age() -> None:
+            db = store.db
+            # s2: 10 rows 10 days old, through the webhook door. s1: 2,000 rows 8 days old
+            # (one, a little out of order, 9 days), the 10 oldest not processed yet; 500 recent.
+            db.execute(
+                "UPDATE inbox SET received_at = ?, door = 'webhook' WHERE site = 's2'",
+                (now - 10 * day,),
+            )
+            db.execute(
+                "UPDATE inbox SET received_at = ? WHERE site = 's1' AND seq <= 2010",
+                (now - 8 * day,),
+            )
+            db.execute("UPDATE inbox SET received_at = ? WHERE seq = 1500", (now - 9 * day,))
+            db.execute("UPDATE inbox SET state = 1 WHERE seq <= 10 OR seq > 20")
+
+        await store._run(age)
+        batches: list[int] = []
+        real = store._prune_some
+
+        def counted(before: float, batch: int) -> int:
+            n = real(before, batch)
+            batches.append(n)
+            return n
+
+        store._prune_some = counted  # type: ignore[method-assign]
+        assert await store.prune_inbox(now - 7 * day, batch=700) == 2000
+        assert batches == [700, 700, 600]
+        left = await store._run(
+            lambda: store.db.execute("SELECT seq, state FROM inbox ORDER BY seq").fetchall()
+        )
+        # the old rows not processed yet and the recent ones stay
+        assert left == [(s, 0) for s in range(11, 21)] + [(s, 1) for s in range(2011, 2511)]
+        # a door's "last seen" outlives its rows
+        assert await store.last_received("s2", "webhook") == pytest.approx(now - 10 * day)
+        assert await store.last_received("s2", "stream") is None
+        assert await store.last_received("s1", "stream") == pytest.approx(now, abs=60)
+        # a replay within the window is stored once; one of a deleted row is stored again
+        assert (await store.ingest("s1", [event(2100)])).new == 0
+        assert (await store.ingest("s1", [event(1800)])).new == 1
+        assert await store.prune_inbox(now - 7 * day) == 0
