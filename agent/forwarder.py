@@ -109,6 +109,9 @@ class AccountWorker:
         self._inflight: set[asyncio.Task[None]] = set()
         self._rng = random.Random()
         self._setup_lock = asyncio.Lock()
+        # when a failed ecommerce activation may be tried again, and how many failed in a row
+        self._activation_due = 0.0
+        self._activation_failures = 0
 
     async def start(self) -> None:
         """Open the client and start one loop per kind."""
@@ -242,8 +245,15 @@ class AccountWorker:
                     jobs, self.now() + 60, "coupon collection unavailable", count_attempt=False
                 )
                 return None
-        if kind in (Kind.PRODUCT, Kind.ORDER, Kind.CATEGORY):
+        if kind in (Kind.PRODUCT, Kind.ORDER, Kind.CATEGORY) and not (
             await self._ecommerce_activated()
+        ):
+            # Brevo refuses ecommerce calls before the activation: they wait for it.
+            await self.app.store.retry(
+                jobs, self._activation_due, "waiting for brevo ecommerce activation",
+                count_attempt=False,
+            )  # fmt: skip
+            return None
         if batch and (len(jobs) > 1 or kind in BATCH_ONLY):
             return batch_request(jobs, collection_id=collection_id)
         req = single_request(jobs[0], collection_id=collection_id)
@@ -265,12 +275,17 @@ class AccountWorker:
         )
         return resp
 
-    async def _ecommerce_activated(self) -> None:
-        # Brevo's ecommerce endpoints need a one-time activation per account (NOTES §2).
+    async def _ecommerce_activated(self) -> bool:
+        """Whether Brevo's ecommerce endpoints are activated for the account (NOTES §2): the
+        first ecommerce job activates them once. A failed activation is tried again after a
+        backoff, not by every ecommerce job (an outage cost 44 activations in 5 minutes)."""
         key = f"ecommerce_activated:{self.account}"
         async with self._setup_lock:
             if await self.app.store.get_meta(key):
-                return
+                return True
+            now = self.now()
+            if now < self._activation_due:
+                return False
             resp = await self._call("POST", "/ecommerce/activate", None, "other")
             # 2xx, or a 400 for an account that is already active; a refused key is not that.
             if resp.status is not None and (resp.status < 300 or resp.status in (400, 409)):
@@ -282,6 +297,24 @@ class AccountWorker:
                         resp.code,
                         resp.message,
                     )
+                return True
+            verdict = classify(resp.status, resp.headers)
+            if verdict.kind is VerdictKind.RATE_LIMITED:
+                delay = verdict.wait
+            else:
+                delay = backoff_delay(
+                    self._activation_failures, max_delay=self.cfg.max_backoff, rng=self._rng
+                )
+                self._activation_failures += 1
+            self._activation_due = now + delay
+            log.warning(
+                "brevo ecommerce activation failed: %s %s; products, orders and categories"
+                " wait, next try in %.1fs",
+                resp.status or "error",
+                resp.message,
+                delay,
+            )
+            return False
 
     async def _coupon_collection(self, name: str) -> str | None:
         key = f"coupon_collection:{self.account}:{name}"

@@ -300,6 +300,27 @@ async def test_503_outage_loses_nothing(tmp_path: Path, base_config: dict[str, A
         fake.assert_no_spec_violations()
 
 
+async def test_ecommerce_calls_wait_for_the_activation_which_backs_off(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    """Brevo needs `POST /ecommerce/activate` before products, orders and categories: while it
+    fails, those wait, and it is tried again after a backoff, not by every ecommerce job."""
+    async with BrevoFake() as fake:
+        fake.fail_next(2, 503, path="/ecommerce/activate")
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            await app.store.ingest("default", events_from(REFERENCE))
+            await app.wait_idle(60 * UNIT)
+        activations = [r for r in fake.requests if r.path == "/ecommerce/activate"]
+        assert [r.status for r in activations] == [503, 503, 200]
+        ecommerce = [
+            r for r in fake.requests if r.path.startswith(("/products", "/orders", "/categories"))
+        ]
+        assert ecommerce and min(r.time for r in ecommerce) >= activations[-1].time
+        assert {"723", "727", "19", "20", "22"} <= set(fake.orders)
+        assert {"12", "13", "14", "15", "16"} <= set(fake.products)
+        fake.assert_no_spec_violations()
+
+
 async def test_invalid_contact_is_dead_lettered_then_retried(
     tmp_path: Path, base_config: dict[str, Any]
 ) -> None:
