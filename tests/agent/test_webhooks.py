@@ -4,6 +4,7 @@ every delivery recorded from a real WooCommerce 10.0.2 (reference/woocommerce/re
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tests.agent.doorkit import (
 EXAMPLE = json.loads((DOCS_EXAMPLES / "webhook_delivery_order_updated.example.json").read_text())
 EXAMPLE_BODY = (DOCS_EXAMPLES / "webhook_delivery_order_updated.body.json").read_bytes()
 INDEX = json.loads((REAL_WEBHOOKS / "index.json").read_text())
+EXAMPLE_ID = content_event_id("order.updated", json.loads(EXAMPLE_BODY))
 
 
 def recorded(name: str) -> tuple[dict[str, str], bytes]:
@@ -71,13 +73,41 @@ async def test_docs_example_delivery_verifies_and_is_stored(tmp_path: Path) -> N
     async with running(make_config(tmp_path)) as app:
         status, answer = await post(app, "a", EXAMPLE_BODY, EXAMPLE["headers"])
         assert status == 200, answer
-        assert answer["stored"] == "order.updated:723:2017-03-21T19:54:51" and answer["new"]
+        assert answer["stored"] == EXAMPLE_ID and answer["new"]
         # The same delivery again (WooCommerce's delivery id is no key): stored once.
         status, answer = await post(app, "a", EXAMPLE_BODY, EXAMPLE["headers"])
         assert status == 200 and not answer["new"]
         assert app.metrics.get("woobrevo_events_in_total", door="webhook", site="a") == 2
         assert app.metrics.get("woobrevo_events_replayed_total", door="webhook", site="a") == 1
-    assert inbox_ids(app.cfg) == [("a", "order.updated:723:2017-03-21T19:54:51")]
+    assert inbox_ids(app.cfg) == [("a", EXAMPLE_ID)]
+
+
+def test_the_event_id_is_topic_id_version_and_a_hash_of_the_object() -> None:
+    head, digest = EXAMPLE_ID.rsplit(":", 1)
+    assert head == "order.updated:723:2017-03-21T19:54:51"
+    assert re.fullmatch(r"[0-9a-f]{16}", digest)
+
+
+async def test_two_changes_in_one_second_are_two_events(tmp_path: Path) -> None:
+    """The real store changed order 20 twice within 05:18:15: the second change is not a replay
+    of the first (docs/doors.md, "Design change: the hash")."""
+    _, body = recorded("0023-order.updated-074c9d7dde92357b")
+    first = json.loads(body)
+    assert (first["status"], first["date_modified_gmt"]) == ("refunded", "2026-11-27T05:18:15")
+    second = json.dumps({**first, "status": "completed"}).encode()
+    # the same object through the https URL: only `_links` differ
+    links = json.dumps(first["_links"]).replace("http://127.0.0.1:8080", "https://shop.test")
+    https = json.dumps({**first, "_links": json.loads(links)}).encode()
+    assert https != body and json.loads(https)["_links"] != first["_links"]
+    async with running(make_config(tmp_path)) as app:
+        answers = []
+        for raw in (body, second, body, https):
+            status, answer = await post(app, "b", raw, signed("order.updated", raw, SECRETS["b"]))
+            assert status == 200, answer
+            answers.append((answer["stored"], answer["new"]))
+    assert [new for _, new in answers] == [True, True, False, False]
+    assert answers[0][0] == answers[2][0] == answers[3][0] != answers[1][0]
+    assert [e for _, e in inbox_ids(app.cfg, "b")] == [answers[0][0], answers[1][0]]
 
 
 async def test_every_recorded_real_delivery_verifies(tmp_path: Path) -> None:
@@ -164,9 +194,10 @@ async def test_deleted_bodies_keyed_by_delivery(tmp_path: Path) -> None:
             app, "a", body, signed("order.deleted", body, SECRETS["a"], "2" * 32)
         )
         assert status == 200 and later["new"] and later["stored"] != first["stored"]
+    digest = content_event_id("order.deleted", {"id": 19}, "x").rsplit(":", 1)[1]
     assert [e for _, e in inbox_ids(app.cfg)] == [
-        f"order.deleted:19:{'1' * 32}",
-        f"order.deleted:19:{'2' * 32}",
+        f"order.deleted:19:{'1' * 32}:{digest}",
+        f"order.deleted:19:{'2' * 32}:{digest}",
     ]
 
 
