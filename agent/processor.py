@@ -37,10 +37,13 @@ class Processor:
         # True while stored events wait to be processed: more jobs are on their way, so the
         # forwarder lets partial batches fill up (agent/forwarder.py).
         self.backlogged = False
-        self._next_prune = 0.0  # monotonic time of the next inbox pruning
+        self._pruner: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
+        # Its own task: a first deletion on a large store takes minutes, and new events must
+        # not wait for it (the two share the store's thread batch by batch).
+        self._pruner = asyncio.create_task(self._prune_loop(), name="inbox-pruner")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -48,11 +51,12 @@ class Processor:
 
     async def close(self) -> None:
         """Stop the loop; a row being processed finishes its transaction or rolls back."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._pruner):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._pruner = None
 
     def _decide(
         self, site_id: str, event: Event, prior: dict[str, Any] | None, aggregates: Any
@@ -101,6 +105,14 @@ class Processor:
             self.app.metrics.inc("woobrevo_inbox_pruned_total", n)
         return n
 
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("deleting old inbox events failed; trying again in %gs", PRUNE_EVERY)
+            await asyncio.sleep(PRUNE_EVERY)
+
     async def _loop(self) -> None:
         store = self.app.store
         while True:
@@ -112,14 +124,6 @@ class Processor:
                 log.exception("processing failed; retrying in 5s")
                 await asyncio.sleep(5)
                 continue
-            if time.monotonic() >= self._next_prune:
-                self._next_prune = time.monotonic() + PRUNE_EVERY
-                try:
-                    await self.prune()
-                except Exception:
-                    log.exception(
-                        "deleting old inbox events failed; trying again in %gs", PRUNE_EVERY
-                    )
             # Rows stored by another process (`backfill` or `ingest` beside a running agent)
             # set no event here: look again every few seconds.
             # asyncio.timeout, not wait_for (which can swallow close()'s cancel on 3.11).

@@ -896,17 +896,16 @@ class SqliteStore:
         (the doors' acks wait for it). Rows not yet processed are kept, whatever their age.
         Returns how many rows were deleted.
         """
+        cutoff = await self._run(self._last_seq_before, before)
         total = 0
-        while True:
-            n = await self._run(self._prune_some, before, batch)
+        while cutoff is not None:
+            n = await self._run(self._prune_some, cutoff, before, batch)
             total += n
             if n < batch:
-                return total
+                break
+        return total
 
-    def _prune_some(self, before: float, batch: int) -> int:
-        cutoff = self._last_seq_before(before)
-        if cutoff is None:
-            return 0
+    def _prune_some(self, cutoff: int, before: float, batch: int) -> int:
         # Bookkeeping a restart redoes (the rows are deleted again): no wait for the disk.
         with self._tx(sync=False) as db:
             rows = db.execute(
@@ -1289,12 +1288,7 @@ class _Chunk:
         if intent.kind is Kind.EVENT:  # one job per event: nothing to coalesce with
             event = _minus_known(intent.kind, intent.body, self._known(account, intent.key))
             if event is not None:
-                self.writes.append(
-                    _PendingJob(
-                        None, account, site, intent.kind, intent.key, event, intent.historical,
-                        written=True,
-                    )
-                )  # fmt: skip
+                self._new_job(account, site, intent, event)
             return
         pending = self.jobs.get((account, intent.key))
         in_flight = False
@@ -1325,10 +1319,16 @@ class _Chunk:
             if unknown is None:
                 return
             body = unknown
-        job = _PendingJob(None, account, site, intent.kind, intent.key, body, intent.historical)
-        job.written = True
+        self.jobs[(account, intent.key)] = self._new_job(account, site, intent, body)
+
+    def _new_job(
+        self, account: str, site: str, intent: Intent, body: dict[str, Any]
+    ) -> _PendingJob:
+        job = _PendingJob(
+            None, account, site, intent.kind, intent.key, body, intent.historical, written=True
+        )
         self.writes.append(job)
-        self.jobs[(account, intent.key)] = job
+        return job
 
     def _known(self, account: str, key: str) -> Any:
         """What Brevo holds for a key, as the last completed job left it (None: nothing)."""

@@ -179,8 +179,8 @@ async def test_pruning_deletes_old_processed_rows_only_in_short_transactions(
         batches: list[int] = []
         real = store._prune_some
 
-        def counted(before: float, batch: int) -> int:
-            n = real(before, batch)
+        def counted(cutoff: int, before: float, batch: int) -> int:
+            n = real(cutoff, before, batch)
             batches.append(n)
             return n
 
