@@ -209,7 +209,10 @@ def _fail_store_batch(n: int) -> Callable[[str, Any], None]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config and print it resolved, secrets masked."""
+    from agent.doors.stream import tls_context
+
     cfg = _load(args)
+    tls_context(cfg)  # the files load (ConfigError otherwise), as `run` will need them
     print(yaml.safe_dump(masked(cfg), sort_keys=False, allow_unicode=True), end="")
     print(f"# {args.config}: valid ({len(cfg.resolved_sites())} site(s))", file=sys.stderr)
     return EXIT_OK

@@ -1,6 +1,6 @@
 """Stream door benchmark: the agent's resident memory with many site connections.
 
-    .venv/bin/python bench/stream_connections.py [--sites 500] [--idle-seconds 10]
+    .venv/bin/python bench/stream_connections.py [--sites 500] [--idle-seconds 10] [--tls]
                                                  [--rate 2500] [--load-seconds 30] [--burst-rounds 3]
 
 Generates a config with `--sites` sites, each with its own token, starts `woobrevo-agent run`
@@ -35,6 +35,7 @@ from streamkit import (
     machine,
     memory_mb,
     open_site,
+    self_signed,
     start_agent,
     stop_agent,
     write_config,
@@ -90,7 +91,11 @@ async def send_and_ack(ws: ClientConnection, text: str) -> float:
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
-        config, tokens, port, http_port = write_config(Path(tmp), args.sites)
+        tls = self_signed(Path(tmp)) if args.tls else None
+        config, tokens, port, http_port = write_config(
+            Path(tmp), args.sites, tls=tls[:2] if tls else None
+        )
+        client_tls = tls[2] if tls else None
         proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
         try:
             rss, _, resident = memory_mb(proc.pid)
@@ -99,7 +104,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             conns: list[ClientConnection] = []
             for i in range(0, args.sites, 50):
                 chunk = list(tokens.values())[i : i + 50]
-                conns += await asyncio.gather(*(open_site(port, t) for t in chunk))
+                conns += await asyncio.gather(*(open_site(port, t, client_tls) for t in chunk))
             out["connect_seconds"] = round(time.perf_counter() - t0, 2)
             with Sampler(proc.pid) as idle:
                 await asyncio.sleep(args.idle_seconds)
@@ -173,6 +178,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=100, help="events per batch")
     parser.add_argument(
         "--ingest-only", action="store_true", help="stop the agent's processor (door + store alone)"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="wss://: the agent terminates TLS itself (agent.tls)"
     )
     result = asyncio.run(main(parser.parse_args()))
     result["machine"]["loadavg_1m_end"] = os.getloadavg()[0]

@@ -1,7 +1,7 @@
 """Stream door benchmark: durable-ack throughput and ack latency through the real agent.
 
     .venv/bin/python bench/stream_throughput.py [--seconds 15] [--connections 1] [--window 4]
-                                                [--latency-seconds 30]
+                                                [--latency-seconds 30] [--tls]
 
 Starts `woobrevo-agent run` (Brevo dry-run, so the processor and forwarder run too) in a
 subprocess, and drives it over loopback with the websockets client from this process:
@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from streamkit import (
     machine,
     open_site,
     percentile,
+    self_signed,
     start_agent,
     start_brevo_fake,
     stop_agent,
@@ -39,6 +40,8 @@ from streamkit import (
 )
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
+
+Site = Callable[[str], Awaitable[ClientConnection]]  # a token → that site's open connection
 
 
 async def sustained(
@@ -107,20 +110,30 @@ async def paced(
 
 
 @contextlib.asynccontextmanager
-async def fresh_agent(args: argparse.Namespace) -> AsyncIterator[tuple[int, dict[str, str], int]]:
+async def fresh_agent(args: argparse.Namespace) -> AsyncIterator[tuple[Site, dict[str, str], int]]:
     """A new agent on a new state folder: each phase starts with an empty inbox, so the
-    latency phases are not measured while the worker still processes the sustained phase."""
+    latency phases are not measured while the worker still processes the sustained phase.
+    Yields a function that opens a site's connection, the tokens and the HTTP port."""
     with tempfile.TemporaryDirectory() as tmp:
         fake, base_url = (None, None)
         if args.brevo == "fake":
             fake, base_url = await start_brevo_fake(Path(tmp))
+        tls = self_signed(Path(tmp)) if args.tls else None
         try:
             config, tokens, port, http_port = write_config(
-                Path(tmp), max(args.connections, 2), args.processing, base_url
+                Path(tmp),
+                max(args.connections, 2),
+                args.processing,
+                base_url,
+                tls=tls[:2] if tls else None,
             )
             proc = await start_agent(config, http_port, ingest_only=args.ingest_only)
+
+            def site(token: str) -> Awaitable[ClientConnection]:
+                return open_site(port, token, tls[2] if tls else None)
+
             try:
-                yield port, tokens, http_port
+                yield site, tokens, http_port
             finally:
                 await stop_agent(proc)
         finally:
@@ -146,9 +159,9 @@ async def backlog(http_port: int) -> dict[str, int]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"machine": machine(), "args": vars(args)}
-    async with fresh_agent(args) as (port, tokens, http_port):
+    async with fresh_agent(args) as (site, tokens, http_port):
         sites = list(tokens)[: args.connections]
-        conns = [await open_site(port, tokens[s]) for s in sites]
+        conns = [await site(tokens[s]) for s in sites]
         t0 = time.perf_counter()
         results = await asyncio.gather(
             *(sustained(ws, f"t{i}", args.seconds, args.window) for i, ws in enumerate(conns))
@@ -169,8 +182,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await ws.close()
     for size, interval in ((100, 0.1), (10, 0.01)):
         key = f"latency_{size}x{round(1 / interval)}"
-        async with fresh_agent(args) as (port, tokens, http_port):
-            ws = await open_site(port, tokens[list(tokens)[-1]])
+        async with fresh_agent(args) as (site, tokens, http_port):
+            ws = await site(tokens[list(tokens)[-1]])
             try:
                 lat = await paced(ws, f"p{size}", args.latency_seconds, size, interval)
             except ConnectionClosed as exc:
@@ -212,6 +225,9 @@ if __name__ == "__main__":
     parser.add_argument("--latency-seconds", type=float, default=30.0)
     parser.add_argument(
         "--ingest-only", action="store_true", help="stop the agent's processor (door + store alone)"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", help="wss://: the agent terminates TLS itself (agent.tls)"
     )
     result = asyncio.run(main(parser.parse_args()))
     result["machine"]["loadavg_1m_end"] = os.getloadavg()[0]

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -31,10 +32,12 @@ HELLO = {
 }  # fmt: skip
 
 
-async def open_site(port: int, token: str) -> ClientConnection:
-    """A site's websocket to the agent, past hello → welcome (the plugin's first exchange)."""
+async def open_site(port: int, token: str, tls: ssl.SSLContext | None = None) -> ClientConnection:
+    """A site's websocket to the agent, past hello → welcome (the plugin's first exchange);
+    `wss://` with `tls` (the context that trusts the agent's certificate)."""
     ws = await connect(
-        f"ws://127.0.0.1:{port}/v1/stream",
+        f"{'wss' if tls else 'ws'}://127.0.0.1:{port}/v1/stream",
+        ssl=tls,
         additional_headers={"Authorization": f"Bearer {token}"},
         compression=None,
         max_size=None,
@@ -52,12 +55,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def self_signed(directory: Path) -> tuple[Path, Path, ssl.SSLContext]:
+    """A certificate and key for 127.0.0.1 (the openssl command), and a client context that
+    trusts it: the agent then terminates TLS itself (`agent.tls`)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    return cert, key, ssl.create_default_context(cafile=str(cert))
+
+
 def write_config(
-    directory: Path, sites: int, processing: str = "process", brevo: str | None = None
+    directory: Path,
+    sites: int,
+    processing: str = "process",
+    brevo: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> tuple[Path, dict[str, str], int, int]:
     """A config with `sites` sites (s0, s1…), each with its own token; `processing` as
     `agent.processing` (process: doors and worker in two processes); Brevo dry-run, or the
-    Brevo fake at `brevo` (its base URL; see `start_brevo_fake`)."""
+    Brevo fake at `brevo` (its base URL; see `start_brevo_fake`); `tls`: (cert, key) for
+    `agent.tls`."""
     tokens = {f"s{i}": new_token() for i in range(sites)}
     stream_port, http_port = free_port(), free_port()
     data = {
@@ -66,6 +87,7 @@ def write_config(
             "state_dir": str(directory / "state"),
             "log_level": "warning",
             "processing": processing,
+            **({"tls": {"cert": str(tls[0]), "key": str(tls[1])}} if tls else {}),
         },
         "brevo": (
             {"dry_run": True}

@@ -25,16 +25,17 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Data, DataLike
 
-from agent.config import load_config
+from agent.config import Config, load_config
 from agent.core import protocol
 from agent.core.protocol import CloseCode, Events, Hello, PeerError, ProtocolError
+from agent.errors import ConfigError
 from agent.tokens import TokenRegistry, token_hash
 
 if TYPE_CHECKING:
     from agent.app import App
     from agent.store import IngestResult
 
-__all__ = ["PATH", "StreamServer", "StreamTestHooks", "split_hostport"]
+__all__ = ["PATH", "StreamServer", "StreamTestHooks", "split_hostport", "tls_context"]
 
 log = logging.getLogger("agent.stream")
 
@@ -54,12 +55,18 @@ TOKEN_RECHECK = 5.0
 # connection whose next message starts while every slot is taken stops reading after that first
 # chunk: the rest waits in the kernel and TCP holds the sender back until a slot frees up (FIFO).
 READ_SLOTS = 12
-# Bytes per recv() on plain TCP (asyncio reads 256 KiB, a whole batch): a connection without a
-# read slot reads WAITING_READ, which is what each waiting one holds in a burst (500 sites: 2 MB
-# at 4 KiB, 8 MB at 16); one with a slot reads SLOT_READ (fewer calls per message). TLS
-# transports decrypt whatever arrived, so for wss:// it stays ~256 KiB.
+# Bytes per recv() (asyncio reads 256 KiB, a whole batch): a connection without a read slot
+# reads WAITING_READ, which is what each waiting one holds in a burst (500 sites: 2 MB at 4 KiB,
+# 8 MB at 16); one with a slot reads SLOT_READ (fewer calls per message).
 WAITING_READ = 4 * 1024
 SLOT_READ = 64 * 1024
+# wss:// (agent.tls): asyncio's TLS layer reads the socket into a buffer of its own, 256 KiB per
+# connection for as long as it is open (500 idle sites: +128 MB), and keeps up to 256 KiB of
+# ciphertext while the connection is paused. Its buffer follows the read sizes above, and a
+# paused connection stops reading the socket once TLS_PAUSED_BYTES are waiting: at least one
+# whole TLS record (2^14 bytes of data + up to 256 of overhead + a 5-byte header, RFC 8446
+# §5.2), or the record that completes a message could never be decrypted.
+TLS_PAUSED_BYTES = 17 * 1024
 
 BatchHook = Callable[[str, Events], None]
 
@@ -78,6 +85,29 @@ class StreamTestHooks:
     # Seconds each ack waits after its batch's commit (acks still leave in order): several
     # batches then stay in flight, and their acks arrive close together.
     ack_delay: float = 0.0
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """The stream door's TLS context from `agent.tls`, or None for plain ws://. A certificate
+    or key that does not load is a ConfigError that names the files and why (`check` says it
+    too, before `run`)."""
+    tls = cfg.agent.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.cert, tls.key)
+    except (OSError, ssl.SSLError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            cfg.source,
+            [
+                f"agent.tls: cannot load certificate {tls.cert} with key {tls.key}: {why}"
+                " (expected PEM files the agent's user can read: the certificate chain,"
+                " leaf first, and its private key without a passphrase)"
+            ],
+        ) from None
+    return context
 
 
 def split_hostport(value: str) -> tuple[str | None, int]:
@@ -120,7 +150,8 @@ class _SiteConnection(ServerConnection):
     """A connection that knows the one site its token named (set before the upgrade), and that
     holds one of its server's read slots from the first chunk of a message until the handler
     comes back for the next one (see READ_SLOTS). Reads websockets internals (protocol.reader,
-    recv_messages, pending_pings, as in websockets 17): tests/agent/test_stream_admission.py."""
+    recv_messages, pending_pings, as in websockets 17) and, for wss://, asyncio's TLS read
+    buffer (asyncio.sslproto, Python 3.11+): tests/agent/test_stream_admission.py."""
 
     site: str = ""
     token_sha256: str = ""  # the hash of its token, for the re-checks (never the token)
@@ -130,6 +161,7 @@ class _SiteConnection(ServerConnection):
     _queue_full = False  # paused by websockets: 16 received frames not yet taken
     _reading_paused = False
     _tcp: asyncio.BaseTransport | None = None  # plain TCP: its read size follows the slot
+    _tls: Any = None  # wss://: asyncio's TLS protocol, whose read buffer follows the slot
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -139,7 +171,13 @@ class _SiteConnection(ServerConnection):
         self.recv_messages.resume = functools.partial(self._set_queue_full, False)
         if isinstance(getattr(transport, "max_size", None), int):  # plain TCP (not TLS)
             self._tcp = transport
-            self._read_size(WAITING_READ)
+        else:
+            self._tls = _tls_layer_of(transport)
+            if self._tls is not None:
+                transport.set_read_buffer_limits(  # type: ignore[attr-defined]
+                    high=TLS_PAUSED_BYTES, low=TLS_PAUSED_BYTES
+                )
+        self._read_size(WAITING_READ)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -204,6 +242,12 @@ class _SiteConnection(ServerConnection):
     def _read_size(self, size: int) -> None:
         if self._tcp is not None:
             self._tcp.max_size = size  # type: ignore[attr-defined]
+        elif self._tls is not None:
+            tls = self._tls
+            tls.max_size = size  # the instance's own cap (the class says 256 KiB)
+            if len(tls._ssl_buffer) > size:  # asyncio only ever grows it: a smaller one
+                tls._ssl_buffer = bytearray(size)
+                tls._ssl_buffer_view = memoryview(tls._ssl_buffer)
 
     def _set_queue_full(self, full: bool) -> None:
         self._queue_full = full
@@ -217,6 +261,22 @@ class _SiteConnection(ServerConnection):
                 self.transport.pause_reading()
             else:
                 self.transport.resume_reading()
+
+
+def _tls_layer_of(transport: asyncio.BaseTransport) -> Any:
+    """The asyncio TLS protocol under a wss:// connection, when it has the read buffer and the
+    flow control that `_SiteConnection` sizes (asyncio.sslproto as of Python 3.11); else None,
+    and the connection reads as asyncio decides (tests/agent/test_stream_admission.py checks
+    that this Python has them)."""
+    tls = getattr(transport, "_ssl_protocol", None)
+    if (
+        isinstance(getattr(tls, "_ssl_buffer", None), bytearray)
+        and isinstance(getattr(tls, "_ssl_buffer_view", None), memoryview)
+        and isinstance(getattr(tls, "max_size", None), int)
+        and callable(getattr(transport, "set_read_buffer_limits", None))
+    ):
+        return tls
+    return None
 
 
 def _bound_to(slots: _ReadSlots) -> type[_SiteConnection]:
@@ -263,11 +323,7 @@ class StreamServer:
 
     async def _listen(self) -> None:
         host, port = split_hostport(self.app.cfg.agent.listen.stream)
-        tls = self.app.cfg.agent.tls
-        context: ssl.SSLContext | None = None
-        if tls is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls.cert, tls.key)
+        context = tls_context(self.app.cfg)
         self._server = await serve(
             self._handle,
             host,

@@ -9,6 +9,8 @@ import copy
 import json
 import re
 import sqlite3
+import ssl
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -62,6 +64,21 @@ def config_data(tmp_path: Path, **stream: Any) -> dict[str, Any]:
     }
 
 
+def tls_config_data(tmp_path: Path, **stream: Any) -> tuple[dict[str, Any], ssl.SSLContext]:
+    """`config_data` with `agent.tls`: a self-signed certificate for 127.0.0.1 (the openssl
+    command, which bin/test installs), and a client context that trusts it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    data = config_data(tmp_path, **stream)
+    data["agent"]["tls"] = {"cert": str(cert), "key": str(key)}
+    return data, ssl.create_default_context(cafile=str(cert))
+
+
 def make_config(tmp_path: Path, **stream: Any) -> Config:
     """`config_data` as a Config object."""
     return Config.model_validate(config_data(tmp_path, **stream))
@@ -74,19 +91,21 @@ async def running(cfg: Config) -> AsyncIterator[App]:
         yield app
 
 
-def url(app: App) -> str:
+def url(app: App, scheme: str = "ws") -> str:
     """The stream door's URL."""
-    return f"ws://127.0.0.1:{app.stream.port}/v1/stream"
+    return f"{scheme}://127.0.0.1:{app.stream.port}/v1/stream"
 
 
 def client(app: App, token: str | None = TOKENS["a"], **kwargs: Any) -> Any:
-    """`async with client(app) as ws:` — a real websockets client with the bearer header."""
+    """`async with client(app) as ws:` — a real websockets client with the bearer header;
+    `wss://` when given `ssl=` (a context that trusts the agent's certificate)."""
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     headers.update(kwargs.pop("additional_headers", {}))
     kwargs.setdefault("compression", None)
     kwargs.setdefault("max_size", None)
     kwargs.setdefault("open_timeout", 5 * UNIT)
-    return connect(url(app), additional_headers=headers, **kwargs)
+    scheme = "wss" if kwargs.get("ssl") is not None else "ws"
+    return connect(url(app, scheme), additional_headers=headers, **kwargs)
 
 
 HELLO = {

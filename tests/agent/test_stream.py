@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
-import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 from websockets.sync.client import connect as sync_connect
 
+from agent import cli
 from agent.app import App
 from agent.config import Config, load_config
 from agent.core import protocol
@@ -45,6 +44,7 @@ from tests.agent.doorkit import (
     make_config,
     order,
     running,
+    tls_config_data,
     until,
 )
 from tests.fakes.brevo import BrevoFake
@@ -414,30 +414,31 @@ async def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
             assert r.status == 200
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 async def test_tls_with_agent_certificate(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = await asyncio.create_subprocess_exec(
-        "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-        "-addext", "subjectAltName=IP:127.0.0.1",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await made.wait() == 0
-    data = config_data(tmp_path)
-    data["agent"]["tls"] = {"cert": str(cert), "key": str(key)}
+    data, trust = tls_config_data(tmp_path)
     async with running(Config.model_validate(data)) as app:
-        trust = ssl.create_default_context(cafile=str(cert))
-        async with connect(
-            f"wss://127.0.0.1:{app.stream.port}/v1/stream",
-            additional_headers={"Authorization": f"Bearer {TOKENS['a']}"},
-            ssl=trust,
-        ) as ws:
+        async with client(app, ssl=trust) as ws:
             assert (await hello(ws))["site"] == "a"
         # Plain ws:// to a TLS port never gets an upgrade.
         with pytest.raises((OSError, InvalidStatus, InvalidMessage, TimeoutError)):
             async with client(app, open_timeout=2 * UNIT):
                 pass
+
+
+def test_tls_files_that_do_not_load_are_named_by_check_and_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = config_data(tmp_path)
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    data["agent"]["tls"] = {"cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "no.pem")}
+    path = tmp_path / "agent.yaml"
+    path.write_text(yaml.safe_dump(data))
+    for command in ("check", "run"):
+        assert cli.main([command, "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: invalid configuration" in err
+        assert f"agent.tls: cannot load certificate {tmp_path / 'cert.pem'}" in err
+        assert "expected PEM files" in err
 
 
 def test_watch_meta_reads_meta_paths() -> None:

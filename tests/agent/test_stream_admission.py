@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from agent.config import Config
 from agent.doors import stream
 from tests.agent.doorkit import (
     TOKENS,
@@ -25,6 +26,7 @@ from tests.agent.doorkit import (
     inbox_ids,
     make_config,
     running,
+    tls_config_data,
     until,
 )
 
@@ -182,3 +184,50 @@ async def test_stalled_reader_is_closed_and_the_waiting_one_proceeds(
     stored = {e.split("-")[0] for _, e in inbox_ids(cfg)}
     # w1's peer reset the connection: its batch may have been read (and stored, never acked).
     assert "w3" in stored and not stored & {"s1", "w2"}
+
+
+async def test_tls_connections_read_in_slot_sized_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: type[SpySlots]
+) -> None:
+    """wss:// (agent.tls): asyncio's TLS layer reads each connection into a buffer of the
+    door's read size, not its own 256 KiB, and a burst keeps to the read slots as over plain
+    TCP: waiting connections stop reading (ciphertext waits in the kernel), nothing is lost."""
+    monkeypatch.setattr(stream, "READ_SLOTS", 2)
+    data, trust = tls_config_data(tmp_path)
+    cfg = Config.model_validate(data)
+    conns, rounds, per_batch = 8, 2, 30
+    async with running(cfg) as app, contextlib.AsyncExitStack() as stack:
+        wss = [
+            await stack.enter_async_context(client(app, TOKENS["ab"[i % 2]], ssl=trust))
+            for i in range(conns)
+        ]
+        for ws in wss:
+            await hello(ws)
+        server_side = list(app.stream._digests)
+        assert len(server_side) == conns
+
+        def tls_buffers() -> list[int]:
+            # This Python's asyncio has what the door sizes (else it would read 256 KiB each).
+            assert all(c._tls is not None for c in server_side)
+            return [len(c._tls._ssl_buffer) for c in server_side]
+
+        assert tls_buffers() == [stream.WAITING_READ] * conns
+
+        async def one(i: int, ws: ClientConnection) -> list[dict[str, Any]]:
+            names = [f"c{i}-r{r}" for r in range(rounds)]
+            for name in names:
+                await ws.send(big_batch(name, name, per_batch))
+            return [json.loads(await ws.recv()) for _ in names]
+
+        acks = await asyncio.gather(*(one(i, ws) for i, ws in enumerate(wss)))
+        await until(lambda: slots.last.taken == 0)
+        assert tls_buffers() == [stream.WAITING_READ] * conns  # back to the waiting size
+        await asyncio.gather(*(ws.close() for ws in wss))
+    for i, got in enumerate(acks):
+        assert [a["batch"] for a in got] == [f"c{i}-r{r}" for r in range(rounds)]
+        for a in got:
+            assert a["accepted"] == [f"{a['batch']}-{n}" for n in range(per_batch)]
+    stored = inbox_ids(cfg)
+    assert len(stored) == len(set(stored)) == conns * rounds * per_batch
+    assert slots.last.most_taken == 2
+    assert slots.last.most_waiting > 0
