@@ -2,7 +2,7 @@
 
 The file keeps the seed's shape (`connectors.woocommerce`) so a config written for the seed
 works; the agent's own keys (`agent`, `brevo`, `sites`) sit beside it. See
-`config.example.yaml` and `docs/configuration.md`.
+`config.example.yaml`, README.md ("Connect a store") and docs/doors.md.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.core.proxies import parse_network
 from agent.errors import ConfigError
 
 __all__ = [
@@ -109,6 +110,13 @@ class AgentSection(_Model):
     public_url: str | None = None
     state_dir: Path = Path("./state")
     tls: Tls | None = None
+    trusted_proxies: tuple[str, ...] = Field(
+        (),
+        description=(
+            "addresses or networks of reverse proxies in front of the agent: for a request from"
+            " one, the client is read from X-Forwarded-For (agent/core/proxies.py)"
+        ),
+    )
     stream: StreamSection = StreamSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     processing: Literal["process", "inline"] = Field(
@@ -129,6 +137,13 @@ class AgentSection(_Model):
             " of an event within it is recognised and stored once"
         ),
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            parse_network(item)
+        return v
 
     @field_validator("inbox_retention")
     @classmethod

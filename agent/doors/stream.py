@@ -28,6 +28,7 @@ from websockets.typing import Data, DataLike
 from agent.config import Config, load_config
 from agent.core import protocol
 from agent.core.protocol import CloseCode, Events, Hello, PeerError, ProtocolError
+from agent.core.proxies import client_address, parse_network
 from agent.errors import ConfigError
 from agent.tokens import TokenRegistry, token_hash
 
@@ -155,6 +156,7 @@ class _SiteConnection(ServerConnection):
 
     site: str = ""
     token_sha256: str = ""  # the hash of its token, for the re-checks (never the token)
+    client: str = "?"  # the peer's address, or the client's behind a trusted proxy
     read_slots: _ReadSlots  # set by _bound_to()
     _slot = False  # holds a read slot
     _waiting = False  # paused until a read slot frees up
@@ -296,6 +298,7 @@ class StreamServer:
         self.limits = app.cfg.agent.stream
         self.tokens = TokenRegistry(app.cfg, app.store, sites=app.sites, reload=load_config)
         self.throttle = protocol.HandshakeThrottle(self.limits.max_failed_handshakes_per_minute)
+        self.proxies = [parse_network(p) for p in app.cfg.agent.trusted_proxies]
         self.hooks = hooks or StreamTestHooks()
         self.port = 0
         self._server: Server | None = None
@@ -409,7 +412,9 @@ class StreamServer:
         """Path, throttle and token, all before the upgrade (docs/protocol.md, "Connection")."""
         if urlsplit(request.path).path != PATH:
             return conn.respond(http.HTTPStatus.NOT_FOUND, f"the stream is at {PATH}\n")
-        addr = _address(conn)
+        addr = client_address(
+            _address(conn), request.headers.get_all("X-Forwarded-For"), self.proxies
+        )
         now = self.app.clock()
         wait = self.throttle.retry_after(addr, now)
         if wait is not None:
@@ -429,7 +434,7 @@ class StreamServer:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="woobrevo"'
             return resp
         assert isinstance(conn, _SiteConnection)
-        conn.site, conn.token_sha256 = site, digest
+        conn.site, conn.token_sha256, conn.client = site, digest, addr
         return None
 
     # -- connection -----------------------------------------------------------------------
@@ -439,7 +444,7 @@ class StreamServer:
         site = ws.site
         link = self._link(site)
         link["connections"] += 1
-        link["remote"] = _address(ws)
+        link["remote"] = ws.client
         self._gauge(site, link)
         log.info("site %s connected from %s", site, link["remote"])
         self._digests[ws] = ws.token_sha256

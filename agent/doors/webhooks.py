@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from agent.core.proxies import client_address, parse_network
 from agent.core.webhooks import Ignored, delivery_event, is_ping, verify_signature
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class WebhookDoor:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.proxies = [parse_network(p) for p in app.cfg.agent.trusted_proxies]
         # One limit for everything the agent reads from the network (docs/protocol.md, Limits).
         self.max_body = app.cfg.agent.stream.max_message_bytes
 
@@ -68,7 +70,10 @@ class WebhookDoor:
                 if not secret
                 else "signature mismatch"
             )
-            log.warning("site %s webhook refused from %s: %s", site_id, request.remote, why)
+            sender = client_address(
+                request.remote or "?", request.headers.getall("X-Forwarded-For", []), self.proxies
+            )
+            log.warning("site %s webhook refused from %s: %s", site_id, sender, why)
             return _answer(401, error="bad_signature", message=why)
         if not topic:
             metrics.inc("woobrevo_webhook_requests_total", site=site_id, outcome="no_topic")

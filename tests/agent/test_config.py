@@ -98,6 +98,10 @@ def test_key_from_env_turns_dry_run_off() -> None:
             {"brevo": {"rate_limits": {"emails": [{"count": 1, "per": "1s"}]}}},
             "unknown endpoint family 'emails'",
         ),
+        (
+            {"agent": {"trusted_proxies": ["127.0.0.1", "nginx.local"]}},
+            "agent.trusted_proxies: expected an IP address or network such as 127.0.0.1",
+        ),
     ],
 )
 def test_bad_config_names_key_and_expectation(

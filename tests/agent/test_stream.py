@@ -28,6 +28,7 @@ from agent.app import App
 from agent.config import Config, load_config
 from agent.core import protocol
 from agent.core.protocol import ErrorCode
+from agent.core.proxies import client_address, parse_network
 from agent.tokens import revoke_token, token_hash
 from tests.agent.doorkit import (
     HELLO,
@@ -225,6 +226,61 @@ async def test_other_paths_404_and_throttle_429(tmp_path: Path) -> None:
         assert throttled.value.response.status_code == 429
         assert 1 <= int(throttled.value.response.headers["Retry-After"]) <= 60
         assert app.metrics.get("woobrevo_stream_refused_total", reason="throttled") == 1
+
+
+async def test_behind_a_trusted_proxy_the_throttle_counts_each_client(tmp_path: Path) -> None:
+    """Behind a reverse proxy every handshake comes from the proxy: with the proxy in
+    `agent.trusted_proxies`, the throttle counts the X-Forwarded-For client, so one site with a
+    stale token does not get the others refused. From anyone else the header is ignored."""
+    data = config_data(tmp_path, max_failed_handshakes_per_minute=2)
+    data["agent"]["trusted_proxies"] = ["127.0.0.0/8", "10.0.0.0/8"]
+    async with running(Config.model_validate(data)) as app:
+        stale = {"X-Forwarded-For": "198.51.100.7, 10.1.2.3"}  # client, then an inner proxy
+        for _ in range(2):
+            with pytest.raises(InvalidStatus) as refused:
+                async with client(app, "stale-" + "s" * 40, additional_headers=stale):
+                    pass
+            assert refused.value.response.status_code == 401
+        with pytest.raises(InvalidStatus) as throttled:
+            async with client(app, additional_headers=stale):
+                pass
+        assert throttled.value.response.status_code == 429
+        # Another store behind the same proxy is not held back, and /status shows its address.
+        async with client(app, additional_headers={"X-Forwarded-For": "203.0.113.9"}) as ws:
+            await hello(ws)
+            assert app.state["stream"]["a"]["remote"] == "203.0.113.9"
+
+    # Without trusted proxies the header is the client's own word: ignored.
+    data = config_data(tmp_path / "direct", max_failed_handshakes_per_minute=2)
+    async with running(Config.model_validate(data)) as app:
+        for n in range(2):
+            spoof = {"X-Forwarded-For": f"192.0.2.{n}"}
+            with pytest.raises(InvalidStatus):
+                async with client(app, "wrong-" + "w" * 40, additional_headers=spoof):
+                    pass
+        with pytest.raises(InvalidStatus) as throttled:
+            async with client(app, additional_headers={"X-Forwarded-For": "192.0.2.99"}):
+                pass
+        assert throttled.value.response.status_code == 429
+
+
+def test_client_address_reads_forwarded_for_only_from_trusted_proxies() -> None:
+    nets = [parse_network("127.0.0.1"), parse_network("10.0.0.0/8"), parse_network("fd00::/8")]
+    assert client_address("203.0.113.1", ["198.51.100.7"], nets) == "203.0.113.1"
+    assert client_address("127.0.0.1", [], nets) == "127.0.0.1"
+    assert client_address("127.0.0.1", ["198.51.100.7"], nets) == "198.51.100.7"
+    # Right to left over every header: the first hop that is not a trusted proxy.
+    assert client_address("127.0.0.1", ["6.6.6.6, 198.51.100.7", "10.0.0.2"], nets) == (
+        "198.51.100.7"
+    )
+    assert client_address("fd00::1", ["[2001:db8::5]:4431"], nets) == "2001:db8::5"
+    assert client_address("127.0.0.1", ["198.51.100.7:5555"], nets) == "198.51.100.7"
+    assert client_address("::ffff:127.0.0.1", ["::ffff:198.51.100.7"], nets) == "198.51.100.7"
+    # Garbage stops the walk at the last address that was one.
+    assert client_address("127.0.0.1", ["198.51.100.7, unknown, 10.0.0.2"], nets) == "10.0.0.2"
+    assert client_address("127.0.0.1", ["198.51.100.7"], []) == "127.0.0.1"
+    with pytest.raises(ValueError, match="expected an IP address or network"):
+        parse_network("proxy.local")
 
 
 async def test_a_token_writes_only_its_own_site(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from agent.app import App
+from agent.config import Config
 from agent.core.events import content_event_id
 from agent.core.webhooks import (
     delivery_event,
@@ -27,6 +28,7 @@ from tests.agent.doorkit import (
     DOCS_EXAMPLES,
     REAL_WEBHOOKS,
     SECRETS,
+    config_data,
     dead_refs,
     inbox_ids,
     make_config,
@@ -147,6 +149,20 @@ async def test_one_changed_byte_is_refused(tmp_path: Path) -> None:
             == 1
         )
     assert inbox_ids(app.cfg) == []
+
+
+async def test_a_refusal_names_the_sender_behind_a_trusted_proxy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers, body = recorded("0021-order.updated-074c9d7dde92357b")
+    data = config_data(tmp_path)
+    data["agent"]["trusted_proxies"] = ["127.0.0.1"]
+    async with running(Config.model_validate(data)) as app:
+        forwarded = {**wc_headers(headers), "X-Forwarded-For": "198.51.100.20"}
+        status, _ = await post(app, "a", body, forwarded)  # site a has another secret
+        assert status == 401
+    refusals = [r.getMessage() for r in caplog.records if "webhook refused" in r.getMessage()]
+    assert refusals == ["site a webhook refused from 198.51.100.20: signature mismatch"]
 
 
 async def test_signature_is_checked_on_raw_bytes_not_reserialized_json(tmp_path: Path) -> None:
