@@ -101,6 +101,15 @@ class StreamSection(_Model):
     ping_timeout: Duration = 20.0
     stale_after: Duration = 180.0
     max_failed_handshakes_per_minute: int = Field(10, ge=1)
+    read_slots: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description=(
+            "messages read at once over every connection; in a burst the others wait in TCP"
+            " (docs/protocol.md, Pipelining)"
+        ),
+    )
 
 
 class AgentSection(_Model):

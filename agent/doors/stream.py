@@ -49,13 +49,13 @@ PARSE_INLINE_BYTES = 16 * 1024
 PIPELINE_DEPTH = 4
 # Seconds between re-checks of open connections' tokens: a revoked one is closed (1008).
 TOKEN_RECHECK = 5.0
-# Connections that may be reading a message at once. A message costs ~2x its size in user space
-# (the parser's buffer, then the frame it keeps and the decoded text) from its first byte until
-# the handler has parsed it and handed it over; without a cap a burst from every site at once
-# holds them all (500 sites x 276 KB batches: ~550 KB each, 340 MB; docs/benchmarks.md). A
-# connection whose next message starts while every slot is taken stops reading after that first
-# chunk: the rest waits in the kernel and TCP holds the sender back until a slot frees up (FIFO).
-READ_SLOTS = 12
+# Read slots (`agent.stream.read_slots`, 4 by default): connections that may be reading a
+# message at once. A message costs ~2x its size in user space (the parser's buffer, then the
+# frame it keeps and the decoded text) from its first byte until the handler has parsed it and
+# handed it over; without a cap a burst from every site at once holds them all (500 sites x
+# 276 KB batches: ~550 KB each, 340 MB; docs/benchmarks.md). A connection whose next message
+# starts while every slot is taken stops reading after that first chunk: the rest waits in the
+# kernel and TCP holds the sender back until a slot frees up (FIFO).
 # Bytes per recv() (asyncio reads 256 KiB, a whole batch): a connection without a read slot
 # reads WAITING_READ, which is what each waiting one holds in a burst (500 sites: 2 MB at 4 KiB,
 # 8 MB at 16); one with a slot reads SLOT_READ (fewer calls per message).
@@ -63,11 +63,15 @@ WAITING_READ = 4 * 1024
 SLOT_READ = 64 * 1024
 # wss:// (agent.tls): asyncio's TLS layer reads the socket into a buffer of its own, 256 KiB per
 # connection for as long as it is open (500 idle sites: +128 MB), and keeps up to 256 KiB of
-# ciphertext while the connection is paused. Its buffer follows the read sizes above, and a
-# paused connection stops reading the socket once TLS_PAUSED_BYTES are waiting: at least one
-# whole TLS record (2^14 bytes of data + up to 256 of overhead + a 5-byte header, RFC 8446
-# §5.2), or the record that completes a message could never be decrypted.
+# ciphertext while the connection is paused. Its buffer follows the read sizes above, but at
+# most TLS_SLOT_READ: what one read brings waits in OpenSSL's memory BIO to be decrypted, and
+# that buffer never shrinks again (64 KiB reads left ~85 KB in each connection that had read a
+# batch: 500 sites under spread load 171 MB instead of 138; docs/benchmarks.md). A paused
+# connection stops reading the socket once TLS_PAUSED_BYTES are waiting: at least one whole
+# TLS record (2^14 bytes of data + up to 256 of overhead + a 5-byte header, RFC 8446 §5.2),
+# or the record that completes a message could never be decrypted.
 TLS_PAUSED_BYTES = 17 * 1024
+TLS_SLOT_READ = 16 * 1024
 
 BatchHook = Callable[[str, Events], None]
 
@@ -150,7 +154,7 @@ class _ReadSlots:
 class _SiteConnection(ServerConnection):
     """A connection that knows the one site its token named (set before the upgrade), and that
     holds one of its server's read slots from the first chunk of a message until the handler
-    comes back for the next one (see READ_SLOTS). Reads websockets internals (protocol.reader,
+    comes back for the next one (see read slots above). Reads websockets internals (protocol.reader,
     recv_messages, pending_pings, as in websockets 17) and, for wss://, asyncio's TLS read
     buffer (asyncio.sslproto, Python 3.11+): tests/agent/test_stream_admission.py."""
 
@@ -246,6 +250,7 @@ class _SiteConnection(ServerConnection):
             self._tcp.max_size = size  # type: ignore[attr-defined]
         elif self._tls is not None:
             tls = self._tls
+            size = min(size, TLS_SLOT_READ)
             tls.max_size = size  # the instance's own cap (the class says 256 KiB)
             if len(tls._ssl_buffer) > size:  # asyncio only ever grows it: a smaller one
                 tls._ssl_buffer = bytearray(size)
@@ -332,7 +337,7 @@ class StreamServer:
             host,
             port,
             process_request=self._process_request,
-            create_connection=_bound_to(_ReadSlots(READ_SLOTS)),
+            create_connection=_bound_to(_ReadSlots(self.limits.read_slots)),
             # No permessage-deflate: the plugin's client does not offer it, and each deflate
             # context costs hundreds of KB per connection (RFC 7692 §7.1.2.1 windows).
             compression=None,

@@ -1,4 +1,4 @@
-"""The stream door's read slots (agent/doors/stream.py, READ_SLOTS): a burst from many
+"""The stream door's read slots (agent/doors/stream.py, `agent.stream.read_slots`): a burst from many
 connections at once reads only a few messages at a time, loses nothing, acks each batch once
 after its commit, and never leaves a connection waiting for good."""
 
@@ -73,10 +73,9 @@ async def send_partly(ws: ClientConnection, text: str) -> bytes:
 
 
 async def test_burst_with_two_slots_acks_every_batch_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: type[SpySlots]
+    tmp_path: Path, slots: type[SpySlots]
 ) -> None:
-    monkeypatch.setattr(stream, "READ_SLOTS", 2)
-    cfg = make_config(tmp_path)
+    cfg = make_config(tmp_path, read_slots=2)
     conns, rounds, per_batch = 16, 3, 20
     async with running(cfg) as app, contextlib.AsyncExitStack() as stack:
         wss = [
@@ -113,10 +112,12 @@ async def test_waiting_connection_is_not_closed_by_keepalive(
 ) -> None:
     """One slot, held by a connection whose handler waits for a parse slot behind a commit the
     test holds; another connection waits for it longer than ping_interval + ping_timeout."""
-    monkeypatch.setattr(stream, "READ_SLOTS", 1)
     monkeypatch.setattr(stream, "MAX_PARSED_BATCHES", 1)
     cfg = make_config(
-        tmp_path, ping_interval=f"{int(100 * UNIT)}ms", ping_timeout=f"{int(200 * UNIT)}ms"
+        tmp_path,
+        read_slots=1,
+        ping_interval=f"{int(100 * UNIT)}ms",
+        ping_timeout=f"{int(200 * UNIT)}ms",
     )
     async with running(cfg) as app:
         real_ingest = app.store.ingest
@@ -144,14 +145,16 @@ async def test_waiting_connection_is_not_closed_by_keepalive(
 
 
 async def test_stalled_reader_is_closed_and_the_waiting_one_proceeds(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: type[SpySlots]
+    tmp_path: Path, slots: type[SpySlots]
 ) -> None:
     """The slot holder stops mid-message and answers no ping: keepalive closes it (1011), and
     the waiting connection gets the slot; a waiting connection that went away gives up its
     place (aborted by the agent: at once; by the peer: when its turn comes)."""
-    monkeypatch.setattr(stream, "READ_SLOTS", 1)
     cfg = make_config(
-        tmp_path, ping_interval=f"{int(200 * UNIT)}ms", ping_timeout=f"{int(300 * UNIT)}ms"
+        tmp_path,
+        read_slots=1,
+        ping_interval=f"{int(200 * UNIT)}ms",
+        ping_timeout=f"{int(300 * UNIT)}ms",
     )
     async with running(cfg) as app:
         async with (
@@ -187,13 +190,12 @@ async def test_stalled_reader_is_closed_and_the_waiting_one_proceeds(
 
 
 async def test_tls_connections_read_in_slot_sized_pieces(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slots: type[SpySlots]
+    tmp_path: Path, slots: type[SpySlots]
 ) -> None:
     """wss:// (agent.tls): asyncio's TLS layer reads each connection into a buffer of the
     door's read size, not its own 256 KiB, and a burst keeps to the read slots as over plain
     TCP: waiting connections stop reading (ciphertext waits in the kernel), nothing is lost."""
-    monkeypatch.setattr(stream, "READ_SLOTS", 2)
-    data, trust = tls_config_data(tmp_path)
+    data, trust = tls_config_data(tmp_path, read_slots=2)
     cfg = Config.model_validate(data)
     conns, rounds, per_batch = 8, 2, 30
     async with running(cfg) as app, contextlib.AsyncExitStack() as stack:
