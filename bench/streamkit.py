@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agent.tokens import new_token, token_hash  # noqa: E402
+from tests.certs import self_signed_cert  # noqa: E402
 
 SHARED = Path(os.environ.get("WOOBREVO_SHARED_DIR") or ROOT.parent / "shared")
 ORDER: dict[str, Any] = json.loads(
@@ -56,15 +57,9 @@ def free_port() -> int:
 
 
 def self_signed(directory: Path) -> tuple[Path, Path, ssl.SSLContext]:
-    """A certificate and key for 127.0.0.1 (the openssl command), and a client context that
-    trusts it: the agent then terminates TLS itself (`agent.tls`)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    """A certificate and key for 127.0.0.1 (tests/certs.py), and a client context that trusts
+    it: the agent then terminates TLS itself (`agent.tls`)."""
+    cert, key = self_signed_cert(directory)
     return cert, key, ssl.create_default_context(cafile=str(cert))
 
 

@@ -10,7 +10,6 @@ import json
 import re
 import sqlite3
 import ssl
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from agent.app import App
 from agent.config import Config
 from agent.tokens import token_hash
+from tests.certs import self_signed_cert
 from tests.conftest import ROOT, SHARED, UNIT
 
 WOO_REF = SHARED / "reference" / "woocommerce"  # the repo sits beside shared/ (tests/conftest.py)
@@ -65,15 +65,9 @@ def config_data(tmp_path: Path, **stream: Any) -> dict[str, Any]:
 
 
 def tls_config_data(tmp_path: Path, **stream: Any) -> tuple[dict[str, Any], ssl.SSLContext]:
-    """`config_data` with `agent.tls`: a self-signed certificate for 127.0.0.1 (the openssl
-    command, which bin/test installs), and a client context that trusts it."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    """`config_data` with `agent.tls` (a self-signed certificate for 127.0.0.1), and a client
+    context that trusts it."""
+    cert, key = self_signed_cert(tmp_path)
     data = config_data(tmp_path, **stream)
     data["agent"]["tls"] = {"cert": str(cert), "key": str(key)}
     return data, ssl.create_default_context(cafile=str(cert))

@@ -72,6 +72,32 @@ async def send_partly(ws: ClientConnection, text: str) -> bytes:
     return raw[len(raw) // 2 :]
 
 
+async def burst(
+    wss: list[ClientConnection], rounds: int, per_batch: int
+) -> list[list[dict[str, Any]]]:
+    """Every connection sends all its batches at once (the later ones pipelined), then reads
+    their acks; connection i's batches are `c{i}-r{round}`."""
+
+    async def one(i: int, ws: ClientConnection) -> list[dict[str, Any]]:
+        names = [f"c{i}-r{r}" for r in range(rounds)]
+        for name in names:
+            await ws.send(big_batch(name, name, per_batch))
+        return [json.loads(await ws.recv()) for _ in names]
+
+    return await asyncio.gather(*(one(i, ws) for i, ws in enumerate(wss)))
+
+
+def check_burst(cfg: Config, acks: list[list[dict[str, Any]]], rounds: int, per_batch: int) -> None:
+    """Each batch acked once, in order, every event accepted and stored once."""
+    for i, got in enumerate(acks):
+        assert [a["batch"] for a in got] == [f"c{i}-r{r}" for r in range(rounds)]
+        for a in got:
+            assert a["type"] == "ack" and a["rejected"] == []
+            assert a["accepted"] == [f"{a['batch']}-{n}" for n in range(per_batch)]
+    stored = inbox_ids(cfg)
+    assert len(stored) == len(set(stored)) == len(acks) * rounds * per_batch
+
+
 async def test_burst_with_two_slots_acks_every_batch_once(
     tmp_path: Path, slots: type[SpySlots]
 ) -> None:
@@ -84,23 +110,10 @@ async def test_burst_with_two_slots_acks_every_batch_once(
         for ws in wss:
             await hello(ws)
 
-        async def one(i: int, ws: ClientConnection) -> list[dict[str, Any]]:
-            # Every connection sends all its batches at once: the later ones pipelined.
-            names = [f"c{i}-r{r}" for r in range(rounds)]
-            for name in names:
-                await ws.send(big_batch(name, name, per_batch))
-            return [json.loads(await ws.recv()) for _ in names]
-
-        acks = await asyncio.gather(*(one(i, ws) for i, ws in enumerate(wss)))
+        acks = await burst(wss, rounds, per_batch)
         await asyncio.gather(*(ws.close() for ws in wss))
         await until(lambda: slots.last.taken == 0)
-    for i, got in enumerate(acks):
-        assert [a["batch"] for a in got] == [f"c{i}-r{r}" for r in range(rounds)]
-        for a in got:
-            assert a["type"] == "ack" and a["rejected"] == []
-            assert a["accepted"] == [f"{a['batch']}-{n}" for n in range(per_batch)]
-    stored = inbox_ids(cfg)
-    assert len(stored) == len(set(stored)) == conns * rounds * per_batch
+    check_burst(cfg, acks, rounds, per_batch)
     # The cap held, and it did make connections wait.
     assert slots.last.most_taken == 2
     assert slots.last.most_waiting > 0
@@ -215,21 +228,10 @@ async def test_tls_connections_read_in_slot_sized_pieces(
 
         assert tls_buffers() == [stream.WAITING_READ] * conns
 
-        async def one(i: int, ws: ClientConnection) -> list[dict[str, Any]]:
-            names = [f"c{i}-r{r}" for r in range(rounds)]
-            for name in names:
-                await ws.send(big_batch(name, name, per_batch))
-            return [json.loads(await ws.recv()) for _ in names]
-
-        acks = await asyncio.gather(*(one(i, ws) for i, ws in enumerate(wss)))
+        acks = await burst(wss, rounds, per_batch)
         await until(lambda: slots.last.taken == 0)
         assert tls_buffers() == [stream.WAITING_READ] * conns  # back to the waiting size
         await asyncio.gather(*(ws.close() for ws in wss))
-    for i, got in enumerate(acks):
-        assert [a["batch"] for a in got] == [f"c{i}-r{r}" for r in range(rounds)]
-        for a in got:
-            assert a["accepted"] == [f"{a['batch']}-{n}" for n in range(per_batch)]
-    stored = inbox_ids(cfg)
-    assert len(stored) == len(set(stored)) == conns * rounds * per_batch
+    check_burst(cfg, acks, rounds, per_batch)
     assert slots.last.most_taken == 2
     assert slots.last.most_waiting > 0
