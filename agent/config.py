@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.core.proxies import parse_network
+from agent.core.proxies import Network, parse_network
 from agent.errors import ConfigError
 
 __all__ = [
@@ -119,7 +119,7 @@ class AgentSection(_Model):
     public_url: str | None = None
     state_dir: Path = Path("./state")
     tls: Tls | None = None
-    trusted_proxies: tuple[str, ...] = Field(
+    trusted_proxies: tuple[Network, ...] = Field(
         (),
         description=(
             "addresses or networks of reverse proxies in front of the agent: for a request from"
@@ -147,11 +147,11 @@ class AgentSection(_Model):
         ),
     )
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", mode="before")
     @classmethod
-    def _proxies(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        for item in v:
-            parse_network(item)
+    def _proxies(cls, v: object) -> object:
+        if isinstance(v, list | tuple):
+            return tuple(parse_network(item) if isinstance(item, str) else item for item in v)
         return v
 
     @field_validator("inbox_retention")

@@ -28,7 +28,7 @@ from websockets.typing import Data, DataLike
 from agent.config import Config, load_config
 from agent.core import protocol
 from agent.core.protocol import CloseCode, Events, Hello, PeerError, ProtocolError
-from agent.core.proxies import client_address, parse_network
+from agent.core.proxies import client_address
 from agent.errors import ConfigError
 from agent.tokens import TokenRegistry, token_hash
 
@@ -154,9 +154,10 @@ class _ReadSlots:
 class _SiteConnection(ServerConnection):
     """A connection that knows the one site its token named (set before the upgrade), and that
     holds one of its server's read slots from the first chunk of a message until the handler
-    comes back for the next one (see read slots above). Reads websockets internals (protocol.reader,
-    recv_messages, pending_pings, as in websockets 17) and, for wss://, asyncio's TLS read
-    buffer (asyncio.sslproto, Python 3.11+): tests/agent/test_stream_admission.py."""
+    comes back for the next one (see read slots above). Reads websockets internals
+    (protocol.reader, recv_messages, pending_pings, as in websockets 17) and, for wss://,
+    asyncio's TLS read buffer (asyncio.sslproto, Python 3.11+):
+    tests/agent/test_stream_admission.py."""
 
     site: str = ""
     token_sha256: str = ""  # the hash of its token, for the re-checks (never the token)
@@ -303,7 +304,7 @@ class StreamServer:
         self.limits = app.cfg.agent.stream
         self.tokens = TokenRegistry(app.cfg, app.store, sites=app.sites, reload=load_config)
         self.throttle = protocol.HandshakeThrottle(self.limits.max_failed_handshakes_per_minute)
-        self.proxies = [parse_network(p) for p in app.cfg.agent.trusted_proxies]
+        self.proxies = app.cfg.agent.trusted_proxies
         self.hooks = hooks or StreamTestHooks()
         self.port = 0
         self._server: Server | None = None

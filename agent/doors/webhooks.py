@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from agent.core.proxies import client_address, parse_network
+from agent.core.proxies import client_address
 from agent.core.webhooks import Ignored, delivery_event, is_ping, verify_signature
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class WebhookDoor:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self.proxies = [parse_network(p) for p in app.cfg.agent.trusted_proxies]
+        self.proxies = app.cfg.agent.trusted_proxies
         # One limit for everything the agent reads from the network (docs/protocol.md, Limits).
         self.max_body = app.cfg.agent.stream.max_message_bytes
 
