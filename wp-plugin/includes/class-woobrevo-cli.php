@@ -121,7 +121,7 @@ final class WooBrevo_Cli {
 	}
 
 	/**
-	 * Stores the site token.
+	 * Stores the site token; the site ends its backoff and ships as the command ends.
 	 *
 	 * ## OPTIONS
 	 *
@@ -139,6 +139,6 @@ final class WooBrevo_Cli {
 		} catch ( InvalidArgumentException $e ) {
 			WP_CLI::error( $e->getMessage() );
 		}
-		WP_CLI::success( 'token stored' );
+		WP_CLI::success( 'token stored; the site connects to the agent as this command ends (then see `wp woobrevo status`)' );
 	}
 }

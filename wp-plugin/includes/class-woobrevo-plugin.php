@@ -208,6 +208,11 @@ final class WooBrevo_Plugin {
 			array( 'admin_post_woobrevo_save', array( $s, 'action_admin_post_woobrevo_save' ), 10, 0 ),
 			array( 'admin_post_woobrevo_test_connection', array( $s, 'action_admin_post_woobrevo_test_connection' ), 10, 0 ),
 			array( 'admin_notices', array( $s, 'action_admin_notices' ), 10, 0 ),
+			// Settings, whatever writes them (the screen, WP-CLI, `wp option update`): a new agent
+			// URL or token ends the backoff and ships at shutdown.
+			array( 'sanitize_option_woobrevo_agent_url', array( $s, 'filter_sanitize_option_woobrevo_agent_url' ), 10, 1 ),
+			array( 'added_option', array( $s, 'action_added_option' ), 10, 1 ),
+			array( 'updated_option', array( $s, 'action_updated_option' ), 10, 1 ),
 			array( 'network_admin_menu', array( $n, 'action_network_admin_menu' ), 10, 0 ),
 		);
 	}
@@ -283,30 +288,72 @@ final class WooBrevo_Plugin {
 	}
 
 	/**
-	 * After the response: ship when this request wrote rows or a heartbeat is due (one a minute).
+	 * After the response: ship when this request wrote rows, a heartbeat is due (one a minute),
+	 * or the site's agent URL or token changed (then at once, whatever the backoff). A network
+	 * admin may change another site's settings (Network Admin → Sites → Edit): that site ships
+	 * too, and only it.
 	 *
 	 * @return void
 	 */
 	public function action_shutdown(): void {
+		$changed = WooBrevo_Settings::take_changed_sites();
 		/**
 		 * Whether the shipper may run at the end of this request.
 		 *
 		 * @since 0.1.0
 		 * @param bool $ship True by default.
 		 */
-		if ( ! apply_filters( 'woobrevo_ship_on_shutdown', true ) || wp_doing_cron() || ! self::is_configured() || ! WooBrevo_Schema::is_installed() ) {
+		if ( ! apply_filters( 'woobrevo_ship_on_shutdown', true ) || wp_doing_cron() ) {
 			return;
 		}
-		$due = time() - (int) get_option( 'woobrevo_last_tick', 0 ) >= MINUTE_IN_SECONDS;
-		if ( 0 === WooBrevo_Outbox::added_in_request() && ! $due ) {
+		$here  = get_current_blog_id();
+		$sites = array();
+		if ( in_array( $here, $changed, true ) || 0 < WooBrevo_Outbox::added_in_request()
+			|| time() - (int) get_option( 'woobrevo_last_tick', 0 ) >= MINUTE_IN_SECONDS ) {
+			$sites[] = $here;
+		}
+		$sites = array_values( array_filter( array_unique( array_merge( $sites, $changed ) ), array( __CLASS__, 'site_ships' ) ) );
+		if ( array() === $sites ) {
 			return;
 		}
-		update_option( 'woobrevo_last_tick', time() );
 		// The shopper has their page before any socket opens.
 		if ( function_exists( 'fastcgi_finish_request' ) ) {
 			fastcgi_finish_request();
+		} elseif ( function_exists( 'litespeed_finish_request' ) ) {
+			litespeed_finish_request();
 		}
-		self::shipper()->tick( 10 );
+		foreach ( $sites as $blog_id ) {
+			$switched = $blog_id !== $here;
+			if ( $switched ) {
+				switch_to_blog( $blog_id );
+			}
+			update_option( 'woobrevo_last_tick', time() );
+			// A settings change is an admin's request (or WP-CLI, which may ship anyway): where the
+			// server cannot send the response first (mod_php), the admin's redirect waits for the tick.
+			$by_admin = in_array( $blog_id, $changed, true ) && current_user_can( WooBrevo_Settings::CAPABILITY );
+			self::shipper()->tick( 10, $by_admin );
+			if ( $switched ) {
+				restore_current_blog();
+			}
+		}
+	}
+
+	/**
+	 * Whether a site has an agent to ship to and its outbox table.
+	 *
+	 * @param int $blog_id Site id.
+	 * @return bool
+	 */
+	private static function site_ships( int $blog_id ): bool {
+		$switched = get_current_blog_id() !== $blog_id;
+		if ( $switched ) {
+			switch_to_blog( $blog_id );
+		}
+		$ships = self::is_configured() && WooBrevo_Schema::is_installed();
+		if ( $switched ) {
+			restore_current_blog();
+		}
+		return $ships;
 	}
 
 	/**

@@ -38,7 +38,6 @@ final class WooBrevo_Schema {
 		'woobrevo_last_tick',
 		'woobrevo_backoff_until',
 		'woobrevo_backoff_step',
-		'woobrevo_lock',
 		'woobrevo_max_batch',
 		'woobrevo_max_message_bytes',
 	);

@@ -21,6 +21,15 @@ final class WooBrevo_Settings {
 	/** Screen slug. */
 	public const PAGE = 'woobrevo';
 
+	/** The agent's stream path (docs/protocol.md, "Connection"). */
+	public const STREAM_PATH = '/v1/stream';
+
+	/** Options whose change makes the site reconnect at once: a fixed URL or token must not wait out the backoff. */
+	private const CONNECTION_OPTIONS = array( 'woobrevo_agent_url', 'woobrevo_token', 'woobrevo_tls_verify', 'woobrevo_ca_file' );
+
+	/** Refusals of the upgrade that say nothing answers at the URL's path (Test connection looks for the right URL). */
+	private const WRONG_PATH_STATUSES = array( 404, 405, 410 );
+
 	/** Option names and defaults by key. */
 	private const OPTIONS = array(
 		'agent_url'         => array( 'woobrevo_agent_url', '' ),
@@ -35,6 +44,13 @@ final class WooBrevo_Settings {
 		'max_batch'         => array( 'woobrevo_max_batch', 100 ),
 		'max_message_bytes' => array( 'woobrevo_max_message_bytes', 8388608 ),
 	);
+
+	/**
+	 * Sites (blog ids) whose connection settings changed in this request; shipped at `shutdown`.
+	 *
+	 * @var array<int, true>
+	 */
+	private static array $changed_sites = array();
 
 	/**
 	 * Reads a setting of the current site.
@@ -81,6 +97,100 @@ final class WooBrevo_Settings {
 	 */
 	public static function token_hint( string $token ): string {
 		return '' === $token ? '' : '…' . substr( $token, -4 );
+	}
+
+	/**
+	 * An agent URL as stored: a ws:// or wss:// URL with no path (or only "/") gets the stream
+	 * path; any other path is kept (behind a reverse proxy it can be /woobrevo/v1/stream).
+	 *
+	 * @param string $url Agent URL.
+	 * @return string
+	 */
+	public static function stream_url( string $url ): string {
+		return (string) preg_replace( '#^(wss?://[^/?\#]+)/?(?=[?\#]|$)#i', '$1' . self::STREAM_PATH, trim( $url ) );
+	}
+
+	/**
+	 * Where the stream may be when the agent URL's path is refused, most likely first: the
+	 * path's own prefix with the stream path (a reverse proxy's /woobrevo/ → /woobrevo/v1/stream,
+	 * a trailing slash dropped), then the stream path at the host and port.
+	 *
+	 * @param string $url Agent URL.
+	 * @return string[] Never $url itself.
+	 */
+	public static function stream_url_candidates( string $url ): array {
+		$parts = wp_parse_url( trim( $url ) );
+		if ( ! is_array( $parts ) || empty( $parts['scheme'] ) || empty( $parts['host'] ) ) {
+			return array();
+		}
+		$origin = strtolower( (string) $parts['scheme'] ) . '://' . $parts['host'] . ( isset( $parts['port'] ) ? ':' . (int) $parts['port'] : '' );
+		$query  = isset( $parts['query'] ) ? '?' . $parts['query'] : '';
+		$path   = rtrim( (string) ( $parts['path'] ?? '' ), '/' );
+		$urls   = array();
+		if ( '' !== $path ) {
+			$urls[] = $origin . ( str_ends_with( $path, self::STREAM_PATH ) ? $path : $path . self::STREAM_PATH ) . $query;
+		}
+		$urls[] = $origin . self::STREAM_PATH . $query;
+		return array_values( array_diff( array_unique( $urls ), array( trim( $url ) ) ) );
+	}
+
+	/**
+	 * Stores every agent URL, whatever writes it (the screen, `wp option update`), through stream_url().
+	 *
+	 * @param mixed $value The value being saved.
+	 * @return mixed
+	 */
+	public function filter_sanitize_option_woobrevo_agent_url( $value ) {
+		return is_string( $value ) ? self::stream_url( $value ) : $value;
+	}
+
+	/**
+	 * A connection setting was created (the first save, or `wp option update` of a missing option).
+	 *
+	 * @param string $option Option name.
+	 * @return void
+	 */
+	public function action_added_option( $option ): void {
+		if ( in_array( $option, self::CONNECTION_OPTIONS, true ) ) {
+			self::connection_changed();
+		}
+	}
+
+	/**
+	 * A connection setting changed (WordPress fires this only when the value differs), by any path.
+	 *
+	 * @param string $option Option name.
+	 * @return void
+	 */
+	public function action_updated_option( $option ): void {
+		if ( in_array( $option, self::CONNECTION_OPTIONS, true ) ) {
+			self::connection_changed();
+		}
+	}
+
+	/**
+	 * The current site's agent URL, token or TLS settings changed: its backoff ends, the last
+	 * error (about the old settings) goes, and the site ships at the end of this request.
+	 *
+	 * @return void
+	 */
+	private static function connection_changed(): void {
+		WooBrevo_Shipper::reset_backoff();
+		if ( '' !== (string) self::get( 'last_error' ) ) {
+			self::set( 'last_error', '' );
+		}
+		self::$changed_sites[ get_current_blog_id() ] = true;
+	}
+
+	/**
+	 * The sites whose connection settings changed in this request, forgotten once returned.
+	 *
+	 * @return int[] Blog ids.
+	 */
+	public static function take_changed_sites(): array {
+		$sites               = array_keys( self::$changed_sites );
+		self::$changed_sites = array();
+		return $sites;
 	}
 
 	/**
@@ -235,7 +345,7 @@ final class WooBrevo_Settings {
 		if ( ! current_user_can( self::CAPABILITY ) || ! check_admin_referer( 'woobrevo_save' ) || ! $this->save_from_request() ) {
 			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
 		}
-		$this->notice( 'success', 'Settings saved.' );
+		$this->notice( 'success', __( 'Settings saved.', 'woobrevo' ) );
 		wp_safe_redirect( admin_url( 'admin.php?page=' . self::PAGE ) );
 		exit;
 	}
@@ -254,9 +364,62 @@ final class WooBrevo_Settings {
 			return null;
 		}
 		if ( ! WooBrevo_Plugin::is_configured() ) {
-			return array( 'error' => 'Set the agent URL and the site token first.' );
+			return array( 'error' => __( 'Set the agent URL and the site token first.', 'woobrevo' ) );
 		}
-		return WooBrevo_Plugin::shipper()->tick( 5 );
+		update_option( 'woobrevo_last_tick', time() ); // This tick is the heartbeat too.
+		$shipper = WooBrevo_Plugin::shipper();
+		$stats   = $shipper->tick( 5, true );
+		$status  = (int) ( $stats['error_code'] ?? 0 );
+		if ( in_array( $status, self::WRONG_PATH_STATUSES, true ) ) {
+			$url            = (string) self::get( 'agent_url' );
+			$candidates     = self::stream_url_candidates( $url );
+			$stats['error'] = self::wrong_path_message( $url, $status, $candidates, $shipper->find_stream_url( $candidates, (string) self::get( 'token' ) ) );
+			self::set( 'last_error', $stats['error'] ); // The status panel says the same.
+		}
+		return $stats;
+	}
+
+	/**
+	 * What Test connection says when nothing answers at the agent URL's path: the URL to set.
+	 *
+	 * @param string      $url        The stored agent URL.
+	 * @param int         $status     The HTTP status it got.
+	 * @param string[]    $candidates The URLs tried instead.
+	 * @param string|null $found      The one where the agent answered, if any.
+	 * @return string
+	 */
+	public static function wrong_path_message( string $url, int $status, array $candidates, ?string $found ): string {
+		if ( null !== $found ) {
+			/* translators: 1: the agent URL set now, 2: HTTP status, 3: the agent URL to set instead. */
+			return sprintf( __( 'The agent is not at %1$s (HTTP %2$d). Set the agent URL to %3$s', 'woobrevo' ), $url, $status, $found );
+		}
+		return sprintf(
+			/* translators: 1: the agent URL set now, 2: HTTP status, 3: the other URLs tried, 4: the agent's stream path. */
+			__( 'The agent is not at %1$s (HTTP %2$d), nor at %3$s. Check the host and port (the agent\'s agent.listen.stream); behind a reverse proxy, set the URL that the proxy forwards to the agent\'s %4$s.', 'woobrevo' ),
+			$url,
+			$status,
+			implode( ', ', $candidates ),
+			self::STREAM_PATH
+		);
+	}
+
+	/**
+	 * The notice for a Test connection outcome.
+	 *
+	 * @param array<string, mixed> $stats What test_connection_from_request() returned.
+	 * @return array{0: string, 1: string} Type (success|error) and message.
+	 */
+	public static function test_connection_notice( array $stats ): array {
+		if ( ! empty( $stats['error'] ) ) {
+			/* translators: %s: why the connection failed. */
+			return array( 'error', sprintf( __( 'Connection failed: %s', 'woobrevo' ), (string) $stats['error'] ) );
+		}
+		if ( ! empty( $stats['skipped'] ) ) {
+			/* translators: %s: why no connection was tried, e.g. another shipper is running for this site. */
+			return array( 'error', sprintf( __( 'Not tested: %s. Try again in a moment.', 'woobrevo' ), (string) $stats['skipped'] ) );
+		}
+		/* translators: 1: events sent, 2: events acknowledged by the agent. */
+		return array( 'success', sprintf( __( 'Connected; %1$d events sent, %2$d acked.', 'woobrevo' ), (int) ( $stats['sent'] ?? 0 ), (int) ( $stats['acked'] ?? 0 ) ) );
 	}
 
 	/**
@@ -272,11 +435,8 @@ final class WooBrevo_Settings {
 		if ( null === $stats ) {
 			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
 		}
-		if ( ! empty( $stats['error'] ) ) {
-			$this->notice( 'error', 'Connection failed: ' . $stats['error'] );
-		} else {
-			$this->notice( 'success', sprintf( 'Connected; %d events sent, %d acked.', (int) ( $stats['sent'] ?? 0 ), (int) ( $stats['acked'] ?? 0 ) ) );
-		}
+		list( $type, $message ) = self::test_connection_notice( $stats );
+		$this->notice( $type, $message );
 		wp_safe_redirect( admin_url( 'admin.php?page=' . self::PAGE ) );
 		exit;
 	}

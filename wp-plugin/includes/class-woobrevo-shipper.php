@@ -37,6 +37,9 @@ final class WooBrevo_Shipper {
 	/** Seconds between heartbeats (hello) on a long-lived `wp woobrevo stream` connection. */
 	public const STREAM_HEARTBEAT = 60;
 
+	/** Longest sleep of `wp woobrevo stream` in a backoff: a settings change that ends it is seen within this. */
+	public const STREAM_RECHECK = 5;
+
 	/** Bytes kept free under max_message_bytes for the envelope and JSON escaping slack. */
 	private const ENVELOPE_BYTES = 4096;
 
@@ -98,6 +101,7 @@ final class WooBrevo_Shipper {
 	 * Whether this request may ship now: never inside a shopper's request before its response
 	 * is sent. CLI (WP-CLI, tests) and WP-Cron may; a web request only from `shutdown` once the
 	 * response was handed off (fastcgi_finish_request/litespeed_finish_request exist there).
+	 * A tick an administrator asked for (tick()'s $by_admin) skips this check.
 	 *
 	 * @return bool
 	 */
@@ -125,26 +129,34 @@ final class WooBrevo_Shipper {
 	/**
 	 * One tick.
 	 *
-	 * @param int $time_budget_seconds Wall-clock budget; no new batch starts after it.
-	 * @return array{sent: int, acked: int, rejected: int, error: ?string, skipped: ?string, batches: int}
+	 * $by_admin: an administrator asked for this tick (Test connection, a saved agent URL or
+	 * token), in a wp-admin request or WP-CLI, never a shopper's request. It runs inside the
+	 * request (the admin waits for its outcome) and whatever the backoff, which is for
+	 * unattended ticks.
+	 *
+	 * @param int  $time_budget_seconds Wall-clock budget; no new batch starts after it.
+	 * @param bool $by_admin            Asked for by an administrator (see above).
+	 * @return array{sent: int, acked: int, rejected: int, error: ?string, error_code: int, skipped: ?string, batches: int}
+	 *         error_code: the failure's code (an HTTP status when the agent refused the upgrade, a close code…; 0 when none).
 	 */
-	public function tick( int $time_budget_seconds = 20 ): array {
+	public function tick( int $time_budget_seconds = 20, bool $by_admin = false ): array {
 		$stats    = array(
-			'sent'     => 0,
-			'acked'    => 0,
-			'rejected' => 0,
-			'error'    => null,
-			'skipped'  => null,
-			'batches'  => 0,
+			'sent'       => 0,
+			'acked'      => 0,
+			'rejected'   => 0,
+			'error'      => null,
+			'error_code' => 0,
+			'skipped'    => null,
+			'batches'    => 0,
 		);
 		$deadline = $this->now() + max( 1, $time_budget_seconds );
 
-		if ( ! self::may_ship_in_this_request() ) {
+		if ( ! $by_admin && ! self::may_ship_in_this_request() ) {
 			$stats['skipped'] = 'inside a request whose response is not sent yet';
 			return $stats;
 		}
 		$backoff = $this->backoff();
-		if ( $backoff['until'] > time() ) {
+		if ( ! $by_admin && $backoff['until'] > time() ) {
 			$stats['skipped'] = sprintf( 'backing off for %d s after: %s', $backoff['until'] - time(), $backoff['reason'] );
 			return $stats;
 		}
@@ -169,7 +181,8 @@ final class WooBrevo_Shipper {
 			$this->on_success();
 			$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 1.0 );
 		} catch ( Throwable $e ) {
-			$stats['error'] = $this->on_failure( $e, $client );
+			$stats['error']      = $this->on_failure( $e, $client );
+			$stats['error_code'] = (int) $e->getCode();
 		} finally {
 			$this->outbox->release( $this->owner );
 			$this->release_lock();
@@ -179,20 +192,25 @@ final class WooBrevo_Shipper {
 
 	/**
 	 * Long-running loop for `wp woobrevo stream`: one connection, batches as rows appear,
-	 * a hello every STREAM_HEARTBEAT seconds, reconnect with backoff.
+	 * a hello every STREAM_HEARTBEAT seconds, reconnect with backoff. A new agent URL, token or
+	 * TLS setting saved by another process reconnects with it (and ends the backoff).
 	 *
 	 * @param int $max_seconds Stop after this many seconds (0: run until killed); for tests.
 	 */
 	public function stream( int $max_seconds = 0 ): void {
 		$end = $max_seconds > 0 ? $this->now() + $max_seconds : INF;
 		while ( $this->now() < $end ) {
+			// Options another process wrote (the settings screen ending the backoff, a new URL)
+			// are read from the database, not from this long-lived process's cache.
+			self::flush_runtime_cache();
 			$until = (float) $this->backoff()['until'];
 			if ( $until > time() ) {
-				$this->sleep_until( min( $end, $this->now() + ( $until - time() ) ) );
+				$this->sleep_until( min( $end, $this->now() + min( self::STREAM_RECHECK, $until - time() ) ) );
 				continue;
 			}
-			$url   = (string) WooBrevo_Settings::get( 'agent_url' );
-			$token = (string) WooBrevo_Settings::get( 'token' );
+			$url      = (string) WooBrevo_Settings::get( 'agent_url' );
+			$token    = (string) WooBrevo_Settings::get( 'token' );
+			$settings = self::connection_settings();
 			if ( '' === $url || '' === $token || ! $this->acquire_lock() ) {
 				$this->sleep_until( min( $end, $this->now() + 10 ) );
 				continue;
@@ -221,8 +239,9 @@ final class WooBrevo_Shipper {
 						if ( null !== $message ) {
 							$this->check_unexpected( $message );
 						}
-						if ( function_exists( 'wp_cache_flush_runtime' ) ) {
-							wp_cache_flush_runtime();
+						self::flush_runtime_cache();
+						if ( self::connection_settings() !== $settings ) {
+							break; // Saved meanwhile: reconnect with the new settings.
 						}
 					}
 				}
@@ -239,6 +258,24 @@ final class WooBrevo_Shipper {
 	}
 
 	/**
+	 * The settings a connection is opened with, to notice a change on a long-lived one.
+	 *
+	 * @return string
+	 */
+	private static function connection_settings(): string {
+		return (string) wp_json_encode( array_map( array( 'WooBrevo_Settings', 'get' ), array( 'agent_url', 'token', 'tls_verify', 'ca_file' ) ) );
+	}
+
+	/**
+	 * Forgets this process's in-memory object cache (WordPress ≥ 6.0 without a persistent cache).
+	 */
+	private static function flush_runtime_cache(): void {
+		if ( function_exists( 'wp_cache_flush_runtime' ) ) {
+			wp_cache_flush_runtime();
+		}
+	}
+
+	/**
 	 * Connects and exchanges hello/welcome.
 	 *
 	 * @param string $url      Agent URL.
@@ -248,21 +285,51 @@ final class WooBrevo_Shipper {
 	 */
 	private function open( string $url, string $token, float $deadline ): WooBrevo_Ws_Client {
 		$client = ( $this->client_factory )();
-		$left   = max( 1.0, $deadline - $this->now() );
-		$client->connect(
-			$url,
-			$token,
-			array(
-				'timeout'      => min( 5.0, $left ),
-				'read_timeout' => 10.0,
-				'verify_peer'  => '0' !== (string) WooBrevo_Settings::get( 'tls_verify' ),
-				'cafile'       => (string) WooBrevo_Settings::get( 'ca_file' ),
-				'user_agent'   => 'WooBrevo/' . ( defined( 'WOOBREVO_VERSION' ) ? WOOBREVO_VERSION : '0' ),
-			)
-		);
+		$client->connect( $url, $token, $this->connect_options( min( 5.0, max( 1.0, $deadline - $this->now() ) ) ) );
 		// Protocol: the agent waits 10 s for hello; its welcome comes at once.
 		$this->hello( $client, $this->now() + 10 );
 		return $client;
+	}
+
+	/**
+	 * The client options of the current site's settings.
+	 *
+	 * @param float $timeout Seconds for TCP connect + TLS + upgrade.
+	 * @return array<string, mixed>
+	 */
+	private function connect_options( float $timeout ): array {
+		return array(
+			'timeout'      => $timeout,
+			'read_timeout' => 10.0,
+			'verify_peer'  => '0' !== (string) WooBrevo_Settings::get( 'tls_verify' ),
+			'cafile'       => (string) WooBrevo_Settings::get( 'ca_file' ),
+			'user_agent'   => 'WooBrevo/' . ( defined( 'WOOBREVO_VERSION' ) ? WOOBREVO_VERSION : '0' ),
+		);
+	}
+
+	/**
+	 * The first of $urls where the agent's stream answers (Test connection, after the agent URL's
+	 * path was refused): its handshake succeeds, or is refused for the token only (HTTP 401/403,
+	 * which the agent checks after the path). Opens one connection per URL tried, nothing sent.
+	 *
+	 * @param string[] $urls  Candidate agent URLs, most likely first.
+	 * @param string   $token Site token.
+	 * @return string|null
+	 */
+	public function find_stream_url( array $urls, string $token ): ?string {
+		foreach ( $urls as $url ) {
+			$client = ( $this->client_factory )();
+			try {
+				$client->connect( $url, $token, $this->connect_options( 5.0 ) );
+				$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 0.5 );
+				return $url;
+			} catch ( Throwable $e ) {
+				if ( in_array( (int) $e->getCode(), array( 401, 403 ), true ) ) {
+					return $url;
+				}
+			}
+		}
+		return null;
 	}
 
 	/**
@@ -551,10 +618,7 @@ final class WooBrevo_Shipper {
 	 * Records a successful exchange: clears the backoff and the error.
 	 */
 	private function on_success(): void {
-		if ( 0 !== (int) get_option( self::BACKOFF_STEP_OPTION, 0 ) ) {
-			update_option( self::BACKOFF_STEP_OPTION, 0, false );
-			update_option( self::BACKOFF_UNTIL_OPTION, 0 ); // Same autoload as on failure: a mixed flag leaves WordPress's alloptions cache stale.
-		}
+		self::reset_backoff();
 		WooBrevo_Settings::set( 'connected', time() );
 		if ( '' !== (string) WooBrevo_Settings::get( 'last_error' ) ) {
 			WooBrevo_Settings::set( 'last_error', '' );
@@ -587,6 +651,19 @@ final class WooBrevo_Shipper {
 			$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 0.5 ); // A no-op when already closed.
 		}
 		return $message;
+	}
+
+	/**
+	 * Ends the current site's backoff: after a success, and when its agent URL or token changes
+	 * (the next tick tries at once).
+	 *
+	 * @return void
+	 */
+	public static function reset_backoff(): void {
+		if ( 0 !== (int) get_option( self::BACKOFF_STEP_OPTION, 0 ) || 0 !== (int) get_option( self::BACKOFF_UNTIL_OPTION, 0 ) ) {
+			update_option( self::BACKOFF_STEP_OPTION, 0, false );
+			update_option( self::BACKOFF_UNTIL_OPTION, 0 ); // Same autoload as on failure: a mixed flag leaves WordPress's alloptions cache stale.
+		}
 	}
 
 	/**

@@ -235,16 +235,6 @@ final class WooBrevo_Ws_Client {
 	}
 
 	/**
-	 * Sends a binary message (fragmented like send_text()).
-	 *
-	 * @param string $data Bytes.
-	 * @throws RuntimeException When the connection is closed or lost.
-	 */
-	public function send_binary( string $data ): void {
-		$this->send_message( WooBrevo_Ws_Frame::OP_BINARY, $data );
-	}
-
-	/**
 	 * Sends a ping (RFC 6455 §5.5.2); its pong is recorded by receive().
 	 *
 	 * @param string $data Up to 125 bytes.
@@ -447,7 +437,7 @@ final class WooBrevo_Ws_Client {
 	/**
 	 * Sends a data message, fragmented.
 	 *
-	 * @param int    $opcode OP_TEXT or OP_BINARY.
+	 * @param int    $opcode OP_TEXT (the protocol has no binary messages).
 	 * @param string $data   Payload.
 	 * @throws RuntimeException When closed or lost.
 	 */
