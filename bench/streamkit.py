@@ -23,9 +23,8 @@ sys.path.insert(0, str(ROOT))
 from agent.tokens import new_token, token_hash  # noqa: E402
 from tests.certs import self_signed_cert  # noqa: E402
 
-SHARED = Path(os.environ.get("WOOBREVO_SHARED_DIR") or ROOT.parent / "shared")
 ORDER: dict[str, Any] = json.loads(
-    (SHARED / "reference/woocommerce/docs-examples/order.json").read_text()
+    (ROOT / "tests/fixtures/woocommerce/docs-examples/order.json").read_text()
 )
 HELLO = {
     "type": "hello", "protocol": 1, "site_url": "https://bench.example/", "blog_id": 1,

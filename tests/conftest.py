@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WOOBREVO_SHARED_DIR") or ROOT.parent / "shared")
-REF = SHARED / "reference" / "woocommerce"
+FIXTURES = ROOT / "tests" / "fixtures"  # data copied into the repo (tests/fixtures/README.md)
+REF = FIXTURES / "woocommerce"
 DOCS = REF / "docs-examples"
 REAL = REF / "real-10.0.2"
 

@@ -22,11 +22,10 @@ from agent.app import App
 from agent.config import Config
 from agent.tokens import token_hash
 from tests.certs import self_signed_cert
-from tests.conftest import ROOT, SHARED, UNIT
+from tests.conftest import DOCS, REAL, ROOT, UNIT
 
-WOO_REF = SHARED / "reference" / "woocommerce"  # the repo sits beside shared/ (tests/conftest.py)
-DOCS_EXAMPLES = WOO_REF / "docs-examples"
-REAL_WEBHOOKS = WOO_REF / "real-10.0.2" / "webhooks"
+DOCS_EXAMPLES = DOCS  # tests/fixtures/woocommerce/docs-examples (tests/fixtures/README.md)
+REAL_WEBHOOKS = REAL / "webhooks"
 __all__ = ["ROOT", "UNIT"]  # re-exported for the door tests
 
 TOKENS = {"a": "token-for-site-a-" + "x" * 30, "b": "token-for-site-b-" + "y" * 30}

@@ -277,6 +277,71 @@ async def test_brevo_checks_beyond_the_schema(http: aiohttp.ClientSession) -> No
     fake.assert_no_spec_violations()
 
 
+async def test_a_date_attribute_takes_only_yyyy_mm_dd(
+    brevo: BrevoFake, http: aiohttp.ClientSession
+) -> None:
+    """Brevo refuses a date attribute written any other way (400 invalid_parameter), on every
+    call that writes attributes; an import is refused whole, naming the attribute."""
+    path = "/contacts/attributes/normal/SIGNUP_DATE"
+    assert (await call(http, brevo, "POST", path, {"type": "date"}))[0] == 201
+    refused = {
+        "code": "invalid_parameter",
+        "message": "Invalid date format for attribute SIGNUP_DATE",
+    }
+    jane = {"email": "jane@example.com", "updateEnabled": True}
+    for wrong in ("2017-03-21T16:09:28", "21/03/2017", "2017-02-30", "20170321", 1490112568):
+        attrs = {"FIRSTNAME": "Jane", "SIGNUP_DATE": wrong}
+        status, body, _ = await call(
+            http, brevo, "POST", "/contacts", {**jane, "attributes": attrs}
+        )
+        assert (status, body) == (400, refused), wrong
+    assert brevo.contacts == {}
+
+    good = {**jane, "attributes": {"SIGNUP_DATE": "2017-03-21"}}
+    assert (await call(http, brevo, "POST", "/contacts", good))[0] == 201
+    wrong_update = {"attributes": {"SIGNUP_DATE": "2017-03-22 10:00:00"}}
+    status, body, _ = await call(http, brevo, "PUT", "/contacts/jane@example.com", wrong_update)
+    assert (status, body) == (400, refused)
+    batch = {
+        "contacts": [{"email": "jane@example.com", "attributes": {"SIGNUP_DATE": "22.03.2017"}}]
+    }
+    status, body, _ = await call(http, brevo, "POST", "/contacts/batch", batch)
+    assert (status, body) == (400, refused)
+    rows = [
+        {"email": "al@example.com", "attributes": {"SIGNUP_DATE": "2017-03-23"}},
+        {"email": "bo@example.com", "attributes": {"SIGNUP_DATE": "2017-03-23T00:00:00Z"}},
+    ]
+    status, body, _ = await call(
+        http, brevo, "POST", "/contacts/import", {"jsonBody": rows, "listIds": [2]}
+    )
+    assert (status, body) == (400, refused)
+    csv_import = {"fileBody": "EMAIL;SIGNUP_DATE\nbo@example.com;03/23/2017", "listIds": [2]}
+    assert (await call(http, brevo, "POST", "/contacts/import", csv_import))[:2] == (400, refused)
+    assert set(brevo.contacts) == {"jane@example.com"}  # a refused call changed nothing
+    assert brevo.contacts["jane@example.com"]["attributes"] == {"SIGNUP_DATE": "2017-03-21"}
+
+    right_update = {"attributes": {"SIGNUP_DATE": "2017-03-22"}}
+    status, _, _ = await call(http, brevo, "PUT", "/contacts/jane@example.com", right_update)
+    assert status == 204
+    batch = {
+        "contacts": [{"email": "jane@example.com", "attributes": {"SIGNUP_DATE": "2017-03-24"}}]
+    }
+    assert (await call(http, brevo, "POST", "/contacts/batch", batch))[0] == 204
+    rows[1]["attributes"]["SIGNUP_DATE"] = "2017-03-23"
+    status, _, _ = await call(
+        http, brevo, "POST", "/contacts/import", {"jsonBody": rows, "listIds": [2]}
+    )
+    assert status == 202
+    assert {k: c["attributes"]["SIGNUP_DATE"] for k, c in brevo.contacts.items()} == {
+        "jane@example.com": "2017-03-24",
+        "al@example.com": "2017-03-23",
+        "bo@example.com": "2017-03-23",
+    }
+    # Erasing is not a wrong form; a text attribute takes any text.
+    clear = {"attributes": {"SIGNUP_DATE": "", "FIRSTNAME": "2017-03-21T16:09:28"}}
+    assert (await call(http, brevo, "PUT", "/contacts/al@example.com", clear))[0] == 204
+
+
 # ------------------------------------------------------------------ the spec
 
 

@@ -9,7 +9,6 @@
 
 define( 'WOOBREVO_TESTS_DIR', __DIR__ );
 define( 'WOOBREVO_REPO_DIR', dirname( __DIR__, 2 ) );
-define( 'WOOBREVO_REFERENCE_DIR', getenv( 'WOOBREVO_REFERENCE_DIR' ) ? getenv( 'WOOBREVO_REFERENCE_DIR' ) : dirname( WOOBREVO_REPO_DIR ) . '/shared/reference' );
 
 $woobrevo_suite = getenv( 'WOOBREVO_TEST_SUITE' ) ? getenv( 'WOOBREVO_TEST_SUITE' ) : 'unit';
 

@@ -3,7 +3,7 @@
  * WooCommerce test double: GET routes for single objects under wc/v3, and their collections
  * filtered by `include` (with `per_page`, `page`, `orderby`, `order`, and `role` for customers),
  * with WooCommerce's permission checks and error codes. Bodies start from real WooCommerce 10.0.2 responses
- * (templates/, copied from shared/reference/woocommerce/real-10.0.2/rest/) so every key is there,
+ * (templates/, copied from tests/fixtures/woocommerce/real-10.0.2/rest/) so every key is there,
  * and the fields the double models are overwritten with the stored object. templates/product.json is
  * 35-product_create_simple without permalink_template and generated_slug: that was a POST answer
  * (context `edit`); a GET (context `view`, as rest_do_request() and webhooks use) has neither key.
