@@ -66,6 +66,7 @@ class App:
             cfg.agent.state_dir / "woobrevo.sqlite3",
             recover=role != "doors",
             writes="doors" if role == "doors" else "worker" if role == "worker" else "plain",
+            held_sites=[s.id for s in self.sites.values() if not s.woo.enabled],
         )
         self.processor = Processor(self)
         self.forwarder = Forwarder(self)
@@ -100,15 +101,13 @@ class App:
     async def _start_doors(self, stack: AsyncExitStack) -> None:
         """Start the websocket door, the HTTP server (webhooks, health, metrics, status) and
         the pollers, each as an async context manager on `stack`."""
+        from agent.doors.poller import Pollers
         from agent.doors.stream import StreamServer
         from agent.http import HttpServer
 
         self.stream = await stack.enter_async_context(StreamServer(self, hooks=self.stream_hooks))
         self.http = await stack.enter_async_context(HttpServer(self))
-        with contextlib.suppress(ImportError):
-            from agent.doors.poller import Pollers
-
-            self.pollers = await stack.enter_async_context(Pollers(self))
+        self.pollers = await stack.enter_async_context(Pollers(self))
 
     async def wait_idle(self, within: float | None = None) -> None:
         """Return when every stored event is processed and every Brevo job is done or dead

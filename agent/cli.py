@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from agent.config import Config, ConfigError, load_config, masked
+from agent.cli_sync import add_sync_parsers
+from agent.cli_tokens import add_token_parsers
+from agent.cli_webhooks import add_webhook_parsers
+from agent.config import Config, ConfigError, config_warnings, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.errors import AgentError
 from agent.store import SqliteStore
@@ -71,6 +74,8 @@ async def _run(
     # `processing: process` splits the agent in two (agent/worker.py); --until-idle waits for
     # the work itself, so it runs in one process.
     role: Role = "doors" if worker_argv and not until_idle else "all"
+    for warning in config_warnings(cfg):
+        log.warning("config: %s", warning)
     async with App(cfg, stream_hooks=stream_hooks, role=role, worker_argv=worker_argv) as app:
         _tune_gc()
         # The doors' threads (event loop, parse, store) hand each batch to one another, and a
@@ -214,7 +219,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args)
     tls_context(cfg)  # the files load (ConfigError otherwise), as `run` will need them
     print(yaml.safe_dump(masked(cfg), sort_keys=False, allow_unicode=True), end="")
-    print(f"# {args.config}: valid ({len(cfg.resolved_sites())} site(s))", file=sys.stderr)
+    warnings = config_warnings(cfg)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    note = f", {len(warnings)} warning(s)" if warnings else ""
+    print(f"# {args.config}: valid ({len(cfg.resolved_sites())} site(s){note})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -414,16 +423,8 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--site")
     dl.set_defaults(fn=cmd_deadletters)
 
-    for module, adder in (
-        ("agent.cli_tokens", "add_token_parsers"),
-        ("agent.cli_webhooks", "add_webhook_parsers"),
-        ("agent.cli_sync", "add_sync_parsers"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[adder])
-        except ImportError:
-            continue
-        getattr(mod, adder)(sub)
+    for add in (add_token_parsers, add_webhook_parsers, add_sync_parsers):
+        add(sub)
     return p
 
 

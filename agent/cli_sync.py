@@ -140,6 +140,13 @@ async def _drain(app: Any, progress: Any) -> None:
 
 async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int:
     site = cfg.site(args.site)
+    if not site.woo.enabled:
+        print(
+            f"site {site.id} is disabled (enabled: false): nothing of it is sent to Brevo;"
+            " set enabled: true to backfill it",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
     problem = polling_problem(site)
     if problem is not None:
         print(problem, file=sys.stderr)

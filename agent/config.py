@@ -26,6 +26,14 @@ from pydantic import (
 )
 
 from agent.core.proxies import Network, parse_network
+from agent.core.woo import (
+    DEFAULT_PAID_STATUSES,
+    NOT_ORDER_STATUSES,
+    PAYABLE_EXTRA_STATUSES,
+    UNPAID_STATUSES,
+    AuthMode,
+    auth_problem,
+)
 from agent.errors import ConfigError
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "PollingSection",
     "SiteConfig",
     "WooSection",
+    "config_warnings",
     "load_config",
     "parse_duration",
 ]
@@ -241,7 +250,10 @@ WC_TOPICS = {
     for a in ("created", "updated", "deleted", "restored")
 }
 # Lifecycle topics the agent derives from state transitions (agent/core/lifecycle.py).
-LIFECYCLE_TOPICS = {"order.fulfilled", "order.refunded", "order.paid", "order.cancelled"}
+# `order.completed` is WooCommerce's own word for the status (the original connector's config
+# uses it); `order.fulfilled`, this agent's earlier name for it, is read as an alias.
+LIFECYCLE_TOPICS = {"order.completed", "order.refunded", "order.paid", "order.cancelled"}
+TOPIC_ALIASES = {"order.fulfilled": "order.completed"}
 _EVENT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 
 
@@ -254,6 +266,7 @@ class WebhookEvent(_Model):
     @field_validator("topic")
     @classmethod
     def _topic(cls, v: str) -> str:
+        v = TOPIC_ALIASES.get(v, v)
         if v not in WC_TOPICS | LIFECYCLE_TOPICS:
             known = ", ".join(sorted(WC_TOPICS | LIFECYCLE_TOPICS))
             raise ValueError(f"unknown topic {v!r}; expected one of: {known}")
@@ -267,7 +280,6 @@ class WebhookEvent(_Model):
         return v
 
 
-COMPUTED_FIELDS = ("orders_count", "total_spent", "first_order_date", "last_order_date")
 # Payment details never leave the agent (issue 2): a mapping may not name them.
 FORBIDDEN_PATH = re.compile(
     r"(^|\.)(payment_method|payment_method_title|transaction_id|date_paid|date_paid_gmt)$"
@@ -335,10 +347,26 @@ class WooSection(_Model):
     store_url: str | None = None
     consumer_key: str | None = None
     consumer_secret: str | None = None
+    auth: AuthMode = Field(
+        "auto",
+        description=(
+            "how REST requests carry the keys: auto (Basic over https, OAuth 1.0a over http),"
+            " basic, query (consumer_key/consumer_secret in the URL, for hosts that strip the"
+            " Authorization header) or oauth1 (signed; WooCommerce accepts it over http and"
+            " https). WooCommerce ignores basic and query over http (docs/backfill.md, Doctor)"
+        ),
+    )
     api_version: Literal["wc/v3"] = "wc/v3"
     verify_ssl: bool = True
     sync: Sync = Sync()
     lists: Lists = Lists()
+    paid_statuses: tuple[str, ...] = Field(
+        DEFAULT_PAID_STATUSES,
+        description=(
+            "order statuses that count as paid: only such an order makes a buyer (lists.buyers)"
+            " and counts in orders_count and total_spent; add on-hold for bank transfers"
+        ),
+    )
     customer_mapping: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MAPPING))
     webhooks: list[WebhookEvent] = Field(default_factory=list)
     token_sha256: str | None = None
@@ -357,6 +385,27 @@ class WooSection(_Model):
     @classmethod
     def _mapping(cls, v: dict[str, str]) -> dict[str, str]:
         return _check_mapping(v)
+
+    @field_validator("paid_statuses")
+    @classmethod
+    def _paid(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("name at least one status, e.g. [processing, completed]")
+        for status in v:
+            if status.startswith("wc-"):
+                raise ValueError(
+                    f"write statuses as the REST API does, without the wc- prefix:"
+                    f" {status.removeprefix('wc-')!r} instead of {status!r}"
+                )
+            if status in UNPAID_STATUSES or status in NOT_ORDER_STATUSES:
+                raise ValueError(
+                    f"an order in status {status!r} is not paid; paid statuses are"
+                    f" {', '.join(DEFAULT_PAID_STATUSES + PAYABLE_EXTRA_STATUSES)} or a custom"
+                    " status a plugin adds after payment"
+                )
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,30}", status):
+                raise ValueError(f"{status!r} is not an order status slug (e.g. on-hold)")
+        return tuple(dict.fromkeys(v))
 
     @field_validator("token_sha256")
     @classmethod
@@ -511,7 +560,15 @@ def _explain(err: ValidationError) -> list[str]:
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         where = _loc(loc)
         kind = e["type"]
-        if kind == "extra_forbidden":
+        if kind == "extra_forbidden" and len(loc) == 1 and loc[0] in _WOO_KEYS:
+            # The original connector's docs show these blocks on their own; pasted at the top
+            # level they belong to the woocommerce block.
+            problems.append(
+                f"{where}: this key belongs to the woocommerce block: nest it under"
+                f" connectors.woocommerce (connectors:\n  woocommerce:\n    {where}: …),"
+                " as config.example.yaml shows"
+            )
+        elif kind == "extra_forbidden":
             parent_loc = loc[:-1]
             problems.append(f"{where}: unknown key{_allowed_hint(parent_loc)}")
         elif kind == "missing":
@@ -583,6 +640,80 @@ def _semantic_checks(cfg: Config) -> list[str]:
             )
         by_account[key] = site.id
     return problems
+
+
+# Keys that only shape the WooCommerce REST client: without the store's URL and keys, no client.
+_REST_KEYS = frozenset(
+    {"polling", "backfill", "rate_limit_per_minute", "timeout", "ca_file", "verify_ssl"}
+)
+
+
+def config_warnings(cfg: Config) -> list[str]:
+    """Keys that are valid but will not do what they seem to: each says why and what to do.
+
+    `check` prints them and `run` logs them at start (no key is a silent no-op).
+    """
+    warnings: list[str] = []
+    for i, site in enumerate(cfg.resolved_sites()):
+        where = "connectors.woocommerce" if not cfg.sites else f"sites[{i}] ({site.id})"
+        woo = site.woo
+        if not woo.enabled:
+            warnings.append(
+                f"{where}: enabled is false: nothing of this site is processed, polled or sent"
+                " to Brevo; what its doors receive is kept in the inbox until it is enabled"
+                " again (or remove the site)"
+            )
+        for j, hook in enumerate(woo.webhooks):
+            resource = hook.topic.split(".", 1)[0]
+            line = f"{where}.webhooks[{j}] ({hook.topic} -> {hook.event})"
+            if resource == "product":
+                what = (
+                    "products go to Brevo's ecommerce catalogue (POST /products) instead"
+                    if woo.sync.products
+                    else "and sync.products is off, so products are not sent at all"
+                )
+                warnings.append(
+                    f"{line}: sends no Brevo event: a Brevo event needs a contact and a product"
+                    f" has none; {what}. Remove the line to silence this warning"
+                    " (docs/mapping.md, Events)"
+                )
+            elif resource == "coupon":
+                what = (
+                    f"coupon codes go into the coupon collection"
+                    f" {site.brevo.coupon_collection!r} instead"
+                    if woo.sync.coupons
+                    else "and sync.coupons is off, so coupons are not sent at all"
+                )
+                warnings.append(
+                    f"{line}: sends no Brevo event: a Brevo event needs a contact and a coupon"
+                    f" has none; {what}. Remove the line to silence this warning"
+                    " (docs/mapping.md, Events)"
+                )
+            elif resource == "order" and not woo.sync.orders:
+                warnings.append(f"{line}: sends nothing: sync.orders is off")
+            elif resource == "customer" and not woo.sync.customers:
+                warnings.append(f"{line}: sends nothing: sync.customers is off")
+        explicit = set(cfg.connectors.woocommerce.model_fields_set)
+        if cfg.sites:
+            explicit |= set(cfg.sites[i].override_keys)
+        rest_only = sorted(explicit & _REST_KEYS)
+        if rest_only and not (woo.store_url and woo.consumer_key and woo.consumer_secret):
+            warnings.append(
+                f"{where}: {', '.join(rest_only)} set how the agent reads the store's REST API"
+                " (polling, backfill, doctor), but this site has no"
+                " store_url/consumer_key/consumer_secret, so they do nothing: add the keys"
+                " (or env WC_CONSUMER_KEY / WC_CONSUMER_SECRET), or remove these lines"
+            )
+        problem = auth_problem(woo.store_url, woo.auth) if woo.store_url else None
+        if problem is not None:
+            warnings.append(f"{where}: {problem}")
+        if woo.lists.abandoned_cart is not None:
+            warnings.append(
+                f"{where}.lists.abandoned_cart: not used yet: this version does not track"
+                " abandoned carts, so nobody is added to list"
+                f" {woo.lists.abandoned_cart}; the key is kept for when it does"
+            )
+    return warnings
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

@@ -1,7 +1,8 @@
 """`woobrevo-agent doctor --site ID`: one check per known failure, each with its fix.
 
-The rows follow the README's troubleshooting table: the store's REST API, TLS, keys,
-permissions, slowness, pagination headers, mapped custom fields, webhooks, the plugin's stream,
+The rows follow the README's troubleshooting table: the store's REST API, TLS, keys (and a host
+that strips the Authorization header), permissions, slowness, pagination headers, mapped custom
+fields, webhooks, WP-Cron (which delivers them), the plugin's stream,
 and on the Brevo side the key, the lists and the attributes (`--fix` creates missing attributes
 with the type the agent sends). Verdicts and the table are pure (agent/core/checks.py); this
 module makes the requests. Messages for store failures come from the REST client's error tree
@@ -23,6 +24,7 @@ from agent.core.checks import (
     Check,
     Result,
     attribute_problems,
+    cron_check,
     mapped_meta_keys,
     missing_lists,
     missing_meta,
@@ -34,12 +36,14 @@ from agent.doors.poller import polling_problem, site_client
 from agent.doors.stream import split_hostport
 from agent.store import SqliteStore
 from agent.woocommerce import (
+    AuthMode,
     WooAuthError,
     WooClient,
     WooError,
     WooPermissionError,
     WooSSLError,
     WooTimeout,
+    auth_problem,
 )
 
 __all__ = ["agent_status", "run_doctor"]
@@ -92,8 +96,9 @@ async def run_doctor(
 ) -> list[Check]:
     """Every check for one site, in table order."""
     site = cfg.site(site_id)
-    checks = await _store_checks(cfg, site, slow_after, sample, clock)
-    checks.append(await _stream_check(cfg, site))
+    status = await agent_status(cfg)
+    checks = await _store_checks(cfg, site, slow_after, sample, clock, status)
+    checks.append(await _stream_check(cfg, site, status))
     checks.extend(await _brevo_checks(site, fix))
     return checks
 
@@ -109,6 +114,7 @@ _STORE_ROWS = (
     "pagination headers",
     "custom fields (meta)",
     "webhooks",
+    "WP-Cron",
 )
 
 
@@ -117,17 +123,55 @@ def _skip_rest(checks: list[Check], why: str) -> list[Check]:
     return checks + [Check(name, Result.SKIP, why) for name in _STORE_ROWS if name not in done]
 
 
-def _client(site: SiteConfig) -> WooClient:
+def _client(site: SiteConfig, **options: Any) -> WooClient:
     return site_client(
         site,
         rate_limit_per_minute=None,  # a handful of requests; the host's limit is not at stake
         max_retries=1,  # a diagnosis reports the first failure instead of waiting it out
         backoff_max=2.0,
+        **options,
     )
 
 
-def _tls_row(site: SiteConfig) -> Check:
+def _where(cfg: Config, site: SiteConfig) -> str:
+    """Where a woocommerce key of this site goes in the config file."""
+    if not cfg.sites:
+        return "under `connectors.woocommerce`"
+    return f"in the entry of `sites` with id {site.id} (or under `connectors.woocommerce` for all)"
+
+
+async def _keys_refused(cfg: Config, site: SiteConfig, wc: WooClient, exc: WooAuthError) -> str:
+    """The API keys row's detail; tells a host that strips the Authorization header apart.
+
+    Such a host (Apache running PHP as CGI/FastCGI without ``CGIPassAuth On``) hands PHP no
+    Basic credentials, so WooCommerce answers as if no key was sent (401
+    ``woocommerce_rest_cannot_view``), while the same key in the query string gets through
+    (``WC_REST_Authentication::perform_basic_authentication`` reads ``$_GET`` first).
+    """
+    ignored = exc.code.startswith("woocommerce_rest_cannot_") or exc.code == "rest_forbidden"
+    if wc.auth != "basic" or not wc.store_url.startswith("https:") or not ignored:
+        return str(exc)
+    async with _client(site, auth="query") as probe:
+        try:
+            await probe.get("orders", {"per_page": 1, "_fields": "id"})
+        except WooError:
+            return str(exc)  # the key itself is refused: the first message says why
+    return (
+        f"the host strips the Authorization header: with Basic auth WooCommerce saw no key "
+        f'({exc.status} {exc.code}: "{exc.wc_message}"), and the same key in the query string '
+        f"was accepted. Set `auth: query` {_where(cfg, site)}. Or have the host pass the header "
+        'to PHP (Apache: `CGIPassAuth On`, or `SetEnvIf Authorization "(.*)" '
+        "HTTP_AUTHORIZATION=$1` in .htaccess) and keep `auth: auto`: query-string keys end up "
+        "in the host's access logs (`auth: oauth1` also works over https and never sends the "
+        "secret)"
+    )
+
+
+def _tls_row(site: SiteConfig, auth: AuthMode) -> Check:
     url = site.woo.store_url or ""
+    problem = auth_problem(url, auth)
+    if problem is not None:
+        return Check("TLS certificate", Result.WARN, f"the store is http://: {problem}")
     if not url.startswith("https:"):
         return Check(
             "TLS certificate",
@@ -139,14 +183,19 @@ def _tls_row(site: SiteConfig) -> Check:
         return Check(
             "TLS certificate",
             Result.WARN,
-            "verify_ssl: false: the certificate is not checked (testing only); set ca_file to "
+            "`verify_ssl: false`: the certificate is not checked (testing only); set `ca_file` to "
             "the CA that signed it instead",
         )
     return Check("TLS certificate", Result.PASS, "certificate verified")
 
 
 async def _store_checks(
-    cfg: Config, site: SiteConfig, slow_after: float, sample: int, clock: Callable[[], float]
+    cfg: Config,
+    site: SiteConfig,
+    slow_after: float,
+    sample: int,
+    clock: Callable[[], float],
+    status: dict[str, Any] | None,
 ) -> list[Check]:
     problem = polling_problem(site)
     if problem is not None:
@@ -172,12 +221,12 @@ async def _store_checks(
             return _skip_rest(checks, "the TLS connection failed")
         except WooAuthError as exc:
             checks.append(Check("REST API reachable", Result.PASS, "WooCommerce answered"))
-            checks.append(_tls_row(site))
-            checks.append(Check("API keys", Result.FAIL, str(exc)))
+            checks.append(_tls_row(site, wc.auth))
+            checks.append(Check("API keys", Result.FAIL, await _keys_refused(cfg, site, wc, exc)))
             return _skip_rest(checks, "needs valid API keys")
         except WooPermissionError as exc:
             checks.append(Check("REST API reachable", Result.PASS, "WooCommerce answered"))
-            checks.append(_tls_row(site))
+            checks.append(_tls_row(site, wc.auth))
             checks.append(Check("API keys", Result.PASS, f"accepted ({wc.auth})"))
             checks.append(Check("key permissions", Result.FAIL, str(exc)))
             return _skip_rest(checks, "needs a key that may read")
@@ -195,13 +244,15 @@ async def _store_checks(
                 "REST API reachable", Result.PASS, f"{site.woo.store_url}/wp-json/{wc.api_version}"
             )
         )
-        checks.append(_tls_row(site))
+        checks.append(_tls_row(site, wc.auth))
         checks.append(Check("API keys", Result.PASS, f"accepted ({wc.auth})"))
         checks.append(await _permissions(wc, site))
         checks.append(_response_time(elapsed, count, slow_after, wc.timeout))
         checks.append(_pagination(page.headers))
         checks.append(await _meta(wc, site, sample))
-        checks.append(await _webhooks(cfg, wc, site))
+        hooks_row, hooks = await _webhooks(cfg, wc, site)
+        checks.append(hooks_row)
+        checks.append(await _wp_cron(cfg, wc, site, hooks, status))
     return checks
 
 
@@ -225,8 +276,8 @@ def _response_time(elapsed: float, count: int, slow_after: float, timeout: float
             "response time",
             Result.FAIL,
             f"slow store: {what} (more than {slow_after:g} s). Backfill and polling ask for pages "
-            f"like this one and give up after {timeout:g} s: lower backfill.per_page, raise "
-            "connectors.woocommerce.timeout, and ask the host about PHP workers and an object "
+            f"like this one and give up after {timeout:g} s: lower `backfill.per_page`, raise "
+            "`connectors.woocommerce.timeout`, and ask the host about PHP workers and an object "
             "cache (Redis or Memcached) for WordPress",
         )
     return Check("response time", Result.PASS, what)
@@ -253,7 +304,7 @@ async def _meta(wc: WooClient, site: SiteConfig, sample: int) -> Check:
     keys = mapped_meta_keys(site.woo.customer_mapping)
     if not keys:
         return Check(
-            "custom fields (meta)", Result.SKIP, "customer_mapping names no meta_data.* key"
+            "custom fields (meta)", Result.SKIP, "`customer_mapping` names no meta_data.* key"
         )
     response = await wc.get(
         "customers",
@@ -294,34 +345,38 @@ async def _meta(wc: WooClient, site: SiteConfig, sample: int) -> Check:
     return Check(
         "custom fields (meta)",
         verdict,
-        f"meta key(s) {', '.join(absent)} (customer_mapping meta_data.*) on none of the "
+        f"meta key(s) {', '.join(absent)} (`customer_mapping` meta_data.*) on none of the "
         f"{len(customers)} newest customers. Check the spelling against the keys the store has "
         f"({', '.join(seen[:12]) or 'none'}), or the plugin that writes them.{why}",
     )
 
 
-async def _webhooks(cfg: Config, wc: WooClient, site: SiteConfig) -> Check:
+async def _webhooks(
+    cfg: Config, wc: WooClient, site: SiteConfig
+) -> tuple[Check, list[dict[str, Any]] | None]:
+    """The webhooks row, and the store's webhooks when they were listed."""
     if not site.woo.webhook_secret:
         return Check(
             "webhooks",
             Result.SKIP,
-            "not used (no webhook_secret): the plugin's stream or polling brings changes",
-        )
+            "not used (no `webhook_secret`): the plugin's stream or polling brings changes",
+        ), None
     base = cfg.agent.public_url
     if not base:
         return Check(
             "webhooks",
             Result.FAIL,
-            "webhook_secret is set but agent.public_url is not: set it to the agent's address "
+            "`webhook_secret` is set but `agent.public_url` is not: set it to the agent's address "
             "as the store reaches it (https://…), then `woobrevo-agent webhooks install --site "
             f"{site.id}`",
-        )
+        ), None
     url = f"{base.rstrip('/')}/webhooks/woocommerce/{site.id}"
     topics = install_topics(site.woo.sync.model_dump(), [w.topic for w in site.woo.webhooks])
     try:
-        rows = webhook_report(await wc.list_webhooks(), topics, url, site.id)
+        hooks = await wc.list_webhooks()
     except WooError as exc:
-        return Check("webhooks", Result.FAIL, str(exc))
+        return Check("webhooks", Result.FAIL, str(exc)), None
+    rows = webhook_report(hooks, topics, url, site.id)
     bad = [r for r in rows if not r.ok]
     if bad:
         # One line per distinct problem, with the topics it concerns.
@@ -332,21 +387,74 @@ async def _webhooks(cfg: Config, wc: WooClient, site: SiteConfig) -> Check:
             f"{', '.join(topics)}: {status}{' — ' + fix if fix else ''}"
             for (status, fix), topics in groups.items()
         )
-        return Check("webhooks", Result.FAIL, f"{len(bad)} of {len(rows)} not active. {advice}")
-    return Check("webhooks", Result.PASS, f"{len(rows)} active, delivering to {url}")
+        check = Check("webhooks", Result.FAIL, f"{len(bad)} of {len(rows)} not active. {advice}")
+        return check, hooks
+    return Check("webhooks", Result.PASS, f"{len(rows)} active, delivering to {url}"), hooks
+
+
+# System status fields the WP-Cron row reads (environment.wp_cron is `! DISABLE_WP_CRON`).
+_CRON_FIELDS = ("environment.wp_cron", "environment.site_url")
+
+
+async def _wp_cron(
+    cfg: Config,
+    wc: WooClient,
+    site: SiteConfig,
+    hooks: list[dict[str, Any]] | None,
+    status: dict[str, Any] | None,
+) -> Check:
+    """WP-Cron on the store, when native webhooks (or the plugin) depend on it."""
+    in_use = bool(site.woo.webhook_secret)
+    if not in_use and hooks is None:
+        try:
+            hooks = await wc.list_webhooks()
+        except WooError:
+            hooks = []  # a key without manage_woocommerce: the webhooks row says so when used
+    door = f"/webhooks/woocommerce/{site.id}"
+    in_use = in_use or any(str(h.get("delivery_url", "")).endswith(door) for h in hooks or [])
+    try:
+        environment = (await wc.system_status(_CRON_FIELDS)).get("environment") or {}
+    except WooError as exc:
+        needed = in_use or site.woo.mode == "stream"
+        verdict = Result.WARN if needed else Result.SKIP
+        return Check("WP-Cron", verdict, f"cannot read the store's system status: {exc}")
+    last = await _last_delivery(cfg, site, status)
+    return cron_check(
+        environment.get("wp_cron") if isinstance(environment, dict) else None,
+        webhooks_in_use=in_use,
+        last_delivery_age=None if last is None else max(time.time() - last, 0.0),
+        site_url=str(environment.get("site_url") or site.woo.store_url or ""),
+        plugin=site.woo.mode == "stream",
+    )
+
+
+async def _last_delivery(
+    cfg: Config, site: SiteConfig, status: dict[str, Any] | None
+) -> float | None:
+    """When a webhook delivery last reached the agent: its /status, else the state store."""
+    seen: list[float] = []
+    row = ((status or {}).get("sites") or {}).get(site.id) or {}
+    if isinstance(row.get("last_webhook"), int | float):
+        seen.append(float(row["last_webhook"]))
+    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    if path.exists():
+        async with SqliteStore(path, recover=False) as store:
+            stored = await store.last_received(site.id, "webhook")
+        if stored is not None:
+            seen.append(stored)
+    return max(seen, default=None)
 
 
 # -- the stream ---------------------------------------------------------------------------------
 
 
-async def _stream_check(cfg: Config, site: SiteConfig) -> Check:
+async def _stream_check(cfg: Config, site: SiteConfig, status: dict[str, Any] | None) -> Check:
     name = "stream last seen"
     if site.woo.mode == "polling":
         return Check(name, Result.SKIP, "mode polling: no plugin, the agent polls the store")
     base = (cfg.agent.public_url or "wss://<agent>").rstrip("/")
     url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/v1/stream"
     fix = FIX_STREAM.format(url=url, site=site.id)
-    status = await agent_status(cfg)
     if status is not None:
         row = (status.get("sites") or {}).get(site.id) or {}
         age = row.get("last_seen_age")
@@ -389,7 +497,7 @@ async def _stream_check(cfg: Config, site: SiteConfig) -> Check:
 async def _brevo_checks(site: SiteConfig, fix: bool) -> list[Check]:
     b = site.brevo
     if b.is_dry_run:
-        why = "dry-run: no Brevo key (set brevo.api_key or BREVO_API_KEY)"
+        why = "dry-run: no Brevo key (set `brevo.api_key` or BREVO_API_KEY)"
         return [
             Check("Brevo API key", Result.WARN, why),
             Check("Brevo lists", Result.SKIP, why),
@@ -403,7 +511,7 @@ async def _brevo_checks(site: SiteConfig, fix: bool) -> list[Check]:
             else:
                 detail = (
                     f"Brevo refused the key ({account.status} {account.code}: {account.message}). "
-                    "Create an API v3 key in Brevo (SMTP & API → API keys) and set brevo.api_key "
+                    "Create an API v3 key in Brevo (SMTP & API → API keys) and set `brevo.api_key` "
                     "or BREVO_API_KEY"
                 )
             why = "needs a valid Brevo key"

@@ -46,7 +46,8 @@ class Forwarder:
         self.workers: dict[str, AccountWorker] = {}
         self.progress = asyncio.Event()
         for site in app.sites.values():
-            if site.brevo.account not in self.workers:
+            # A site switched off (`enabled: false`) sends nothing: its jobs wait in the store.
+            if site.woo.enabled and site.brevo.account not in self.workers:
                 self.workers[site.brevo.account] = AccountWorker(self, site.brevo)
 
     async def __aenter__(self) -> Forwarder:

@@ -137,6 +137,7 @@ class HttpServer:
             seen = stream.last_seen(sid) if stream is not None else None
             backlog = {k: row.pop(k, 0) for k in ("inbox_depth", "pending_jobs", "dead_letters")}
             sites[sid] = {
+                "enabled": app.sites[sid].woo.enabled,
                 "mode": self._mode(sid),
                 "connected": seen is not None and now - seen <= stale_after,
                 "connections": link.get("connections", 0),

@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import aiohttp
 from yarl import URL
 
+from agent.core.woo import AuthMode, auth_problem
 from agent.errors import AgentError, Permanent, Retryable
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "WooSSLError",
     "WooStoreError",
     "WooTimeout",
+    "auth_problem",
     "backoff",
     "classify_response",
     "oauth1_sign",
@@ -56,7 +58,6 @@ __all__ = [
 
 log = logging.getLogger("agent.woocommerce")
 
-AuthMode = Literal["auto", "basic", "query", "oauth1"]
 ParamValue = str | int | float | bool | Sequence[str | int]
 Params = Mapping[str, ParamValue]
 
@@ -331,7 +332,7 @@ def classify_response(call: Call, status: int, body: bytes, headers: Mapping[str
     if 300 <= status < 400:
         target = headers.get("Location", "another address")
         return WooStoreError(
-            f"{call.endpoint}: the store redirects ({status} to {target}). Set store_url to the "
+            f"{call.endpoint}: the store redirects ({status} to {target}). Set `store_url` to the "
             "address the store redirects to (scheme, www and path included): credentials are not "
             "sent across redirects and WooCommerce checks signatures against its home URL.",
             **common,
@@ -341,7 +342,7 @@ def classify_response(call: Call, status: int, body: bytes, headers: Mapping[str
         retry_after = parse_retry_after(headers.get("Retry-After"))
         return WooRetryable(
             f"{call.endpoint}: the store (or its host) says too many requests ({quoted}). "
-            "Lower rate_limit_per_minute for this site to stay under the host's limit.",
+            "Lower `rate_limit_per_minute` for this site to stay under the host's limit.",
             processed=False,
             retry_after=retry_after,
             **common,
@@ -360,9 +361,9 @@ def classify_response(call: Call, status: int, body: bytes, headers: Mapping[str
         if code == "rest_no_route":
             return WooNoRoute(
                 f"{call.endpoint}: the store has no REST route for {call.api_version}/{call.path} "
-                f"({quoted}). Check that WooCommerce is active and api_version "
-                f"({call.api_version!r}) is right, that no security plugin disables the REST API, "
-                "and that pretty permalinks are on (Settings → Permalinks: anything but 'Plain'). "
+                f"({quoted}). Check that WooCommerce is active, that no security plugin "
+                "disables the REST API, and that pretty permalinks are on (Settings → "
+                "Permalinks: anything but 'Plain'). "
                 "Without them WordPress answers only on ?rest_route=/wc/v3/…, where WooCommerce "
                 "10.x does not accept API keys (401).",
                 **common,
@@ -370,7 +371,7 @@ def classify_response(call: Call, status: int, body: bytes, headers: Mapping[str
         if error is None:
             return WooNoRoute(
                 f"{call.endpoint}: 404 with a web page instead of the REST API. Check that "
-                f"store_url ({call.store_url}) is the WordPress home URL (Settings → General → "
+                f"`store_url` ({call.store_url}) is the WordPress home URL (Settings → General → "
                 "Site Address), and turn on pretty permalinks (Settings → Permalinks: anything "
                 "but 'Plain'): without them /wp-json/ does not exist, and WooCommerce 10.x does "
                 "not accept API keys on the ?rest_route= form (401).",
@@ -432,14 +433,14 @@ def _classify_denied(
         if wc_message == "Consumer secret is invalid.":
             return WooAuthError(
                 f"{call.endpoint}: the consumer key is known to the store but the consumer secret "
-                f"is wrong ({quoted}). Copy consumer_secret again (it is shown only once, when "
+                f"is wrong ({quoted}). Copy `consumer_secret` again (it is shown only once, when "
                 f"the key is created; if it is lost, create a new key in {KEYS_PAGE}).",
                 **common,
             )
         if wc_message == "Consumer key is invalid.":
             return WooAuthError(
                 f"{call.endpoint}: the store does not know this consumer key ({quoted}). Check "
-                f"consumer_key against {KEYS_PAGE}: it may be mistyped, revoked, or from another "
+                f"`consumer_key` against {KEYS_PAGE}: it may be mistyped, revoked, or from another "
                 "store.",
                 **common,
             )
@@ -447,7 +448,7 @@ def _classify_denied(
             return WooAuthError(
                 f"{call.endpoint}: the OAuth 1.0a signature does not match ({quoted}). The "
                 "consumer key is known, so the consumer secret is most likely wrong. If it is "
-                "right, store_url must be exactly the WordPress home URL (Settings → General → "
+                "right, `store_url` must be exactly the WordPress home URL (Settings → General → "
                 "Site Address: same scheme, host, port and path), because WooCommerce rebuilds "
                 "the signed URL from it.",
                 **common,
@@ -463,7 +464,8 @@ def _classify_denied(
             return WooAuthError(
                 f"{call.endpoint}: the store has seen this OAuth nonce before ({quoted}). "
                 "Something replayed the request (a proxy or CDN retrying it) or another process "
-                "signs with the same nonce source; use HTTPS with Basic auth to avoid nonces.",
+                "signs with the same nonce source; use an https:// `store_url` with `auth: basic` "
+                "(or `auth: auto`) to avoid nonces.",
                 **common,
             )
         if wc_message.startswith("Invalid signature - signature method"):
@@ -483,7 +485,7 @@ def _classify_denied(
         return WooAuthError(
             f"{call.endpoint}: the store received only part of the OAuth parameters ({quoted}). "
             "A proxy, cache or security plugin strips query parameters: exempt /wp-json/wc/ "
-            "from it, or use HTTPS.",
+            "from it, or use an https:// `store_url` with `auth: basic`.",
             **common,
         )
 
@@ -500,24 +502,25 @@ def _classify_denied(
         if call.auth in ("basic", "query") and not call.https:
             return WooAuthError(
                 f"{call.endpoint}: the store ignored the API key ({quoted}): WooCommerce accepts "
-                "Basic and query-string keys only over HTTPS. Use an https:// store_url, or "
-                "auth: oauth1 (auth: auto picks OAuth 1.0a for http:// stores).",
+                "Basic and query-string keys only over HTTPS. Use an https:// `store_url`, or "
+                "`auth: oauth1` (`auth: auto` picks OAuth 1.0a for http:// stores).",
                 **common,
             )
         if call.auth in ("basic", "query"):
             return WooAuthError(
                 f"{call.endpoint}: the store answered as if no key was sent ({quoted}). "
-                "WooCommerce treats an unknown consumer key like no key at all, so consumer_key "
+                "WooCommerce treats an unknown consumer key like no key at all, so `consumer_key` "
                 f"is probably wrong or revoked: check it in {KEYS_PAGE}. If it is right, "
                 "WordPress may not see the request as HTTPS (a proxy or CDN terminating TLS "
-                "without X-Forwarded-Proto handling), so it ignores Basic auth: fix that, or set "
-                "auth: oauth1. Some hosts also drop the Authorization header: try auth: query.",
+                "without X-Forwarded-Proto handling), so it ignores Basic auth: fix that. Some "
+                "hosts also drop the Authorization header before PHP sees it: then set "
+                "`auth: query` (`woobrevo-agent doctor` tells the two apart).",
                 **common,
             )
         return WooAuthError(
             f"{call.endpoint}: the store answered as if no credentials were sent ({quoted}). A "
             "proxy, cache or security plugin probably strips the oauth_* query parameters, or "
-            "store_url points at a URL WooCommerce does not authenticate (keys are checked only "
+            "`store_url` points at a URL WooCommerce does not authenticate (keys are checked only "
             "on /wp-json/wc/… URLs, never on ?rest_route=).",
             **common,
         )
@@ -530,7 +533,7 @@ def _ssl_error(call: Call, exc: aiohttp.ClientSSLError) -> WooSSLError:
     host = urlsplit(call.store_url).netloc
     hostname = urlsplit(call.store_url).hostname or host
     testing_only = (
-        "verify_ssl: false turns the check off and is for testing only: anyone in the middle "
+        "`verify_ssl: false` turns the check off and is for testing only: anyone in the middle "
         "could then read the API keys."
     )
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -538,13 +541,13 @@ def _ssl_error(call: Call, exc: aiohttp.ClientSSLError) -> WooSSLError:
         reason = getattr(cert_error, "verify_message", None) or str(cert_error)
         if "hostname mismatch" in reason.lower() or "not valid for" in reason.lower():
             fix = (
-                f"the certificate does not cover {hostname!r} (hostname mismatch): set store_url to "
+                f"the certificate does not cover {hostname!r} (hostname mismatch): set `store_url` to "
                 "a host name the certificate is issued for, or reissue the certificate."
             )
         else:
             fix = (
                 "give the store a certificate from a public CA (e.g. Let's Encrypt), or point "
-                "ca_file at the CA that signed it."
+                "`ca_file` at the CA that signed it."
             )
         return WooSSLError(
             f"{call.endpoint}: TLS certificate check failed for {host} "
@@ -553,7 +556,7 @@ def _ssl_error(call: Call, exc: aiohttp.ClientSSLError) -> WooSSLError:
         )
     return WooSSLError(
         f"{call.endpoint}: TLS handshake with {host} failed ({exc}). Is the store really "
-        "serving HTTPS on this port? Check the scheme and port in store_url.",
+        "serving HTTPS on this port? Check the scheme and port in `store_url`.",
         endpoint=call.endpoint,
     )
 
@@ -614,6 +617,10 @@ class WooClient:
     """WooCommerce REST client for one store: auth, budget, retries, actionable errors.
 
     Use ``async with WooClient(...) as wc:``; it owns its ClientSession unless one is passed.
+    `auth` (the config's ``auth`` key): ``basic`` sends an ``Authorization: Basic`` header only,
+    ``query`` sends ``consumer_key``/``consumer_secret`` in the query string only, ``oauth1``
+    signs every request (OAuth 1.0a, parameters in the query string, the secret never sent),
+    and ``auto`` picks ``basic`` for https:// and ``oauth1`` for http:// stores.
     """
 
     def __init__(
@@ -650,7 +657,7 @@ class WooClient:
         self.auth: Literal["basic", "query", "oauth1"] = (
             ("basic" if https else "oauth1") if auth == "auto" else auth
         )
-        if self.auth in ("basic", "query") and not https:
+        if auth_problem(self.store_url, self.auth) is not None:
             log.warning(
                 "woocommerce %s auth over plain http: WooCommerce ignores it; use https or oauth1",
                 self.auth,
@@ -829,9 +836,14 @@ class WooClient:
         response = await self.request("PUT", f"webhooks/{int(webhook_id)}", None, fields)
         return self._object(response)
 
-    async def system_status(self) -> dict[str, Any]:
-        """WooCommerce → Status as JSON (versions, home URL, settings)."""
-        return self._object(await self.get("system_status"))
+    async def system_status(self, fields: Sequence[str] | None = None) -> dict[str, Any]:
+        """WooCommerce → Status as JSON (versions, home URL, settings, WP-Cron).
+
+        `fields` such as ``environment.wp_cron`` make WooCommerce compute only those sections
+        (``get_item_mappings_per_fields``, since 3.9), sparing its slower checks.
+        """
+        params: dict[str, ParamValue] = {"_fields": ",".join(fields)} if fields else {}
+        return self._object(await self.get("system_status", params))
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -900,8 +912,8 @@ class WooClient:
             except TimeoutError as exc:
                 raise WooTimeout(
                     f"{call.endpoint}: no complete answer within {self.timeout:g} s "
-                    f"({type(exc).__name__}). The store is slow or overloaded: lower per_page, "
-                    "raise timeout, or ask the host.",
+                    f"({type(exc).__name__}). The store is slow or overloaded: raise `timeout`, "
+                    "lower `backfill.per_page`, or ask the host.",
                     endpoint=call.endpoint,
                 ) from None
             except aiohttp.ClientSSLError as exc:
@@ -909,7 +921,7 @@ class WooClient:
             except aiohttp.ClientConnectorError as exc:
                 raise WooRetryable(
                     f"{call.endpoint}: cannot reach the store at {exc.host}:{exc.port} "
-                    f"({exc.os_error.strerror or exc.os_error}). Check store_url and that the "
+                    f"({exc.os_error.strerror or exc.os_error}). Check `store_url` and that the "
                     "site is up.",
                     processed=False,
                     endpoint=call.endpoint,

@@ -46,10 +46,10 @@ REPORT_EVERY = 1.0  # seconds between the worker's status lines
 SILENT_AFTER = 10.0  # a worker not heard from for this long is reported not ready
 RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_GRACE = 30.0  # seconds the worker gets to finish its Brevo calls on shutdown
-# The worker's niceness, set before its first thread starts (Linux nices each thread: the
-# store's thread, which runs the pipeline, inherits it only if it starts after).
+# The worker's niceness, added to the doors' before its first thread starts (Linux nices each
+# thread: the store's thread, which runs the pipeline, inherits it only if it starts after), so
+# that the doors win a contended CPU.
 NICE = 10
-NICE = 0  # the worker's niceness: the doors (nice 0) win a contended CPU
 
 
 class WorkerLink:

@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from agent.core.woo import COMPUTED_DATE_PATHS, COMPUTED_PATHS, is_date_path
+
 __all__ = [
     "Check",
     "Result",
     "attribute_problems",
     "attribute_type",
+    "cron_check",
     "exit_code",
     "mapped_meta_keys",
     "missing_lists",
@@ -41,19 +44,18 @@ class Check:
     detail: str
 
 
-# Computed per-email aggregates (agent/core/mapping.py COMPUTED): counts and sums are numbers,
-# the order dates are dates. Brevo silently drops a value of the wrong type
-# (reference/brevo/NOTES.md, Attributes), so the attribute must be created with the right one.
-_FLOAT_PATHS = frozenset({"orders_count", "total_spent"})
-_DATE_PATHS = frozenset({"first_order_date", "last_order_date"})
-_DATE_SUFFIXES = ("date_created", "date_created_gmt", "date_modified", "date_modified_gmt")
+# Computed per-email aggregates (agent/core/woo.py COMPUTED_PATHS): counts and sums are
+# numbers; dates (woo.is_date_path, the one rule the mapping also uses) are dates. Brevo drops
+# or refuses a value of the wrong type (reference/brevo/NOTES.md, Attributes), so the attribute
+# must be created with the type of what the mapping sends.
+_FLOAT_PATHS = frozenset(COMPUTED_PATHS) - set(COMPUTED_DATE_PATHS)
 
 
 def attribute_type(path: str) -> str:
     """The Brevo attribute type for a mapped WooCommerce path: float, date or text."""
     if path in _FLOAT_PATHS:
         return "float"
-    if path in _DATE_PATHS or path.endswith(_DATE_SUFFIXES):
+    if is_date_path(path):
         return "date"
     return "text"
 
@@ -122,3 +124,71 @@ def render_table(checks: Sequence[Check], width: int = 100) -> str:
         pad = " " * (name_w + result_w + 4)
         lines.extend(pad + more for more in wrapped[1:])
     return "\n".join(lines)
+
+
+# WooCommerce queues every webhook delivery in Action Scheduler, which runs from WP-Cron
+# (reference/woocommerce/NOTES.md §1.2); DISABLE_WP_CRON only stops WordPress from spawning
+# WP-Cron on page loads, so a server cron calling it (WP-CLI or wp-cron.php) brings it back.
+CRON_ADVICE = (
+    "Either remove define('DISABLE_WP_CRON', true) from wp-config.php, or run WP-Cron from the "
+    "server's cron every minute: `* * * * * wp cron event run --due-now --path=/var/www/html` "
+    "(WP-CLI, with the WordPress folder as --path) or "
+    "`* * * * * curl -s {site_url}/wp-cron.php?doing_wp_cron >/dev/null`. "
+    "`wp action-scheduler run --group=woocommerce-webhooks` delivers the queued webhooks at once."
+)
+
+
+def cron_check(
+    wp_cron: object,
+    *,
+    webhooks_in_use: bool,
+    last_delivery_age: float | None,
+    site_url: str,
+    plugin: bool = False,
+) -> Check:
+    """The WP-Cron row from system_status' environment.wp_cron (False: DISABLE_WP_CRON is set).
+
+    Native webhooks need WP-Cron, and so do the plugin's retries and heartbeat (`plugin`, mode
+    stream); a webhook delivery seen while it is off shows that a server cron runs it instead.
+    """
+    name = "WP-Cron"
+    seen = (
+        f"; the last webhook delivery arrived {last_delivery_age:.0f} s ago"
+        if last_delivery_age is not None
+        else ""
+    )
+    if wp_cron is True:
+        return Check(
+            name,
+            Result.PASS,
+            "on: Action Scheduler delivers WooCommerce's webhooks when site traffic spawns "
+            f"WP-Cron{seen}",
+        )
+    if wp_cron is not False:
+        return Check(name, Result.WARN, "system_status does not say whether WP-Cron runs")
+    off = "off (DISABLE_WP_CRON is set in wp-config.php)"
+    if last_delivery_age is not None:
+        return Check(name, Result.PASS, f"{off}, but a server cron runs it{seen}")
+    advice = CRON_ADVICE.format(site_url=site_url.rstrip("/"))
+    if not webhooks_in_use and plugin:
+        return Check(
+            name,
+            Result.WARN,
+            f"{off}: the plugin sends changes as they happen, but its retries and its heartbeat "
+            "run on WP-Cron; without a server cron the agent sees the stream as stale and polls "
+            "(see stream last seen). " + advice,
+        )
+    if not webhooks_in_use:
+        return Check(
+            name,
+            Result.SKIP,
+            f"{off}; no native webhooks in use (no webhook_secret, none to this site on the "
+            "store) and mode polling: nothing the agent needs waits for it",
+        )
+    return Check(
+        name,
+        Result.WARN,
+        f"{off} and no webhook delivery has reached the agent: WooCommerce queues each "
+        "delivery in Action Scheduler, which runs only from WP-Cron, so without a server cron "
+        "the webhooks never fire. " + advice,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -77,7 +77,6 @@ class Job:
     historical: bool
     attempts: int = 0
     single_only: bool = False
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def merge_bodies(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

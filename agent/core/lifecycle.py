@@ -6,14 +6,13 @@ the plugin, a native webhook or the poller brought it (DESIGN.md, data path step
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from agent.core.events import Action, Event, Resource
+from agent.core.woo import DEFAULT_PAID_STATUSES, DRAFT_STATUSES
 
 __all__ = ["derive_topics", "is_stale", "object_state"]
-
-PAID = frozenset({"processing", "completed"})
-DRAFTS = frozenset({"checkout-draft", "auto-draft", "draft", "new"})
 
 
 def is_stale(prior: dict[str, Any] | None, event: Event) -> bool:
@@ -45,19 +44,24 @@ def object_state(event: Event) -> dict[str, Any]:
     return state
 
 
-def derive_topics(event: Event, prior: dict[str, Any] | None) -> list[str]:
+def derive_topics(
+    event: Event,
+    prior: dict[str, Any] | None,
+    paid: Collection[str] = DEFAULT_PAID_STATUSES,
+) -> list[str]:
     """Topics for this change: WooCommerce's own (`order.created` …) plus derived lifecycle
-    topics (`order.paid`, `order.fulfilled`, `order.refunded`, `order.cancelled`)."""
+    topics (`order.paid` into one of the `paid` statuses, `order.completed`, `order.refunded`,
+    `order.cancelled`)."""
     res = event.resource.value if event.resource is not Resource.VARIATION else "product"
     if event.action is Action.DELETED:
         return [] if prior and prior.get("deleted") else [f"{res}.deleted"]
-    if event.resource is Resource.ORDER and event.payload.get("status") in DRAFTS:
+    if event.resource is Resource.ORDER and event.payload.get("status") in DRAFT_STATUSES:
         return []  # an order exists for marketing once it leaves draft (NOTES §4, orders)
     topics: list[str] = []
     existed = (
         prior is not None
         and not prior.get("deleted")
-        and (event.resource is not Resource.ORDER or prior.get("status") not in DRAFTS)
+        and (event.resource is not Resource.ORDER or prior.get("status") not in DRAFT_STATUSES)
     )
     if prior is not None and prior.get("deleted"):
         topics.append(f"{res}.restored")
@@ -69,10 +73,10 @@ def derive_topics(event: Event, prior: dict[str, Any] | None) -> list[str]:
         old = (prior or {}).get("status") if existed else None
         new = event.payload.get("status")
         if new != old:
-            if new in PAID and old not in PAID:
+            if new in paid and old not in paid:
                 topics.append("order.paid")
             if new == "completed":
-                topics.append("order.fulfilled")
+                topics.append("order.completed")
             if new == "cancelled":
                 topics.append("order.cancelled")
         new_refunds = {r for r in object_state(event).get("refunds", [])}

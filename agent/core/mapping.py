@@ -7,17 +7,20 @@ Payment details (method, title, transaction id, card meta) are never read here.
 from __future__ import annotations
 
 import logging
+import re
+from datetime import UTC, date, datetime
 from typing import Any
 
 from agent.core.normalize import (
-    brevo_date,
     brevo_datetime,
     get_path,
     money,
     phone_e164,
 )
+from agent.core.woo import COMPUTED_PATHS, is_date_path
 
 __all__ = [
+    "calendar_date",
     "category_bodies",
     "contact_attributes",
     "customer_view_of_order",
@@ -28,8 +31,49 @@ __all__ = [
 
 log = logging.getLogger("agent.mapping")
 
-COMPUTED = ("orders_count", "total_spent", "first_order_date", "last_order_date")
-DATE_PATHS = ("date_created", "date_created_gmt", "date_modified", "date_modified_gmt")
+# A unix timestamp in seconds, or in milliseconds as JavaScript writes them (docs/mapping.md).
+_TIMESTAMP = re.compile(r"-?\d{1,13}(?:\.\d+)?")
+_MS_FROM = 100_000_000_000  # as seconds this is the year 5138: larger values are milliseconds
+
+
+def calendar_date(value: Any) -> str | None:
+    """A date value as Brevo's `date` attribute type takes it, YYYY-MM-DD, or None if unreadable.
+
+    ISO 8601 dates and datetimes give the calendar date as written: WooCommerce's `date_created`
+    is the store's local time, `date_created_gmt` UTC, and a meta value with an offset is read in
+    its own offset. Unix timestamps (numbers, or strings of digits other than eight) give the
+    UTC date.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        # Eight digits are ISO 8601's basic form, YYYYMMDD (ACF's date picker stores that).
+        if _TIMESTAMP.fullmatch(text) and len(text) != 8:
+            return _from_timestamp(float(text))
+        try:
+            return date.fromisoformat(text).isoformat()
+        except ValueError:
+            pass
+        try:
+            # Python 3.11 reads ISO 8601 with "T" or a space, "Z", offsets and fractions.
+            return datetime.fromisoformat(text).date().isoformat()
+        except ValueError:
+            return None
+    if isinstance(value, int | float):
+        return _from_timestamp(float(value))
+    return None
+
+
+def _from_timestamp(seconds: float) -> str | None:
+    if seconds == 0:
+        return None  # WordPress writes 0 for "never", not for 1 January 1970
+    if abs(seconds) >= _MS_FROM:
+        seconds /= 1000
+    try:
+        return datetime.fromtimestamp(seconds, UTC).date().isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def _attr_value(value: Any) -> Any:
@@ -62,16 +106,20 @@ def contact_attributes(
     for path, attr in mapping.items():
         if path == "email":
             continue
-        if path in COMPUTED:
+        if path in COMPUTED_PATHS:
             value = computed.get(path)
-            if path.endswith("_date"):
-                value = brevo_date(value)
         elif only_computed:
             continue
         else:
             value = get_path(source, path)
-            if path.endswith("date_created_gmt") or path.endswith("date_modified_gmt"):
-                value = brevo_date(value)
+        if is_date_path(path) and value not in (None, ""):
+            # A `date` attribute takes only YYYY-MM-DD (reference/brevo/NOTES.md, Attributes);
+            # an unreadable value drops only that attribute, never the contact.
+            day = calendar_date(value)
+            if day is None:
+                warnings.append(f"{path} {value!r} is not a date; {attr} not sent")
+                continue
+            value = day
         if attr in ("SMS", "WHATSAPP", "LANDLINE_NUMBER") and value not in (None, ""):
             e164 = phone_e164(value, country)
             if e164 is None:

@@ -11,7 +11,6 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 __all__ = [
-    "brevo_date",
     "brevo_datetime",
     "get_path",
     "money",
@@ -44,12 +43,6 @@ def _utc(value: object) -> datetime | None:
         return None
     # WooCommerce's *_gmt fields are naive UTC; the agent only reads the _gmt variants.
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def brevo_date(value: object) -> str | None:
-    """Date attributes take YYYY-MM-DD (reference/brevo/NOTES.md, Attributes)."""
-    dt = _utc(value)
-    return dt.strftime("%Y-%m-%d") if dt else None
 
 
 def brevo_datetime(value: object) -> str | None:

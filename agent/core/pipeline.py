@@ -7,14 +7,14 @@ transaction per event (agent/store/sqlite.py `_process_pending`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.config import SiteConfig
 from agent.core.events import Action, Event, Resource
 from agent.core.jobs import Intent, Kind, Outcome
-from agent.core.lifecycle import DRAFTS, derive_topics, is_stale, object_state
+from agent.core.lifecycle import derive_topics, is_stale, object_state
 from agent.core.mapping import (
     category_bodies,
     contact_attributes,
@@ -24,15 +24,18 @@ from agent.core.mapping import (
     product_body,
 )
 from agent.core.normalize import brevo_datetime, money, normalize_email
+from agent.core.woo import DRAFT_STATUSES
 
 __all__ = ["LIFECYCLE_DEFAULTS", "decide", "order_fact"]
 
 log = logging.getLogger("agent.pipeline")
 
 # Derived lifecycle events sent even when the `webhooks` map does not name them (issue 2).
-LIFECYCLE_DEFAULTS = {"order.fulfilled": "order_fulfilled", "order.refunded": "order_refunded"}
+LIFECYCLE_DEFAULTS = {"order.completed": "order_fulfilled", "order.refunded": "order_refunded"}
 
-Aggregates = Callable[[str], dict[str, Any]]
+# An email's paid orders, given the statuses that count as paid: orders_count, total_spent,
+# first_order_date, last_order_date (the store computes them, agent/store/sqlite.py).
+Aggregates = Callable[[str, Collection[str]], dict[str, Any]]
 
 
 def order_fact(site: SiteConfig, event: Event) -> tuple[str, str, float, str] | None:
@@ -77,23 +80,6 @@ def _lists(site: SiteConfig, buyer: bool) -> list[int]:
     return lists
 
 
-def _computed(agg: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
-    """The agent's aggregates; WooCommerce's own counts (sent by the plugin for registered
-    customers) win when they cover more orders than the agent has seen (docs/mapping.md)."""
-    out = dict(agg)
-    wc_count = payload.get("orders_count")
-    if (
-        isinstance(wc_count, int)
-        and not isinstance(wc_count, bool)
-        and wc_count > out["orders_count"]
-    ):
-        out["orders_count"] = wc_count
-        spent = money(payload.get("total_spent"))
-        if spent is not None:
-            out["total_spent"] = spent
-    return out
-
-
 def _contact(
     site: SiteConfig,
     email: str,
@@ -135,7 +121,7 @@ def decide(
         )
         return Outcome(account=account)
     state = object_state(event)
-    topics = derive_topics(event, prior)
+    topics = derive_topics(event, prior, site.woo.paid_statuses)
     historical = _is_historical(event, now, historical_after)
     prefix = site.woo.brevo_id_prefix
     intents: list[Intent] = []
@@ -144,10 +130,24 @@ def decide(
     sync = site.woo.sync
 
     if event.resource is Resource.CUSTOMER:
-        if not sync.customers or event.action is Action.DELETED:
-            # Deleting a WordPress user does not unsubscribe a person from marketing: the
-            # contact stays in Brevo (docs/mapping.md).
+        if not sync.customers:
             return Outcome(object_state=state, account=account)
+        if event.action is Action.DELETED:
+            # Deleting a WordPress user does not unsubscribe a person from marketing: the
+            # contact stays in Brevo (docs/mapping.md); a mapped `customer.deleted` event
+            # goes to the email the agent last knew for that user.
+            email = (prior or {}).get("email")
+            state["email"] = email
+            if email and not historical:
+                for _topic, name in _event_names(site, topics):
+                    intents.append(
+                        Intent(
+                            Kind.EVENT,
+                            f"event:{site.id}:{name}:customer:{event.resource_id}:deleted",
+                            event_body(name, email, "customer", p, when=None, id_prefix=prefix),
+                        )
+                    )
+            return Outcome(object_state=state, intents=tuple(intents), account=account)
         email = normalize_email(p.get("email"))
         if email is None:
             dead.append(
@@ -158,7 +158,7 @@ def decide(
             )
             return Outcome(object_state=state, dead=tuple(dead), account=account)
         state["email"] = email
-        agg = _computed(aggregates(email), p)
+        agg = aggregates(email, site.woo.paid_statuses)
         intent, warnings = _contact(site, email, p, agg, only_computed=False, historical=historical)
         for w in warnings:
             log.warning("customer %s: %s", event.resource_id, w)
@@ -191,7 +191,12 @@ def decide(
             state["email"] = email
             if email:
                 intent, _ = _contact(
-                    site, email, {}, aggregates(email), only_computed=True, historical=historical
+                    site,
+                    email,
+                    {},
+                    aggregates(email, site.woo.paid_statuses),
+                    only_computed=True,
+                    historical=historical,
                 )
                 intents.append(intent)
                 if not historical:
@@ -213,7 +218,7 @@ def decide(
             return Outcome(object_state=state, intents=tuple(intents), account=account)
         email = normalize_email((p.get("billing") or {}).get("email"))
         state["email"] = email
-        if p.get("status") in DRAFTS:
+        if p.get("status") in DRAFT_STATUSES:
             return Outcome(object_state=state, account=account)
         if email is None:
             raw = (p.get("billing") or {}).get("email")
@@ -225,7 +230,7 @@ def decide(
                     )
                 )
         else:
-            agg = aggregates(email)
+            agg = aggregates(email, site.woo.paid_statuses)
             registered = bool(p.get("customer_id"))
             # A registered customer's own record is the authority for names and addresses;
             # a guest's only record is the order's billing data.

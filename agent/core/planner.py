@@ -6,7 +6,6 @@ the forwarder corrects them from the `x-sib-ratelimit-*` headers of every answer
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -277,8 +276,3 @@ def batch_request(jobs: list[Job], *, collection_id: str | None = None) -> Reque
         r = single_request(first, collection_id=collection_id)
         return Request(r.method, r.path, r.body, r.jobs, r.family, rest_c)
     raise ValueError(f"no batch endpoint for {kind}")
-
-
-def requests_needed(kind: Kind, n: int) -> int:
-    """Batch requests needed for n jobs of a kind (benchmarks' lower bound)."""
-    return math.ceil(n / BATCH_SIZE[kind]) if n else 0

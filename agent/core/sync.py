@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.woo import COMPUTED_PATHS, NOT_ORDER_STATUSES
 
 __all__ = [
     "BACKFILL_ORDER",
@@ -130,7 +131,6 @@ _RESOURCE = {
     "variations": "variation",
     "coupons": "coupon",
 }
-_COMPUTED = {"orders_count", "total_spent", "first_order_date", "last_order_date"}
 
 # Products before customers before orders: an order's line items then name products Brevo
 # already holds, and a registered buyer's names come from the customer record, not the order.
@@ -143,7 +143,7 @@ def fields_for(resource: str, mapping: Mapping[str, str]) -> tuple[str, ...]:
     if resource == "customers":
         for path in mapping:
             root = path.split(".", 1)[0]
-            if path not in _COMPUTED and root not in fields:
+            if path not in COMPUTED_PATHS and root not in fields:
                 fields.append(root)
     return tuple(fields)
 
@@ -248,10 +248,9 @@ def start_mark(poll_mark: str | None, known_newest: str | None, lookback: float)
 
 
 # What the agent holds of an object: (date_modified_gmt, deleted, order status or None), as
-# SqliteStore.object_versions returns it.
+# SqliteStore.object_versions returns it. Listings with status "any" leave drafts and trash out
+# (NOT_ORDER_STATUSES), so an object last seen in one of them is not counted as gone.
 Known = Mapping[int, tuple[str, bool, str | None]]
-# Listings with status "any" leave these out; an order in them has not left checkout yet.
-_UNLISTED = frozenset({"checkout-draft", "auto-draft", "draft", "new", "trash"})
 
 
 def changed_ids(remote: Mapping[int, str], known: Known) -> list[int]:
@@ -275,7 +274,7 @@ def vanished_ids(remote: Iterable[int], known: Known) -> list[int]:
     return sorted(
         oid
         for oid, (_, deleted, status) in known.items()
-        if not deleted and status not in _UNLISTED and oid not in present
+        if not deleted and status not in NOT_ORDER_STATUSES and oid not in present
     )
 
 

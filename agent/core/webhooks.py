@@ -155,7 +155,7 @@ def install_topics(sync: Mapping[str, bool], configured: Iterable[str]) -> list[
 
     Every topic of each synced resource (a contact needs `customer.updated` even when no Brevo
     event is mapped to it), plus the topics of the config's `webhooks:` list; a derived lifecycle
-    topic (`order.paid`, `order.fulfilled`…) comes from `order.updated`.
+    topic (`order.paid`, `order.completed`…) comes from `order.updated`.
     """
     topics: set[str] = set()
     for resource, actions in _ACTIONS.items():

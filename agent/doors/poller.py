@@ -78,7 +78,7 @@ def polling_problem(site: SiteConfig) -> str | None:
 
 
 def site_client(site: SiteConfig, *, concurrency: int = 4, **options: Any) -> WooClient:
-    """The site's REST client: its URL, keys, TLS settings, timeout and request budget.
+    """The site's REST client: its URL, keys, auth mode, TLS settings, timeout and budget.
 
     `options` override WooClient's keyword arguments (the doctor wants no budget, one retry).
     """
@@ -89,6 +89,7 @@ def site_client(site: SiteConfig, *, concurrency: int = 4, **options: Any) -> Wo
     assert woo.store_url and woo.consumer_key and woo.consumer_secret
     settings: dict[str, Any] = {
         "api_version": woo.api_version,
+        "auth": woo.auth,
         "verify_ssl": woo.verify_ssl,
         "ca_file": str(woo.ca_file) if woo.ca_file else None,
         "rate_limit_per_minute": woo.rate_limit_per_minute,

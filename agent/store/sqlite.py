@@ -18,7 +18,7 @@ import math
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +29,9 @@ import orjson
 from agent.core.events import Action, Event, Rejection, Resource
 from agent.core.jobs import Intent, Job, Kind, Outcome, body_hash, canonical, merge_bodies
 from agent.core.lifecycle import is_stale
+from agent.core.pipeline import Aggregates
 
-__all__ = ["DeadLetter", "InboxRow", "IngestResult", "Outcome", "SqliteStore"]
+__all__ = ["DeadLetter", "Decide", "IngestResult", "Outcome", "SqliteStore"]
 
 T = TypeVar("T")
 WriteRole = Literal["plain", "doors", "worker"]
@@ -149,6 +150,10 @@ BUSY_STEP = 0.0002
 # Inbox states.
 NEW, DONE = 0, 1
 
+# The pure pipeline as the store calls it: (site, event, prior state, aggregates) → outcome
+# (agent/core/pipeline.py `decide`, wrapped by agent/processor.py).
+Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates], Outcome]
+
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
@@ -157,15 +162,6 @@ class IngestResult:
     accepted: list[str]
     rejected: list[Rejection]
     new: int
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    """A stored event waiting to be processed."""
-
-    seq: int
-    site: str
-    event: Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +185,20 @@ class SqliteStore:
     """The embedded store. Use as `async with SqliteStore(path) as store:`."""
 
     def __init__(
-        self, path: str | Path, *, recover: bool = True, writes: WriteRole = "plain"
+        self,
+        path: str | Path,
+        *,
+        recover: bool = True,
+        writes: WriteRole = "plain",
+        held_sites: Collection[str] = (),
     ) -> None:
         self.path = Path(path)
+        # Sites switched off in the config (`enabled: false`): their stored events are neither
+        # processed nor forwarded; they wait, kept, until the site is enabled again.
+        self._held = tuple(sorted(held_sites))
+        self._not_held = (
+            f" AND site NOT IN ({','.join('?' * len(self._held))})" if self._held else ""
+        )
         # writes: "doors" and "worker" for agent/worker.py's two processes (`_Tx` for how they
         # share the write lock). The doors leave WAL checkpoints to the worker: a commit that
         # crosses the checkpoint threshold copies the WAL into the database and waits for the
@@ -204,7 +211,6 @@ class SqliteStore:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
         self.ingested = asyncio.Event()
-        self.jobs_added = asyncio.Event()
         self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -382,9 +388,7 @@ class SqliteStore:
     async def process_pending(
         self,
         limit: int,
-        decide: Callable[
-            [str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome
-        ],
+        decide: Decide,
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> int:
         """Process up to `limit` new inbox rows in order, each in its own transaction.
@@ -393,23 +397,20 @@ class SqliteStore:
         aggregates include it; `decide(site, event, prior_state, aggregates_for)` is the pure
         pipeline. Returns how many rows were processed.
         """
-        n = await self._run(self._process_pending, limit, decide, facts)
-        if n:
-            self.jobs_added.set()
-        return n
+        return await self._run(self._process_pending, limit, decide, facts)
 
     def _process_pending(
         self,
         limit: int,
-        decide: Callable[
-            [str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome
-        ],
+        decide: Decide,
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> int:
         rows = self.db.execute(
             "SELECT seq, site, event_id, topic, resource, action, resource_id, occurred_at, door,"
-            " historical, payload, extra FROM inbox WHERE state = 0 ORDER BY seq LIMIT ?",
-            (limit,),
+            " historical, payload, extra FROM inbox WHERE state = 0"
+            + self._not_held
+            + " ORDER BY seq LIMIT ?",
+            (*self._held, limit),
         ).fetchall()
         if not rows:
             return 0
@@ -435,9 +436,7 @@ class SqliteStore:
     def _process_alone(
         self,
         row: Sequence[Any],
-        decide: Callable[
-            [str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome
-        ],
+        decide: Decide,
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> None:
         seq, site = row[0], row[1]
@@ -469,9 +468,7 @@ class SqliteStore:
         chunk: _Chunk,
         site: str,
         event: Event,
-        decide: Callable[
-            [str, Event, dict[str, Any] | None, Callable[[str], dict[str, Any]]], Outcome
-        ],
+        decide: Decide,
         facts: Callable[[str, Event], tuple[str, str, float, str] | None],
     ) -> None:
         key = (site, event.resource.value, event.resource_id)
@@ -484,8 +481,8 @@ class SqliteStore:
         if fact is not None and not is_stale(prior, event):
             chunk.set_fact(site, event.resource_id, fact)
 
-        def aggregates(email: str) -> dict[str, Any]:
-            return chunk.aggregates(site, email)
+        def aggregates(email: str, paid: Collection[str]) -> dict[str, Any]:
+            return chunk.aggregates(site, email, paid)
 
         outcome = decide(site, event, prior, aggregates)
         if outcome.object_state is not None:
@@ -516,8 +513,8 @@ class SqliteStore:
         return await self._run(
             lambda: self.db.execute(
                 "SELECT COUNT(*) FROM jobs WHERE account=? AND state=0 AND kind=?"
-                " AND not_before<=?",
-                (account, kind.value, now),
+                " AND not_before<=?" + self._not_held,
+                (account, kind.value, now, *self._held),
             ).fetchone()[0]
         )
 
@@ -525,8 +522,9 @@ class SqliteStore:
         """The earliest not_before among a kind's pending jobs (to sleep until then)."""
         return await self._run(
             lambda: self.db.execute(
-                "SELECT MIN(not_before) FROM jobs WHERE account=? AND state=0 AND kind=?",
-                (account, kind.value),
+                "SELECT MIN(not_before) FROM jobs WHERE account=? AND state=0 AND kind=?"
+                + self._not_held,
+                (account, kind.value, *self._held),
             ).fetchone()[0]
         )
 
@@ -570,11 +568,12 @@ class SqliteStore:
             " FROM jobs INDEXED BY jobs_queue"
             " WHERE account=? AND kind=? AND state=0 AND not_before<=?"
             + extra
+            + self._not_held
             + " AND key NOT IN (SELECT key FROM jobs INDEXED BY jobs_inflight"
             " WHERE account=? AND state=1)"
             " ORDER BY id LIMIT ?"
         )
-        args = (account, kind.value, now, account, limit)
+        args = (account, kind.value, now, *self._held, account, limit)
         # Not synced: a claim only marks jobs in flight, and a restart puts every claimed job
         # back in the queue anyway (at-least-once). The lock is held for the statements only;
         # the bodies are decoded after the commit.
@@ -777,7 +776,6 @@ class SqliteStore:
                 db.execute("UPDATE dead_letters SET state='retried' WHERE id=?", (r.id,))
                 done += 1
         if done:
-            self.jobs_added.set()
             self.ingested.set()
         return done, problems
 
@@ -978,19 +976,33 @@ class SqliteStore:
         return out
 
     async def counts(self) -> dict[str, int]:
-        """Whole-store totals (for tests and `status`)."""
+        """Whole-store totals (for tests and `status`); what waits for held sites is counted
+        apart (`held`), since nothing will process or send it."""
 
         def run() -> dict[str, int]:
             db = self.db
+            held = self._held
+
+            def count(sql: str, *args: Any) -> int:
+                return int(db.execute(sql, args).fetchone()[0])
+
             return {
-                "inbox": db.execute("SELECT COUNT(*) FROM inbox").fetchone()[0],
-                "inbox_pending": db.execute("SELECT COUNT(*) FROM inbox WHERE state=0").fetchone()[
-                    0
-                ],
-                "jobs": db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0],
-                "dead_letters": db.execute(
-                    "SELECT COUNT(*) FROM dead_letters WHERE state='open'"
-                ).fetchone()[0],
+                "inbox": count("SELECT COUNT(*) FROM inbox"),
+                "inbox_pending": count(
+                    "SELECT COUNT(*) FROM inbox WHERE state=0" + self._not_held, *held
+                ),
+                "jobs": count("SELECT COUNT(*) FROM jobs WHERE 1" + self._not_held, *held),
+                "held": count(
+                    "SELECT (SELECT COUNT(*) FROM inbox WHERE state=0 AND site IN ({0}))"
+                    " + (SELECT COUNT(*) FROM jobs WHERE site IN ({0}))".format(
+                        ",".join("?" * len(held))
+                    ),
+                    *held,
+                    *held,
+                )
+                if held
+                else 0,
+                "dead_letters": count("SELECT COUNT(*) FROM dead_letters WHERE state='open'"),
             }
 
         return await self._run(run)
@@ -1166,11 +1178,6 @@ def _known_after(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any]
     return {"hash": body_hash(body)}
 
 
-# Order statuses that are not orders yet, or not any more (WooCommerce's count excludes them).
-_NOT_ORDERS = ("checkout-draft", "auto-draft", "draft", "trash")
-_PAID = ("processing", "completed")
-
-
 @dataclass(slots=True)
 class _PendingJob:
     """A queued job as a chunk leaves it: new (id None) or a pending one it merged into."""
@@ -1224,26 +1231,26 @@ class _Chunk:
         ).fetchone()
         return (row[0], row[1], row[2], row[3]) if row else None
 
-    def aggregates(self, site: str, email: str) -> dict[str, Any]:
-        """WooCommerce's semantics (reference NOTES §5): count every status, spend over paid
-        ones (processing, completed), refunds not subtracted. Drafts and trash are not orders."""
+    def aggregates(self, site: str, email: str, paid: Collection[str]) -> dict[str, Any]:
+        """The email's orders in a `paid` status (docs/mapping.md, "Buyers"): how many, their
+        totals summed (refunds not subtracted), and the first and last one's creation time.
+        Drafts, trashed and unpaid orders count for nothing."""
+        paid = tuple(paid)
         mine = [oid for (s, oid) in self.facts if s == site]
         skip = f" AND order_id NOT IN ({','.join('?' * len(mine))})" if mine else ""
         row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN ('processing','completed')"
-            " THEN total END), 0), MIN(created_at), MAX(created_at) FROM order_facts"
-            " WHERE site=? AND email=? AND status NOT IN"
-            f" ('checkout-draft','auto-draft','draft','trash'){skip}",
-            (site, email, *mine),
+            "SELECT COUNT(*), COALESCE(SUM(total), 0), MIN(created_at), MAX(created_at)"
+            f" FROM order_facts WHERE site=? AND email=? AND status IN ({','.join('?' * len(paid))})"
+            f"{skip}",
+            (site, email, *paid, *mine),
         ).fetchone()
         count, spent = int(row[0]), float(row[1])
         dates = [d for d in (row[2], row[3]) if d is not None]
         for (s, _), (f_email, status, total, created) in self.facts.items():
-            if s != site or f_email != email or status in _NOT_ORDERS:
+            if s != site or f_email != email or status not in paid:
                 continue
             count += 1
-            if status in _PAID:
-                spent += total
+            spent += total
             if created is not None:
                 dates.append(created)
         return {

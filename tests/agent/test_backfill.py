@@ -89,7 +89,9 @@ def _outcome(site: SiteConfig, resource: str, payload: dict[str, Any], prior: An
         "first_order_date": "2026-01-02T00:00:00",
         "last_order_date": "2026-11-02T00:00:00",
     }
-    return decide(site, event, prior, lambda _email: aggregates, now=NOW, historical_after=1e10)
+    return decide(
+        site, event, prior, lambda _email, _paid: aggregates, now=NOW, historical_after=1e10
+    )
 
 
 @pytest.mark.parametrize("resource", sorted(REFERENCE))

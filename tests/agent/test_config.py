@@ -219,3 +219,30 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert f"{bad}: invalid configuration" in out.stderr
     assert "agent.lisen: unknown key" in out.stderr
+
+
+def test_auth_key_acts_or_is_warned(tmp_path: Path) -> None:
+    woo = {"store_url": "http://shop.example", "consumer_key": "ck_x", "consumer_secret": "cs_x"}
+    path = write_config(tmp_path / "a.yaml", {"connectors": {"woocommerce": woo}})
+    assert load_config(path, env={}).connectors.woocommerce.auth == "auto"
+    for mode in ("auto", "oauth1"):
+        write_config(path, {"connectors": {"woocommerce": {**woo, "auth": mode}}})
+        out = run_cli("check", "--config", str(path), env={"PATH": "/usr/bin:/bin"})
+        assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+    # Basic or query-string keys over http: WooCommerce ignores them, so `check` says so.
+    data = {
+        "connectors": {"woocommerce": {**woo, "auth": "basic"}},
+        "sites": [{"id": "a"}, {"id": "b", "auth": "query"}, {"id": "c", "auth": "oauth1"}],
+    }
+    write_config(path, data)
+    cfg = load_config(path, env={})
+    assert [s.woo.auth for s in cfg.resolved_sites()] == ["basic", "query", "oauth1"]
+    out = run_cli("check", "--config", str(path), env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert "warning: sites[0] (a): `auth: basic` with an http:// `store_url`" in out.stderr
+    assert "warning: sites[1] (b): `auth: query` with an http://" in out.stderr
+    assert "(c)" not in out.stderr and "2 warning(s)" in out.stderr
+    write_config(path, {"connectors": {"woocommerce": {**woo, "auth": "header"}}})
+    assert "connectors.woocommerce.auth: Input should be 'auto', 'basic', 'query' or 'oauth1'" in (
+        problems_of(path)
+    )

@@ -3,21 +3,34 @@ fault, and a healthy site passes every row (exit 0)."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
+import re
 import shutil
 import sys
+import types
+import typing
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from pydantic import BaseModel
 from websockets.asyncio.client import connect
 
 from agent.app import App
-from agent.config import Config
-from agent.core.checks import Check, Result, attribute_type, exit_code, render_table
-from agent.core.webhooks import install_topics
+from agent.config import Config, WooSection
+from agent.core.checks import (
+    Check,
+    Result,
+    attribute_type,
+    cron_check,
+    exit_code,
+    render_table,
+)
+from agent.core.webhooks import install_topics, sign
 from agent.doctor import run_doctor
 from agent.tokens import token_hash
 from tests.agent.doorkit import HELLO, until
@@ -72,6 +85,18 @@ def rows(checks: list[Check]) -> dict[str, Check]:
     return {c.name: c for c in checks}
 
 
+async def doctor_cli(tmp: Path, data: dict[str, Any]) -> tuple[int, str]:
+    """`woobrevo-agent doctor` as a user runs it: exit code and output, whitespace collapsed."""
+    config = write_config(tmp / "doctor.yaml", data)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agent.cli", "doctor", "--config", str(config), "--site", "shop",
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60 * UNIT)
+    assert proc.returncode is not None
+    return proc.returncode, " ".join((out + err).decode().split())
+
+
 async def doctor(tmp: Path, store: WooFake, brevo: BrevoFake, **kw: Any) -> dict[str, Check]:
     """Doctor's rows for a config pointing at the fakes; `woo=` and `site=` override keys."""
     site = kw.pop("site", {})
@@ -80,7 +105,7 @@ async def doctor(tmp: Path, store: WooFake, brevo: BrevoFake, **kw: Any) -> dict
         data["connectors"]["woocommerce"][key] = value
     checks = await run_doctor(Config.model_validate(data), "shop", **kw)
     names = [c.name for c in checks]
-    assert len(names) == 12 and len(set(names)) == 12  # one row per check, always
+    assert len(names) == 13 and len(set(names)) == 13  # one row per check, always
     return rows(checks)
 
 
@@ -230,6 +255,240 @@ async def test_stream_never_seen(tmp_path: Path, brevo: BrevoFake) -> None:
     assert "never since the agent started" in row.detail and "WP-Cron" in row.detail
 
 
+# -- the auth mode --------------------------------------------------------------------------------
+
+
+@needs_openssl
+async def test_host_that_strips_authorization_is_told_auth_query(
+    tmp_path: Path, brevo: BrevoFake
+) -> None:
+    async with WooFake(customers=3, orders=2, scheme="https", strip_authorization=True) as woo:
+        data = config_data(tmp_path, woo, brevo)
+        code, text = await doctor_cli(tmp_path, data)
+        assert code == 1, text
+        assert "strips the Authorization header" in text and "`auth: query`" in text
+        assert "entry of `sites` with id shop" in text
+        assert_names_existing_keys(text)
+        # Following the advice: the same doctor now passes the keys, sent in the query only.
+        woo.requests.clear()
+        got = await doctor(tmp_path, woo, brevo, site={"auth": "query"})
+        assert got["API keys"] == Check("API keys", Result.PASS, "accepted (query)")
+        assert got["key permissions"].result is Result.PASS
+        assert woo.requests and all(r.authorization == "" for r in woo.requests)
+        assert all("consumer_secret=" in r.query for r in woo.requests)
+
+    # A key the store does not know is not mistaken for a stripped header.
+    async with WooFake(customers=3, orders=2, scheme="https") as woo:
+        got = await doctor(tmp_path, woo, brevo, woo={"consumer_key": "ck_" + "1" * 40})
+    assert got["API keys"].result is Result.FAIL
+    assert "is probably wrong" in got["API keys"].detail
+    assert "strips the Authorization header" not in got["API keys"].detail
+
+
+async def test_basic_auth_over_http_is_warned(tmp_path: Path, brevo: BrevoFake) -> None:
+    async with WooFake(customers=3, orders=2) as woo:
+        got = await doctor(tmp_path, woo, brevo, woo={"auth": "basic"})
+    assert got["TLS certificate"].result is Result.WARN
+    assert "`auth: basic` with an http:// `store_url`" in got["TLS certificate"].detail
+    assert got["API keys"].result is Result.FAIL
+    assert "only over HTTPS" in got["API keys"].detail
+
+
+# -- advice names only keys that exist ----------------------------------------------------------
+
+# A config key as advice writes it: `backfill.per_page`, `auth: query`, `verify_ssl: false`.
+KEY_SPAN = re.compile(r"`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:: ([^`\s]+))?`")
+ADVICE_SOURCES = (
+    "agent/doctor.py",
+    "agent/woocommerce.py",
+    "agent/core/checks.py",
+    "agent/core/webhooks.py",
+    "agent/doors/poller.py",
+)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed(annotation: Any) -> set[str] | None:
+    """The values a key takes as YAML words, or None when any value goes."""
+    if annotation is bool:
+        return {"true", "false"}
+    if typing.get_origin(annotation) is typing.Literal:
+        return {str(a) for a in typing.get_args(annotation)}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            allowed = _allowed(arg)
+            if allowed is not None:
+                return allowed
+    return None
+
+
+def key_problem(path: str, value: str | None) -> str | None:
+    """Why `path: value` is not a key of the config (from the top or within a site), or None."""
+    for root in (Config, WooSection):
+        model: type[BaseModel] | None = root
+        annotation: Any = None
+        for part in path.split("."):
+            field = model.model_fields.get(part) if model is not None else None
+            if field is None or part == "source":
+                break
+            annotation, model = field.annotation, _model_in(field.annotation)
+        else:
+            allowed = _allowed(annotation)
+            if value is None or allowed is None or value in allowed:
+                return None
+            return f"`{path}: {value}`: {path} takes {sorted(allowed)}"
+    return f"`{path}` is not a config key"
+
+
+def assert_names_existing_keys(text: str) -> list[str]:
+    spans = KEY_SPAN.findall(text)
+    # A value filled in at run time (\0 stands for an f-string field) is checked by the run.
+    problems = [
+        p
+        for path, value in spans
+        if (p := key_problem(path, value if value and "\0" not in value else None))
+    ]
+    assert not problems, problems
+    return [path for path, _ in spans]
+
+
+def _texts(node: ast.AST) -> list[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return ["".join(v.value if isinstance(v, ast.Constant) else "\0" for v in node.values)]
+    return []
+
+
+def test_advice_names_only_existing_keys() -> None:
+    named: list[str] = []
+    for source in ADVICE_SOURCES:
+        tree = ast.parse((ROOT / source).read_text())
+        docstrings = {
+            id(node.body[0].value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+        }
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue  # docstrings name code (`woocommerce_rest_cannot_view`), not keys
+            for text in _texts(node):
+                named += assert_names_existing_keys(text)
+    # The check is not vacuous: the advice that used to name missing keys is among them.
+    assert {"auth", "store_url", "backfill.per_page", "ca_file", "agent.public_url"} <= set(named)
+    assert key_problem("auth", "query") is None and key_problem("verify_ssl", "false") is None
+    assert key_problem("auth", "header") is not None
+    assert key_problem("per_page", None) is not None  # it is backfill.per_page
+    assert key_problem("connectors.woocommerce.timeout", None) is None
+
+
+# -- WP-Cron --------------------------------------------------------------------------------------
+
+
+def hooks_to_agent(woo: WooFake) -> None:
+    url = f"{PUBLIC}/webhooks/woocommerce/shop"
+    for topic in install_topics(
+        {"customers": True, "orders": True, "products": True, "coupons": True}, []
+    ):
+        woo.store.add_webhook("WooBrevo shop", topic, url, SECRET, "active")
+
+
+async def test_wp_cron_off_with_webhooks_and_no_delivery_says_run_a_server_cron(
+    tmp_path: Path, brevo: BrevoFake
+) -> None:
+    async with WooFake(customers=3, orders=2, wp_cron=False) as woo:
+        hooks_to_agent(woo)
+        data = config_data(tmp_path, woo, brevo, webhook_secret=SECRET)
+        code, text = await doctor_cli(tmp_path, data)
+        assert "WP-Cron warn" in text, text
+        assert "DISABLE_WP_CRON" in text and "no webhook delivery has reached the agent" in text
+        assert "wp cron event run --due-now --path=/var/www/html" in text
+        assert "wp action-scheduler run --group=woocommerce-webhooks" in text
+        assert "/wp-cron.php?doing_wp_cron" in text
+        assert code == 1  # from "stream last seen" (no agent runs): WP-Cron only warns, as an
+        # idle store has no deliveries yet either
+
+        # One delivery reaches the running agent: a server cron runs WP-Cron after all.
+        cfg = Config.model_validate(data)
+        async with App(cfg) as app:
+            body = json.dumps(woo.object("customers", woo.ids("customers")[0])).encode()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"http://127.0.0.1:{app.http.port}/webhooks/woocommerce/shop",
+                    data=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-WC-Webhook-Topic": "customer.updated",
+                        "X-WC-Webhook-Signature": sign(body, SECRET),
+                        "X-WC-Webhook-Delivery-ID": "41",
+                    },
+                ) as resp,
+            ):
+                assert resp.status == 200, await resp.text()
+            data["agent"]["listen"]["http"] = f"127.0.0.1:{app.http.port}"
+            live = rows(await run_doctor(Config.model_validate(data), "shop"))
+        # And from the state store once the agent is gone.
+        stored = await doctor(tmp_path, woo, brevo, site={"webhook_secret": SECRET})
+    for got in (live, stored):
+        row = got["WP-Cron"]
+        assert row.result is Result.PASS, row
+        assert "but a server cron runs it" in row.detail and "s ago" in row.detail
+
+
+async def test_wp_cron_on_passes(tmp_path: Path, brevo: BrevoFake) -> None:
+    async with WooFake(customers=3, orders=2) as woo:
+        hooks_to_agent(woo)
+        got = await doctor(tmp_path, woo, brevo, site={"webhook_secret": SECRET})
+        assert got["WP-Cron"].result is Result.PASS
+        assert got["WP-Cron"].detail.startswith("on:")
+        assert "_fields=environment.wp_cron" in next(
+            r.query for r in woo.requests if r.path.endswith("/system_status")
+        ).replace("%2C", ",").replace("%2E", ".")
+
+
+async def test_wp_cron_off_without_a_secret_but_hooks_to_the_agent(
+    tmp_path: Path, brevo: BrevoFake
+) -> None:
+    async with WooFake(customers=3, orders=2, wp_cron=False) as woo:
+        hooks_to_agent(woo)  # installed earlier; the secret is not in this config
+        got = await doctor(tmp_path, woo, brevo)
+    assert got["WP-Cron"].result is Result.WARN
+    assert "no webhook delivery" in got["WP-Cron"].detail
+
+
+def test_cron_verdicts() -> None:
+    def row(wp_cron: object, **kw: Any) -> Check:
+        options: dict[str, Any] = {
+            "webhooks_in_use": True,
+            "last_delivery_age": None,
+            "site_url": "https://shop.example/",
+        }
+        return cron_check(wp_cron, **{**options, **kw})
+
+    assert row(True).result is Result.PASS
+    assert row(True, last_delivery_age=12.0).detail.endswith("arrived 12 s ago")
+    off = row(False)
+    assert off.result is Result.WARN
+    assert "curl -s https://shop.example/wp-cron.php?doing_wp_cron" in off.detail
+    assert row(False, last_delivery_age=5.0).result is Result.PASS
+    plugin = row(False, webhooks_in_use=False, plugin=True)
+    assert plugin.result is Result.WARN and "heartbeat" in plugin.detail
+    assert row(False, webhooks_in_use=False).result is Result.SKIP
+    assert row(None).result is Result.WARN  # a store that does not say
+
+
 # -- Brevo's faults -----------------------------------------------------------------------------
 
 
@@ -351,6 +610,7 @@ async def test_healthy_site_passes_every_check_and_exits_0(
         "pagination headers",
         "custom fields (meta)",
         "webhooks",
+        "WP-Cron",
         "stream last seen",
         "Brevo API key",
         "Brevo lists",

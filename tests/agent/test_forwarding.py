@@ -504,3 +504,34 @@ async def test_kill_9_while_forwarding_then_restart(
         doubled = {k for k, n in writes.items() if n > 1}
         assert doubled == in_doubt, (sorted(doubled), sorted(in_doubt))
         assert max(writes.values()) <= 2
+
+
+async def test_only_paid_orders_make_buyers_in_brevo(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    """A guest whose only order failed, is pending or was cancelled is a contact, not a buyer;
+    one whose order is paid later becomes one then (docs/mapping.md, "Buyers")."""
+    base = dict(ref("order.json"), customer_id=0, refunds=[], total="25.00")
+    feed = []
+    for i, status in enumerate(["failed", "pending", "cancelled", "pending"]):
+        billing = dict(base["billing"], email=f"guest{i}@example.com")
+        feed.append(dict(base, id=950 + i, status=status, billing=billing))
+    paid_later = dict(feed[3], status="processing", date_modified_gmt="2030-01-01T00:00:00")
+    async with BrevoFake() as fake:
+        async with await start_app(tmp_path, brevo_config(base_config, fake)) as app:
+            for payload in [*feed, paid_later]:
+                ev = parse_event({"topic": "order.updated", "payload": payload}, door=Door.POLL)
+                assert isinstance(ev, Event)
+                await app.store.ingest("default", [ev])
+                await app.wait_idle(60 * UNIT)
+        fake.assert_no_spec_violations()
+        for i in range(3):
+            guest = fake.contacts[f"guest{i}@example.com"]
+            assert guest["listIds"] == [50], guest  # all_customers only
+            assert guest["attributes"]["ORDER_COUNT"] == 0
+            assert guest["attributes"]["TOTAL_SPENT"] == 0
+            assert "LAST_ORDER_DATE" not in guest["attributes"]
+        buyer = fake.contacts["guest3@example.com"]
+        assert buyer["listIds"] == [50, 51]
+        assert buyer["attributes"]["ORDER_COUNT"] == 1
+        assert buyer["attributes"]["TOTAL_SPENT"] == 25.0

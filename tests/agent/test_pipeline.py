@@ -200,8 +200,10 @@ async def test_lifecycle_through_statuses_and_refund_same_from_any_door(h: Harne
     assert names == ["order_placed"]
     assert (await h.take(Kind.ORDER))[0]["status"] == "pending"
     (c,) = await h.take(Kind.CONTACT)
-    assert c["attributes"]["TOTAL_SPENT"] == 0.0  # pending is not paid (WooCommerce semantics)
-    assert c["attributes"]["ORDER_COUNT"] == 1
+    # pending is not paid: no order counted yet, and not a buyer (only all_customers)
+    assert c["attributes"]["TOTAL_SPENT"] == 0.0
+    assert c["attributes"]["ORDER_COUNT"] == 0
+    assert c["listIds"] == [50]
 
     order2 = dict(order, status="processing", date_modified_gmt="2026-11-01T10:05:00")
     await h.feed(
@@ -212,7 +214,14 @@ async def test_lifecycle_through_statuses_and_refund_same_from_any_door(h: Harne
     )
     assert [e["event_name"] for e in await h.take(Kind.EVENT)] == ["order_paid"]
     (c,) = await h.take(Kind.CONTACT)
-    assert c["attributes"] == {"TOTAL_SPENT": 39.0}  # only what changed goes to Brevo
+    # paid now: counted, a buyer; only what changed goes to Brevo
+    assert c["attributes"] == {
+        "ORDER_COUNT": 1,
+        "TOTAL_SPENT": 39.0,
+        "FIRST_ORDER_DATE": "2017-03-21",
+        "LAST_ORDER_DATE": "2017-03-21",
+    }
+    assert c["listIds"] == [51]
     await h.take(Kind.ORDER)
 
     # The same version again through the poller: nothing new for Brevo.
@@ -263,11 +272,44 @@ async def test_guest_aggregates_follow_woocommerce_semantics(h: Harness) -> None
     merged: dict[str, Any] = {}
     for c in contacts:
         merged.update(c["attributes"])
-    # every status counts (drafts are not orders yet); spend is processing + completed only
-    assert merged["ORDER_COUNT"] == 5
+    # only paid orders (processing, completed) count, in every computed field
+    assert merged["ORDER_COUNT"] == 2
     assert merged["TOTAL_SPENT"] == 20.0
     assert merged["FIRST_ORDER_DATE"] == "2026-10-01"
-    assert merged["LAST_ORDER_DATE"] == "2026-10-05"
+    assert merged["LAST_ORDER_DATE"] == "2026-10-02"
+
+
+@pytest.mark.parametrize("status", ["failed", "pending", "cancelled", "on-hold"])
+async def test_a_guest_whose_only_order_is_unpaid_is_no_buyer(h: Harness, status: str) -> None:
+    order = dict(ref("order.json"), customer_id=0, status=status, refunds=[])
+    await h.feed("order.created", order)
+    (contact,) = await h.take(Kind.CONTACT)
+    assert contact["listIds"] == [50]  # all_customers, not buyers
+    assert contact["attributes"]["ORDER_COUNT"] == 0
+    assert contact["attributes"]["TOTAL_SPENT"] == 0.0
+    assert "LAST_ORDER_DATE" not in contact["attributes"]
+
+
+async def test_on_hold_counts_as_paid_when_the_store_says_so(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    woo = base_config["connectors"]["woocommerce"]
+    woo["paid_statuses"] = ["processing", "completed", "on-hold"]
+    woo["webhooks"].append({"topic": "order.paid", "event": "order_paid"})
+    cfg = load_config(write_config(tmp_path / "c.yaml", base_config), env={})
+    async with SqliteStore(tmp_path / "s.sqlite3") as store:
+        h = Harness(store, cfg.resolved_sites()[0])
+        order = dict(ref("order.json"), customer_id=0, status="on-hold", refunds=[])
+        order["date_modified_gmt"] = "2026-11-20T10:00:00"  # recent: events are sent
+        await h.feed("order.created", order)
+        (contact,) = await h.take(Kind.CONTACT)
+        assert contact["listIds"] == [50, 51]
+        assert contact["attributes"]["ORDER_COUNT"] == 1
+        assert contact["attributes"]["TOTAL_SPENT"] == 39.0
+        assert sorted(e["event_name"] for e in await h.take(Kind.EVENT)) == [
+            "order_paid",
+            "order_placed",
+        ]
 
 
 async def test_products_variations_categories(h: Harness) -> None:

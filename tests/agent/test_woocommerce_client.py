@@ -40,6 +40,7 @@ from agent.woocommerce import (
     WooSSLError,
     WooStoreError,
     WooTimeout,
+    auth_problem,
     backoff,
     classify_response,
     oauth1_sign,
@@ -673,7 +674,7 @@ async def test_https_key_errors(tls_fake: WooFake) -> None:
         with pytest.raises(WooAuthError, match="consumer secret is wrong") as wrong_secret:
             await wc.get("orders")
     async with client(tls_fake, key="ck_nobody", secret="cs_nobody") as wc:
-        with pytest.raises(WooAuthError, match="consumer_key is probably wrong") as unknown:
+        with pytest.raises(WooAuthError, match="`consumer_key` is probably wrong") as unknown:
             await wc.get("orders")
     async with client(tls_fake, auth="query", key="ck_nobody", secret="cs_nobody") as wc:
         with pytest.raises(WooAuthError) as unknown_query:
@@ -706,6 +707,64 @@ async def test_basic_or_query_keys_over_http_say_use_https_or_oauth(fake: WooFak
         assert "auth: oauth1" in str(caught.value)
         assert caught.value.code == "woocommerce_rest_cannot_view"
         assert_no_credentials(caught.value, fake.consumer_key, fake.consumer_secret)
+
+
+def _sent(record: Any) -> tuple[str, set[str]]:
+    """The Authorization scheme and the query parameter names of one request the fake saw."""
+    names = {pair.partition("=")[0] for pair in record.query.split("&") if pair}
+    return record.authorization, names
+
+
+async def test_each_auth_mode_sends_only_its_credentials(tls_fake: WooFake) -> None:
+    oauth = {
+        "oauth_consumer_key",
+        "oauth_nonce",
+        "oauth_signature",
+        "oauth_signature_method",
+        "oauth_timestamp",
+    }
+    seen: dict[str, tuple[str, set[str], str]] = {}
+    for mode in ("auto", "basic", "query", "oauth1"):
+        async with client(tls_fake, auth=mode) as wc:
+            assert (await wc.get("orders", {"per_page": 1})).status == 200
+        record = tls_fake.requests[-1]
+        assert tls_fake.consumer_secret not in record.query or mode == "query"
+        seen[mode] = (*_sent(record), record.auth)
+    params = {"per_page"}
+    assert seen["basic"] == ("Basic", params, "basic_auth")
+    assert seen["auto"] == seen["basic"]  # https: Basic, as before the key existed
+    assert seen["query"] == ("", params | {"consumer_key", "consumer_secret"}, "basic_auth")
+    # WooCommerce takes OAuth 1.0a over https too when no Basic credentials came
+    # (WC_REST_Authentication::authenticate()); the secret is never sent.
+    assert seen["oauth1"] == ("", params | oauth, "oauth1")
+    async with WooFake(customers=1, orders=1) as plain, client(plain) as wc:
+        assert wc.auth == "oauth1"  # auto over http: signed, as before the key existed
+        await wc.get("orders")
+        assert _sent(plain.requests[-1])[0] == ""
+        assert "oauth_signature" in _sent(plain.requests[-1])[1]
+
+
+async def test_a_host_that_strips_authorization_refuses_basic_and_takes_query() -> None:
+    async with WooFake(scheme="https", customers=1, orders=1, strip_authorization=True) as store:
+        async with client(store) as wc:
+            with pytest.raises(WooAuthError) as caught:
+                await wc.get("orders")
+        assert store.requests[-1].authorization == "Basic"  # sent, and dropped by the host
+        assert caught.value.code == "woocommerce_rest_cannot_view"
+        assert "`auth: query`" in str(caught.value)
+        for mode in ("query", "oauth1"):
+            async with client(store, auth=mode) as wc:
+                assert (await wc.get("orders")).status == 200
+
+
+def test_auth_problem_names_the_mismatch() -> None:
+    for mode in ("basic", "query"):
+        problem = auth_problem("http://shop.example", mode)
+        assert problem is not None and f"`auth: {mode}`" in problem and "https://" in problem
+    assert auth_problem("http://shop.example", "oauth1") is None
+    assert auth_problem("http://shop.example", "auto") is None
+    for mode in ("auto", "basic", "query", "oauth1"):
+        assert auth_problem("https://shop.example", mode) is None
 
 
 async def test_rest_off_and_plain_permalinks_say_what_to_turn_on() -> None:
@@ -830,7 +889,7 @@ def test_pure_policies() -> None:
 def test_classifier_covers_what_the_store_can_send() -> None:
     call = Call("GET", "GET /wp-json/wc/v3/orders", "orders", "basic", "https://shop.example")
     redirect = classify_response(call, 301, b"", {"Location": "https://www.shop.example/wp-json/"})
-    assert "Set store_url" in str(redirect) and isinstance(redirect, Permanent)
+    assert "Set `store_url`" in str(redirect) and isinstance(redirect, Permanent)
     waf = classify_response(call, 403, b"<html>blocked</html>", {})
     assert isinstance(waf, WooPermissionError) and "firewall" in str(waf)
     missing = classify_response(

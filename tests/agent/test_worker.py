@@ -19,6 +19,7 @@ import yaml
 
 from agent.app import forwarding_lock
 from agent.errors import AgentError
+from agent.worker import NICE
 from tests.agent.doorkit import UNIT, AgentProcess, batch, config_data, event, hello, order
 from tests.fakes.brevo import BrevoFake
 
@@ -54,6 +55,15 @@ async def _worker_of(agent: AgentProcess) -> int:
             await asyncio.sleep(0.05)
     assert len(kids) == 1, kids
     return kids[0]
+
+
+def _thread_nices(pid: int) -> set[int]:
+    """The niceness of each of a process's threads (Linux nices threads one by one)."""
+    nices = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(") ", 1)[1].split()
+        nices.add(int(fields[16]))  # field 19 of proc(5), counted after "pid (comm)"
+    return nices
 
 
 def agent_pid(agent: AgentProcess) -> int:
@@ -111,6 +121,12 @@ async def test_run_is_two_processes_that_report_as_one(tmp_path: Path) -> None:
             assert _alive(worker)
             await _send(agent, "b1", 100, 20)
             await _until_orders(fake, {f"a-{i}" for i in range(100, 120)})
+
+            # The worker and every thread of it (the store's thread runs the pipeline) run
+            # niced, so the doors win a contended CPU; the doors are not niced.
+            (doors_nice,) = _thread_nices(agent_pid(agent))
+            assert _thread_nices(worker) == {min(doors_nice + NICE, 19)}
+            assert NICE > 0
 
             # /metrics: the door's counters and the worker's Brevo calls on one page.
             async with asyncio.timeout(10 * UNIT):

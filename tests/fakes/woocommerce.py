@@ -19,7 +19,9 @@ recordings of a real 10.0.2 store (reference/woocommerce/real-10.0.2/):
 - faults a shared host produces: slowness (`delay`), a per-minute budget (`max_per_minute` →
   429), scripted 5xx (`fail_next`), REST routes missing (`rest_enabled=False` → 404
   ``rest_no_route``), plain permalinks (`pretty_permalinks=False` → /wp-json/ is a 404 page),
-  a proxy that strips headers (`strip_headers=("X-WP-Total", "X-WP-TotalPages")`).
+  a proxy that strips headers (`strip_headers=("X-WP-Total", "X-WP-TotalPages")`), a host
+  that drops the request's Authorization header before PHP (`strip_authorization=True`), and
+  WP-Cron turned off (`wp_cron=False`, as ``DISABLE_WP_CRON`` shows in system_status).
 
 The store's timezone is UTC (as in the recording), so local and GMT dates are equal.
 CLI for benchmarks: ``python -m tests.fakes.woocommerce --orders 5000 --port-file PATH``.
@@ -452,7 +454,11 @@ class Record:
 
 @dataclass
 class RequestRecord:
-    """What the fake saw: arrival time (loop clock), request line, status, body bytes sent."""
+    """What the fake saw: arrival time (loop clock), request line, status, body bytes sent.
+
+    `authorization` is the scheme of the Authorization header the client sent ("Basic",
+    "OAuth"; "" without one), before a `strip_authorization` host drops it.
+    """
 
     at: float
     method: str
@@ -461,6 +467,7 @@ class RequestRecord:
     status: int = 0
     bytes_sent: int = 0
     auth: str = ""
+    authorization: str = ""
 
 
 def _money(value: Decimal) -> str:
@@ -1552,6 +1559,8 @@ class WooFake:
         deliver_pings: bool = False,
         variable_every: int = 4,
         strip_headers: Sequence[str] = (),
+        strip_authorization: bool = False,
+        wp_cron: bool = True,
     ) -> None:
         self.clock = clock or FakeClock()
         self.store = FakeStore(self.clock, seed)
@@ -1589,6 +1598,12 @@ class WooFake:
         self.deliver_pings = deliver_pings
         # A cache or proxy in front of the store that drops headers (e.g. X-WP-TotalPages).
         self.strip_headers = tuple(strip_headers)
+        # Apache running PHP as CGI/FastCGI without `CGIPassAuth On` (some shared hosts): the
+        # Authorization header never reaches PHP, so Basic auth is never seen; the query is.
+        self.strip_authorization = strip_authorization
+        # `! DISABLE_WP_CRON` (system_status environment.wp_cron): Action Scheduler, and so
+        # webhook delivery, runs only from WP-Cron (reference/woocommerce/NOTES.md §1.2).
+        self.wp_cron = wp_cron
         self.requests: list[RequestRecord] = []
         self.pings: list[tuple[str, int | str]] = []
         self.ca_file: str | None = None
@@ -1782,6 +1797,7 @@ class WooFake:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         record = RequestRecord(loop.time(), request.method, request.path, request.query_string)
+        record.authorization = request.headers.get("Authorization", "").partition(" ")[0]
         self.requests.append(record)
         response = await self._respond(request, record)
         for name in self.strip_headers:
@@ -1821,7 +1837,11 @@ class WooFake:
             get=parse_php_query(request.query_string),
             post={},
             json=None,
-            headers=request.headers,
+            headers=(
+                {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+                if self.strip_authorization
+                else request.headers
+            ),
             query_pairs=[
                 (unquote_plus(k), unquote_plus(v))
                 for k, _, v in (p.partition("=") for p in request.query_string.split("&") if p)
@@ -2316,6 +2336,7 @@ class WooFake:
     def _system_status(self) -> dict[str, Any]:
         status = _clone(_SYSTEM_STATUS)
         status["security"]["secure_connection"] = self.is_ssl
+        status["environment"]["wp_cron"] = self.wp_cron
         status["post_type_counts"] = [
             {"type": "product", "count": str(len(self.store.records["products"]))},
             {"type": "shop_coupon", "count": str(len(self.store.records["coupons"]))},
