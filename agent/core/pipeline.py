@@ -71,6 +71,29 @@ def _event_names(site: SiteConfig, topics: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def _events(
+    site: SiteConfig,
+    topics: list[str],
+    email: str,
+    event: Event,
+    obj: dict[str, Any],
+    tail: str,
+    *,
+    per_topic: bool = False,
+) -> list[Intent]:
+    """One Brevo event intent per mapped topic; its key (`…:{tail}`, after the topic too when
+    `per_topic`) makes a replay of the same change the same job."""
+    resource = event.resource.value
+    when = brevo_datetime(obj.get("date_modified_gmt")) if obj is event.payload else None
+    out = []
+    for topic, name in _event_names(site, topics):
+        mid = f"{topic}:" if per_topic else ""
+        key = f"event:{site.id}:{name}:{resource}:{event.resource_id}:{mid}{tail}"
+        body = event_body(name, email, resource, obj, when=when, id_prefix=site.woo.brevo_id_prefix)
+        out.append(Intent(Kind.EVENT, key, body))
+    return out
+
+
 def _lists(site: SiteConfig, buyer: bool) -> list[int]:
     lists = []
     if site.woo.lists.all_customers:
@@ -139,14 +162,7 @@ def decide(
             email = (prior or {}).get("email")
             state["email"] = email
             if email and not historical:
-                for _topic, name in _event_names(site, topics):
-                    intents.append(
-                        Intent(
-                            Kind.EVENT,
-                            f"event:{site.id}:{name}:customer:{event.resource_id}:deleted",
-                            event_body(name, email, "customer", p, when=None, id_prefix=prefix),
-                        )
-                    )
+                intents += _events(site, topics, email, event, {"id": event.resource_id}, "deleted")
             return Outcome(object_state=state, intents=tuple(intents), account=account)
         email = normalize_email(p.get("email"))
         if email is None:
@@ -164,21 +180,7 @@ def decide(
             log.warning("customer %s: %s", event.resource_id, w)
         intents.append(intent)
         if not historical:
-            for _topic, name in _event_names(site, topics):
-                intents.append(
-                    Intent(
-                        Kind.EVENT,
-                        f"event:{site.id}:{name}:customer:{event.resource_id}:{state['version']}",
-                        event_body(
-                            name,
-                            email,
-                            "customer",
-                            p,
-                            when=brevo_datetime(p.get("date_modified_gmt")),
-                            id_prefix=prefix,
-                        ),
-                    )
-                )
+            intents += _events(site, topics, email, event, p, state["version"])
         return Outcome(object_state=state, intents=tuple(intents), account=account)
 
     if event.resource is Resource.ORDER:
@@ -200,21 +202,9 @@ def decide(
                 )
                 intents.append(intent)
                 if not historical:
-                    for _topic, name in _event_names(site, topics):
-                        intents.append(
-                            Intent(
-                                Kind.EVENT,
-                                f"event:{site.id}:{name}:order:{event.resource_id}:deleted",
-                                event_body(
-                                    name,
-                                    email,
-                                    "order",
-                                    {"id": event.resource_id},
-                                    when=None,
-                                    id_prefix=prefix,
-                                ),
-                            )
-                        )
+                    intents += _events(
+                        site, topics, email, event, {"id": event.resource_id}, "deleted"
+                    )
             return Outcome(object_state=state, intents=tuple(intents), account=account)
         email = normalize_email((p.get("billing") or {}).get("email"))
         state["email"] = email
@@ -254,21 +244,7 @@ def decide(
             )
         )
         if email and not historical:
-            for topic, name in _event_names(site, topics):
-                intents.append(
-                    Intent(
-                        Kind.EVENT,
-                        f"event:{site.id}:{name}:order:{event.resource_id}:{topic}:{state['version']}",
-                        event_body(
-                            name,
-                            email,
-                            "order",
-                            p,
-                            when=brevo_datetime(p.get("date_modified_gmt")),
-                            id_prefix=prefix,
-                        ),
-                    )
-                )
+            intents += _events(site, topics, email, event, p, state["version"], per_topic=True)
         return Outcome(
             object_state=state, intents=tuple(intents), dead=tuple(dead), account=account
         )

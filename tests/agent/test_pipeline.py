@@ -458,3 +458,23 @@ async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
     chunked = await run(tmp_path / "chunk.sqlite3", 100)
     assert one["jobs"] and one["facts"] and one["dead"]
     assert chunked == one
+
+
+async def test_a_mapped_customer_deleted_event_goes_to_the_last_known_email(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    base_config["connectors"]["woocommerce"]["webhooks"].append(
+        {"topic": "customer.deleted", "event": "customer_deleted"}
+    )
+    cfg = load_config(write_config(tmp_path / "c.yaml", base_config), env={})
+    async with SqliteStore(tmp_path / "s.sqlite3") as store:
+        h = Harness(store, cfg.resolved_sites()[0])
+        customer = dict(ref("customer.json"), date_modified_gmt="2026-11-20T10:00:00")
+        await h.feed("customer.updated", customer)
+        await h.take(Kind.CONTACT)
+        assert [e["event_name"] for e in await h.take(Kind.EVENT)] == ["customer_registered"]
+        await h.feed("customer.deleted", {"id": customer["id"]})
+        (event,) = await h.take(Kind.EVENT)
+        assert event["event_name"] == "customer_deleted"
+        assert event["identifiers"] == {"email_id": customer["email"].lower()}
+        assert await h.jobs(Kind.CONTACT) == []  # the contact stays as it is in Brevo
