@@ -63,7 +63,7 @@ class App:
         # With two processes the worker lets the doors' writes (acks wait for them) go first,
         # and does the WAL checkpoints (agent/store/sqlite.py).
         self.store = SqliteStore(
-            cfg.agent.state_dir / "woobrevo.sqlite3",
+            cfg.agent.store_path,
             recover=role != "doors",
             writes="doors" if role == "doors" else "worker" if role == "worker" else "plain",
             held_sites=[s.id for s in self.sites.values() if not s.woo.enabled],

@@ -23,6 +23,7 @@ from agent.cli_tokens import add_token_parsers
 from agent.cli_webhooks import add_webhook_parsers
 from agent.config import Config, ConfigError, config_warnings, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.times import display_time
 from agent.errors import AgentError
 from agent.store import SqliteStore
 
@@ -52,7 +53,7 @@ def _load(args: argparse.Namespace) -> Config:
 def _store(cfg: Config) -> SqliteStore:
     # Operator commands open the file beside a possibly running agent: they must not hand its
     # in-flight Brevo jobs back to the queue (that is the agent's own recovery at start).
-    return SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3", recover=False)
+    return SqliteStore(cfg.agent.store_path, recover=False)
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -319,14 +320,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"{'site':<16} {'inbox':>7} {'jobs':>7} {'dead':>6}  last success")
-    from datetime import UTC, datetime
-
     for site, s in data.items():
-        last = (
-            datetime.fromtimestamp(s["last_success"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-            if s["last_success"]
-            else "never"
-        )
+        last = display_time(s["last_success"]) if s["last_success"] else "never"
         print(
             f"{site:<16} {s['inbox_depth']:>7} {s['pending_jobs']:>7} {s['dead_letters']:>6}  {last}"
         )
@@ -345,9 +340,7 @@ async def _deadletters(
             if not rows:
                 print("no dead letters")
             for r in rows:
-                from datetime import UTC, datetime
-
-                when = datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+                when = display_time(r.created_at)
                 print(
                     f"#{r.id} {when} site={r.site} {r.origin}/{r.kind} {r.ref}\n    {r.code}: {r.message}"
                 )

@@ -176,7 +176,7 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
             file=sys.stderr,
         )
         forward = False
-    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    path = cfg.agent.store_path
     async with (
         site_client(site, concurrency=site.woo.backfill.concurrency) as wc,
         # recover=False: a running agent's claimed jobs are not this process's to release.

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from agent.config import Config, load_config
+from agent.core.times import display_time
 from agent.store import SqliteStore
 from agent.tokens import all_tokens, find_hash, new_token, revoke_token, store_token, token_hash
 
@@ -25,11 +25,11 @@ EXIT_OK, EXIT_FAIL = 0, 1
 
 def open_store(cfg: Config) -> SqliteStore:
     """The agent's store, opened beside a running agent without touching its in-flight jobs."""
-    return SqliteStore(cfg.agent.state_dir / "woobrevo.sqlite3", recover=False)
+    return SqliteStore(cfg.agent.store_path, recover=False)
 
 
 def _when(ts: float | None) -> str:
-    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if ts is None else display_time(ts)
 
 
 def token_create(args: argparse.Namespace) -> int:

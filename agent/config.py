@@ -156,6 +156,11 @@ class AgentSection(_Model):
         ),
     )
 
+    @property
+    def store_path(self) -> Path:
+        """The SQLite store's file, under `state_dir` (the one place its name is written)."""
+        return self.state_dir / "woobrevo.sqlite3"
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxies(cls, v: object) -> object:

@@ -436,7 +436,7 @@ async def _last_delivery(
     row = ((status or {}).get("sites") or {}).get(site.id) or {}
     if isinstance(row.get("last_webhook"), int | float):
         seen.append(float(row["last_webhook"]))
-    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    path = cfg.agent.store_path
     if path.exists():
         async with SqliteStore(path, recover=False) as store:
             stored = await store.last_received(site.id, "webhook")
@@ -470,7 +470,7 @@ async def _stream_check(cfg: Config, site: SiteConfig, status: dict[str, Any] | 
             Result.FAIL,
             f"{when}; the agent polls meanwhile (mode {row.get('mode', '?')}). Fix: {fix}",
         )
-    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    path = cfg.agent.store_path
     last = None
     if path.exists():
         async with SqliteStore(path, recover=False) as store:

@@ -6,11 +6,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NewType
 
 import orjson
+
+from agent.core.times import parse_time
 
 __all__ = [
     "Action",
@@ -22,7 +24,6 @@ __all__ = [
     "SiteId",
     "content_event_id",
     "parse_event",
-    "parse_time",
 ]
 
 SiteId = NewType("SiteId", str)
@@ -89,24 +90,6 @@ _RESOURCES = frozenset(r.value for r in Resource)
 _RESOURCE_OF = {r.value: r for r in Resource}
 _ACTION_OF = {a.value: a for a in Action}
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def parse_time(value: object) -> datetime | None:
-    """WooCommerce/ISO-8601 time → aware UTC datetime; naive values are taken as UTC."""
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 time, got {type(value).__name__}")
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"expected an ISO 8601 time, got {value!r}") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
 
 
 def _resource_of(topic: str, payload: dict[str, Any]) -> Resource:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+
+from agent.core.times import UTC_FORMAT, read_time
 
 __all__ = [
     "brevo_datetime",
@@ -33,22 +34,10 @@ def money(value: object) -> float | None:
         return None
 
 
-def _utc(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value[:-1] + "+00:00" if value.endswith("Z") else value
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    # WooCommerce's *_gmt fields are naive UTC; the agent only reads the _gmt variants.
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def brevo_datetime(value: object) -> str | None:
     """Orders take UTC `YYYY-MM-DDTHH:mm:ssZ` (NOTES.md, eCommerce → orders)."""
-    dt = _utc(value)
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+    dt = read_time(value)
+    return dt.strftime(UTC_FORMAT) if dt else None
 
 
 def normalize_email(value: object) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime
 from typing import Any
 
 from agent.config import SiteConfig
@@ -24,6 +23,7 @@ from agent.core.mapping import (
     product_body,
 )
 from agent.core.normalize import brevo_datetime, money, normalize_email
+from agent.core.times import gmt_seconds, utc_stamp
 from agent.core.woo import DRAFT_STATUSES
 
 __all__ = ["LIFECYCLE_DEFAULTS", "decide", "order_fact"]
@@ -54,11 +54,8 @@ def _is_historical(event: Event, now: float, historical_after: float) -> bool:
     if event.historical:
         return True
     stamp = event.payload.get("date_modified_gmt") or event.payload.get("date_created_gmt")
-    when = brevo_datetime(stamp)
-    if when is None:
-        return False
-    age = now - datetime.strptime(when, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    return age > historical_after
+    seconds = gmt_seconds(stamp)
+    return seconds is not None and now - seconds > historical_after
 
 
 def _event_names(site: SiteConfig, topics: list[str]) -> list[tuple[str, str]]:
@@ -253,7 +250,7 @@ def decide(
         if not sync.products:
             return Outcome(object_state=state, account=account)
         if event.action is Action.DELETED:
-            stamp = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stamp = utc_stamp(now)
             intents.append(
                 Intent(
                     Kind.PRODUCT,

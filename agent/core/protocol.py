@@ -11,13 +11,13 @@ import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
 import orjson
 
 from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.times import utc_stamp
 
 __all__ = [
     "MAX_BATCH_ID",
@@ -241,10 +241,6 @@ def watch_meta(
     return out
 
 
-def _utc(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def welcome_message(
     site: str, *, max_batch: int, max_message_bytes: int, watch: dict[str, list[str]], now: float
 ) -> str:
@@ -257,7 +253,7 @@ def welcome_message(
             "max_batch": max_batch,
             "max_message_bytes": max_message_bytes,
             "watch_meta": watch,
-            "server_time": _utc(now),
+            "server_time": utc_stamp(now),
         }
     )
 

@@ -12,11 +12,12 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.times import GMT_FORMAT, gmt, gmt_seconds, read_time
 from agent.core.woo import COMPUTED_PATHS, NOT_ORDER_STATUSES
 
 __all__ = [
@@ -35,8 +36,6 @@ __all__ = [
     "fields_for",
     "format_bar",
     "format_line",
-    "gmt",
-    "gmt_seconds",
     "next_mode",
     "parse_since",
     "seconds_until",
@@ -191,27 +190,7 @@ def deleted_events(resource: str, ids: Iterable[int], *, door: Door) -> list[Eve
     return out
 
 
-# -- time, in WooCommerce's GMT format ----------------------------------------------------------
-
-_GMT = "%Y-%m-%dT%H:%M:%S"
-
-
-def gmt(seconds: float) -> str:
-    """Epoch seconds → WooCommerce's `date_modified_gmt` format (UTC, no zone, whole seconds)."""
-    return datetime.fromtimestamp(math.floor(seconds), UTC).strftime(_GMT)
-
-
-def gmt_seconds(text: str | None) -> float | None:
-    """`date_modified_gmt` (or any ISO 8601 time, naive = UTC) → epoch seconds."""
-    if not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+# -- polling windows, in WooCommerce's GMT format (agent/core/times.py) -------------------------
 
 
 def window_start(mark: str, overlap: float) -> str:
@@ -387,16 +366,12 @@ class Checkpoint:
 
 def parse_since(text: str) -> str:
     """`--since 2025-01-31` or an ISO 8601 time → WooCommerce's GMT format."""
-    value = text.strip()
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    dt = read_time(text)
+    if dt is None:
         raise ValueError(
             f"--since: expected a date like 2025-01-31 or 2025-01-31T12:00:00Z, got {text!r}"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime(_GMT)
+        )
+    return dt.strftime(GMT_FORMAT)
 
 
 def seconds_until(hhmm: str, now: datetime) -> float:

@@ -13,10 +13,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from agent.core.events import Door, Event, Rejection, content_event_id, parse_event
+from agent.core.times import utc_stamp
 
 __all__ = [
     "DISABLED_ADVICE",
@@ -83,10 +83,6 @@ class Ignored:
     reason: str
 
 
-def _utc(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def delivery_event(
     topic: str, body: bytes, *, delivery_id: str | None, now: float
 ) -> Event | tuple[Rejection, object] | Ignored:
@@ -121,12 +117,12 @@ def delivery_event(
         msg = f"webhook {topic}: WooCommerce sent a REST error, not the object: {payload['code']}"
         msg += f" ({status}): {payload['message']}" if status else f": {payload['message']}"
         return Rejection(ref, "rest_error", msg[:1000]), payload
-    version = (safe_delivery or _utc(now)) if topic.endswith(".deleted") else None
+    version = (safe_delivery or utc_stamp(now)) if topic.endswith(".deleted") else None
     raw: dict[str, Any] = {
         "id": content_event_id(topic, payload, version),
         "topic": topic,
         "payload": payload,
-        "occurred_at": _utc(now),
+        "occurred_at": utc_stamp(now),
     }
     parsed = parse_event(raw, door=Door.WEBHOOK)
     if isinstance(parsed, Rejection):

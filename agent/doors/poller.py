@@ -33,8 +33,6 @@ from agent.core.sync import (
     chunks,
     deleted_events,
     fields_for,
-    gmt,
-    gmt_seconds,
     next_mode,
     start_mark,
     stream_fresh,
@@ -42,6 +40,7 @@ from agent.core.sync import (
     vanished_ids,
     window_start,
 )
+from agent.core.times import gmt, gmt_seconds
 from agent.woocommerce import ParamValue, WooClient, WooError, WooNotFound
 
 if TYPE_CHECKING:

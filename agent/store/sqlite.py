@@ -345,9 +345,9 @@ class SqliteStore:
             if rej.id != "?" and exists:
                 continue
             db.execute(
-                "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
-                " VALUES (?, 'event', ?, 'event', ?, ?, ?, ?)",
-                (site, ref, rej.code, rej.message, _dump_raw(raw), now),
+                *_dead_letter_insert(
+                    site, "event", ref, "event", rej.code, rej.message, _dump_raw(raw), now
+                )
             )
         if events:
             self._bump(db, site, "events_in", len(events))
@@ -450,16 +450,15 @@ class SqliteStore:
             log.exception("event %s of site %s failed to process", row[2], site)
             with self._tx() as db:
                 db.execute(
-                    "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body, created_at)"
-                    " VALUES (?, 'event', ?, ?, 'processing_error', ?, ?, ?)",
-                    (
+                    *_dead_letter_insert(
                         site,
+                        "event",
                         f"{site}:{row[2]}",
                         row[4],
-                        f"{type(exc).__name__}: {exc}"[:2000],
+                        "processing_error",
+                        f"{type(exc).__name__}: {exc}",
                         json.dumps({"topic": row[3], "payload": json.loads(row[10])}),
-                        time.time(),
-                    ),
+                    )
                 )
                 db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
 
@@ -491,18 +490,14 @@ class SqliteStore:
             chunk.add_intent(outcome.account, site, intent)
         for code, message in outcome.dead:
             chunk.writes.append(
-                (
-                    "INSERT INTO dead_letters (site, origin, ref, kind, code, message, body,"
-                    " created_at) VALUES (?, 'event', ?, ?, ?, ?, ?, ?)",
-                    (
-                        site,
-                        f"{site}:{event.id}",
-                        event.resource.value,
-                        code,
-                        message,
-                        json.dumps({"topic": event.topic, "payload": event.payload}),
-                        time.time(),
-                    ),
+                _dead_letter_insert(
+                    site,
+                    "event",
+                    f"{site}:{event.id}",
+                    event.resource.value,
+                    code,
+                    message,
+                    json.dumps({"topic": event.topic, "payload": event.payload}),
                 )
             )
 
@@ -690,18 +685,16 @@ class SqliteStore:
     def _dead_letter(self, db: sqlite3.Connection, job: Job, code: str, message: str) -> None:
         db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
         db.execute(
-            "INSERT INTO dead_letters (site, origin, ref, kind, account, code, message, body, created_at)"
-            " VALUES (?, 'job', ?, ?, ?, ?, ?, ?, ?)",
-            (
+            *_dead_letter_insert(
                 job.site,
+                "job",
                 job.key,
                 job.kind.value,
-                job.account,
                 code,
-                message[:2000],
+                message,
                 json.dumps({"body": job.body, "historical": job.historical}),
-                time.time(),
-            ),
+                account=job.account,
+            )
         )
         self._bump(db, job.site, "dead_letters", 1)
 
@@ -1111,6 +1104,36 @@ def _largest_list_group(rows: Iterable[tuple[int, str, str | None]]) -> list[int
     return ids if largest else ids[:1]
 
 
+def _dead_letter_insert(
+    site: str,
+    origin: Literal["event", "job"],
+    ref: str,
+    kind: str,
+    code: str,
+    message: str,
+    body: str,
+    now: float | None = None,
+    *,
+    account: str | None = None,
+) -> tuple[str, tuple[Any, ...]]:
+    """The one INSERT of a dead letter, as (sql, parameters); the message is cut at 2,000."""
+    return (
+        "INSERT INTO dead_letters (site, origin, ref, kind, account, code, message, body,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            site,
+            origin,
+            ref,
+            kind,
+            account,
+            code,
+            message[:2000],
+            body,
+            time.time() if now is None else now,
+        ),
+    )
+
+
 def _dump_raw(raw: object) -> str:
     try:
         return json.dumps(raw)
@@ -1119,7 +1142,8 @@ def _dump_raw(raw: object) -> str:
 
 
 def _event_from_row(row: Sequence[Any]) -> Event:
-    from agent.core.events import Action, Door, EventId, Resource, parse_time
+    from agent.core.events import Action, Door, EventId, Resource
+    from agent.core.times import parse_time
 
     return Event(
         id=EventId(row[2]),

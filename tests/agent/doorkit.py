@@ -150,7 +150,7 @@ def batch(name: str, events: list[dict[str, Any]]) -> str:
 
 def inbox_ids(cfg: Config, site: str | None = None) -> list[tuple[str, str]]:
     """(site, event_id) of every stored event, read through a separate connection."""
-    path = cfg.agent.state_dir / "woobrevo.sqlite3"
+    path = cfg.agent.store_path
     db = sqlite3.connect(path)
     try:
         rows = db.execute("SELECT site, event_id FROM inbox ORDER BY seq").fetchall()
@@ -161,7 +161,7 @@ def inbox_ids(cfg: Config, site: str | None = None) -> list[tuple[str, str]]:
 
 def dead_refs(cfg: Config) -> list[tuple[str, str, str]]:
     """(site, ref, code) of every dead letter of an event."""
-    db = sqlite3.connect(cfg.agent.state_dir / "woobrevo.sqlite3")
+    db = sqlite3.connect(cfg.agent.store_path)
     try:
         rows = db.execute(
             "SELECT site, ref, code FROM dead_letters WHERE origin='event' ORDER BY id"

@@ -388,7 +388,7 @@ async def test_keyset_walks_a_burst_saved_in_one_second(tmp_path: Path) -> None:
 
 
 def _polled_orders(cfg: Config) -> int:
-    db = sqlite3.connect(cfg.agent.state_dir / "woobrevo.sqlite3")
+    db = sqlite3.connect(cfg.agent.store_path)
     try:
         n: int = db.execute(
             "SELECT COUNT(*) FROM inbox WHERE resource='order' AND door='poll'"
