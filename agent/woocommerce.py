@@ -1,7 +1,7 @@
 """The agent's WooCommerce REST client: a thin aiohttp shell around pure policies.
 
-The pure parts (OAuth 1.0a signer, backoff, rate budget, error classifier) take data and return
-data; `WooClient` only sends bytes, sleeps where they say, and raises what `classify_response`
+The pure parts (OAuth 1.0a signer, rate budget, error classifier; the backoff is core/retry.py)
+take data and return data; `WooClient` only sends bytes, sleeps where they say, and raises what `classify_response`
 decides. Authentication follows `WC_REST_Authentication` (WooCommerce 10.0.2,
 includes/class-wc-rest-authentication.php; reference/woocommerce/NOTES.md §3).
 """
@@ -18,7 +18,7 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Literal, Self
@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import aiohttp
 from yarl import URL
 
+from agent.core.retry import backoff
 from agent.core.woo import AuthMode, auth_problem
 from agent.errors import AgentError, Permanent, Retryable
 
@@ -48,7 +49,6 @@ __all__ = [
     "WooStoreError",
     "WooTimeout",
     "auth_problem",
-    "backoff",
     "classify_response",
     "oauth1_sign",
     "parse_retry_after",
@@ -219,25 +219,6 @@ def _new_nonce() -> str:
 
 # --------------------------------------------------------------------------------------------
 # Pacing policies: pure, the shell sleeps.
-
-
-def backoff(
-    initial: float = 0.5,
-    maximum: float = 30.0,
-    factor: float = 2.0,
-    *,
-    rand: Callable[[], float] = random.random,
-) -> Iterator[float]:
-    """Delays before each retry: exponential, capped, with "equal jitter" (half fixed, half random).
-
-    Never close to zero, so a struggling shared host gets a real pause, and jittered so that
-    several agents do not retry in step.
-    """
-    ceiling = initial
-    while True:
-        capped = min(ceiling, maximum)
-        yield capped / 2 + rand() * capped / 2
-        ceiling *= factor
 
 
 class RateBudget:

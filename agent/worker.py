@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agent.core.retry import backoff_delay
+
 if TYPE_CHECKING:
     from agent.app import App
 
@@ -44,7 +46,6 @@ log = logging.getLogger("agent.worker")
 
 REPORT_EVERY = 1.0  # seconds between the worker's status lines
 SILENT_AFTER = 10.0  # a worker not heard from for this long is reported not ready
-RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_GRACE = 30.0  # seconds the worker gets to finish its Brevo calls on shutdown
 # The worker's niceness, added to the doors' before its first thread starts (Linux nices each
 # thread: the store's thread, which runs the pipeline, inherits it only if it starts after), so
@@ -149,7 +150,7 @@ class WorkerLink:
             code = await proc.wait()
             if self._closing:
                 return
-            delay = RESTART_BACKOFF[min(self.restarts, len(RESTART_BACKOFF) - 1)]
+            delay = backoff_delay(self.restarts, initial=1.0, max_delay=30.0)
             self.restarts += 1
             self.app.metrics.inc("woobrevo_worker_restarts_total")
             log.error("worker process %d exited with %s; restarting in %gs", proc.pid, code, delay)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.events import EVENT_ID, Door, Event, Rejection, parse_event
 from agent.core.times import utc_stamp
 
 __all__ = [
@@ -43,7 +43,6 @@ PROTOCOL_VERSION = 1
 MAX_BATCH_ID = 128
 # The resources whose meta the plugin can watch (docs/protocol.md, `welcome.watch_meta`).
 RESOURCES = ("customer", "order", "product", "coupon")
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _MAX_TEXT = 2048  # site_url and versions: generous, but bounded before they reach /status
 
 
@@ -170,7 +169,7 @@ def _parse_events(obj: Mapping[str, Any], max_batch: int) -> Events | ProtocolEr
         if not isinstance(raw, dict):
             return ProtocolError(ErrorCode.BAD_MESSAGE, f"events[{i}]: expected an object")
         eid = raw.get("id")
-        if not isinstance(eid, str) or not _EVENT_ID.match(eid):
+        if not isinstance(eid, str) or not EVENT_ID.match(eid):
             return ProtocolError(
                 ErrorCode.BAD_MESSAGE,
                 f"events[{i}].id: expected 1-128 characters of [A-Za-z0-9._:-]",

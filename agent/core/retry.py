@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["Verdict", "VerdictKind", "backoff_delay", "classify", "rate_limit_reset"]
+__all__ = [
+    "Verdict",
+    "VerdictKind",
+    "backoff",
+    "backoff_delay",
+    "classify",
+    "rate_limit_reset",
+]
 
 
 class VerdictKind(StrEnum):
@@ -67,7 +75,35 @@ def backoff_delay(
     rng: random.Random | None = None,
 ) -> float:
     """Delay before attempt `attempts + 1`: exponential, capped, with equal jitter (half fixed,
-    half random) so a crowd of retries spreads out without ever retrying at once."""
-    base = min(max_delay, initial * factor ** max(0, attempts))
+    half random) so a crowd of retries spreads out without ever retrying at once, and never
+    close to zero. The one backoff policy of the agent (Brevo calls, WooCommerce requests, the
+    worker's restarts)."""
+    base = min(max_delay, initial * factor ** min(max(0, attempts), 64))
     r = (rng or random).random()
     return base / 2 + r * base / 2
+
+
+def backoff(
+    initial: float = 0.5,
+    maximum: float = 30.0,
+    factor: float = 2.0,
+    *,
+    rand: Callable[[], float] = random.random,
+) -> Iterator[float]:
+    """`backoff_delay` as a generator of the delays before each retry (the shell sleeps)."""
+    rng = _Rand(rand)
+    attempts = 0
+    while True:
+        yield backoff_delay(attempts, initial=initial, factor=factor, max_delay=maximum, rng=rng)
+        attempts += 1
+
+
+class _Rand(random.Random):
+    """A Random whose `random()` is the given function (tests pass a constant)."""
+
+    def __init__(self, fn: Callable[[], float]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def random(self) -> float:
+        return self._fn()

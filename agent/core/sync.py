@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.times import GMT_FORMAT, gmt, gmt_seconds, read_time
-from agent.core.woo import COMPUTED_PATHS, NOT_ORDER_STATUSES
+from agent.core.woo import COMPUTED_PATHS, NOT_ORDER_STATUSES, SINGULAR
 
 __all__ = [
     "BACKFILL_ORDER",
@@ -116,20 +116,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "coupons": ("id", "code", "status", "date_created_gmt", "date_modified_gmt"),
 }
 
-_TOPIC_BASE = {
-    "customers": "customer",
-    "orders": "order",
-    "products": "product",
-    "variations": "product",  # WooCommerce sends variations as product.* (NOTES §1.3)
-    "coupons": "coupon",
-}
-_RESOURCE = {
-    "customers": "customer",
-    "orders": "order",
-    "products": "product",
-    "variations": "variation",
-    "coupons": "coupon",
-}
+# WooCommerce sends variations as product.* (NOTES §1.3).
+_TOPIC_BASE = {**SINGULAR, "variations": "product"}
 
 # Products before customers before orders: an order's line items then name products Brevo
 # already holds, and a registered buyer's names come from the customer record, not the order.
@@ -169,7 +157,7 @@ def to_events(
     events: list[Event] = []
     rejected: list[tuple[Rejection, object]] = []
     for item in items:
-        raw = {"topic": topic_for(resource, item), "resource": _RESOURCE[resource], "payload": item}
+        raw = {"topic": topic_for(resource, item), "resource": SINGULAR[resource], "payload": item}
         parsed = parse_event(raw, door=door, historical=historical)
         if isinstance(parsed, Rejection):
             rejected.append((parsed, raw))
@@ -183,7 +171,7 @@ def deleted_events(resource: str, ids: Iterable[int], *, door: Door) -> list[Eve
     out = []
     for oid in ids:
         raw = {"topic": f"{_TOPIC_BASE[resource]}.deleted", "payload": {"id": oid}}
-        raw["resource"] = _RESOURCE[resource]
+        raw["resource"] = SINGULAR[resource]
         parsed = parse_event(raw, door=door)
         if isinstance(parsed, Event):
             out.append(parsed)

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.core.events import Door, Event, Rejection, content_event_id, parse_event
+from agent.core.events import EVENT_ID, Door, Event, Rejection, content_event_id, parse_event
 from agent.core.times import utc_stamp
+from agent.core.woo import PLURAL
 
 __all__ = [
     "DISABLED_ADVICE",
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 _PING = re.compile(rb"^webhook_id=\d{1,20}$")
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 DISABLED_ADVICE = (
     "WooCommerce disables a webhook after repeated failed deliveries (on the 7th in a row; it "
@@ -95,8 +95,8 @@ def delivery_event(
     """
     if topic.startswith("action."):
         return Ignored(f"topic {topic} carries no REST object")
-    safe_delivery = delivery_id if delivery_id and _SAFE_ID.match(delivery_id) else None
-    ref = f"webhook:{topic}:{safe_delivery}" if safe_delivery and _SAFE_ID.match(topic) else "?"
+    safe_delivery = delivery_id if delivery_id and EVENT_ID.match(delivery_id) else None
+    ref = f"webhook:{topic}:{safe_delivery}" if safe_delivery and EVENT_ID.match(topic) else "?"
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError):
@@ -138,12 +138,6 @@ _ACTIONS = {
     "product": ("created", "updated", "deleted", "restored"),
     "coupon": ("created", "updated", "deleted", "restored"),
 }
-_SYNC_KEYS = {
-    "customer": "customers",
-    "order": "orders",
-    "product": "products",
-    "coupon": "coupons",
-}
 
 
 def install_topics(sync: Mapping[str, bool], configured: Iterable[str]) -> list[str]:
@@ -155,7 +149,7 @@ def install_topics(sync: Mapping[str, bool], configured: Iterable[str]) -> list[
     """
     topics: set[str] = set()
     for resource, actions in _ACTIONS.items():
-        if sync.get(_SYNC_KEYS[resource], True):
+        if sync.get(PLURAL[resource], True):
             topics.update(f"{resource}.{a}" for a in actions)
     for topic in configured:
         resource, _, action = topic.partition(".")

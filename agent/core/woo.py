@@ -18,6 +18,8 @@ __all__ = [
     "DRAFT_STATUSES",
     "NOT_ORDER_STATUSES",
     "PAYABLE_EXTRA_STATUSES",
+    "PLURAL",
+    "SINGULAR",
     "UNPAID_STATUSES",
     "AuthMode",
     "auth_problem",
@@ -38,6 +40,16 @@ DEFAULT_PAID_STATUSES = ("processing", "completed")
 PAYABLE_EXTRA_STATUSES = ("on-hold",)
 # Statuses of orders that were never paid, or whose payment was given back.
 UNPAID_STATUSES = frozenset({"pending", "failed", "cancelled", "refunded"})
+
+# REST collections (`/wc/v3/{collection}`) and the resource each holds, and back.
+SINGULAR = {
+    "customers": "customer",
+    "orders": "order",
+    "products": "product",
+    "variations": "variation",
+    "coupons": "coupon",
+}
+PLURAL = {resource: collection for collection, resource in SINGULAR.items()}
 
 # Fields the agent computes per email from the orders it has seen (not WooCommerce fields).
 COMPUTED_PATHS = ("orders_count", "total_spent", "first_order_date", "last_order_date")

@@ -41,6 +41,7 @@ from agent.core.sync import (
     window_start,
 )
 from agent.core.times import gmt, gmt_seconds
+from agent.core.woo import SINGULAR
 from agent.woocommerce import ParamValue, WooClient, WooError, WooNotFound
 
 if TYPE_CHECKING:
@@ -53,14 +54,6 @@ log = logging.getLogger("agent.poller")
 PER_PAGE = 100  # WooCommerce's maximum (NOTES §2.1)
 # Listed by modified date each round, catalogue first (orders then name known products).
 POLLED = ("products", "coupons", "orders")
-SINGULAR = {
-    "customers": "customer",
-    "orders": "order",
-    "products": "product",
-    "variations": "variation",
-    "coupons": "coupon",
-}
-_SYNC_KEY = {"products": "products", "coupons": "coupons", "orders": "orders"}
 
 
 def polling_problem(site: SiteConfig) -> str | None:
@@ -271,7 +264,7 @@ class SitePoller:
 
     def _enabled(self, resource: str) -> bool:
         sync = self.site.woo.sync
-        return bool(getattr(sync, _SYNC_KEY.get(resource, resource)))
+        return bool(getattr(sync, resource))  # polled collections are named like sync's keys
 
     async def _round(self) -> bool:
         """Poll every resource once; False (logged, kept in /status) when the store failed."""

@@ -26,6 +26,7 @@ from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.core.retry import backoff
 from agent.errors import Permanent, Retryable
 from agent.woocommerce import (
     Call,
@@ -41,7 +42,6 @@ from agent.woocommerce import (
     WooStoreError,
     WooTimeout,
     auth_problem,
-    backoff,
     classify_response,
     oauth1_sign,
     signature_base_string,

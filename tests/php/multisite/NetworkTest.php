@@ -93,7 +93,20 @@ final class NetworkTest extends WooBrevo_TestCase {
 	}
 
 	public function test_uninstall_removes_every_sites_tables_and_options(): void {
+		global $wpdb;
 		$site_id = wp_insert_site( array( 'domain' => 'woobrevo.test', 'path' => '/gone/', 'title' => 'Gone', 'user_id' => 1 ) );
+		$before  = array();
+		foreach ( array( 1, 2, $site_id ) as $blog ) {
+			switch_to_blog( $blog );
+			$before[ $blog ] = $wpdb->get_results( "SELECT option_name, option_value, autoload FROM {$wpdb->options} WHERE option_name LIKE 'woobrevo\\_%'", ARRAY_A ); // phpcs:ignore -- no input.
+			foreach ( WooBrevo_Options::ALL as $option ) {
+				if ( false === get_option( $option ) ) {
+					update_option( $option, 'set by NetworkTest' );
+				}
+			}
+			set_transient( WooBrevo_Options::DEPTH_TRANSIENT, 3, MINUTE_IN_SECONDS );
+			restore_current_blog();
+		}
 		try {
 			$cmd = sprintf(
 				'WOOBREVO_WP_DIR=%s php -r %s 2>&1',
@@ -108,11 +121,27 @@ final class NetworkTest extends WooBrevo_TestCase {
 			foreach ( array( 1, 2, $site_id ) as $blog ) {
 				switch_to_blog( $blog );
 				$this->assertFalse( get_option( WooBrevo_Schema::VERSION_OPTION ), "site $blog" );
-				$this->assertFalse( get_option( 'woobrevo_outbox_epoch' ), "site $blog" );
+				foreach ( WooBrevo_Options::ALL as $option ) {
+					$this->assertFalse( get_option( $option ), "site $blog: $option" );
+				}
+				foreach ( WooBrevo_Options::TRANSIENTS as $transient ) {
+					$this->assertFalse( get_transient( $transient ), "site $blog: transient $transient" );
+				}
 				restore_current_blog();
 			}
 		} finally {
 			wp_delete_site( $site_id );
+			foreach ( array( 1, 2 ) as $blog ) { // The options as they were, for the other tests.
+				switch_to_blog( $blog );
+				foreach ( WooBrevo_Options::ALL as $option ) {
+					delete_option( $option );
+				}
+				foreach ( $before[ $blog ] as $row ) {
+					$wpdb->replace( $wpdb->options, $row );
+				}
+				restore_current_blog();
+			}
+			wp_cache_flush();
 			WooBrevo_Schema::activate( true ); // Back to the installed state for the other tests.
 		}
 		$this->assertEqualsCanonicalizing( array( 'wp_woobrevo_outbox', 'wp_2_woobrevo_outbox' ), $this->tables() );
