@@ -24,7 +24,7 @@ from agent.cli_webhooks import add_webhook_parsers
 from agent.config import Config, ConfigError, config_warnings, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.times import display_time
-from agent.errors import AgentError
+from agent.errors import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, AgentError
 from agent.store import SqliteStore
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 log = logging.getLogger("agent.cli")
-
-EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
 def _setup_logging(level: str) -> None:

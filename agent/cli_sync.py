@@ -23,14 +23,13 @@ from agent.core.checks import exit_code, render_table
 from agent.core.sync import backfill_order, format_bar, format_line, parse_since, seconds_until
 from agent.doors.backfill import Backfill, BackfillConflict
 from agent.doors.poller import polling_problem, site_client
+from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.store import SqliteStore
 from agent.woocommerce import WooError
 
 __all__ = ["BarProgress", "LineProgress", "add_sync_parsers", "cmd_backfill", "cmd_doctor"]
 
 log = logging.getLogger("agent.cli_sync")
-
-EXIT_OK, EXIT_FAIL = 0, 1
 
 
 # -- progress ---------------------------------------------------------------------------------

@@ -15,12 +15,11 @@ from typing import Any
 
 from agent.config import Config, load_config
 from agent.core.times import display_time
+from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.store import SqliteStore
 from agent.tokens import all_tokens, find_hash, new_token, revoke_token, store_token, token_hash
 
 __all__ = ["add_token_parsers", "open_store", "token_create", "token_list", "token_revoke"]
-
-EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def open_store(cfg: Config) -> SqliteStore:

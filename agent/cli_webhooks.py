@@ -11,19 +11,18 @@ import asyncio
 from typing import Any
 
 from agent.config import Config, SiteConfig, load_config
-from agent.core.webhooks import install_topics, plan_install, webhook_report
+from agent.core.webhooks import install_topics, plan_install, webhook_path, webhook_report
 from agent.doors.poller import site_client
+from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.woocommerce import WooClient, WooError
 
 __all__ = ["add_webhook_parsers", "delivery_url", "webhooks_install", "webhooks_status"]
-
-EXIT_OK, EXIT_FAIL = 0, 1
 
 
 def delivery_url(cfg: Config, site: str) -> str | None:
     """Where WooCommerce delivers this site's webhooks: `agent.public_url` + the door's path."""
     base = cfg.agent.public_url
-    return None if not base else f"{base.rstrip('/')}/webhooks/woocommerce/{site}"
+    return None if not base else base.rstrip("/") + webhook_path(site)
 
 
 def _client(site: SiteConfig) -> WooClient:

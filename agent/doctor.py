@@ -30,8 +30,9 @@ from agent.core.checks import (
     missing_meta,
     wanted_attributes,
 )
+from agent.core.protocol import STREAM_PATH
 from agent.core.sync import fields_for
-from agent.core.webhooks import install_topics, webhook_report
+from agent.core.webhooks import install_topics, webhook_path, webhook_report
 from agent.doors.poller import polling_problem, site_client
 from agent.doors.stream import split_hostport
 from agent.store import SqliteStore
@@ -370,7 +371,7 @@ async def _webhooks(
             "as the store reaches it (https://…), then `woobrevo-agent webhooks install --site "
             f"{site.id}`",
         ), None
-    url = f"{base.rstrip('/')}/webhooks/woocommerce/{site.id}"
+    url = base.rstrip("/") + webhook_path(site.id)
     topics = install_topics(site.woo.sync.model_dump(), [w.topic for w in site.woo.webhooks])
     try:
         hooks = await wc.list_webhooks()
@@ -410,7 +411,7 @@ async def _wp_cron(
             hooks = await wc.list_webhooks()
         except WooError:
             hooks = []  # a key without manage_woocommerce: the webhooks row says so when used
-    door = f"/webhooks/woocommerce/{site.id}"
+    door = webhook_path(site.id)
     in_use = in_use or any(str(h.get("delivery_url", "")).endswith(door) for h in hooks or [])
     try:
         environment = (await wc.system_status(_CRON_FIELDS)).get("environment") or {}
@@ -453,7 +454,7 @@ async def _stream_check(cfg: Config, site: SiteConfig, status: dict[str, Any] | 
     if site.woo.mode == "polling":
         return Check(name, Result.SKIP, "mode polling: no plugin, the agent polls the store")
     base = (cfg.agent.public_url or "wss://<agent>").rstrip("/")
-    url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/v1/stream"
+    url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + STREAM_PATH
     fix = FIX_STREAM.format(url=url, site=site.id)
     if status is not None:
         row = (status.get("sites") or {}).get(site.id) or {}

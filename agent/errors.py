@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-__all__ = ["AgentError", "ConfigError", "Permanent", "Retryable"]
+__all__ = [
+    "EXIT_CONFIG",
+    "EXIT_FAIL",
+    "EXIT_OK",
+    "AgentError",
+    "ConfigError",
+    "Permanent",
+    "Retryable",
+]
+
+# The command line's exit codes: done, failed (the reason is printed), the config is unusable.
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
 class AgentError(Exception):

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from agent.core.webhooks import WEBHOOK_ROUTE
 from agent.doors.stream import split_hostport
-from agent.doors.webhooks import ROUTE, WebhookDoor
+from agent.doors.webhooks import WebhookDoor
 
 if TYPE_CHECKING:
     from agent.app import App
@@ -37,7 +38,7 @@ class HttpServer:
 
     async def __aenter__(self) -> HttpServer:
         web_app = web.Application(client_max_size=self.webhooks.max_body)
-        web_app.router.add_post(ROUTE, self.webhooks.handle)
+        web_app.router.add_post(WEBHOOK_ROUTE, self.webhooks.handle)
         web_app.router.add_get("/healthz", self.healthz)
         web_app.router.add_get("/readyz", self.readyz)
         web_app.router.add_get("/metrics", self.metrics)

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_BATCH_ID",
     "PROTOCOL_VERSION",
     "RESOURCES",
+    "STREAM_PATH",
     "CloseCode",
     "ErrorCode",
     "Events",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+STREAM_PATH = "/v1/stream"  # the stream door's path (docs/protocol.md)
 MAX_BATCH_ID = 128
 # The resources whose meta the plugin can watch (docs/protocol.md, `welcome.watch_meta`).
 RESOURCES = ("customer", "order", "product", "coupon")

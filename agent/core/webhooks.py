@@ -21,6 +21,7 @@ from agent.core.woo import PLURAL
 
 __all__ = [
     "DISABLED_ADVICE",
+    "WEBHOOK_ROUTE",
     "Ignored",
     "WebhookAction",
     "WebhookRow",
@@ -30,9 +31,19 @@ __all__ = [
     "plan_install",
     "sign",
     "verify_signature",
+    "webhook_path",
     "webhook_report",
     "wp_specialchars_decode",
 ]
+
+# Where WooCommerce delivers a site's webhooks (docs/doors.md).
+WEBHOOK_ROUTE = "/webhooks/woocommerce/{site}"
+
+
+def webhook_path(site: str) -> str:
+    """The webhook door's path for one site."""
+    return WEBHOOK_ROUTE.format(site=site)
+
 
 _PING = re.compile(rb"^webhook_id=\d{1,20}$")
 

@@ -27,7 +27,7 @@ from websockets.typing import Data, DataLike
 
 from agent.config import Config, load_config
 from agent.core import protocol
-from agent.core.protocol import CloseCode, Events, Hello, PeerError, ProtocolError
+from agent.core.protocol import STREAM_PATH, CloseCode, Events, Hello, PeerError, ProtocolError
 from agent.core.proxies import client_address
 from agent.errors import ConfigError
 from agent.tokens import TokenRegistry, token_hash
@@ -36,11 +36,10 @@ if TYPE_CHECKING:
     from agent.app import App
     from agent.store import IngestResult
 
-__all__ = ["PATH", "StreamServer", "StreamTestHooks", "split_hostport", "tls_context"]
+__all__ = ["StreamServer", "StreamTestHooks", "split_hostport", "tls_context"]
 
 log = logging.getLogger("agent.stream")
 
-PATH = "/v1/stream"
 # Batches parsed but not yet committed, across every connection (~1 MB each at 100 REST orders).
 MAX_PARSED_BATCHES = 8
 RELEASE_AFTER_BYTES = 64 * 1024
@@ -357,7 +356,7 @@ class StreamServer:
             "stream listening on %s:%d%s (%s)",
             host or "*",
             self.port,
-            PATH,
+            STREAM_PATH,
             "wss" if context else "ws",
         )
 
@@ -416,8 +415,8 @@ class StreamServer:
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
         """Path, throttle and token, all before the upgrade (docs/protocol.md, "Connection")."""
-        if urlsplit(request.path).path != PATH:
-            return conn.respond(http.HTTPStatus.NOT_FOUND, f"the stream is at {PATH}\n")
+        if urlsplit(request.path).path != STREAM_PATH:
+            return conn.respond(http.HTTPStatus.NOT_FOUND, f"the stream is at {STREAM_PATH}\n")
         addr = client_address(
             _address(conn), request.headers.get_all("X-Forwarded-For"), self.proxies
         )

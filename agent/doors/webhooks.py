@@ -19,11 +19,9 @@ from agent.core.webhooks import Ignored, delivery_event, is_ping, verify_signatu
 if TYPE_CHECKING:
     from agent.app import App
 
-__all__ = ["ROUTE", "WebhookDoor"]
+__all__ = ["WebhookDoor"]
 
 log = logging.getLogger("agent.webhooks")
-
-ROUTE = "/webhooks/woocommerce/{site}"
 
 
 def _answer(status: int, **body: object) -> web.Response:
@@ -31,7 +29,7 @@ def _answer(status: int, **body: object) -> web.Response:
 
 
 class WebhookDoor:
-    """The request handler; `HttpServer` mounts it at `ROUTE`."""
+    """The request handler; `HttpServer` mounts it at `WEBHOOK_ROUTE`."""
 
     def __init__(self, app: App) -> None:
         self.app = app
