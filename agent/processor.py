@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.core.events import Event
 from agent.core.jobs import Outcome
-from agent.core.pipeline import decide, order_fact
+from agent.core.pipeline import SiteRules, decide, order_fact
 
 if TYPE_CHECKING:
     from agent.app import App
@@ -38,6 +38,8 @@ class Processor:
         # forwarder lets partial batches fill up (agent/forwarder.py).
         self.backlogged = False
         self._pruner: asyncio.Task[None] | None = None
+        # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).
+        self._rules = {sid: SiteRules.of(site) for sid, site in app.sites.items()}
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
@@ -61,23 +63,25 @@ class Processor:
     def _decide(
         self, site_id: str, event: Event, prior: dict[str, Any] | None, aggregates: Any
     ) -> Outcome:
-        site = self.app.sites.get(site_id)
-        if site is None:
+        rules = self._rules.get(site_id)
+        if rules is None:
             return Outcome(
                 dead=(("unknown_site", f"site {site_id!r} is not in the config any more"),)
             )
-        return decide(
-            site,
+        outcome = decide(
+            rules,
             event,
             prior,
             aggregates,
             now=self.app.clock(),
             historical_after=self.app.cfg.agent.historical_after,
         )
+        for warning in outcome.warnings:
+            log.warning("site %s: %s", site_id, warning)
+        return outcome
 
     def _facts(self, site_id: str, event: Event) -> tuple[str, str, float, str] | None:
-        site = self.app.sites.get(site_id)
-        return None if site is None else order_fact(site, event)
+        return order_fact(event) if site_id in self._rules else None
 
     async def drain(self) -> int:
         """Process everything stored so far; returns how many events were processed."""

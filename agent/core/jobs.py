@@ -62,6 +62,7 @@ class Outcome:
     intents: tuple[Intent, ...] = ()
     dead: tuple[tuple[str, str], ...] = ()  # (code, message)
     account: str = ""
+    warnings: tuple[str, ...] = ()  # for the log (an unreadable phone or date: not sent)
 
 
 @dataclass(slots=True)

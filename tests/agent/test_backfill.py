@@ -22,7 +22,7 @@ import pytest
 from agent.cli_sync import BarProgress, LineProgress
 from agent.config import SiteConfig, load_config
 from agent.core.events import Door
-from agent.core.pipeline import decide
+from agent.core.pipeline import SiteRules, decide
 from agent.core.sync import (
     Checkpoint,
     backfill_order,
@@ -90,7 +90,12 @@ def _outcome(site: SiteConfig, resource: str, payload: dict[str, Any], prior: An
         "last_order_date": "2026-11-02T00:00:00",
     }
     return decide(
-        site, event, prior, lambda _email, _paid: aggregates, now=NOW, historical_after=1e10
+        SiteRules.of(site),
+        event,
+        prior,
+        lambda _email, _paid: aggregates,
+        now=NOW,
+        historical_after=1e10,
     )
 
 

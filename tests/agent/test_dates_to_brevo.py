@@ -164,5 +164,6 @@ async def test_every_mapped_date_reaches_brevo_as_yyyy_mm_dd(
         "LAST_ORDER_DATE": "2017-03-21",
     }
     assert [r.getMessage() for r in caplog.records if "is not a date" in r.getMessage()] == [
-        "customer 4040: meta_data.birthday '05/04/1984' is not a date; BIRTHDAY not sent"
+        "site default: customer 4040: meta_data.birthday '05/04/1984' is not a date;"
+        " BIRTHDAY not sent"
     ]
