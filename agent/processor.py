@@ -8,9 +8,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from agent.core.aggregates import OrderFact, order_fact
 from agent.core.events import Event
 from agent.core.jobs import Outcome
-from agent.core.pipeline import SiteRules, decide, order_fact
+from agent.core.pipeline import SiteRules, decide
 
 if TYPE_CHECKING:
     from agent.app import App
@@ -80,7 +81,7 @@ class Processor:
             log.warning("site %s: %s", site_id, warning)
         return outcome
 
-    def _facts(self, site_id: str, event: Event) -> tuple[str, str, float, str] | None:
+    def _facts(self, site_id: str, event: Event) -> OrderFact | None:
         return order_fact(event) if site_id in self._rules else None
 
     async def drain(self) -> int:

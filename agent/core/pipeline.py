@@ -1,6 +1,6 @@
 """Normalize → dedupe → derive → map: one stored event in, intents and new state out. Pure.
 
-The store calls `order_fact` (so aggregates include the order) and then `decide`, inside one
+The store calls `order_fact` (agent/core/aggregates.py, so aggregates include the order) and then `decide`, inside one
 transaction per event (agent/store/sqlite.py `_process_pending`). What `decide` needs of a
 site's config is a `SiteRules`, built once per site by the shell (agent/processor.py), so the
 core reads no config module; what it would have logged comes back in `Outcome.warnings`.
@@ -23,11 +23,11 @@ from agent.core.mapping import (
     order_body,
     product_body,
 )
-from agent.core.normalize import brevo_datetime, money, normalize_email
+from agent.core.normalize import brevo_datetime, normalize_email
 from agent.core.times import gmt_seconds, utc_stamp
 from agent.core.woo import DRAFT_STATUSES
 
-__all__ = ["LIFECYCLE_DEFAULTS", "SiteRules", "decide", "order_fact"]
+__all__ = ["LIFECYCLE_DEFAULTS", "SiteRules", "decide"]
 
 # Derived lifecycle events sent even when the `webhooks` map does not name them (issue 2).
 LIFECYCLE_DEFAULTS = {"order.completed": "order_fulfilled", "order.refunded": "order_refunded"}
@@ -68,18 +68,6 @@ class SiteRules:
             paid_statuses=tuple(woo.paid_statuses),
             coupon_collection=site.brevo.coupon_collection,
         )
-
-
-def order_fact(event: Event) -> tuple[str, str, float, str] | None:
-    """(email, status, total, created) of an order, for the per-email aggregates."""
-    if event.resource is not Resource.ORDER or event.action is Action.DELETED:
-        return None
-    p = event.payload
-    email = normalize_email((p.get("billing") or {}).get("email"))
-    if email is None:
-        return None
-    created = p.get("date_created_gmt") or p.get("date_created") or ""
-    return email, str(p.get("status") or ""), money(p.get("total")) or 0.0, str(created)
 
 
 def _is_historical(event: Event, now: float, historical_after: float) -> bool:

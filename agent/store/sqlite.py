@@ -26,8 +26,10 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
+from agent.core.aggregates import OrderFact, aggregate
+from agent.core.dedupe import known_after, largest_list_group, minus_known
 from agent.core.events import Action, Event, Rejection, Resource
-from agent.core.jobs import Intent, Job, Kind, Outcome, body_hash, canonical, merge_bodies
+from agent.core.jobs import Intent, Job, Kind, Outcome, canonical, merge_bodies
 from agent.core.lifecycle import is_stale
 from agent.core.pipeline import Aggregates
 
@@ -389,7 +391,7 @@ class SqliteStore:
         self,
         limit: int,
         decide: Decide,
-        facts: Callable[[str, Event], tuple[str, str, float, str] | None],
+        facts: Callable[[str, Event], OrderFact | None],
     ) -> int:
         """Process up to `limit` new inbox rows in order, each in its own transaction.
 
@@ -403,7 +405,7 @@ class SqliteStore:
         self,
         limit: int,
         decide: Decide,
-        facts: Callable[[str, Event], tuple[str, str, float, str] | None],
+        facts: Callable[[str, Event], OrderFact | None],
     ) -> int:
         rows = self.db.execute(
             "SELECT seq, site, event_id, topic, resource, action, resource_id, occurred_at, door,"
@@ -437,7 +439,7 @@ class SqliteStore:
         self,
         row: Sequence[Any],
         decide: Decide,
-        facts: Callable[[str, Event], tuple[str, str, float, str] | None],
+        facts: Callable[[str, Event], OrderFact | None],
     ) -> None:
         seq, site = row[0], row[1]
         try:
@@ -468,7 +470,7 @@ class SqliteStore:
         site: str,
         event: Event,
         decide: Decide,
-        facts: Callable[[str, Event], tuple[str, str, float, str] | None],
+        facts: Callable[[str, Event], OrderFact | None],
     ) -> None:
         key = (site, event.resource.value, event.resource_id)
         prior = chunk.prior(key)
@@ -476,7 +478,7 @@ class SqliteStore:
         if event.resource is Resource.ORDER and event.action is Action.DELETED:
             old = chunk.fact(site, event.resource_id)
             if old is not None:
-                chunk.set_fact(site, event.resource_id, (old[0], "trash", old[2], old[3]))
+                chunk.set_fact(site, event.resource_id, old._replace(status="trash"))
         if fact is not None and not is_stale(prior, event):
             chunk.set_fact(site, event.resource_id, fact)
 
@@ -574,7 +576,7 @@ class SqliteStore:
         # the bodies are decoded after the commit.
         with self._tx(sync=False) as db:
             if by_lists:
-                ids = _largest_list_group(
+                ids = largest_list_group(
                     db.execute("SELECT id, key, json_extract(body, '$.listIds')" + where, args)
                 )
                 rows = db.execute(
@@ -629,7 +631,7 @@ class SqliteStore:
                 known[(account, key)] = json.loads(state)
         for job in jobs:  # in order: two event jobs may share a key
             k = (job.account, job.key)
-            known[k] = _known_after(job.kind, job.body, known.get(k))
+            known[k] = known_after(job.kind, job.body, known.get(k))
         done = Counter((j.site, f"brevo_done_{j.kind.value}") for j in jobs)
         db.executemany("DELETE FROM jobs WHERE id=?", [(j.id,) for j in jobs])
         db.executemany(
@@ -1087,23 +1089,6 @@ def _begin_immediate(db: sqlite3.Connection) -> None:
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")
 
 
-def _largest_list_group(rows: Iterable[tuple[int, str, str | None]]) -> list[int]:
-    """Ids of the largest group of contact jobs with the same lists (one job per key), or the
-    first job alone when that group has no list."""
-    groups: dict[tuple[int, ...], list[int]] = {}
-    seen: set[str] = set()
-    for job_id, key, lists in rows:
-        if key in seen:
-            continue
-        seen.add(key)
-        group = tuple(sorted(json.loads(lists))) if lists else ()
-        groups.setdefault(group, []).append(job_id)
-    if not groups:
-        return []
-    largest, ids = max(groups.items(), key=lambda kv: len(kv[1]))
-    return ids if largest else ids[:1]
-
-
 def _dead_letter_insert(
     site: str,
     origin: Literal["event", "job"],
@@ -1159,49 +1144,6 @@ def _event_from_row(row: Sequence[Any]) -> Event:
     )
 
 
-def _minus_known(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any] | None:
-    """The part of an intent Brevo does not hold yet, or None when it holds all of it."""
-    if known is None:
-        return body
-    if kind is Kind.CONTACT:
-        attrs = {
-            k: v
-            for k, v in body.get("attributes", {}).items()
-            if known.get("attributes", {}).get(k, _MISSING) != v
-        }
-        lists = [i for i in body.get("listIds", []) if i not in set(known.get("listIds", []))]
-        if not attrs and not lists:
-            return None
-        out = {k: v for k, v in body.items() if k not in ("attributes", "listIds")}
-        if attrs:
-            out["attributes"] = attrs
-        if lists:
-            out["listIds"] = lists
-        return out
-    if kind is Kind.COUPON:
-        codes = [c for c in body.get("codes", []) if c not in set(known.get("codes", []))]
-        return {**body, "codes": codes} if codes else None
-    if known.get("hash") == body_hash(body):
-        return None
-    return body
-
-
-_MISSING = object()
-
-
-def _known_after(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any]:
-    if kind is Kind.CONTACT:
-        prev = known or {}
-        return {
-            "attributes": {**prev.get("attributes", {}), **body.get("attributes", {})},
-            "listIds": sorted(set(prev.get("listIds", [])) | set(body.get("listIds", []))),
-        }
-    if kind is Kind.COUPON:
-        prev_codes = set((known or {}).get("codes", []))
-        return {"codes": sorted(prev_codes | set(body.get("codes", [])))}
-    return {"hash": body_hash(body)}
-
-
 @dataclass(slots=True)
 class _PendingJob:
     """A queued job as a chunk leaves it: new (id None) or a pending one it merged into."""
@@ -1228,7 +1170,7 @@ class _Chunk:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.objects: dict[tuple[str, str, int], str] = {}
-        self.facts: dict[tuple[str, int], tuple[str, str, float, str]] = {}
+        self.facts: dict[tuple[str, int], OrderFact] = {}
         self.jobs: dict[tuple[str, str], _PendingJob] = {}
         self.writes: list[tuple[str, tuple[Any, ...]] | _PendingJob] = []
         self.done: list[int] = []
@@ -1245,7 +1187,7 @@ class _Chunk:
             state = row[0] if row else None
         return orjson.loads(state) if state is not None else None
 
-    def fact(self, site: str, order_id: int) -> tuple[str, str, float, str] | None:
+    def fact(self, site: str, order_id: int) -> OrderFact | None:
         """An order's (email, status, total, created_at)."""
         if (site, order_id) in self.facts:
             return self.facts[(site, order_id)]
@@ -1253,36 +1195,21 @@ class _Chunk:
             "SELECT email, status, total, created_at FROM order_facts WHERE site=? AND order_id=?",
             (site, order_id),
         ).fetchone()
-        return (row[0], row[1], row[2], row[3]) if row else None
+        return OrderFact(*row) if row else None
 
     def aggregates(self, site: str, email: str, paid: Collection[str]) -> dict[str, Any]:
-        """The email's orders in a `paid` status (docs/mapping.md, "Buyers"): how many, their
-        totals summed (refunds not subtracted), and the first and last one's creation time.
-        Drafts, trashed and unpaid orders count for nothing."""
-        paid = tuple(paid)
+        """The email's aggregates (agent/core/aggregates.py) over its committed order facts
+        and those this chunk changed."""
         mine = [oid for (s, oid) in self.facts if s == site]
         skip = f" AND order_id NOT IN ({','.join('?' * len(mine))})" if mine else ""
-        row = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(total), 0), MIN(created_at), MAX(created_at)"
-            f" FROM order_facts WHERE site=? AND email=? AND status IN ({','.join('?' * len(paid))})"
-            f"{skip}",
-            (site, email, *paid, *mine),
-        ).fetchone()
-        count, spent = int(row[0]), float(row[1])
-        dates = [d for d in (row[2], row[3]) if d is not None]
-        for (s, _), (f_email, status, total, created) in self.facts.items():
-            if s != site or f_email != email or status not in paid:
-                continue
-            count += 1
-            spent += total
-            if created is not None:
-                dates.append(created)
-        return {
-            "orders_count": count,
-            "total_spent": round(spent, 2),
-            "first_order_date": min(dates) if dates else None,
-            "last_order_date": max(dates) if dates else None,
-        }
+        rows = self.db.execute(
+            "SELECT email, status, total, created_at FROM order_facts"
+            f" WHERE site=? AND email=?{skip}",
+            (site, email, *mine),
+        ).fetchall()
+        facts = [OrderFact(*row) for row in rows]
+        facts += [f for (s, _), f in self.facts.items() if s == site and f.email == email]
+        return aggregate(facts, paid)
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -1296,7 +1223,7 @@ class _Chunk:
             )
         )
 
-    def set_fact(self, site: str, order_id: int, fact: tuple[str, str, float, str]) -> None:
+    def set_fact(self, site: str, order_id: int, fact: OrderFact) -> None:
         self.facts[(site, order_id)] = fact
         self.writes.append(
             (
@@ -1317,7 +1244,7 @@ class _Chunk:
         still be sent, whole, or the queued job would have the last word.
         """
         if intent.kind is Kind.EVENT:  # one job per event: nothing to coalesce with
-            event = _minus_known(intent.kind, intent.body, self._known(account, intent.key))
+            event = minus_known(intent.kind, intent.body, self._known(account, intent.key))
             if event is not None:
                 self._new_job(account, site, intent, event)
             return
@@ -1346,7 +1273,7 @@ class _Chunk:
             return
         body = intent.body
         if not in_flight:
-            unknown = _minus_known(intent.kind, intent.body, self._known(account, intent.key))
+            unknown = minus_known(intent.kind, intent.body, self._known(account, intent.key))
             if unknown is None:
                 return
             body = unknown

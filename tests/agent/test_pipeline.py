@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from agent.config import SiteConfig, load_config
+from agent.core.aggregates import order_fact
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.jobs import Job, Kind
-from agent.core.pipeline import SiteRules, decide, order_fact
+from agent.core.pipeline import SiteRules, decide
 from agent.store import SqliteStore
 from tests.conftest import ref, write_config
 
