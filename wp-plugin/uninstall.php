@@ -1,13 +1,14 @@
 <?php
 /**
- * Uninstall: removes the outbox table, options and cron event of every site. Runs only when
- * WordPress uninstalls the plugin (never on deactivation).
+ * Uninstall: removes the outbox table, the options of WooBrevo_Options::ALL and the cron event
+ * of every site. Runs only when WordPress uninstalls the plugin (never on deactivation).
  *
  * @package WooBrevo
  */
 
 defined( 'WP_UNINSTALL_PLUGIN' ) || exit;
 
+require_once __DIR__ . '/includes/class-woobrevo-options.php';
 require_once __DIR__ . '/includes/class-woobrevo-schema.php';
 
 if ( is_multisite() ) {

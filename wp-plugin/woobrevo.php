@@ -41,7 +41,8 @@ if ( version_compare( PHP_VERSION, WOOBREVO_MIN_PHP, '<' ) ) {
 	add_action(
 		'admin_notices',
 		static function () {
-			echo '<div class="notice notice-error"><p>' . esc_html( sprintf( 'WooBrevo needs PHP %s or newer; it is inactive.', WOOBREVO_MIN_PHP ) ) . '</p></div>';
+			/* translators: %s: the PHP version WooBrevo needs. */
+			echo '<div class="notice notice-error"><p>' . esc_html( sprintf( __( 'WooBrevo needs PHP %s or newer; it is inactive.', 'woobrevo' ), WOOBREVO_MIN_PHP ) ) . '</p></div>';
 		}
 	);
 	return;

@@ -65,7 +65,7 @@ final class WooBrevo_Capture {
 	 * @return string[]
 	 */
 	public static function watched_keys( string $resource ): array {
-		$watch = get_option( 'woobrevo_watch_meta', array() );
+		$watch = get_option( WooBrevo_Options::WATCH_META, array() );
 		if ( ! is_array( $watch ) ) {
 			return array();
 		}
@@ -682,7 +682,7 @@ final class WooBrevo_Capture {
 	 * @return void
 	 */
 	private function post_meta_changed( int $post_id, string $key ): void {
-		$watch = get_option( 'woobrevo_watch_meta', array() );
+		$watch = get_option( WooBrevo_Options::WATCH_META, array() );
 		if ( ! $watch || ! is_array( $watch ) ) {
 			return; // The common case: nothing watched, no post type lookup.
 		}

@@ -25,8 +25,8 @@ final class WooBrevo_Cli {
 		return array(
 			'blog_id'    => get_current_blog_id(),
 			'agent_url'  => (string) WooBrevo_Settings::get( 'agent_url' ),
-			'token'      => '' === $token ? 'not set' : 'set (' . WooBrevo_Settings::token_hint( $token ) . ')',
-			'connected'  => (int) WooBrevo_Settings::get( 'connected' ) > 0 ? 'yes' : 'no',
+			'token'      => WooBrevo_Settings::token_state( $token ),
+			'connected'  => (int) WooBrevo_Settings::get( 'connected' ) > 0 ? __( 'yes', 'woobrevo' ) : __( 'no', 'woobrevo' ),
 			'last_ack'   => (int) WooBrevo_Settings::get( 'last_ack' ),
 			'last_error' => (string) WooBrevo_Settings::get( 'last_error' ),
 			'depth'      => $outbox->depth(),
@@ -71,7 +71,7 @@ final class WooBrevo_Cli {
 	public static function store_token( string $token ): void {
 		$token = trim( $token );
 		if ( ! preg_match( '/^[A-Za-z0-9_\-]{16,}$/', $token ) ) {
-			throw new InvalidArgumentException( 'a token is 16+ URL-safe base64 characters' );
+			throw new InvalidArgumentException( __( 'a token is 16+ URL-safe base64 characters', 'woobrevo' ) );
 		}
 		WooBrevo_Settings::set( 'token', $token );
 	}
@@ -99,9 +99,24 @@ final class WooBrevo_Cli {
 	public function flush( $args, $assoc_args ): void {
 		$result = self::flush_outbox();
 		if ( $result['depth'] > 0 ) {
-			WP_CLI::error( sprintf( '%d rows still waiting after %d ticks: %s', $result['depth'], $result['ticks'], (string) $result['error'] ) );
+			WP_CLI::error(
+				sprintf(
+					/* translators: 1: rows still in the outbox, 2: shipper ticks run, 3: the last error or why the tick was skipped. */
+					_n( '%1$d row still waiting after %2$d ticks: %3$s', '%1$d rows still waiting after %2$d ticks: %3$s', (int) $result['depth'], 'woobrevo' ),
+					$result['depth'],
+					$result['ticks'],
+					(string) $result['error']
+				)
+			);
 		}
-		WP_CLI::success( sprintf( 'outbox empty; %d events acked in %d ticks', $result['acked'], $result['ticks'] ) );
+		WP_CLI::success(
+			sprintf(
+				/* translators: 1: events the agent acknowledged, 2: shipper ticks run. */
+				_n( 'outbox empty; %1$d event acked in %2$d ticks', 'outbox empty; %1$d events acked in %2$d ticks', (int) $result['acked'], 'woobrevo' ),
+				$result['acked'],
+				$result['ticks']
+			)
+		);
 	}
 
 	/**
@@ -139,6 +154,6 @@ final class WooBrevo_Cli {
 		} catch ( InvalidArgumentException $e ) {
 			WP_CLI::error( $e->getMessage() );
 		}
-		WP_CLI::success( 'token stored; the site connects to the agent as this command ends (then see `wp woobrevo status`)' );
+		WP_CLI::success( __( 'token stored; the site connects to the agent as this command ends (then see `wp woobrevo status`)', 'woobrevo' ) );
 	}
 }

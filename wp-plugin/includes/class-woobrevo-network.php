@@ -41,7 +41,7 @@ final class WooBrevo_Network {
 				'blog_id'   => (int) $site->blog_id,
 				'url'       => home_url( '/' ),
 				'installed' => $installed,
-				'token'     => '' === $token ? 'not set' : 'set (' . WooBrevo_Settings::token_hint( $token ) . ')',
+				'token'     => WooBrevo_Settings::token_state( $token ),
 				'connected' => (int) WooBrevo_Settings::get( 'connected' ) > 0,
 				'last_ack'  => (int) WooBrevo_Settings::get( 'last_ack' ),
 				'backlog'   => $installed ? ( new WooBrevo_Outbox() )->depth() : 0,
@@ -62,17 +62,17 @@ final class WooBrevo_Network {
 		}
 		?>
 		<div class="wrap woobrevo-network">
-			<h1>WooBrevo: sites</h1>
+			<h1><?php esc_html_e( 'WooBrevo: sites', 'woobrevo' ); ?></h1>
 			<table class="widefat striped">
-				<thead><tr><th>Site</th><th>URL</th><th>Token</th><th>Connected</th><th>Last ack</th><th>Backlog</th></tr></thead>
+				<thead><tr><th><?php esc_html_e( 'Site', 'woobrevo' ); ?></th><th><?php esc_html_e( 'URL', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Token', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Connected', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Last ack', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Backlog', 'woobrevo' ); ?></th></tr></thead>
 				<tbody>
 				<?php foreach ( $this->sites() as $row ) : ?>
 					<tr>
 						<td><?php echo esc_html( (string) $row['blog_id'] ); ?></td>
 						<td><?php echo esc_html( (string) $row['url'] ); ?></td>
-						<td><?php echo esc_html( $row['installed'] ? (string) $row['token'] : 'not installed' ); ?></td>
-						<td><?php echo esc_html( $row['connected'] ? 'yes' : 'no' ); ?></td>
-						<td><?php echo esc_html( $row['last_ack'] ? gmdate( 'Y-m-d H:i:s', (int) $row['last_ack'] ) . ' UTC' : 'never' ); ?></td>
+						<td><?php echo esc_html( $row['installed'] ? (string) $row['token'] : __( 'not installed', 'woobrevo' ) ); ?></td>
+						<td><?php echo esc_html( $row['connected'] ? __( 'yes', 'woobrevo' ) : __( 'no', 'woobrevo' ) ); ?></td>
+						<td><?php echo esc_html( WooBrevo_Settings::time_text( (int) $row['last_ack'] ) ); ?></td>
 						<td><?php echo esc_html( (string) $row['backlog'] ); ?></td>
 					</tr>
 				<?php endforeach; ?>

@@ -60,10 +60,10 @@ final class WooBrevo_Outbox {
 	 * @return string
 	 */
 	public function epoch(): string {
-		$epoch = (string) get_option( 'woobrevo_outbox_epoch', '' );
+		$epoch = (string) get_option( WooBrevo_Options::OUTBOX_EPOCH, '' );
 		if ( '' === $epoch ) {
 			$epoch = bin2hex( random_bytes( 6 ) );
-			update_option( 'woobrevo_outbox_epoch', $epoch );
+			update_option( WooBrevo_Options::OUTBOX_EPOCH, $epoch );
 		}
 		return $epoch;
 	}
@@ -220,7 +220,7 @@ final class WooBrevo_Outbox {
 		$deleted      = $this->db->query(
 			$this->db->prepare( "DELETE FROM {$this->table()} WHERE id IN ({$placeholders})", $ids ) // phpcs:ignore -- placeholders built above.
 		);
-		delete_transient( 'woobrevo_depth' );
+		delete_transient( WooBrevo_Options::DEPTH_TRANSIENT );
 		return (int) $deleted;
 	}
 
@@ -233,7 +233,7 @@ final class WooBrevo_Outbox {
 	 * @return void
 	 */
 	public function record_rejected( array $row, string $code, string $message ): void {
-		$list = get_option( 'woobrevo_rejected', array() );
+		$list = get_option( WooBrevo_Options::REJECTED, array() );
 		$list = is_array( $list ) ? $list : array();
 		array_unshift(
 			$list,
@@ -247,7 +247,7 @@ final class WooBrevo_Outbox {
 				'at'          => time(),
 			)
 		);
-		update_option( 'woobrevo_rejected', array_slice( $list, 0, self::REJECTED_KEEP ), false );
+		update_option( WooBrevo_Options::REJECTED, array_slice( $list, 0, self::REJECTED_KEEP ), false );
 	}
 
 	/**
@@ -257,7 +257,7 @@ final class WooBrevo_Outbox {
 	 * @return array<int, array<string, mixed>>
 	 */
 	public function rejected( int $limit = 50 ): array {
-		$list = get_option( 'woobrevo_rejected', array() );
+		$list = get_option( WooBrevo_Options::REJECTED, array() );
 		return is_array( $list ) ? array_slice( $list, 0, max( 0, $limit ) ) : array();
 	}
 

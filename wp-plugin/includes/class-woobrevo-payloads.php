@@ -50,7 +50,8 @@ final class WooBrevo_Payloads {
 		}
 		if ( $status >= 300 || ! is_array( $data ) ) {
 			$code = is_array( $data ) && isset( $data['code'] ) ? (string) $data['code'] : 'unknown';
-			throw new RuntimeException( sprintf( 'GET %s as user %d: HTTP %d %s', $route, $this->payload_user(), $status, $code ) );
+			/* translators: 1: REST route, 2: the payload user's id, 3: HTTP status, 4: the REST error code. */
+			throw new RuntimeException( sprintf( __( 'GET %1$s as user %2$d: HTTP %3$d %4$s', 'woobrevo' ), $route, $this->payload_user(), $status, $code ) );
 		}
 		return $this->complete( $data, $resource, $id, $watch_meta );
 	}

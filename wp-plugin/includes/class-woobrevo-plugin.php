@@ -22,9 +22,10 @@ final class WooBrevo_Plugin {
 	private static ?WooBrevo_Plugin $instance = null;
 
 	/**
-	 * Why the plugin stays inert, shown as an admin notice.
+	 * Why the plugin stays inert, shown as an admin notice: messages, or requirement_problems()
+	 * entries (worded when shown, once translations are loaded).
 	 *
-	 * @var string[]
+	 * @var array<int, string|array{0: string, 1: string, 2: ?string}>
 	 */
 	private static array $errors = array();
 
@@ -65,16 +66,19 @@ final class WooBrevo_Plugin {
 	 */
 	public static function boot(): void {
 		global $wp_version;
-		self::start( self::requirement_errors( (string) $wp_version, defined( 'WC_VERSION' ) ? (string) WC_VERSION : null, PHP_VERSION ) );
+		// Problems, not messages: translations are not loaded before `init`.
+		self::start( self::requirement_problems( (string) $wp_version, defined( 'WC_VERSION' ) ? (string) WC_VERSION : null, PHP_VERSION ) );
 	}
 
 	/**
 	 * Starts with the given requirement errors: inert with an admin notice if there are any.
 	 *
-	 * @param string[] $errors Unmet requirements.
+	 * @param array<int, string|array{0: string, 1: string, 2: ?string}> $errors Unmet requirements: messages or requirement_problems().
 	 * @return WooBrevo_Plugin|null The running instance, or null when inert.
 	 */
 	public static function start( array $errors ): ?WooBrevo_Plugin {
+		// Translations load on `init` (WordPress 6.7 warns about a text domain loaded sooner), inert or not.
+		add_action( 'init', array( __CLASS__, 'load_textdomain' ), 1, 0 );
 		if ( $errors ) {
 			self::$errors = $errors;
 			add_action( 'admin_notices', array( __CLASS__, 'action_admin_notices_requirements' ) );
@@ -89,6 +93,16 @@ final class WooBrevo_Plugin {
 	}
 
 	/**
+	 * Loads the `woobrevo` text domain: a language pack in wp-content/languages/plugins/, or the
+	 * plugin's own languages/ folder.
+	 *
+	 * @return void
+	 */
+	public static function load_textdomain(): void {
+		load_plugin_textdomain( 'woobrevo', false, dirname( plugin_basename( WOOBREVO_FILE ) ) . '/languages' );
+	}
+
+	/**
 	 * The running instance, if any.
 	 *
 	 * @return WooBrevo_Plugin|null
@@ -98,7 +112,30 @@ final class WooBrevo_Plugin {
 	}
 
 	/**
-	 * Unmet requirements (WordPress ≥ 6.1, WooCommerce ≥ 7.0, PHP ≥ 8.0), as messages.
+	 * Unmet requirements (WordPress ≥ 6.1, WooCommerce ≥ 7.0, PHP ≥ 8.0), as data: which
+	 * software, the version needed, the version running (null: WooCommerce is not active).
+	 *
+	 * @param string      $wp_version  Running WordPress version.
+	 * @param string|null $wc_version  Running WooCommerce version, null when it is not active.
+	 * @param string      $php_version Running PHP version.
+	 * @return array<int, array{0: string, 1: string, 2: ?string}>
+	 */
+	public static function requirement_problems( string $wp_version, ?string $wc_version, string $php_version ): array {
+		$problems = array();
+		if ( version_compare( $php_version, WOOBREVO_MIN_PHP, '<' ) ) {
+			$problems[] = array( 'PHP', WOOBREVO_MIN_PHP, $php_version );
+		}
+		if ( version_compare( $wp_version, WOOBREVO_MIN_WP, '<' ) ) {
+			$problems[] = array( 'WordPress', WOOBREVO_MIN_WP, $wp_version );
+		}
+		if ( null === $wc_version || version_compare( $wc_version, WOOBREVO_MIN_WC, '<' ) ) {
+			$problems[] = array( 'WooCommerce', WOOBREVO_MIN_WC, $wc_version );
+		}
+		return $problems;
+	}
+
+	/**
+	 * Unmet requirements, as messages.
 	 *
 	 * @param string      $wp_version  Running WordPress version.
 	 * @param string|null $wc_version  Running WooCommerce version, null when it is not active.
@@ -106,19 +143,25 @@ final class WooBrevo_Plugin {
 	 * @return string[]
 	 */
 	public static function requirement_errors( string $wp_version, ?string $wc_version, string $php_version ): array {
-		$errors = array();
-		if ( version_compare( $php_version, WOOBREVO_MIN_PHP, '<' ) ) {
-			$errors[] = sprintf( 'WooBrevo needs PHP %1$s or newer (this site runs %2$s).', WOOBREVO_MIN_PHP, $php_version );
+		return array_map( array( __CLASS__, 'requirement_message' ), self::requirement_problems( $wp_version, $wc_version, $php_version ) );
+	}
+
+	/**
+	 * One unmet requirement, as a message.
+	 *
+	 * @param string|array{0: string, 1: string, 2: ?string} $problem A requirement_problems() entry (or a message, kept).
+	 * @return string
+	 */
+	private static function requirement_message( $problem ): string {
+		if ( ! is_array( $problem ) ) {
+			return (string) $problem;
 		}
-		if ( version_compare( $wp_version, WOOBREVO_MIN_WP, '<' ) ) {
-			$errors[] = sprintf( 'WooBrevo needs WordPress %1$s or newer (this site runs %2$s).', WOOBREVO_MIN_WP, $wp_version );
+		list( $software, $needed, $running ) = $problem;
+		if ( null === $running ) {
+			return __( 'WooBrevo needs WooCommerce, which is not active.', 'woobrevo' );
 		}
-		if ( null === $wc_version ) {
-			$errors[] = 'WooBrevo needs WooCommerce, which is not active.';
-		} elseif ( version_compare( $wc_version, WOOBREVO_MIN_WC, '<' ) ) {
-			$errors[] = sprintf( 'WooBrevo needs WooCommerce %1$s or newer (this site runs %2$s).', WOOBREVO_MIN_WC, $wc_version );
-		}
-		return $errors;
+		/* translators: 1: PHP, WordPress or WooCommerce, 2: the version WooBrevo needs, 3: the version this site runs. */
+		return sprintf( __( 'WooBrevo needs %1$s %2$s or newer (this site runs %3$s).', 'woobrevo' ), $software, $needed, $running );
 	}
 
 	/**
@@ -131,7 +174,7 @@ final class WooBrevo_Plugin {
 			return;
 		}
 		foreach ( self::$errors as $error ) {
-			echo '<div class="notice notice-error"><p>' . esc_html( $error . ' It stays inactive until then.' ) . '</p></div>';
+			echo '<div class="notice notice-error"><p>' . esc_html( self::requirement_message( $error ) . ' ' . __( 'It stays inactive until then.', 'woobrevo' ) ) . '</p></div>';
 		}
 	}
 
@@ -241,7 +284,7 @@ final class WooBrevo_Plugin {
 		$schedules                   = (array) $schedules;
 		$schedules['woobrevo_minute'] = array(
 			'interval' => MINUTE_IN_SECONDS,
-			'display'  => 'Every minute (WooBrevo)',
+			'display'  => __( 'Every minute (WooBrevo)', 'woobrevo' ),
 		);
 		return $schedules;
 	}
@@ -282,7 +325,7 @@ final class WooBrevo_Plugin {
 	 */
 	public function action_woobrevo_ship(): void {
 		if ( self::is_configured() && WooBrevo_Schema::is_installed() ) {
-			update_option( 'woobrevo_last_tick', time() );
+			update_option( WooBrevo_Options::LAST_TICK, time() );
 			self::shipper()->tick();
 		}
 	}
@@ -309,7 +352,7 @@ final class WooBrevo_Plugin {
 		$here  = get_current_blog_id();
 		$sites = array();
 		if ( in_array( $here, $changed, true ) || 0 < WooBrevo_Outbox::added_in_request()
-			|| time() - (int) get_option( 'woobrevo_last_tick', 0 ) >= MINUTE_IN_SECONDS ) {
+			|| time() - (int) get_option( WooBrevo_Options::LAST_TICK, 0 ) >= MINUTE_IN_SECONDS ) {
 			$sites[] = $here;
 		}
 		$sites = array_values( array_filter( array_unique( array_merge( $sites, $changed ) ), array( __CLASS__, 'site_ships' ) ) );
@@ -327,7 +370,7 @@ final class WooBrevo_Plugin {
 			if ( $switched ) {
 				switch_to_blog( $blog_id );
 			}
-			update_option( 'woobrevo_last_tick', time() );
+			update_option( WooBrevo_Options::LAST_TICK, time() );
 			// A settings change is an admin's request (or WP-CLI, which may ship anyway): where the
 			// server cannot send the response first (mod_php), the admin's redirect waits for the tick.
 			$by_admin = in_array( $blog_id, $changed, true ) && current_user_can( WooBrevo_Settings::CAPABILITY );

@@ -19,28 +19,10 @@ final class WooBrevo_Schema {
 	public const VERSION = 2;
 
 	/** Option holding the installed schema version, per site. */
-	public const VERSION_OPTION = 'woobrevo_schema_version';
+	public const VERSION_OPTION = WooBrevo_Options::SCHEMA_VERSION;
 
-	/** Per-site options the plugin owns (removed on uninstall). */
-	public const OPTIONS = array(
-		'woobrevo_schema_version',
-		'woobrevo_outbox_epoch',
-		'woobrevo_agent_url',
-		'woobrevo_token',
-		'woobrevo_payload_user',
-		'woobrevo_tls_verify',
-		'woobrevo_ca_file',
-		'woobrevo_watch_meta',
-		'woobrevo_last_ack',
-		'woobrevo_last_error',
-		'woobrevo_connected',
-		'woobrevo_rejected',
-		'woobrevo_last_tick',
-		'woobrevo_backoff_until',
-		'woobrevo_backoff_step',
-		'woobrevo_max_batch',
-		'woobrevo_max_message_bytes',
-	);
+	/** Per-site options the plugin owns (removed on uninstall): the registry's list. */
+	public const OPTIONS = WooBrevo_Options::ALL;
 
 	/**
 	 * The outbox table name for a site.
@@ -108,11 +90,11 @@ KEY resource (resource,resource_id)
 	public static function install(): void {
 		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
 		dbDelta( self::table_sql() );
-		add_option( 'woobrevo_outbox_epoch', bin2hex( random_bytes( 6 ) ) );
-		add_option( 'woobrevo_tls_verify', '1' );
-		add_option( 'woobrevo_watch_meta', array() );
+		add_option( WooBrevo_Options::OUTBOX_EPOCH, bin2hex( random_bytes( 6 ) ) );
+		add_option( WooBrevo_Options::TLS_VERIFY, '1' );
+		add_option( WooBrevo_Options::WATCH_META, array() );
 		// Secrets and bulky lists are not autoloaded.
-		add_option( 'woobrevo_rejected', array(), '', false );
+		add_option( WooBrevo_Options::REJECTED, array(), '', false );
 		update_option( self::VERSION_OPTION, self::VERSION );
 	}
 
@@ -179,10 +161,12 @@ KEY resource (resource,resource_id)
 		global $wpdb;
 		$table = self::table();
 		$wpdb->query( "DROP TABLE IF EXISTS `{$table}`" ); // phpcs:ignore -- the name is ours, not input.
-		foreach ( self::OPTIONS as $option ) {
+		foreach ( WooBrevo_Options::ALL as $option ) {
 			delete_option( $option );
 		}
-		delete_transient( 'woobrevo_depth' );
+		foreach ( WooBrevo_Options::TRANSIENTS as $transient ) {
+			delete_transient( $transient );
+		}
 		wp_clear_scheduled_hook( 'woobrevo_ship' );
 	}
 }

@@ -25,24 +25,24 @@ final class WooBrevo_Settings {
 	public const STREAM_PATH = '/v1/stream';
 
 	/** Options whose change makes the site reconnect at once: a fixed URL or token must not wait out the backoff. */
-	private const CONNECTION_OPTIONS = array( 'woobrevo_agent_url', 'woobrevo_token', 'woobrevo_tls_verify', 'woobrevo_ca_file' );
+	private const CONNECTION_OPTIONS = WooBrevo_Options::CONNECTION;
 
 	/** Refusals of the upgrade that say nothing answers at the URL's path (Test connection looks for the right URL). */
 	private const WRONG_PATH_STATUSES = array( 404, 405, 410 );
 
 	/** Option names and defaults by key. */
 	private const OPTIONS = array(
-		'agent_url'         => array( 'woobrevo_agent_url', '' ),
-		'token'             => array( 'woobrevo_token', '' ),
-		'payload_user'      => array( 'woobrevo_payload_user', 0 ),
-		'tls_verify'        => array( 'woobrevo_tls_verify', '1' ),
-		'ca_file'           => array( 'woobrevo_ca_file', '' ),
-		'watch_meta'        => array( 'woobrevo_watch_meta', array() ),
-		'last_ack'          => array( 'woobrevo_last_ack', 0 ),
-		'last_error'        => array( 'woobrevo_last_error', '' ),
-		'connected'         => array( 'woobrevo_connected', 0 ), // Unix time of the last successful tick, 0 when down.
-		'max_batch'         => array( 'woobrevo_max_batch', 100 ),
-		'max_message_bytes' => array( 'woobrevo_max_message_bytes', 8388608 ),
+		'agent_url'         => array( WooBrevo_Options::AGENT_URL, '' ),
+		'token'             => array( WooBrevo_Options::TOKEN, '' ),
+		'payload_user'      => array( WooBrevo_Options::PAYLOAD_USER, 0 ),
+		'tls_verify'        => array( WooBrevo_Options::TLS_VERIFY, '1' ),
+		'ca_file'           => array( WooBrevo_Options::CA_FILE, '' ),
+		'watch_meta'        => array( WooBrevo_Options::WATCH_META, array() ),
+		'last_ack'          => array( WooBrevo_Options::LAST_ACK, 0 ),
+		'last_error'        => array( WooBrevo_Options::LAST_ERROR, '' ),
+		'connected'         => array( WooBrevo_Options::CONNECTED, 0 ), // Unix time of the last successful tick, 0 when down.
+		'max_batch'         => array( WooBrevo_Options::MAX_BATCH, 100 ),
+		'max_message_bytes' => array( WooBrevo_Options::MAX_MESSAGE_BYTES, 8388608 ),
 	);
 
 	/**
@@ -97,6 +97,20 @@ final class WooBrevo_Settings {
 	 */
 	public static function token_hint( string $token ): string {
 		return '' === $token ? '' : '…' . substr( $token, -4 );
+	}
+
+	/**
+	 * Whether a token is stored, as the network screen and `wp woobrevo status` show it.
+	 *
+	 * @param string $token Stored token.
+	 * @return string
+	 */
+	public static function token_state( string $token ): string {
+		if ( '' === $token ) {
+			return __( 'not set', 'woobrevo' );
+		}
+		/* translators: %s: the last characters of the stored token, e.g. "…a1b2". */
+		return sprintf( __( 'set (%s)', 'woobrevo' ), self::token_hint( $token ) );
 	}
 
 	/**
@@ -220,12 +234,12 @@ final class WooBrevo_Settings {
 		$outbox   = new WooBrevo_Outbox();
 		$token    = (string) self::get( 'token' );
 		$last_ack = (int) self::get( 'last_ack' );
-		$notice   = get_transient( 'woobrevo_notice_' . get_current_user_id() );
+		$notice   = get_transient( WooBrevo_Options::NOTICE_TRANSIENT_PREFIX . get_current_user_id() );
 		?>
 		<div class="wrap woobrevo-settings">
 			<h1>WooBrevo</h1>
 			<?php if ( is_array( $notice ) ) : ?>
-				<?php delete_transient( 'woobrevo_notice_' . get_current_user_id() ); ?>
+				<?php delete_transient( WooBrevo_Options::NOTICE_TRANSIENT_PREFIX . get_current_user_id() ); ?>
 				<div class="notice notice-<?php echo esc_attr( $notice['type'] ); ?>"><p><?php echo esc_html( $notice['message'] ); ?></p></div>
 			<?php endif; ?>
 			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
@@ -233,65 +247,65 @@ final class WooBrevo_Settings {
 				<?php wp_nonce_field( 'woobrevo_save' ); ?>
 				<table class="form-table" role="presentation">
 					<tr>
-						<th scope="row"><label for="woobrevo_agent_url">Agent URL</label></th>
-						<td><input name="woobrevo_agent_url" id="woobrevo_agent_url" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" /></td>
+						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>"><?php esc_html_e( 'Agent URL', 'woobrevo' ); ?></label></th>
+						<td><input name="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" /></td>
 					</tr>
 					<tr>
-						<th scope="row"><label for="woobrevo_token">Site token</label></th>
+						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>"><?php esc_html_e( 'Site token', 'woobrevo' ); ?></label></th>
 						<td>
-							<input name="woobrevo_token" id="woobrevo_token" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( '' === $token ? 'not set' : 'set, ends in ' . self::token_hint( $token ) ); ?>" />
-							<p class="description"><?php echo esc_html( '' === $token ? 'No token stored.' : 'A token ending in ' . self::token_hint( $token ) . ' is stored; leave empty to keep it.' ); ?></p>
+							<input name="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" id="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( self::token_placeholder( $token ) ); ?>" />
+							<p class="description"><?php echo esc_html( self::token_description( $token ) ); ?></p>
 							<?php if ( '' !== $token ) : ?>
-								<label><input type="checkbox" name="woobrevo_clear_token" value="1" /> Remove the stored token</label>
+								<label><input type="checkbox" name="woobrevo_clear_token" value="1" /> <?php esc_html_e( 'Remove the stored token', 'woobrevo' ); ?></label>
 							<?php endif; ?>
 						</td>
 					</tr>
 					<tr>
-						<th scope="row"><label for="woobrevo_payload_user">Payload user</label></th>
+						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::PAYLOAD_USER ); ?>"><?php esc_html_e( 'Payload user', 'woobrevo' ); ?></label></th>
 						<td>
 							<?php
 							wp_dropdown_users(
 								array(
-									'name'             => 'woobrevo_payload_user',
-									'id'               => 'woobrevo_payload_user',
+									'name'             => WooBrevo_Options::PAYLOAD_USER,
+									'id'               => WooBrevo_Options::PAYLOAD_USER,
 									'selected'         => (int) self::get( 'payload_user' ),
-									'show_option_none' => 'First administrator',
+									'show_option_none' => __( 'First administrator', 'woobrevo' ),
 									'role__in'         => array( 'administrator', 'shop_manager' ),
 								)
 							);
 							?>
-							<p class="description">REST payloads are built as this user; it needs read access to orders, products, coupons and customers.</p>
+							<p class="description"><?php esc_html_e( 'REST payloads are built as this user; it needs read access to orders, products, coupons and customers.', 'woobrevo' ); ?></p>
 						</td>
 					</tr>
 					<tr>
-						<th scope="row">TLS</th>
+						<th scope="row"><?php esc_html_e( 'TLS', 'woobrevo' ); ?></th>
 						<td>
-							<label><input type="checkbox" name="woobrevo_tls_verify" value="1" <?php checked( '1', (string) self::get( 'tls_verify' ) ); ?> /> Verify the agent's certificate</label>
-							<p><label for="woobrevo_ca_file">CA file</label> <input name="woobrevo_ca_file" id="woobrevo_ca_file" type="text" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'ca_file' ) ); ?>" placeholder="/etc/ssl/certs/ca-certificates.crt" /></p>
+							<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::TLS_VERIFY ); ?>" value="1" <?php checked( '1', (string) self::get( 'tls_verify' ) ); ?> /> <?php esc_html_e( "Verify the agent's certificate", 'woobrevo' ); ?></label>
+							<p><label for="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>"><?php esc_html_e( 'CA file', 'woobrevo' ); ?></label> <input name="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" id="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" type="text" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'ca_file' ) ); ?>" placeholder="/etc/ssl/certs/ca-certificates.crt" /></p>
 						</td>
 					</tr>
 				</table>
-				<?php submit_button( 'Save settings' ); ?>
+				<?php submit_button( __( 'Save settings', 'woobrevo' ) ); ?>
 			</form>
 			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
 				<input type="hidden" name="action" value="woobrevo_test_connection" />
 				<?php wp_nonce_field( 'woobrevo_test_connection' ); ?>
-				<?php submit_button( 'Test connection', 'secondary' ); ?>
+				<?php submit_button( __( 'Test connection', 'woobrevo' ), 'secondary' ); ?>
 			</form>
-			<h2>Status</h2>
+			<h2><?php esc_html_e( 'Status', 'woobrevo' ); ?></h2>
 			<table class="widefat striped woobrevo-status">
-				<tr><th>Connection</th><td><?php echo esc_html( self::get( 'connected' ) > 0 ? 'connected (last tick ' . gmdate( 'Y-m-d H:i:s', (int) self::get( 'connected' ) ) . ' UTC)' : 'not connected' ); ?></td></tr>
-				<tr><th>Last ack</th><td><?php echo esc_html( $last_ack ? gmdate( 'Y-m-d H:i:s', $last_ack ) . ' UTC' : 'never' ); ?></td></tr>
-				<tr><th>Outbox depth</th><td><?php echo esc_html( (string) $outbox->depth() ); ?></td></tr>
-				<tr><th>Last error</th><td><?php echo esc_html( (string) self::get( 'last_error' ) ); ?></td></tr>
+				<tr><th><?php esc_html_e( 'Connection', 'woobrevo' ); ?></th><td><?php echo esc_html( self::connection_text( (int) self::get( 'connected' ) ) ); ?></td></tr>
+				<tr><th><?php esc_html_e( 'Last ack', 'woobrevo' ); ?></th><td><?php echo esc_html( self::time_text( $last_ack ) ); ?></td></tr>
+				<tr><th><?php esc_html_e( 'Outbox depth', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) $outbox->depth() ); ?></td></tr>
+				<tr><th><?php esc_html_e( 'Last error', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) self::get( 'last_error' ) ); ?></td></tr>
 			</table>
-			<h2>Rejected events</h2>
+			<h2><?php esc_html_e( 'Rejected events', 'woobrevo' ); ?></h2>
 			<?php $rejected = $outbox->rejected( 50 ); ?>
 			<?php if ( ! $rejected ) : ?>
-				<p>None.</p>
+				<p><?php esc_html_e( 'None.', 'woobrevo' ); ?></p>
 			<?php else : ?>
 				<table class="widefat striped woobrevo-rejected">
-					<thead><tr><th>When</th><th>Event</th><th>Object</th><th>Code</th><th>Reason</th></tr></thead>
+					<thead><tr><th><?php esc_html_e( 'When', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Event', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Object', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Code', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Reason', 'woobrevo' ); ?></th></tr></thead>
 					<tbody>
 					<?php foreach ( $rejected as $item ) : ?>
 						<tr>
@@ -310,6 +324,62 @@ final class WooBrevo_Settings {
 	}
 
 	/**
+	 * The token field's placeholder: whether a token is stored, and its last characters.
+	 *
+	 * @param string $token Stored token.
+	 * @return string
+	 */
+	private static function token_placeholder( string $token ): string {
+		if ( '' === $token ) {
+			return __( 'not set', 'woobrevo' );
+		}
+		/* translators: %s: the last characters of the stored token, e.g. "…a1b2". */
+		return sprintf( __( 'set, ends in %s', 'woobrevo' ), self::token_hint( $token ) );
+	}
+
+	/**
+	 * The token field's description.
+	 *
+	 * @param string $token Stored token.
+	 * @return string
+	 */
+	private static function token_description( string $token ): string {
+		if ( '' === $token ) {
+			return __( 'No token stored.', 'woobrevo' );
+		}
+		/* translators: %s: the last characters of the stored token, e.g. "…a1b2". */
+		return sprintf( __( 'A token ending in %s is stored; leave empty to keep it.', 'woobrevo' ), self::token_hint( $token ) );
+	}
+
+	/**
+	 * The status panel's connection line.
+	 *
+	 * @param int $connected Unix time of the last successful tick, 0 when down.
+	 * @return string
+	 */
+	private static function connection_text( int $connected ): string {
+		if ( $connected <= 0 ) {
+			return __( 'not connected', 'woobrevo' );
+		}
+		/* translators: %s: date and time (UTC) of the last successful tick, e.g. 2026-12-06 01:25:05. */
+		return sprintf( __( 'connected (last tick %s UTC)', 'woobrevo' ), gmdate( 'Y-m-d H:i:s', $connected ) );
+	}
+
+	/**
+	 * A unix time as shown in the admin screens (UTC), or "never".
+	 *
+	 * @param int $time Unix time; 0 for never.
+	 * @return string
+	 */
+	public static function time_text( int $time ): string {
+		if ( $time <= 0 ) {
+			return __( 'never', 'woobrevo' );
+		}
+		/* translators: %s: a date and time, e.g. 2026-12-06 01:25:05. */
+		return sprintf( __( '%s UTC', 'woobrevo' ), gmdate( 'Y-m-d H:i:s', $time ) );
+	}
+
+	/**
 	 * Saves the form: capability and nonce first, then sanitized values. Returns false when refused.
 	 *
 	 * @return bool
@@ -322,17 +392,17 @@ final class WooBrevo_Settings {
 		if ( ! wp_verify_nonce( $nonce, 'woobrevo_save' ) ) {
 			return false;
 		}
-		$url = isset( $_POST['woobrevo_agent_url'] ) ? esc_url_raw( wp_unslash( $_POST['woobrevo_agent_url'] ), array( 'ws', 'wss' ) ) : '';
+		$url = isset( $_POST[ WooBrevo_Options::AGENT_URL ] ) ? esc_url_raw( wp_unslash( $_POST[ WooBrevo_Options::AGENT_URL ] ), array( 'ws', 'wss' ) ) : '';
 		self::set( 'agent_url', $url );
-		$token = isset( $_POST['woobrevo_token'] ) ? sanitize_text_field( wp_unslash( $_POST['woobrevo_token'] ) ) : '';
+		$token = isset( $_POST[ WooBrevo_Options::TOKEN ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::TOKEN ] ) ) : '';
 		if ( '' !== $token ) {
 			self::set( 'token', $token );
 		} elseif ( ! empty( $_POST['woobrevo_clear_token'] ) ) {
 			self::set( 'token', '' );
 		}
-		self::set( 'payload_user', isset( $_POST['woobrevo_payload_user'] ) ? max( 0, absint( wp_unslash( $_POST['woobrevo_payload_user'] ) ) ) : 0 );
-		self::set( 'tls_verify', empty( $_POST['woobrevo_tls_verify'] ) ? '0' : '1' );
-		self::set( 'ca_file', isset( $_POST['woobrevo_ca_file'] ) ? sanitize_text_field( wp_unslash( $_POST['woobrevo_ca_file'] ) ) : '' );
+		self::set( 'payload_user', isset( $_POST[ WooBrevo_Options::PAYLOAD_USER ] ) ? max( 0, absint( wp_unslash( $_POST[ WooBrevo_Options::PAYLOAD_USER ] ) ) ) : 0 );
+		self::set( 'tls_verify', empty( $_POST[ WooBrevo_Options::TLS_VERIFY ] ) ? '0' : '1' );
+		self::set( 'ca_file', isset( $_POST[ WooBrevo_Options::CA_FILE ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::CA_FILE ] ) ) : '' );
 		return true;
 	}
 
@@ -366,7 +436,7 @@ final class WooBrevo_Settings {
 		if ( ! WooBrevo_Plugin::is_configured() ) {
 			return array( 'error' => __( 'Set the agent URL and the site token first.', 'woobrevo' ) );
 		}
-		update_option( 'woobrevo_last_tick', time() ); // This tick is the heartbeat too.
+		update_option( WooBrevo_Options::LAST_TICK, time() ); // This tick is the heartbeat too.
 		$shipper = WooBrevo_Plugin::shipper();
 		$stats   = $shipper->tick( 5, true );
 		$status  = (int) ( $stats['error_code'] ?? 0 );
@@ -450,10 +520,10 @@ final class WooBrevo_Settings {
 		if ( ! current_user_can( self::CAPABILITY ) || ! WooBrevo_Schema::is_installed() ) {
 			return;
 		}
-		$depth = get_transient( 'woobrevo_depth' );
+		$depth = get_transient( WooBrevo_Options::DEPTH_TRANSIENT );
 		if ( false === $depth ) {
 			$depth = ( new WooBrevo_Outbox() )->depth();
-			set_transient( 'woobrevo_depth', $depth, MINUTE_IN_SECONDS );
+			set_transient( WooBrevo_Options::DEPTH_TRANSIENT, $depth, MINUTE_IN_SECONDS );
 		}
 		/**
 		 * Outbox depth above which wp-admin shows a backlog warning.
@@ -465,7 +535,19 @@ final class WooBrevo_Settings {
 		if ( (int) $depth > $threshold ) {
 			printf(
 				'<div class="notice notice-warning woobrevo-backlog"><p>%s</p></div>',
-				esc_html( sprintf( 'WooBrevo: %d changes are waiting to be sent to the agent (more than %d). Check the connection on the WooBrevo screen.', (int) $depth, $threshold ) )
+				esc_html(
+					sprintf(
+						/* translators: 1: number of changes waiting in the outbox, 2: the backlog threshold. */
+						_n(
+							'WooBrevo: %1$d change is waiting to be sent to the agent (more than %2$d). Check the connection on the WooBrevo screen.',
+							'WooBrevo: %1$d changes are waiting to be sent to the agent (more than %2$d). Check the connection on the WooBrevo screen.',
+							(int) $depth,
+							'woobrevo'
+						),
+						(int) $depth,
+						$threshold
+					)
+				)
 			);
 		}
 	}
@@ -479,7 +561,7 @@ final class WooBrevo_Settings {
 	 */
 	private function notice( string $type, string $message ): void {
 		set_transient(
-			'woobrevo_notice_' . get_current_user_id(),
+			WooBrevo_Options::NOTICE_TRANSIENT_PREFIX . get_current_user_id(),
 			array(
 				'type'    => $type,
 				'message' => $message,

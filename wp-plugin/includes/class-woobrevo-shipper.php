@@ -25,11 +25,11 @@ defined( 'ABSPATH' ) || exit;
 final class WooBrevo_Shipper {
 
 	/** Stream protocol version (docs/protocol.md). */
-	public const PROTOCOL = 1;
+	public const PROTOCOL = WooBrevo_Protocol::VERSION;
 
 	/** Options holding the backoff (per site): consecutive failures, and no attempt before this unix time. */
-	public const BACKOFF_STEP_OPTION  = 'woobrevo_backoff_step';
-	public const BACKOFF_UNTIL_OPTION = 'woobrevo_backoff_until';
+	public const BACKOFF_STEP_OPTION  = WooBrevo_Options::BACKOFF_STEP;
+	public const BACKOFF_UNTIL_OPTION = WooBrevo_Options::BACKOFF_UNTIL;
 
 	/** Longest backoff, seconds (protocol: "1 s, 2 s, 4 s … 5 min, jittered"). */
 	public const MAX_BACKOFF = 300;
@@ -71,8 +71,8 @@ final class WooBrevo_Shipper {
 
 	/** @var array{max_batch: int, max_message_bytes: int, watch_meta: array<string, string[]>} Limits from the last welcome. */
 	private array $welcome = array(
-		'max_batch'         => 100,
-		'max_message_bytes' => 8388608,
+		'max_batch'         => WooBrevo_Protocol::DEFAULT_MAX_BATCH,
+		'max_message_bytes' => WooBrevo_Protocol::DEFAULT_MAX_MESSAGE_BYTES,
 		'watch_meta'        => array(),
 	);
 
@@ -146,28 +146,14 @@ final class WooBrevo_Shipper {
 			'rejected'   => 0,
 			'error'      => null,
 			'error_code' => 0,
-			'skipped'    => null,
+			'skipped'    => $this->skip_reason( $by_admin ),
 			'batches'    => 0,
 		);
 		$deadline = $this->now() + max( 1, $time_budget_seconds );
-
-		if ( ! $by_admin && ! self::may_ship_in_this_request() ) {
-			$stats['skipped'] = 'inside a request whose response is not sent yet';
-			return $stats;
+		if ( null === $stats['skipped'] && ! $this->acquire_lock() ) {
+			$stats['skipped'] = __( 'another shipper is running for this site', 'woobrevo' );
 		}
-		$backoff = $this->backoff();
-		if ( ! $by_admin && $backoff['until'] > time() ) {
-			$stats['skipped'] = sprintf( 'backing off for %d s after: %s', $backoff['until'] - time(), $backoff['reason'] );
-			return $stats;
-		}
-		$url   = (string) WooBrevo_Settings::get( 'agent_url' );
-		$token = (string) WooBrevo_Settings::get( 'token' );
-		if ( '' === $url || '' === $token ) {
-			$stats['skipped'] = 'agent URL or site token not set';
-			return $stats;
-		}
-		if ( ! $this->acquire_lock() ) {
-			$stats['skipped'] = 'another shipper is running for this site';
+		if ( null !== $stats['skipped'] ) {
 			return $stats;
 		}
 		if ( 'cli' !== PHP_SAPI ) {
@@ -176,7 +162,7 @@ final class WooBrevo_Shipper {
 
 		$client = null;
 		try {
-			$client = $this->open( $url, $token, $deadline );
+			$client = $this->open( (string) WooBrevo_Settings::get( 'agent_url' ), (string) WooBrevo_Settings::get( 'token' ), $deadline );
 			$this->ship( $client, $deadline, $stats );
 			$this->on_success();
 			$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 1.0 );
@@ -188,6 +174,28 @@ final class WooBrevo_Shipper {
 			$this->release_lock();
 		}
 		return $stats;
+	}
+
+	/**
+	 * Why a tick must not run now, or null: a shopper's request (unless an administrator asked),
+	 * a backoff (likewise), or no agent URL or token.
+	 *
+	 * @param bool $by_admin Asked for by an administrator (see tick()).
+	 * @return string|null
+	 */
+	private function skip_reason( bool $by_admin ): ?string {
+		if ( ! $by_admin && ! self::may_ship_in_this_request() ) {
+			return __( 'inside a request whose response is not sent yet', 'woobrevo' );
+		}
+		$backoff = $this->backoff();
+		if ( ! $by_admin && $backoff['until'] > time() ) {
+			/* translators: 1: seconds until the next attempt, 2: the error that started the backoff. */
+			return sprintf( __( 'backing off for %1$d s after: %2$s', 'woobrevo' ), $backoff['until'] - time(), $backoff['reason'] );
+		}
+		if ( '' === (string) WooBrevo_Settings::get( 'agent_url' ) || '' === (string) WooBrevo_Settings::get( 'token' ) ) {
+			return __( 'agent URL or site token not set', 'woobrevo' );
+		}
+		return null;
 	}
 
 	/**
@@ -219,42 +227,63 @@ final class WooBrevo_Shipper {
 			try {
 				$client = $this->open( $url, $token, min( $end, $this->now() + 30 ) );
 				$this->on_success();
-				$beat = $this->now();
-				while ( $this->now() < $end ) {
-					$stats = array(
-						'sent'     => 0,
-						'acked'    => 0,
-						'rejected' => 0,
-						'batches'  => 0,
-					);
-					$this->ship( $client, min( $end, $this->now() + 20 ), $stats );
-					if ( $this->now() - $beat >= self::STREAM_HEARTBEAT ) {
-						$this->hello( $client, $this->now() + 15 );
-						$beat = $this->now();
-						continue;
-					}
-					if ( 0 === $stats['sent'] ) {
-						// Nothing to ship: wait a second, answering the agent's pings meanwhile.
-						$message = $client->receive( min( 1.0, max( 0.0, $end - $this->now() ) ) );
-						if ( null !== $message ) {
-							$this->check_unexpected( $message );
-						}
-						self::flush_runtime_cache();
-						if ( self::connection_settings() !== $settings ) {
-							break; // Saved meanwhile: reconnect with the new settings.
-						}
-					}
-				}
+				$this->stream_on( $client, $end, $settings );
 				$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 1.0 );
 			} catch ( Throwable $e ) {
-				$this->on_failure( $e, $client );
+				$this->on_failure( $e, $client ); // The backoff check at the top of the loop waits.
+			} finally {
 				$this->outbox->release( $this->owner );
 				$this->release_lock();
-				continue; // The backoff check at the top of the loop waits.
 			}
-			$this->outbox->release( $this->owner );
-			$this->release_lock();
 		}
+	}
+
+	/**
+	 * Ships on one open connection until $end or until the connection settings change: batches
+	 * as rows appear, a hello every STREAM_HEARTBEAT seconds, pings answered while idle.
+	 *
+	 * @param WooBrevo_Ws_Client $client   Open client after welcome.
+	 * @param float              $end      When to stop.
+	 * @param string             $settings connection_settings() the connection was opened with.
+	 * @throws RuntimeException When the connection fails (the caller backs off).
+	 */
+	private function stream_on( WooBrevo_Ws_Client $client, float $end, string $settings ): void {
+		$beat = $this->now();
+		while ( $this->now() < $end ) {
+			$stats = array(
+				'sent'     => 0,
+				'acked'    => 0,
+				'rejected' => 0,
+				'batches'  => 0,
+			);
+			$this->ship( $client, min( $end, $this->now() + 20 ), $stats );
+			if ( $this->now() - $beat >= self::STREAM_HEARTBEAT ) {
+				$this->hello( $client, $this->now() + 15 );
+				$beat = $this->now();
+				continue;
+			}
+			if ( 0 === $stats['sent'] && ! $this->idle( $client, $end, $settings ) ) {
+				return; // Saved meanwhile: reconnect with the new settings.
+			}
+		}
+	}
+
+	/**
+	 * Nothing to ship: waits a second, answering the agent's pings meanwhile.
+	 *
+	 * @param WooBrevo_Ws_Client $client   Open client.
+	 * @param float              $end      When the stream stops.
+	 * @param string             $settings connection_settings() the connection was opened with.
+	 * @return bool False when the connection settings changed meanwhile.
+	 * @throws RuntimeException On an `error` or garbage from the agent.
+	 */
+	private function idle( WooBrevo_Ws_Client $client, float $end, string $settings ): bool {
+		$message = $client->receive( min( 1.0, max( 0.0, $end - $this->now() ) ) );
+		if ( null !== $message ) {
+			$this->parse_message( $message );
+		}
+		self::flush_runtime_cache();
+		return self::connection_settings() === $settings;
 	}
 
 	/**
@@ -341,32 +370,33 @@ final class WooBrevo_Shipper {
 	 */
 	private function hello( WooBrevo_Ws_Client $client, float $deadline ): void {
 		$client->send_text(
-			self::json(
-				array(
-					'type'           => 'hello',
-					'protocol'       => self::PROTOCOL,
-					'site_url'       => home_url( '/' ),
-					'blog_id'        => get_current_blog_id(),
-					'plugin_version' => defined( 'WOOBREVO_VERSION' ) ? WOOBREVO_VERSION : '0.0.0',
-					'wp_version'     => (string) get_bloginfo( 'version' ),
-					'wc_version'     => defined( 'WC_VERSION' ) ? (string) WC_VERSION : '',
-				)
+			WooBrevo_Protocol::hello(
+				home_url( '/' ),
+				get_current_blog_id(),
+				defined( 'WOOBREVO_VERSION' ) ? WOOBREVO_VERSION : '0.0.0',
+				(string) get_bloginfo( 'version' ),
+				defined( 'WC_VERSION' ) ? (string) WC_VERSION : ''
 			)
 		);
-		while ( true ) {
-			$message = $this->receive_message( $client, $deadline, 'welcome' );
-			if ( 'welcome' === $message['type'] ) {
-				break;
-			}
+		do {
 			// An ack of an earlier batch on a long-lived connection can arrive first: ignore it.
-		}
-		$this->welcome['max_batch']         = max( 1, (int) ( $message['max_batch'] ?? 100 ) );
-		$this->welcome['max_message_bytes'] = max( 65536, (int) ( $message['max_message_bytes'] ?? 8388608 ) );
-		$watch                              = is_array( $message['watch_meta'] ?? null ) ? $message['watch_meta'] : array();
-		$this->welcome['watch_meta']        = $watch;
-		// Cached for the capture hooks (watch_meta) and the status screen; written only on change.
-		if ( WooBrevo_Settings::get( 'watch_meta' ) !== $watch ) {
-			WooBrevo_Settings::set( 'watch_meta', $watch );
+			$message = $this->receive_message( $client, $deadline, 'welcome' );
+		} while ( 'welcome' !== $message['type'] );
+		$this->remember_welcome( $message );
+	}
+
+	/**
+	 * Keeps a welcome's limits and watch_meta for this shipper, and caches them in the options
+	 * for the capture hooks (watch_meta) and the status screen; written only on change.
+	 *
+	 * @param array<string, mixed> $welcome A welcome from WooBrevo_Protocol::parse().
+	 */
+	private function remember_welcome( array $welcome ): void {
+		$this->welcome['max_batch']         = (int) $welcome['max_batch'];
+		$this->welcome['max_message_bytes'] = (int) $welcome['max_message_bytes'];
+		$this->welcome['watch_meta']        = (array) $welcome['watch_meta'];
+		if ( WooBrevo_Settings::get( 'watch_meta' ) !== $this->welcome['watch_meta'] ) {
+			WooBrevo_Settings::set( 'watch_meta', $this->welcome['watch_meta'] );
 		}
 		foreach ( array( 'max_batch', 'max_message_bytes' ) as $key ) {
 			if ( (int) WooBrevo_Settings::get( $key ) !== $this->welcome[ $key ] ) {
@@ -388,6 +418,16 @@ final class WooBrevo_Shipper {
 	private function ship( WooBrevo_Ws_Client $client, float $deadline, array &$stats ): void {
 		$max_batch = $this->welcome['max_batch'];
 		$max_bytes = $this->welcome['max_message_bytes'] - self::ENVELOPE_BYTES;
+		/**
+		 * How many batches the shipper keeps in flight before it waits for the oldest ack.
+		 *
+		 * The agent commits up to 4 batches of one connection together and reads no further
+		 * until the oldest is acked (docs/protocol.md, "Pipelining"); the value is kept within
+		 * 1-4. 1 sends a batch only after the previous one's ack.
+		 *
+		 * @since 0.1.0
+		 * @param int $depth Batches in flight; 4 (WooBrevo_Shipper::PIPELINE_DEPTH) by default.
+		 */
 		$depth     = max( 1, min( self::PIPELINE_DEPTH, (int) apply_filters( 'woobrevo_ship_pipeline_depth', self::PIPELINE_DEPTH ) ) );
 		// A claim lasts past the deadline plus the acks still awaited then, so a shipper that dies frees its rows soon.
 		$lease     = (int) ceil( max( 0.0, $deadline - $this->now() ) ) + 60;
@@ -415,9 +455,8 @@ final class WooBrevo_Shipper {
 	}
 
 	/**
-	 * The next batch: events held from the last claim, then newly claimed rows with their
-	 * payloads built together (WooBrevo_Payloads::build_many()), taken while the message stays
-	 * under max_batch events and the agent's message limit.
+	 * The next batch: events held from the last claim, then newly claimed rows, taken while the
+	 * message stays under max_batch events and the agent's message limit.
 	 *
 	 * @param array<int, array{row: array<string, mixed>, json: string}> $held      Encoded events not sent yet; updated.
 	 * @param int                                                        $max_batch From the welcome.
@@ -427,43 +466,97 @@ final class WooBrevo_Shipper {
 	 */
 	private function next_batch( array &$held, int $max_batch, int $max_bytes, int $lease ): array {
 		if ( count( $held ) < $max_batch ) {
-			$rows = $this->outbox->claim( $this->owner, $max_batch - count( $held ), $lease );
-			if ( array() !== $rows ) {
-				// One collection request per resource for the batch; the filter turns it off
-				// (one request per event, as before) should a site's REST collections misbehave.
-				if ( (bool) apply_filters( 'woobrevo_ship_collection_requests', true ) ) {
-					$payloads = $this->payloads->build_many( $rows, $this->welcome['watch_meta'] );
-				} else {
-					$payloads = array();
-					foreach ( $rows as $key => $row ) {
-						try {
-							$payloads[ $key ] = $this->payloads->build( $row, $this->welcome['watch_meta'] );
-						} catch ( Throwable $e ) {
-							$payloads[ $key ] = $e;
-						}
-					}
-				}
-				foreach ( $rows as $key => $row ) {
-					$encoded = $this->encode_event( $row, $payloads[ $key ] ?? null );
-					if ( null === $encoded ) {
-						continue; // Stays claimed until the tick ends, then waits in the outbox.
-					}
-					if ( strlen( $encoded ) > $max_bytes ) {
-						// Kept in the outbox (released at the end of the tick) and shown to the admin; never dropped.
-						WooBrevo_Settings::set(
-							'last_error',
-							sprintf( 'event %s (%s %d) is %d bytes, over the agent\'s %d-byte message limit; it stays in the outbox', $row['event_id'], $row['resource'], $row['resource_id'], strlen( $encoded ), $max_bytes )
-						);
-						continue;
-					}
-					$held[] = array(
-						'row'  => $row,
-						'json' => $encoded,
-					);
-				}
+			$this->claim( $held, $max_batch - count( $held ), $max_bytes, $lease );
+		}
+		return self::take_batch( $held, $max_batch, $max_bytes );
+	}
+
+	/**
+	 * Claims up to $limit rows, builds their payloads together (WooBrevo_Payloads::build_many())
+	 * and appends the encoded events to $held. A row whose payload cannot be built, or whose
+	 * event is over the message limit, stays claimed until the tick ends, then waits in the outbox.
+	 *
+	 * @param array<int, array{row: array<string, mixed>, json: string}> $held      Encoded events not sent yet; updated.
+	 * @param int                                                        $limit     Most rows to claim.
+	 * @param int                                                        $max_bytes Message limit minus the envelope.
+	 * @param int                                                        $lease     Claim lease, seconds.
+	 */
+	private function claim( array &$held, int $limit, int $max_bytes, int $lease ): void {
+		$rows = $this->outbox->claim( $this->owner, $limit, $lease );
+		if ( array() === $rows ) {
+			return;
+		}
+		$payloads = $this->build_payloads( $rows );
+		foreach ( $rows as $key => $row ) {
+			$encoded = $this->encode_event( $row, $payloads[ $key ] ?? null );
+			if ( null === $encoded ) {
+				continue; // Stays claimed until the tick ends, then waits in the outbox.
+			}
+			if ( strlen( $encoded ) > $max_bytes ) {
+				// Kept in the outbox (released at the end of the tick) and shown to the admin; never dropped.
+				WooBrevo_Settings::set(
+					'last_error',
+					sprintf(
+						/* translators: 1: event id, 2: resource (order, product…), 3: object id, 4: the event's size in bytes, 5: the agent's message limit in bytes. */
+						__( 'event %1$s (%2$s %3$d) is %4$d bytes, over the agent\'s %5$d-byte message limit; it stays in the outbox', 'woobrevo' ),
+						$row['event_id'],
+						$row['resource'],
+						$row['resource_id'],
+						strlen( $encoded ),
+						$max_bytes
+					)
+				);
+				continue;
+			}
+			$held[] = array(
+				'row'  => $row,
+				'json' => $encoded,
+			);
+		}
+	}
+
+	/**
+	 * The payloads of claimed rows, by the rows' keys: the REST body, null when the object
+	 * vanished, or the Throwable that says why it could not be built.
+	 *
+	 * @param array<int, array<string, mixed>> $rows Claimed rows.
+	 * @return array<int, array|Throwable|null>
+	 */
+	private function build_payloads( array $rows ): array {
+		/**
+		 * Whether the shipper builds a batch's payloads with one REST collection request per
+		 * resource (`GET /wc/v3/orders?include=…`) instead of one request per event.
+		 *
+		 * Return false should a site's REST collections misbehave (a plugin that filters them,
+		 * say): each payload is then built on its own, as `GET /wc/v3/{resource}s/{id}`.
+		 *
+		 * @since 0.1.0
+		 * @param bool $collections True by default.
+		 */
+		if ( (bool) apply_filters( 'woobrevo_ship_collection_requests', true ) ) {
+			return $this->payloads->build_many( $rows, $this->welcome['watch_meta'] );
+		}
+		$payloads = array();
+		foreach ( $rows as $key => $row ) {
+			try {
+				$payloads[ $key ] = $this->payloads->build( $row, $this->welcome['watch_meta'] );
+			} catch ( Throwable $e ) {
+				$payloads[ $key ] = $e;
 			}
 		}
-		// Take events while the message stays under the agent's limit.
+		return $payloads;
+	}
+
+	/**
+	 * Takes held events, oldest first, while the message stays under max_batch events and the
+	 * agent's message limit.
+	 *
+	 * @param array<int, array{row: array<string, mixed>, json: string}> $held      Encoded events not sent yet; updated.
+	 * @param int                                                        $max_batch From the welcome.
+	 * @param int                                                        $max_bytes Message limit minus the envelope.
+	 * @return array<int, array{row: array<string, mixed>, json: string}>
+	 */
+	private static function take_batch( array &$held, int $max_batch, int $max_bytes ): array {
 		$batch = array();
 		$size  = 0;
 		while ( array() !== $held && count( $batch ) < $max_batch && $size + strlen( $held[0]['json'] ) + 1 <= $max_bytes ) {
@@ -492,7 +585,7 @@ final class WooBrevo_Shipper {
 			$parts[]                          = $item['json'];
 		}
 		// The events are encoded once each; the envelope is put around them as text.
-		$client->send_text( '{"type":"events","batch":' . self::json( $batch_id ) . ',"events":[' . implode( ',', $parts ) . ']}' );
+		$client->send_text( WooBrevo_Protocol::events( $batch_id, $parts ) );
 		$in_flight[ $batch_id ] = $rows;
 		$stats['sent']         += count( $batch );
 		++$stats['batches'];
@@ -513,33 +606,44 @@ final class WooBrevo_Shipper {
 		$ack_deadline = $this->now() + self::ACK_TIMEOUT;
 		do {
 			$message = $this->receive_message( $client, $ack_deadline, 'ack' );
-			$batch   = 'ack' === $message['type'] && is_string( $message['batch'] ?? null ) ? $message['batch'] : null;
+			$batch   = 'ack' === $message['type'] ? $message['batch'] : null;
 			if ( null === $batch || ! isset( $in_flight[ $batch ] ) ) {
 				continue;
 			}
 			$rows = $in_flight[ $batch ];
 			unset( $in_flight[ $batch ] );
-			$done = array();
-			foreach ( (array) ( $message['accepted'] ?? array() ) as $id ) {
-				if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
-					$done[] = (int) $rows[ $id ]['id'];
-					++$stats['acked'];
-				}
-			}
-			foreach ( (array) ( $message['rejected'] ?? array() ) as $rejected ) {
-				$id = is_array( $rejected ) ? ( $rejected['id'] ?? null ) : null;
-				if ( is_string( $id ) && isset( $rows[ $id ] ) ) {
-					// The agent keeps it as a dead letter; the admin sees it here.
-					$this->outbox->record_rejected( $rows[ $id ], (string) ( $rejected['code'] ?? 'rejected' ), (string) ( $rejected['message'] ?? '' ) );
-					$done[] = (int) $rows[ $id ]['id'];
-					++$stats['rejected'];
-				}
-			}
-			if ( array() !== $done ) {
-				$this->outbox->delete( $done );
-			}
-			WooBrevo_Settings::set( 'last_ack', time() );
+			$this->apply_ack( $message, $rows, $stats );
 		} while ( isset( $in_flight[ $oldest ] ) );
+	}
+
+	/**
+	 * Deletes the outbox rows an ack names (accepted and rejected alike) and records the
+	 * rejected ones where the admin sees them; ids of other batches are ignored.
+	 *
+	 * @param array<string, mixed>                $ack   An ack from WooBrevo_Protocol::parse().
+	 * @param array<string, array<string, mixed>> $rows  The acked batch's rows by event id.
+	 * @param array<string, mixed>                $stats Counters, updated.
+	 */
+	private function apply_ack( array $ack, array $rows, array &$stats ): void {
+		$done = array();
+		foreach ( $ack['accepted'] as $id ) {
+			if ( isset( $rows[ $id ] ) ) {
+				$done[] = (int) $rows[ $id ]['id'];
+				++$stats['acked'];
+			}
+		}
+		foreach ( $ack['rejected'] as $rejected ) {
+			if ( isset( $rows[ $rejected['id'] ] ) ) {
+				// The agent keeps it as a dead letter; the admin sees it here.
+				$this->outbox->record_rejected( $rows[ $rejected['id'] ], $rejected['code'], $rejected['message'] );
+				$done[] = (int) $rows[ $rejected['id'] ]['id'];
+				++$stats['rejected'];
+			}
+		}
+		if ( array() !== $done ) {
+			$this->outbox->delete( $done );
+		}
+		WooBrevo_Settings::set( 'last_ack', time() );
 	}
 
 	/**
@@ -553,29 +657,24 @@ final class WooBrevo_Shipper {
 	private function encode_event( array $row, $payload ): ?string {
 		$topic = (string) $row['topic'];
 		if ( $payload instanceof Throwable ) {
-			WooBrevo_Settings::set( 'last_error', sprintf( 'cannot build the payload of event %s: %s', $row['event_id'], $payload->getMessage() ) );
+			/* translators: 1: event id, 2: why the payload could not be built. */
+			WooBrevo_Settings::set( 'last_error', sprintf( __( 'cannot build the payload of event %1$s: %2$s', 'woobrevo' ), $row['event_id'], $payload->getMessage() ) );
 			return null;
 		}
 		if ( null === $payload ) {
 			// The object is gone since the hook fired: ship it as deleted.
-			$payload = array( 'id' => (int) $row['resource_id'] );
-			if ( isset( $row['extra']['parent_id'] ) ) {
-				$payload['parent_id'] = (int) $row['extra']['parent_id'];
-			}
-			$topic = $row['resource'] . '.deleted';
+			$payload = WooBrevo_Protocol::deleted_payload( (int) $row['resource_id'], isset( $row['extra']['parent_id'] ) ? (int) $row['extra']['parent_id'] : null );
+			$topic   = $row['resource'] . '.deleted';
 		}
-		$event = array(
-			'id'          => (string) $row['event_id'],
-			'topic'       => $topic,
-			'resource'    => (string) $row['resource'],
-			'resource_id' => (int) $row['resource_id'],
-			'occurred_at' => (string) $row['occurred_at'],
-			'payload'     => array() === $payload ? new stdClass() : $payload,
+		return WooBrevo_Protocol::event(
+			(string) $row['event_id'],
+			$topic,
+			(string) $row['resource'],
+			(int) $row['resource_id'],
+			(string) $row['occurred_at'],
+			$payload,
+			! empty( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : null
 		);
-		if ( ! empty( $row['extra'] ) && is_array( $row['extra'] ) ) {
-			$event['extra'] = $row['extra'];
-		}
-		return self::json( $event );
 	}
 
 	/**
@@ -590,26 +689,25 @@ final class WooBrevo_Shipper {
 	private function receive_message( WooBrevo_Ws_Client $client, float $deadline, string $waiting ): array {
 		$text = $client->receive( max( 0.0, $deadline - $this->now() ) );
 		if ( null === $text ) {
-			throw new RuntimeException( sprintf( 'no %s from the agent in time', $waiting ), WooBrevo_Ws_Frame::CLOSE_ABNORMAL );
+			/* translators: %s: the protocol message waited for, "welcome" or "ack". */
+			throw new RuntimeException( sprintf( __( 'no %s from the agent in time', 'woobrevo' ), $waiting ), WooBrevo_Ws_Frame::CLOSE_ABNORMAL );
 		}
-		return $this->check_unexpected( $text );
+		return $this->parse_message( $text );
 	}
 
 	/**
-	 * Decodes a message; throws on `error` or garbage.
+	 * Parses a message (WooBrevo_Protocol::parse()); an `error` from the agent is thrown.
 	 *
 	 * @param string $text Message.
 	 * @return array<string, mixed>
-	 * @throws RuntimeException On an error message or non-JSON.
+	 * @throws RuntimeException On an error message or something that is not a protocol message.
 	 */
-	private function check_unexpected( string $text ): array {
-		$message = json_decode( $text, true );
-		if ( ! is_array( $message ) || ! isset( $message['type'] ) ) {
-			throw new RuntimeException( 'the agent sent something that is not a protocol message', WooBrevo_Ws_Frame::CLOSE_PROTOCOL_ERROR );
-		}
+	private function parse_message( string $text ): array {
+		$message = WooBrevo_Protocol::parse( $text );
 		if ( 'error' === $message['type'] ) {
 			// Protocol: a 1008 error is a bug on one side; the admin sees the agent's message.
-			throw new RuntimeException( sprintf( 'the agent reported %s: %s', (string) ( $message['code'] ?? 'error' ), (string) ( $message['message'] ?? '' ) ), WooBrevo_Ws_Frame::CLOSE_POLICY );
+			/* translators: 1: the agent's error code, 2: the agent's message. */
+			throw new RuntimeException( sprintf( __( 'the agent reported %1$s: %2$s', 'woobrevo' ), $message['code'], $message['message'] ), WooBrevo_Ws_Frame::CLOSE_POLICY );
 		}
 		return $message;
 	}
@@ -634,23 +732,46 @@ final class WooBrevo_Shipper {
 	 */
 	private function on_failure( Throwable $e, ?WooBrevo_Ws_Client $client ): string {
 		$message = $e->getMessage();
-		$code    = (int) $e->getCode();
 		$fails   = $this->backoff()['failures'] + 1;
-		$delay   = self::backoff_delay( $fails, mt_rand() / mt_getrandmax() );
-		if ( 401 === $code || 403 === $code ) {
-			// The token has to change first (protocol: "retry no sooner than the backoff maximum").
-			$delay = self::MAX_BACKOFF;
-		} elseif ( null !== $client && null !== $client->retry_after() ) {
-			$delay = max( $delay, min( 3600, $client->retry_after() ) );
-		}
-		update_option( self::BACKOFF_STEP_OPTION, $fails, false );
-		update_option( self::BACKOFF_UNTIL_OPTION, time() + $delay );
+		self::store_backoff( $fails, time() + self::failure_delay( $fails, (int) $e->getCode(), null !== $client ? $client->retry_after() : null ) );
 		WooBrevo_Settings::set( 'connected', 0 );
 		WooBrevo_Settings::set( 'last_error', $message );
 		if ( null !== $client ) {
 			$client->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 0.5 ); // A no-op when already closed.
 		}
 		return $message;
+	}
+
+	/**
+	 * Seconds to wait after failure number $fails: the jittered backoff; the maximum after a
+	 * refused token (protocol: "retry no sooner than the backoff maximum", the token has to
+	 * change first); at least the agent's Retry-After (up to an hour) after a 429 or 503.
+	 *
+	 * @param int      $fails       Consecutive failures, this one included.
+	 * @param int      $code        The failure's code (an HTTP status, a close code…).
+	 * @param int|null $retry_after The agent's Retry-After, seconds, if it sent one.
+	 * @return int
+	 */
+	private static function failure_delay( int $fails, int $code, ?int $retry_after ): int {
+		$delay = self::backoff_delay( $fails, mt_rand() / mt_getrandmax() );
+		if ( 401 === $code || 403 === $code ) {
+			return self::MAX_BACKOFF;
+		}
+		if ( null !== $retry_after ) {
+			return max( $delay, min( 3600, $retry_after ) );
+		}
+		return $delay;
+	}
+
+	/**
+	 * Stores the current site's backoff.
+	 *
+	 * @param int $fails Consecutive failures.
+	 * @param int $until No attempt before this unix time.
+	 */
+	private static function store_backoff( int $fails, int $until ): void {
+		update_option( self::BACKOFF_STEP_OPTION, $fails, false );
+		update_option( self::BACKOFF_UNTIL_OPTION, $until );
 	}
 
 	/**
@@ -730,15 +851,5 @@ final class WooBrevo_Shipper {
 		if ( $left > 0 ) {
 			usleep( (int) ( min( $left, 60.0 ) * 1e6 ) );
 		}
-	}
-
-	/**
-	 * JSON as the agent reads it: UTF-8 guaranteed (a text frame must be valid UTF-8).
-	 *
-	 * @param mixed $value Value.
-	 * @return string
-	 */
-	private static function json( $value ): string {
-		return (string) wp_json_encode( $value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE );
 	}
 }

@@ -94,6 +94,26 @@ final class WooBrevo_Ws_Client {
 	 * @throws RuntimeException|UnexpectedValueException See the class comment.
 	 */
 	public function connect( string $url, string $token, array $options = array() ): void {
+		$this->reset( $token, $options );
+		$target   = self::parse_url( $url );
+		$deadline = microtime( true ) + (float) $this->options['timeout'];
+
+		$this->socket = $this->open_socket( $target );
+		stream_set_blocking( $this->socket, true );
+
+		$key = base64_encode( ( $this->random )( 16 ) ); // phpcs:ignore WordPress.PHP.DiscouragedPHPFunctions.obfuscation_base64_encode -- RFC 6455 §4.1.
+		$this->write_all( $this->upgrade_request( $target, $key ), $deadline, 'sending the handshake to ' . $target['shown'] );
+		list( $status_line, $headers ) = $this->read_response_head( $target['shown'], $deadline );
+		$this->check_response( $status_line, $headers, $key, $target['shown'] );
+	}
+
+	/**
+	 * Forgets the previous connection and its state; takes the new token and options.
+	 *
+	 * @param string               $token   Bearer token (kept only to scrub it from messages).
+	 * @param array<string, mixed> $options See DEFAULTS.
+	 */
+	private function reset( string $token, array $options ): void {
 		$this->drop();
 		$this->options        = array_merge( self::DEFAULTS, $options );
 		$this->token          = $token;
@@ -103,27 +123,18 @@ final class WooBrevo_Ws_Client {
 		$this->close_sent     = false;
 		$this->close_received = null;
 		$this->retry_after    = null;
+	}
 
-		$target   = self::parse_url( $url );
-		$shown    = $target['shown'];
-		$deadline = microtime( true ) + (float) $this->options['timeout'];
-
-		$context = stream_context_create();
-		if ( $target['tls'] ) {
-			$ssl = array(
-				'verify_peer'       => (bool) $this->options['verify_peer'],
-				'verify_peer_name'  => (bool) $this->options['verify_peer'],
-				'allow_self_signed' => false,
-				'peer_name'         => $target['host'],
-				'SNI_enabled'       => true,
-				'disable_compression' => true,
-			);
-			if ( '' !== (string) $this->options['cafile'] ) {
-				$ssl['cafile'] = (string) $this->options['cafile'];
-			}
-			stream_context_set_option( $context, array( 'ssl' => $ssl ) );
-		}
-		$remote = ( $target['tls'] ? 'tls://' : 'tcp://' ) . $target['connect_host'] . ':' . $target['port'];
+	/**
+	 * The TCP connection, with the TLS handshake for wss://, within the `timeout` option.
+	 *
+	 * @param array{tls: bool, host: string, connect_host: string, host_header: string, port: int, path: string, shown: string} $target From parse_url().
+	 * @return resource
+	 * @throws RuntimeException When it cannot be opened (code 0).
+	 */
+	private function open_socket( array $target ) {
+		$context  = $this->stream_context( $target );
+		$remote   = ( $target['tls'] ? 'tls://' : 'tcp://' ) . $target['connect_host'] . ':' . $target['port'];
 		$errno    = 0;
 		$errstr   = '';
 		$warnings = array();
@@ -145,29 +156,69 @@ final class WooBrevo_Ws_Client {
 		if ( false === $socket ) {
 			$detail = implode( '; ', array_unique( array_filter( array_merge( $warnings, array( $errstr ) ) ) ) );
 			if ( $target['tls'] && preg_match( '/certificate|crypto|SSL operation|OpenSSL/i', $detail ) ) {
-				throw new RuntimeException( $this->scrub( sprintf( 'TLS handshake with %s failed (certificate not trusted, or not for this host name): %s', $shown, $detail ) ) );
+				throw new RuntimeException( $this->scrub( sprintf( 'TLS handshake with %s failed (certificate not trusted, or not for this host name): %s', $target['shown'], $detail ) ) );
 			}
-			throw new RuntimeException( $this->scrub( sprintf( 'cannot connect to %s: %s', $shown, '' !== $detail ? $detail : 'connection failed' ) ) );
+			throw new RuntimeException( $this->scrub( sprintf( 'cannot connect to %s: %s', $target['shown'], '' !== $detail ? $detail : 'connection failed' ) ) );
 		}
-		$this->socket = $socket;
-		stream_set_blocking( $socket, true );
+		return $socket;
+	}
 
-		$key     = base64_encode( ( $this->random )( 16 ) ); // phpcs:ignore WordPress.PHP.DiscouragedPHPFunctions.obfuscation_base64_encode -- RFC 6455 §4.1.
+	/**
+	 * The stream context: for wss://, peer verification (unless turned off), SNI and the CA file.
+	 *
+	 * @param array{tls: bool, host: string} $target From parse_url().
+	 * @return resource
+	 */
+	private function stream_context( array $target ) {
+		$context = stream_context_create();
+		if ( $target['tls'] ) {
+			$ssl = array(
+				'verify_peer'       => (bool) $this->options['verify_peer'],
+				'verify_peer_name'  => (bool) $this->options['verify_peer'],
+				'allow_self_signed' => false,
+				'peer_name'         => $target['host'],
+				'SNI_enabled'       => true,
+				'disable_compression' => true,
+			);
+			if ( '' !== (string) $this->options['cafile'] ) {
+				$ssl['cafile'] = (string) $this->options['cafile'];
+			}
+			stream_context_set_option( $context, array( 'ssl' => $ssl ) );
+		}
+		return $context;
+	}
+
+	/**
+	 * The opening handshake's request (RFC 6455 §4.1), with the bearer token.
+	 *
+	 * @param array{path: string, host_header: string} $target From parse_url().
+	 * @param string                                   $key    Sec-WebSocket-Key.
+	 * @return string
+	 */
+	private function upgrade_request( array $target, string $key ): string {
 		$request = 'GET ' . $target['path'] . " HTTP/1.1\r\n"
 			. 'Host: ' . $target['host_header'] . "\r\n"
 			. "Upgrade: websocket\r\n"
 			. "Connection: Upgrade\r\n"
 			. 'Sec-WebSocket-Key: ' . $key . "\r\n"
 			. "Sec-WebSocket-Version: 13\r\n"
-			. 'Authorization: Bearer ' . $token . "\r\n"
+			. 'Authorization: Bearer ' . $this->token . "\r\n"
 			. 'User-Agent: ' . self::header_value( (string) $this->options['user_agent'] ) . "\r\n";
 		foreach ( (array) $this->options['headers'] as $name => $value ) {
 			$request .= self::header_value( (string) $name ) . ': ' . self::header_value( (string) $value ) . "\r\n";
 		}
-		$request .= "\r\n";
-		$this->write_all( $request, $deadline, 'sending the handshake to ' . $shown );
+		return $request . "\r\n";
+	}
 
-		// Read the response head; bytes after it (a frame sent at once) stay in the buffer.
+	/**
+	 * Reads the response head; bytes after it (a frame sent at once) stay in the buffer.
+	 *
+	 * @param string $shown    URL safe to show.
+	 * @param float  $deadline microtime(true) limit.
+	 * @return array{0: string, 1: array<string, string>} The status line and the lower-cased headers.
+	 * @throws RuntimeException When it is too long or does not come in time (code 1006).
+	 */
+	private function read_response_head( string $shown, float $deadline ): array {
 		while ( false === ( $end = strpos( $this->buffer, "\r\n\r\n" ) ) ) {
 			if ( strlen( $this->buffer ) > 16384 ) {
 				$this->drop();
@@ -189,6 +240,19 @@ final class WooBrevo_Ws_Client {
 				$headers[ strtolower( trim( substr( $line, 0, $colon ) ) ) ] = trim( substr( $line, $colon + 1 ) );
 			}
 		}
+		return array( $status_line, $headers );
+	}
+
+	/**
+	 * Accepts the server's handshake (RFC 6455 §4.1, client steps 1-6) or drops the connection.
+	 *
+	 * @param string                $status_line The response's status line.
+	 * @param array<string, string> $headers     Lower-cased response headers.
+	 * @param string                $key         The Sec-WebSocket-Key sent.
+	 * @param string                $shown       URL safe to show.
+	 * @throws RuntimeException Not HTTP (1006), a refused upgrade (the HTTP status), a broken handshake (1002).
+	 */
+	private function check_response( string $status_line, array $headers, string $key, string $shown ): void {
 		if ( ! preg_match( '#^HTTP/1\.[01] (\d{3})#', $status_line, $m ) ) {
 			$this->drop();
 			throw new RuntimeException( $this->scrub( sprintf( '%s did not answer with HTTP (is it a websocket endpoint?)', $shown ) ), 1006 );
@@ -198,21 +262,34 @@ final class WooBrevo_Ws_Client {
 			$this->drop();
 			throw $this->status_error( $status, $headers, $shown );
 		}
-		// RFC 6455 §4.1, client steps 2-6 for the server's handshake.
-		$problem = null;
-		if ( 'websocket' !== strtolower( $headers['upgrade'] ?? '' ) ) {
-			$problem = 'no "Upgrade: websocket" header';
-		} elseif ( ! in_array( 'upgrade', array_map( 'trim', explode( ',', strtolower( $headers['connection'] ?? '' ) ) ), true ) ) {
-			$problem = 'no "Connection: Upgrade" header';
-		} elseif ( ! hash_equals( WooBrevo_Ws_Frame::accept_key( $key ), $headers['sec-websocket-accept'] ?? '' ) ) {
-			$problem = 'wrong Sec-WebSocket-Accept';
-		} elseif ( '' !== ( $headers['sec-websocket-extensions'] ?? '' ) ) {
-			$problem = 'an extension was negotiated that was not offered';
-		}
+		$problem = self::handshake_problem( $headers, $key );
 		if ( null !== $problem ) {
 			$this->drop();
 			throw new RuntimeException( $this->scrub( sprintf( 'websocket handshake with %s failed: %s', $shown, $problem ) ), 1002 );
 		}
+	}
+
+	/**
+	 * What is wrong with a 101 response's headers (RFC 6455 §4.1, client steps 2-6), or null.
+	 *
+	 * @param array<string, string> $headers Lower-cased response headers.
+	 * @param string                $key     The Sec-WebSocket-Key sent.
+	 * @return string|null
+	 */
+	private static function handshake_problem( array $headers, string $key ): ?string {
+		if ( 'websocket' !== strtolower( $headers['upgrade'] ?? '' ) ) {
+			return 'no "Upgrade: websocket" header';
+		}
+		if ( ! in_array( 'upgrade', array_map( 'trim', explode( ',', strtolower( $headers['connection'] ?? '' ) ) ), true ) ) {
+			return 'no "Connection: Upgrade" header';
+		}
+		if ( ! hash_equals( WooBrevo_Ws_Frame::accept_key( $key ), $headers['sec-websocket-accept'] ?? '' ) ) {
+			return 'wrong Sec-WebSocket-Accept';
+		}
+		if ( '' !== ( $headers['sec-websocket-extensions'] ?? '' ) ) {
+			return 'an extension was negotiated that was not offered';
+		}
+		return null;
 	}
 
 	/**

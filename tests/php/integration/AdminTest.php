@@ -138,6 +138,19 @@ final class AdminTest extends WooBrevo_TestCase {
 		$this->assertStringContainsString( 'notice-error', $html );
 	}
 
+	public function test_boot_words_the_problems_only_when_the_notice_shows(): void {
+		$problems = WooBrevo_Plugin::requirement_problems( '6.8', '6.9.4', '8.2' );
+		$this->assertSame( array( array( 'WooCommerce', WOOBREVO_MIN_WC, '6.9.4' ) ), $problems );
+		$this->assertNull( WooBrevo_Plugin::start( $problems ) );
+		wp_set_current_user( $this->admin_id() );
+		ob_start();
+		WooBrevo_Plugin::action_admin_notices_requirements();
+		$html = (string) ob_get_clean();
+		remove_action( 'admin_notices', array( 'WooBrevo_Plugin', 'action_admin_notices_requirements' ) );
+		remove_action( 'network_admin_notices', array( 'WooBrevo_Plugin', 'action_admin_notices_requirements' ) );
+		$this->assertStringContainsString( 'WooBrevo needs WooCommerce 7.0 or newer (this site runs 6.9.4). It stays inactive until then.', $html );
+	}
+
 	public function test_hpos_declared_and_all_hooks_registered(): void {
 		if ( property_exists( \Automattic\WooCommerce\Utilities\FeaturesUtil::class, 'declared' ) ) {
 			$this->assertTrue( \Automattic\WooCommerce\Utilities\FeaturesUtil::$declared['custom_order_tables']['woobrevo/woobrevo.php'] );

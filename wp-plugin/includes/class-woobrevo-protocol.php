@@ -1,0 +1,263 @@
+<?php
+/**
+ * Stream protocol v1 without sockets or WordPress: builds what the plugin sends (`hello`,
+ * `events`) and parses what the agent answers (`welcome`, `ack`, `error`). The plugin's mirror
+ * of the agent's agent/core/protocol.py; docs/protocol.md is the authority for both.
+ *
+ * @package WooBrevo
+ */
+
+declare(strict_types=1);
+
+defined( 'ABSPATH' ) || exit;
+
+/**
+ * Messages in, messages out: data only (WooBrevo_Shipper does the I/O).
+ */
+final class WooBrevo_Protocol {
+
+	/** Protocol version (docs/protocol.md, `hello.protocol`). */
+	public const VERSION = 1;
+
+	/** Longest batch id (`events.batch`: 1-128 characters). */
+	public const MAX_BATCH_ID = 128;
+
+	/** An event id: 1-128 characters of [A-Za-z0-9._:-] (`events[].id`). */
+	public const EVENT_ID_PATTERN = '/^[A-Za-z0-9._:-]{1,128}$/D';
+
+	/** What a welcome without usable limits means: the agent's defaults (docs/protocol.md, "Limits"). */
+	public const DEFAULT_MAX_BATCH         = 100;
+	public const DEFAULT_MAX_MESSAGE_BYTES = 8388608;
+
+	/** The smallest message limit the plugin believes (a smaller one is a misconfiguration). */
+	public const MIN_MESSAGE_BYTES = 65536;
+
+	/** The resources whose meta a welcome's watch_meta names. */
+	public const RESOURCES = array( 'customer', 'order', 'product', 'coupon' );
+
+	/** Close code of a message that is not protocol v1 (RFC 6455 §7.4.1: protocol error). */
+	public const CLOSE_PROTOCOL_ERROR = 1002;
+
+	/** JSON as the agent reads it: UTF-8 guaranteed (a text frame must be valid UTF-8). */
+	private const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE;
+
+	/**
+	 * The `hello` (first message of every connection, and the heartbeat).
+	 *
+	 * @param string $site_url       The site's home URL.
+	 * @param int    $blog_id        The site's blog id.
+	 * @param string $plugin_version WooBrevo's version.
+	 * @param string $wp_version     WordPress's version.
+	 * @param string $wc_version     WooCommerce's version.
+	 * @return string JSON.
+	 */
+	public static function hello( string $site_url, int $blog_id, string $plugin_version, string $wp_version, string $wc_version ): string {
+		return self::json(
+			array(
+				'type'           => 'hello',
+				'protocol'       => self::VERSION,
+				'site_url'       => $site_url,
+				'blog_id'        => $blog_id,
+				'plugin_version' => $plugin_version,
+				'wp_version'     => $wp_version,
+				'wc_version'     => $wc_version,
+			)
+		);
+	}
+
+	/**
+	 * One event of an `events` message, encoded on its own (a batch is put together from
+	 * encoded events, so each is encoded once however the batches are split).
+	 *
+	 * @param string                    $id          Event id.
+	 * @param string                    $topic       `<resource>.<action>`.
+	 * @param string                    $resource    customer, order, product, variation or coupon.
+	 * @param int                       $resource_id The object's id.
+	 * @param string                    $occurred_at When the hook fired, UTC ISO 8601 with Z.
+	 * @param mixed                     $payload     The REST object (an array, or an object that encodes as one).
+	 * @param array<string, mixed>|null $extra       Optional `extra` (status_from/status_to, refund_id…).
+	 * @return string JSON.
+	 */
+	public static function event( string $id, string $topic, string $resource, int $resource_id, string $occurred_at, $payload, ?array $extra = null ): string {
+		$event = array(
+			'id'          => $id,
+			'topic'       => $topic,
+			'resource'    => $resource,
+			'resource_id' => $resource_id,
+			'occurred_at' => $occurred_at,
+			'payload'     => array() === $payload ? new stdClass() : $payload,
+		);
+		if ( ! empty( $extra ) ) {
+			$event['extra'] = $extra;
+		}
+		return self::json( $event );
+	}
+
+	/**
+	 * The payload of an object that is gone: `{"id": N}`, for variations `{"id": N, "parent_id": P}`.
+	 *
+	 * @param int      $id        The object's id.
+	 * @param int|null $parent_id A variation's product, if known.
+	 * @return array<string, int>
+	 */
+	public static function deleted_payload( int $id, ?int $parent_id = null ): array {
+		$payload = array( 'id' => $id );
+		if ( null !== $parent_id ) {
+			$payload['parent_id'] = $parent_id;
+		}
+		return $payload;
+	}
+
+	/**
+	 * An `events` message around events encoded by event().
+	 *
+	 * @param string   $batch  Batch id (1-128 characters).
+	 * @param string[] $events Encoded events.
+	 * @return string JSON.
+	 */
+	public static function events( string $batch, array $events ): string {
+		return '{"type":"events","batch":' . self::json( $batch ) . ',"events":[' . implode( ',', $events ) . ']}';
+	}
+
+	/**
+	 * Parses one message from the agent.
+	 *
+	 * - `welcome`: {type, site, max_batch, max_message_bytes, watch_meta, server_time}, limits
+	 *   defaulted and bounded (max_batch ≥ 1, max_message_bytes ≥ MIN_MESSAGE_BYTES);
+	 * - `ack`: {type, batch (null when missing), accepted: string[], rejected: list of {id, code, message}},
+	 *   entries that cannot name an event dropped;
+	 * - `error`: {type, code, message};
+	 * - any other type: {type} only (fields not listed are ignored, docs/protocol.md "Messages").
+	 *
+	 * @param string $text A text frame.
+	 * @return array<string, mixed>
+	 * @throws UnexpectedValueException When it is not a JSON object with a type (code CLOSE_PROTOCOL_ERROR).
+	 */
+	public static function parse( string $text ): array {
+		$message = json_decode( $text, true );
+		if ( ! is_array( $message ) || ! isset( $message['type'] ) ) {
+			throw new UnexpectedValueException( 'the agent sent something that is not a protocol message', self::CLOSE_PROTOCOL_ERROR );
+		}
+		$type = is_string( $message['type'] ) ? $message['type'] : '';
+		switch ( $type ) {
+			case 'welcome':
+				return self::parse_welcome( $message );
+			case 'ack':
+				return self::parse_ack( $message );
+			case 'error':
+				return array(
+					'type'    => 'error',
+					'code'    => self::text( $message['code'] ?? null, 'error' ),
+					'message' => self::text( $message['message'] ?? null, '' ),
+				);
+			default:
+				return array( 'type' => $type );
+		}
+	}
+
+	/**
+	 * Whether a string is a valid event id.
+	 *
+	 * @param string $id Candidate.
+	 * @return bool
+	 */
+	public static function is_event_id( string $id ): bool {
+		return 1 === preg_match( self::EVENT_ID_PATTERN, $id );
+	}
+
+	/**
+	 * The fields of a welcome the plugin uses.
+	 *
+	 * @param array<string, mixed> $message Decoded welcome.
+	 * @return array{type: string, site: string, max_batch: int, max_message_bytes: int, watch_meta: array<string, mixed>, server_time: string}
+	 */
+	private static function parse_welcome( array $message ): array {
+		return array(
+			'type'              => 'welcome',
+			'site'              => self::text( $message['site'] ?? null, '' ),
+			'max_batch'         => max( 1, self::integer( $message['max_batch'] ?? null, self::DEFAULT_MAX_BATCH ) ),
+			'max_message_bytes' => max( self::MIN_MESSAGE_BYTES, self::integer( $message['max_message_bytes'] ?? null, self::DEFAULT_MAX_MESSAGE_BYTES ) ),
+			'watch_meta'        => is_array( $message['watch_meta'] ?? null ) ? $message['watch_meta'] : array(),
+			'server_time'       => self::text( $message['server_time'] ?? null, '' ),
+		);
+	}
+
+	/**
+	 * The fields of an ack the plugin uses.
+	 *
+	 * @param array<string, mixed> $message Decoded ack.
+	 * @return array{type: string, batch: ?string, accepted: string[], rejected: list<array{id: string, code: string, message: string}>}
+	 */
+	private static function parse_ack( array $message ): array {
+		$accepted = array();
+		foreach ( self::items( $message['accepted'] ?? null ) as $id ) {
+			if ( is_string( $id ) ) {
+				$accepted[] = $id;
+			}
+		}
+		$rejected = array();
+		foreach ( self::items( $message['rejected'] ?? null ) as $item ) {
+			if ( is_array( $item ) && is_string( $item['id'] ?? null ) ) {
+				$rejected[] = array(
+					'id'      => $item['id'],
+					'code'    => self::text( $item['code'] ?? null, 'rejected' ),
+					'message' => self::text( $item['message'] ?? null, '' ),
+				);
+			}
+		}
+		return array(
+			'type'     => 'ack',
+			'batch'    => is_string( $message['batch'] ?? null ) ? $message['batch'] : null,
+			'accepted' => $accepted,
+			'rejected' => $rejected,
+		);
+	}
+
+	/**
+	 * A list field: an array as is, a lone value as a list of one, nothing as empty.
+	 *
+	 * @param mixed $value Field value.
+	 * @return array<int|string, mixed>
+	 */
+	private static function items( $value ): array {
+		if ( null === $value ) {
+			return array();
+		}
+		return is_array( $value ) ? $value : array( $value );
+	}
+
+	/**
+	 * A scalar field as text, or the default.
+	 *
+	 * @param mixed  $value   Field value.
+	 * @param string $default When missing or not a scalar.
+	 * @return string
+	 */
+	private static function text( $value, string $default ): string {
+		if ( null === $value || ! is_scalar( $value ) ) {
+			return $default;
+		}
+		return (string) $value;
+	}
+
+	/**
+	 * A numeric field as an integer, or the default.
+	 *
+	 * @param mixed $value   Field value.
+	 * @param int   $default When missing or not numeric.
+	 * @return int
+	 */
+	private static function integer( $value, int $default ): int {
+		return is_numeric( $value ) ? (int) $value : $default;
+	}
+
+	/**
+	 * JSON as the agent reads it.
+	 *
+	 * @param mixed $value Value.
+	 * @return string
+	 */
+	private static function json( $value ): string {
+		return (string) json_encode( $value, self::JSON_FLAGS ); // phpcs:ignore WordPress.WP.AlternativeFunctions.json_encode_json_encode -- a pure class: no WordPress here.
+	}
+}
