@@ -105,6 +105,12 @@ class _Step:
             warnings=tuple(warnings),
         )
 
+    def last_email(self) -> str | None:
+        """The email the agent last knew for a deleted object (kept in its state)."""
+        email: str | None = (self.prior or {}).get("email")
+        self.state["email"] = email
+        return email
+
     def events(
         self, email: str, obj: dict[str, Any], tail: str, *, per_topic: bool = False
     ) -> list[Intent]:
@@ -186,8 +192,7 @@ def _customer(step: _Step) -> Outcome:
         # Deleting a WordPress user does not unsubscribe a person from marketing: the
         # contact stays in Brevo (docs/mapping.md); a mapped `customer.deleted` event
         # goes to the email the agent last knew for that user.
-        email = (step.prior or {}).get("email")
-        step.state["email"] = email
+        email = step.last_email()
         if not email:
             return step.outcome()
         return step.outcome(step.events(email, {"id": event.resource_id}, "deleted"))
@@ -210,8 +215,7 @@ def _order(step: _Step) -> Outcome:
     if event.action is Action.DELETED:
         # A trashed order leaves the aggregates (its fact turns to 'trash' in the store);
         # the contact's counts are refreshed from the email remembered in the prior state.
-        email = (step.prior or {}).get("email")
-        step.state["email"] = email
+        email = step.last_email()
         if not email:
             return step.outcome()
         contact, _ = step.contact(email, {}, only_computed=True)
