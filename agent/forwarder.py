@@ -24,7 +24,7 @@ from agent.core.planner import (
     choose,
     single_request,
 )
-from agent.core.retry import VerdictKind, backoff_delay, classify
+from agent.core.retry import Reaction, ReactionKind, VerdictKind, backoff_delay, classify, react
 
 if TYPE_CHECKING:
     from agent.app import App
@@ -368,7 +368,6 @@ class AccountWorker:
         )
 
     async def _send(self, request: Request, slot: asyncio.Semaphore) -> None:
-        store = self.app.store
         try:
             resp = await self.client.request(request.method, request.path, request.body)
         except BaseException:
@@ -385,68 +384,75 @@ class AccountWorker:
                 endpoint=request.path,
                 status=str(resp.status),
             )
-            verdict = classify(resp.status, resp.headers)
             jobs = list(request.jobs)
-            now = self.now()
-            if verdict.kind is VerdictKind.OK:
-                self.account_error = None
-                self.failures[request.family] = 0
-                await store.complete(jobs)
-            elif verdict.kind is VerdictKind.RATE_LIMITED:
-                log.info("brevo 429 on %s; retry in %.1fs", request.family, verdict.wait)
-                self.budgets[request.family].block(now, verdict.wait)
-                self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=request.family)
-                await store.retry(jobs, now + verdict.wait, "429 rate limited", count_attempt=False)
-            elif verdict.kind is VerdictKind.RETRY:
-                self.failures[request.family] += 1
-                attempts = max(max(j.attempts for j in jobs), self.failures[request.family] - 1)
-                delay = backoff_delay(attempts, max_delay=self.cfg.max_backoff, rng=self._rng)
-                self.budgets[request.family].block(now, delay)
+            reaction = react(
+                classify(resp.status, resp.headers),
+                resp.status,
+                resp.code,
+                resp.message,
+                jobs=len(jobs),
+                attempts=max(j.attempts for j in jobs),
+                failures=self.failures[request.family],
+                max_backoff=self.cfg.max_backoff,
+                rng=self._rng,
+            )
+            await self._apply(reaction, request, resp, jobs, self.now())
+        finally:
+            slot.release()
+            self.inflight[request.family] -= 1
+            self.forwarder.progress.set()
+            self.wake()
+
+    async def _apply(
+        self, reaction: Reaction, request: Request, resp: BrevoResponse, jobs: list[Job], now: float
+    ) -> None:
+        """Carry out what `react` decided for an answered request (core/retry.py)."""
+        store, family = self.app.store, request.family
+        self.failures[family] = reaction.failures
+        if reaction.block_family:
+            self.budgets[family].block(now, reaction.block_family)
+        kind = reaction.kind
+        if kind is ReactionKind.COMPLETE:
+            self.account_error = None
+            await store.complete(jobs)
+        elif kind is ReactionKind.RETRY:
+            if reaction.count_attempt:  # a failure; a 429 (Brevo's own pace) counts none
                 log.warning(
                     "brevo %s on %s %s (%s); retry in %.1fs",
                     resp.status or "error",
                     request.method,
                     request.path,
                     resp.message,
-                    delay,
-                )
-                await store.retry(jobs, now + delay, f"{resp.status} {resp.message}")
-            elif verdict.kind is VerdictKind.ACCOUNT:
-                self.account_error = (
-                    f"brevo refused the account: {resp.status} {resp.code}: {resp.message}"
-                )
-                log.error(
-                    "%s; check brevo.api_key and the plan; pausing this account for 60s",
-                    self.account_error,
-                )
-                self.paused_until = now + 60.0
-                await store.retry(jobs, now + 60.0, self.account_error, count_attempt=False)
-            elif len(jobs) > 1:
-                # One bad item fails a whole batch: resend them one by one, so the bad one is
-                # found with Brevo's own message and the rest still go through.
-                log.warning(
-                    "brevo %s on batch %s (%s); resending %d items one by one",
-                    resp.status,
-                    request.path,
-                    resp.message,
-                    len(jobs),
-                )
-                await store.retry(
-                    jobs,
-                    now,
-                    f"{resp.status} {resp.message}",
-                    single_only=True,
-                    count_attempt=False,
+                    reaction.wait,
                 )
             else:
-                job = jobs[0]
-                log.warning(
-                    "brevo %s %s on %s %s: dead letter", resp.status, resp.code, job.kind, job.key
-                )
-                self.app.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
-                await store.dead_letter(job, resp.code, resp.message)
-        finally:
-            slot.release()
-            self.inflight[request.family] -= 1
-            self.forwarder.progress.set()
-            self.wake()
+                log.info("brevo 429 on %s; retry in %.1fs", family, reaction.wait)
+                self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=family)
+            await store.retry(
+                jobs, now + reaction.wait, reaction.reason, count_attempt=reaction.count_attempt
+            )
+        elif kind is ReactionKind.PAUSE_ACCOUNT:
+            self.account_error = reaction.account_error
+            log.error(
+                "%s; check brevo.api_key and the plan; pausing this account for %gs",
+                self.account_error,
+                reaction.wait,
+            )
+            self.paused_until = now + reaction.wait
+            await store.retry(jobs, now + reaction.wait, reaction.reason, count_attempt=False)
+        elif kind is ReactionKind.SPLIT:
+            log.warning(
+                "brevo %s on batch %s (%s); resending %d items one by one",
+                resp.status,
+                request.path,
+                resp.message,
+                len(jobs),
+            )
+            await store.retry(jobs, now, reaction.reason, single_only=True, count_attempt=False)
+        else:
+            job = jobs[0]
+            log.warning(
+                "brevo %s %s on %s %s: dead letter", resp.status, resp.code, job.kind, job.key
+            )
+            self.app.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
+            await store.dead_letter(job, resp.code, resp.message)

@@ -8,12 +8,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "ACCOUNT_PAUSE",
+    "Reaction",
+    "ReactionKind",
     "Verdict",
     "VerdictKind",
     "backoff",
     "backoff_delay",
     "classify",
     "rate_limit_reset",
+    "react",
 ]
 
 
@@ -107,3 +111,84 @@ class _Rand(random.Random):
 
     def random(self) -> float:
         return self._fn()
+
+
+ACCOUNT_PAUSE = 60.0  # seconds an account Brevo refused waits before it is tried again
+
+
+class ReactionKind(StrEnum):
+    """What happens to the jobs of a request once its answer is known."""
+
+    COMPLETE = "complete"  # Brevo holds them
+    RETRY = "retry"  # again after `wait`
+    PAUSE_ACCOUNT = "pause_account"  # the whole account waits `wait`; the jobs too
+    SPLIT = "split"  # a refused batch: each job again, alone, to find the bad one
+    DEAD = "dead"  # refused for good: a dead letter with Brevo's code and message
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """`react`'s decision, which the forwarder only applies (agent/forwarder.py `_send`)."""
+
+    kind: ReactionKind
+    wait: float = 0.0  # seconds until the jobs (or the account) go again
+    reason: str = ""  # stored with the retried jobs
+    count_attempt: bool = True
+    block_family: float = 0.0  # seconds the endpoint family's budget waits
+    failures: int = 0  # the family's consecutive failures after this answer
+    account_error: str | None = None  # set on PAUSE_ACCOUNT; cleared by COMPLETE
+
+
+def react(
+    verdict: Verdict,
+    status: int | None,
+    code: str,
+    message: str,
+    *,
+    jobs: int,
+    attempts: int,
+    failures: int,
+    max_backoff: float,
+    rng: random.Random | None = None,
+) -> Reaction:
+    """The whole verdict → action policy for one answered request of `jobs` jobs, the most
+    `attempts` any of them had, after `failures` consecutive failures of its family."""
+    if verdict.kind is VerdictKind.OK:
+        return Reaction(ReactionKind.COMPLETE)
+    if verdict.kind is VerdictKind.RATE_LIMITED:
+        # Brevo said when its window resets: wait for it, no attempt counted.
+        return Reaction(
+            ReactionKind.RETRY,
+            wait=verdict.wait,
+            reason="429 rate limited",
+            count_attempt=False,
+            block_family=verdict.wait,
+            failures=failures,
+        )
+    if verdict.kind is VerdictKind.RETRY:
+        failures += 1
+        delay = backoff_delay(max(attempts, failures - 1), max_delay=max_backoff, rng=rng)
+        return Reaction(
+            ReactionKind.RETRY,
+            wait=delay,
+            reason=f"{status} {message}",
+            block_family=delay,
+            failures=failures,
+        )
+    if verdict.kind is VerdictKind.ACCOUNT:
+        error = f"brevo refused the account: {status} {code}: {message}"
+        return Reaction(
+            ReactionKind.PAUSE_ACCOUNT,
+            wait=ACCOUNT_PAUSE,
+            reason=error,
+            count_attempt=False,
+            failures=failures,
+            account_error=error,
+        )
+    if jobs > 1:
+        # One bad item fails a whole batch: resend them one by one, so the bad one is found
+        # with Brevo's own message and the rest still go through.
+        return Reaction(
+            ReactionKind.SPLIT, reason=f"{status} {message}", count_attempt=False, failures=failures
+        )
+    return Reaction(ReactionKind.DEAD, failures=failures)
