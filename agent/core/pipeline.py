@@ -174,14 +174,7 @@ def decide(
         aggregates,
         now,
     )
-    by_resource = {
-        Resource.CUSTOMER: _customer,
-        Resource.ORDER: _order,
-        Resource.PRODUCT: _product,
-        Resource.VARIATION: _product,
-        Resource.COUPON: _coupon,
-    }
-    return by_resource[event.resource](step)
+    return _BY_RESOURCE[event.resource](step)
 
 
 def _customer(step: _Step) -> Outcome:
@@ -279,3 +272,12 @@ def _coupon(step: _Step) -> Outcome:
     collection = site.coupon_collection
     body = {"collection": collection, "codes": [code]}
     return step.outcome([Intent(Kind.COUPON, f"coupons:{collection}", body, step.historical)])
+
+
+_BY_RESOURCE: dict[Resource, Callable[[_Step], Outcome]] = {
+    Resource.CUSTOMER: _customer,
+    Resource.ORDER: _order,
+    Resource.PRODUCT: _product,
+    Resource.VARIATION: _product,
+    Resource.COUPON: _coupon,
+}

@@ -977,6 +977,7 @@ class SqliteStore:
         def run() -> dict[str, int]:
             db = self.db
             held = self._held
+            marks = ",".join("?" * len(held))
 
             def count(sql: str, *args: Any) -> int:
                 return int(db.execute(sql, args).fetchone()[0])
@@ -987,13 +988,9 @@ class SqliteStore:
                     "SELECT COUNT(*) FROM inbox WHERE state=0" + self._not_held, *held
                 ),
                 "jobs": count("SELECT COUNT(*) FROM jobs WHERE 1" + self._not_held, *held),
-                "held": count(
-                    "SELECT (SELECT COUNT(*) FROM inbox WHERE state=0 AND site IN ({0}))"
-                    " + (SELECT COUNT(*) FROM jobs WHERE site IN ({0}))".format(
-                        ",".join("?" * len(held))
-                    ),
-                    *held,
-                    *held,
+                "held": sum(
+                    count(f"SELECT COUNT(*) FROM {table} WHERE {where}site IN ({marks})", *held)
+                    for table, where in (("inbox", "state=0 AND "), ("jobs", ""))
                 )
                 if held
                 else 0,

@@ -9,6 +9,7 @@ import pytest
 from agent.core.checks import attribute_type, wanted_attributes
 from agent.core.mapping import calendar_date, contact_attributes
 from agent.core.woo import COMPUTED_PATHS, DATE_FIELDS, is_date_path
+from tests.agent.test_dates_to_brevo import DATE_MAPPING
 from tests.conftest import ref
 
 DATE_PATHS = [
@@ -122,15 +123,8 @@ def test_calendar_date_refuses_what_it_cannot_read(value: Any) -> None:
 MAPPING = {
     "email": "email",
     "first_name": "FIRSTNAME",
-    "date_created": "SIGNUP_DATE",
-    "date_created_gmt": "SIGNUP_DATE_GMT",
-    "date_modified": "MODIFIED_DATE",
-    "date_modified_gmt": "MODIFIED_DATE_GMT",
-    "first_order_date": "FIRST_ORDER_DATE",
-    "last_order_date": "LAST_ORDER_DATE",
+    **DATE_MAPPING,
     "orders_count": "ORDER_COUNT",
-    "meta_data.birthday": "BIRTHDAY",
-    "meta_data.subscribed_at": "SUBSCRIBED_AT",
     "meta_data.loyalty_points": "LOYALTY_POINTS",
 }
 COMPUTED = {
