@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agent.config import Config, SiteConfig
 from agent.errors import AgentError
-from agent.forwarder import Forwarder
+from agent.forward.forwarder import Forwarder
 from agent.metrics import Metrics
-from agent.processor import Processor
+from agent.process.processor import Processor
+from agent.process.worker import WorkerLink
 from agent.store import SqliteStore
-from agent.worker import WorkerLink
 
 if TYPE_CHECKING:
     from agent.doors.stream import StreamTestHooks
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["App", "Role"]
 
 # all: one process does everything (tests, `run --until-idle`, `processing: inline`);
-# doors + worker: the two processes of `processing: process` (agent/worker.py).
+# doors + worker: the two processes of `processing: process` (agent/process/worker.py).
 Role = Literal["all", "doors", "worker"]
 
 LOCK_WAIT = 30.0  # seconds to wait for a previous forwarding process to let go of the state
@@ -51,7 +51,7 @@ class App:
     ) -> None:
         self.cfg = cfg
         self.role = role
-        # The doors process starts the worker with this command line (agent/worker.py).
+        # The doors process starts the worker with this command line (agent/process/worker.py).
         self.worker_argv = tuple(worker_argv)
         # Test-only faults of the stream door (crash after a commit, slow acks, a failing
         # store); set only by the CLI entry point from WOOBREVO_TEST_* variables.

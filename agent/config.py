@@ -141,7 +141,7 @@ class AgentSection(_Model):
         "process",
         description=(
             "process: the pipeline and the Brevo forwarder run in a second, niced process, so"
-            " the doors keep a CPU to ack with (agent/worker.py); inline: one process"
+            " the doors keep a CPU to ack with (agent/process/worker.py); inline: one process"
         ),
     )
     historical_after: Duration = Field(

@@ -82,7 +82,7 @@ class HttpServer:
         except Exception as exc:  # the probe's whole point is to report any failure
             ready = False
             checks["store"] = f"not writable: {type(exc).__name__}: {exc}"
-        # Brevo readiness is the forwarder's, in whichever process it runs (agent/worker.py).
+        # Brevo readiness is the forwarder's, in whichever process it runs (agent/process/worker.py).
         worker = self.app.worker
         ok, why = worker.ready() if worker is not None else self.app.forwarder.ready()
         ready = ready and ok

@@ -18,10 +18,10 @@ import secrets
 from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 from agent.config import Config
 from agent.errors import ConfigError
+from agent.store.ports import MetaStore
 
 __all__ = [
     "STORE_PREFIX",
@@ -39,16 +39,6 @@ __all__ = [
 log = logging.getLogger("agent.tokens")
 
 STORE_PREFIX = "token:"
-
-
-class MetaStore(Protocol):
-    """The part of the store the registry uses (agent/store/sqlite.py's key/value table)."""
-
-    async def get_meta(self, key: str) -> str | None: ...
-
-    async def set_meta(self, key: str, value: str) -> None: ...
-
-    async def meta_items(self, prefix: str) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
 """`woobrevo-agent doctor`, the pure part: results, the Brevo attribute types a mapping needs,
-which mapped meta keys a sample lacks, and the table. The requests are in agent/doctor.py."""
+which mapped meta keys a sample lacks, and the table. The requests are in agent/cli/doctor.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The store calls `order_fact` (agent/core/aggregates.py, so aggregates include the order) and then `decide`, inside one
 transaction per event (agent/store/sqlite.py `_process_pending`). What `decide` needs of a
-site's config is a `SiteRules`, built once per site by the shell (agent/processor.py), so the
+site's config is a `SiteRules`, built once per site by the shell (agent/process/processor.py), so the
 core reads no config module; what it would have logged comes back in `Outcome.warnings`.
 """
 

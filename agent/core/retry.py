@@ -128,7 +128,7 @@ class ReactionKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Reaction:
-    """`react`'s decision, which the forwarder only applies (agent/forwarder.py `_send`)."""
+    """`react`'s decision, which the forwarder only applies (agent/forward/forwarder.py `_send`)."""
 
     kind: ReactionKind
     wait: float = 0.0  # seconds until the jobs (or the account) go again

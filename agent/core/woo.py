@@ -79,7 +79,7 @@ def is_date_path(path: str) -> bool:
     return False
 
 
-# How REST requests carry the store's keys (`connectors.woocommerce.auth`, agent/woocommerce.py).
+# How REST requests carry the store's keys (`connectors.woocommerce.auth`, agent/woocommerce/client.py).
 AuthMode = Literal["auto", "basic", "query", "oauth1"]
 
 

@@ -21,7 +21,7 @@ from agent.config import SiteConfig
 from agent.core.events import Door
 from agent.core.sync import Checkpoint, RunSpec, fields_for, to_events
 from agent.store import SqliteStore
-from agent.woocommerce import ParamValue, Response, WooClient, WooNotFound
+from agent.woocommerce.client import ParamValue, Response, WooClient, WooNotFound
 
 __all__ = ["Backfill", "BackfillConflict", "ProgressSink", "run_resources"]
 

@@ -42,7 +42,7 @@ from agent.core.sync import (
 )
 from agent.core.times import gmt, gmt_seconds
 from agent.core.woo import SINGULAR
-from agent.woocommerce import ParamValue, WooClient, WooError, WooNotFound
+from agent.woocommerce.client import ParamValue, WooClient, WooError, WooNotFound
 
 if TYPE_CHECKING:
     from agent.app import App

@@ -78,7 +78,7 @@ BatchHook = Callable[[str, Events], None]
 @dataclass(frozen=True)
 class StreamTestHooks:
     """Test-only faults of the door. Passed in explicitly by whoever builds the server (only
-    `woobrevo-agent run`, from WOOBREVO_TEST_* variables: agent/cli.py); never read from the env
+    `woobrevo-agent run`, from WOOBREVO_TEST_* variables: agent/cli/main.py); never read from the env
     here. The defaults change nothing."""
 
     # Called between a batch's commit and its ack (the crash test kills the process there).

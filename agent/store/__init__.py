@@ -1,8 +1,10 @@
 """The store: durable inbox, jobs, dedupe state, watermarks and dead letters.
 
-One narrow interface (the methods of `SqliteStore`) so that a shared backend can follow.
+`ports.py` names what each stage may ask of it (narrow Protocols); `sqlite.py` is the
+embedded backend that implements them all.
 """
 
-from agent.store.sqlite import DeadLetter, IngestResult, Outcome, SqliteStore
+from agent.store.ports import DeadLetter, IngestResult
+from agent.store.sqlite import SqliteStore
 
-__all__ = ["DeadLetter", "IngestResult", "Outcome", "SqliteStore"]
+__all__ = ["DeadLetter", "IngestResult", "SqliteStore"]

@@ -2,7 +2,7 @@
 
 Every method runs on a single worker thread that owns the connection (sqlite3 objects are not
 shared across threads), so the asyncio loop never blocks on the disk and a process's writes
-never contend with each other. Two processes (the doors and the worker, agent/worker.py) share
+never contend with each other. Two processes (the doors and the worker, agent/process/worker.py) share
 the file: see `_Tx` for how one waits for the other's write.
 Durability: `synchronous=FULL` in WAL mode, so a commit that returned survives a power cut, not
 only a kill -9; a door acks only after `ingest` returned. Claims and retries are the exception
@@ -31,7 +31,7 @@ from agent.core.dedupe import known_after, largest_list_group, minus_known
 from agent.core.events import Action, Event, Rejection, Resource
 from agent.core.jobs import Intent, Job, Kind, Outcome, canonical, merge_bodies
 from agent.core.lifecycle import is_stale
-from agent.core.pipeline import Aggregates
+from agent.store.ports import DeadLetter, Decide, IngestResult
 
 __all__ = ["DeadLetter", "Decide", "IngestResult", "Outcome", "SqliteStore"]
 
@@ -152,37 +152,6 @@ BUSY_STEP = 0.0002
 # Inbox states.
 NEW, DONE = 0, 1
 
-# The pure pipeline as the store calls it: (site, event, prior state, aggregates) → outcome
-# (agent/core/pipeline.py `decide`, wrapped by agent/processor.py).
-Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates], Outcome]
-
-
-@dataclass(frozen=True, slots=True)
-class IngestResult:
-    """What `ingest` did: ids now safely stored (new or replayed) and rejected ones."""
-
-    accepted: list[str]
-    rejected: list[Rejection]
-    new: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A kept failure: an unusable event or a write Brevo refused."""
-
-    id: int
-    site: str
-    origin: str
-    ref: str
-    kind: str
-    account: str | None
-    code: str
-    message: str
-    body: Any
-    created_at: float
-    state: str
-
-
 class SqliteStore:
     """The embedded store. Use as `async with SqliteStore(path) as store:`."""
 
@@ -201,7 +170,7 @@ class SqliteStore:
         self._not_held = (
             f" AND site NOT IN ({','.join('?' * len(self._held))})" if self._held else ""
         )
-        # writes: "doors" and "worker" for agent/worker.py's two processes (`_Tx` for how they
+        # writes: "doors" and "worker" for agent/process/worker.py's two processes (`_Tx` for how they
         # share the write lock). The doors leave WAL checkpoints to the worker: a commit that
         # crosses the checkpoint threshold copies the WAL into the database and waits for the
         # disk again before it returns, and a door's ack would wait for that.
@@ -418,7 +387,7 @@ class SqliteStore:
             return 0
         # The pipeline runs outside any transaction, on what is committed plus what the rows
         # before it in this chunk changed (_Chunk); only its writes take the write lock, in
-        # one short transaction. Another process (the doors, agent/worker.py) commits its
+        # one short transaction. Another process (the doors, agent/process/worker.py) commits its
         # batches in between instead of waiting for the whole chunk's pipeline.
         chunk = _Chunk(self.db)
         try:

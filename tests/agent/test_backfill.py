@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent.cli_sync import BarProgress, LineProgress
+from agent.cli.sync import BarProgress, LineProgress
 from agent.config import SiteConfig, load_config
 from agent.core.events import Door
 from agent.core.pipeline import SiteRules, decide

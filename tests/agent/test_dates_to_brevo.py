@@ -30,7 +30,7 @@ YMD = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 async def create_attributes_as_doctor_fix_does(fake: BrevoFake, mapping: dict[str, str]) -> None:
-    """What `doctor --fix` sends (agent/doctor.py): every missing attribute, typed by
+    """What `doctor --fix` sends (agent/cli/doctor.py): every missing attribute, typed by
     `attribute_type`, over HTTP."""
     async with aiohttp.ClientSession(headers={"api-key": fake.api_key}) as http:
         async with http.get(f"{fake.base_url}/contacts/attributes") as response:

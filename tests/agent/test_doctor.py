@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from websockets.asyncio.client import connect
 
 from agent.app import App
+from agent.cli.doctor import run_doctor
 from agent.config import Config, WooSection
 from agent.core.checks import (
     Check,
@@ -31,7 +32,6 @@ from agent.core.checks import (
     render_table,
 )
 from agent.core.webhooks import install_topics, sign
-from agent.doctor import run_doctor
 from agent.tokens import token_hash
 from tests.agent.doorkit import HELLO, until
 from tests.conftest import ROOT, UNIT, write_config
@@ -299,8 +299,8 @@ async def test_basic_auth_over_http_is_warned(tmp_path: Path, brevo: BrevoFake) 
 # A config key as advice writes it: `backfill.per_page`, `auth: query`, `verify_ssl: false`.
 KEY_SPAN = re.compile(r"`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:: ([^`\s]+))?`")
 ADVICE_SOURCES = (
-    "agent/doctor.py",
-    "agent/woocommerce.py",
+    "agent/cli/doctor.py",
+    "agent/woocommerce/client.py",
     "agent/core/checks.py",
     "agent/core/webhooks.py",
     "agent/doors/poller.py",

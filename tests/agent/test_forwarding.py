@@ -20,7 +20,7 @@ import pytest
 from agent.app import App
 from agent.config import load_config
 from agent.core.events import Door, Event, parse_event
-from agent.forwarder import MAX_IN_FLIGHT
+from agent.forward.forwarder import MAX_IN_FLIGHT
 from tests.conftest import ROOT, UNIT, ref, write_config
 from tests.fakes.brevo import BrevoFake
 

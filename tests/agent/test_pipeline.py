@@ -110,7 +110,7 @@ async def test_unparseable_phone_drops_only_sms(h: Harness) -> None:
     (contact,) = await h.take(Kind.CONTACT)
     assert "SMS" not in contact["attributes"]
     assert contact["attributes"]["FIRSTNAME"] == "John"
-    # The core says why, for the shell to log (agent/processor.py): data in, data out.
+    # The core says why, for the shell to log (agent/process/processor.py): data in, data out.
     ev = parse_event({"topic": "customer.updated", "payload": customer}, door=Door.POLL)
     assert isinstance(ev, Event)
     outcome = decide(

@@ -749,7 +749,7 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
         fake.assert_no_spec_violations()
 
 
-# -- the other test-only faults of `woobrevo-agent run` (agent/cli.py _stream_test_hooks) ---
+# -- the other test-only faults of `woobrevo-agent run` (agent/cli/main.py _stream_test_hooks) ---
 
 
 def _faulty_agent(tmp_path: Path, fault: str, value: str) -> tuple[Config, AgentProcess]:

@@ -1,7 +1,7 @@
 """The WooCommerce REST client against the WooCommerce fake, and the fake against a real store.
 
 Real-store facts come from reference/woocommerce/real-10.0.2/ (exact bytes from WooCommerce
-10.0.2); the OAuth 1.0a vectors are computed here independently of agent/woocommerce.py.
+10.0.2); the OAuth 1.0a vectors are computed here independently of agent/woocommerce/client.py.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from agent.core.retry import backoff
 from agent.errors import Permanent, Retryable
-from agent.woocommerce import (
+from agent.woocommerce.client import (
     Call,
     RateBudget,
     WooAuthError,
@@ -67,7 +67,7 @@ def recorded(name: str) -> tuple[int, dict[str, str], bytes]:
 
 # --------------------------------------------------------------------------------------------
 # An independent OAuth 1.0a signer, written from WC_REST_Authentication::check_oauth_signature()
-# step by step (it shares no code with agent/woocommerce.py or the fake).
+# step by step (it shares no code with agent/woocommerce/client.py or the fake).
 
 UNRESERVED = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 

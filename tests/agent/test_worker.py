@@ -1,4 +1,4 @@
-"""`processing: process`: a real `woobrevo-agent run` as two processes (agent/worker.py).
+"""`processing: process`: a real `woobrevo-agent run` as two processes (agent/process/worker.py).
 
 The doors process stores and acks; its worker processes and forwards. Both are real
 processes here, killed with SIGKILL where the test says so, against the Brevo fake.
@@ -19,7 +19,7 @@ import yaml
 
 from agent.app import forwarding_lock
 from agent.errors import AgentError
-from agent.worker import NICE
+from agent.process.worker import NICE
 from tests.agent.doorkit import UNIT, AgentProcess, batch, config_data, event, hello, order
 from tests.fakes.brevo import BrevoFake
 

@@ -5,7 +5,7 @@
  * recorded, agent down (rows wait, backoff recorded and honoured), token refused, the time
  * budget, and two shipper processes at once (each row sent once). Pipelining (several batches
  * in flight, acks of several batches at once, a close mid-pipeline) against agents of their
- * own with the agent's test-only faults (agent/cli.py): acks held after the commit
+ * own with the agent's test-only faults (agent/cli/main.py): acks held after the commit
  * (WOOBREVO_TEST_ACK_DELAY), a batch that fails to store (WOOBREVO_TEST_FAIL_STORE_BATCH).
  *
  * @package WooBrevo
@@ -294,7 +294,7 @@ final class ShipperTest extends TestCase {
 
 	/**
 	 * Starts an agent of the test's own (welcome.max_batch 5) with some of its test-only faults
-	 * (WOOBREVO_TEST_*, agent/cli.py) and points the shipper at it. Stop it with stop_own().
+	 * (WOOBREVO_TEST_*, agent/cli/main.py) and points the shipper at it. Stop it with stop_own().
 	 *
 	 * @param array<string, string> $faults Environment variables.
 	 * @return array<string, mixed> From WsTestSupport::start_agent().

@@ -118,7 +118,7 @@ final class WsTestSupport {
 	 * @param array<string, mixed> $agent     Extra keys under `agent` (stream limits, tls…).
 	 * @param array<int, array{id: string, token: string}> $sites Sites and their tokens.
 	 * @param array<string, mixed> $extra     Other top-level config keys, merged in.
-	 * @param array<string, string> $env      Extra environment variables (e.g. the agent's WOOBREVO_TEST_* faults, agent/cli.py).
+	 * @param array<string, string> $env      Extra environment variables (e.g. the agent's WOOBREVO_TEST_* faults, agent/cli/main.py).
 	 * @return array{process: resource, port: int, http_port: int, log: string, dir: string}
 	 */
 	public static function start_agent( string $dir, array $agent = array(), array $sites = array(), array $extra = array(), array $env = array() ): array {

@@ -23,7 +23,7 @@ log = logging.getLogger("agent.processor")
 OTHER_WRITERS_EVERY = 5.0  # seconds between looks for rows another process stored
 # Rows per chunk: the pipeline runs on a chunk outside any transaction, then its writes
 # commit at once (agent/store/sqlite.py, `_Chunk`); ingest waits at most one chunk for the
-# store thread (one process) or one chunk's writes for the write lock (agent/worker.py).
+# store thread (one process) or one chunk's writes for the write lock (agent/process/worker.py).
 BATCH = 50
 PRUNE_EVERY = 600.0  # seconds between deletions of old processed inbox rows
 
@@ -36,7 +36,7 @@ class Processor:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # True while stored events wait to be processed: more jobs are on their way, so the
-        # forwarder lets partial batches fill up (agent/forwarder.py).
+        # forwarder lets partial batches fill up (agent/forward/forwarder.py).
         self.backlogged = False
         self._pruner: asyncio.Task[None] | None = None
         # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).

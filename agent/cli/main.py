@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from agent.cli_sync import add_sync_parsers
-from agent.cli_tokens import add_token_parsers
-from agent.cli_webhooks import add_webhook_parsers
+from agent.cli.sync import add_sync_parsers
+from agent.cli.tokens import add_token_parsers
+from agent.cli.webhooks import add_webhook_parsers
 from agent.config import Config, ConfigError, config_warnings, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.times import display_time
@@ -70,7 +70,7 @@ async def _run(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    # `processing: process` splits the agent in two (agent/worker.py); --until-idle waits for
+    # `processing: process` splits the agent in two (agent/process/worker.py); --until-idle waits for
     # the work itself, so it runs in one process.
     role: Role = "doors" if worker_argv and not until_idle else "all"
     for warning in config_warnings(cfg):
@@ -125,8 +125,8 @@ def _tune_gc() -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """The worker process of `run` (agent/worker.py): started by `run`, not by hand."""
-    from agent.worker import NICE
+    """The worker process of `run` (agent/process/worker.py): started by `run`, not by hand."""
+    from agent.process.worker import NICE
 
     cfg = _load(args)
     _setup_logging(args.log_level or cfg.agent.log_level)
@@ -137,7 +137,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 async def _worker(cfg: Config) -> int:
     from agent.app import App
-    from agent.worker import serve_worker
+    from agent.process.worker import serve_worker
 
     loop = asyncio.get_running_loop()
     # Ctrl-C reaches the whole process group: the doors process stops first and closes our

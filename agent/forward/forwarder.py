@@ -12,7 +12,6 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from agent.brevo import BrevoClient, BrevoResponse
 from agent.config import BREVO_FAMILIES, BrevoSection
 from agent.core.jobs import Job, Kind
 from agent.core.planner import (
@@ -25,6 +24,7 @@ from agent.core.planner import (
     single_request,
 )
 from agent.core.retry import Reaction, ReactionKind, VerdictKind, backoff_delay, classify, react
+from agent.forward.brevo import BrevoClient, BrevoResponse
 
 if TYPE_CHECKING:
     from agent.app import App

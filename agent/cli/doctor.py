@@ -6,7 +6,7 @@ fields, webhooks, WP-Cron (which delivers them), the plugin's stream,
 and on the Brevo side the key, the lists and the attributes (`--fix` creates missing attributes
 with the type the agent sends). Verdicts and the table are pure (agent/core/checks.py); this
 module makes the requests. Messages for store failures come from the REST client's error tree
-(agent/woocommerce.py), which already says what to do.
+(agent/woocommerce/client.py), which already says what to do.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import aiohttp
 
-from agent.brevo import BrevoClient
 from agent.config import Config, SiteConfig
 from agent.core.checks import (
     Check,
@@ -35,8 +34,9 @@ from agent.core.sync import fields_for
 from agent.core.webhooks import install_topics, webhook_path, webhook_report
 from agent.doors.poller import polling_problem, site_client
 from agent.doors.stream import split_hostport
+from agent.forward.brevo import BrevoClient
 from agent.store import SqliteStore
-from agent.woocommerce import (
+from agent.woocommerce.client import (
     AuthMode,
     WooAuthError,
     WooClient,

@@ -25,7 +25,7 @@ from agent.doors.backfill import Backfill, BackfillConflict
 from agent.doors.poller import polling_problem, site_client
 from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.store import SqliteStore
-from agent.woocommerce import WooError
+from agent.woocommerce.client import WooError
 
 __all__ = ["BarProgress", "LineProgress", "add_sync_parsers", "cmd_backfill", "cmd_doctor"]
 
@@ -110,7 +110,7 @@ class LineProgress:
 
 
 async def _agent_running(cfg: Config) -> bool:
-    from agent.doctor import agent_status
+    from agent.cli.doctor import agent_status
 
     return await agent_status(cfg, wait=1.0) is not None
 
@@ -277,7 +277,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """One row per check with its fix; exit 1 when one fails."""
-    from agent.doctor import run_doctor
+    from agent.cli.doctor import run_doctor
 
     cfg = load_config(args.config)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)

@@ -1,7 +1,7 @@
 """`woobrevo-agent webhooks install|status`: the store's native webhooks pointing at the agent.
 
 The plan and the report are pure (agent/core/webhooks.py); this module only talks to the store
-through agent/woocommerce.py and prints.
+through agent/woocommerce/client.py and prints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from agent.config import Config, SiteConfig, load_config
 from agent.core.webhooks import install_topics, plan_install, webhook_path, webhook_report
 from agent.doors.poller import site_client
 from agent.errors import EXIT_FAIL, EXIT_OK
-from agent.woocommerce import WooClient, WooError
+from agent.woocommerce.client import WooClient, WooError
 
 __all__ = ["add_webhook_parsers", "delivery_url", "webhooks_install", "webhooks_status"]
 

@@ -1,0 +1,174 @@
+"""The store's narrow ports: what each stage of the data path may ask of the store.
+
+A door only ingests; the processor reads the inbox queue; the forwarder works the job queue;
+operator tools and the token registry read and write small keyed values. Each takes the
+Protocol it uses in its constructor, so a second backend (issue 17: PostgreSQL) implements
+these and nothing else. `SqliteStore` (agent/store/sqlite.py) implements all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent.core.aggregates import OrderFact
+from agent.core.events import Event, Rejection
+from agent.core.jobs import Job, Kind, Outcome
+from agent.core.pipeline import Aggregates
+
+__all__ = [
+    "DeadLetter",
+    "DeadLetters",
+    "Decide",
+    "InboxQueue",
+    "Ingest",
+    "IngestResult",
+    "JobQueue",
+    "MetaStore",
+    "SiteState",
+    "Status",
+]
+
+# The pure pipeline as the store calls it: (site, event, prior state, aggregates) → outcome
+# (agent/core/pipeline.py `decide`, wrapped by agent/process/processor.py).
+Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates], Outcome]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What `ingest` did: ids now safely stored (new or replayed) and rejected ones."""
+
+    accepted: list[str]
+    rejected: list[Rejection]
+    new: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A kept failure: an unusable event or a write Brevo refused."""
+
+    id: int
+    site: str
+    origin: str
+    ref: str
+    kind: str
+    account: str | None
+    code: str
+    message: str
+    body: Any
+    created_at: float
+    state: str
+
+
+class MetaStore(Protocol):
+    """Small keyed values: tokens, caches of Brevo ids, backfill checkpoints, readiness."""
+
+    async def get_meta(self, key: str) -> str | None: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    async def meta_items(self, prefix: str) -> dict[str, str]: ...
+
+
+class Ingest(Protocol):
+    """A door's port: store a batch durably (one transaction), then the door acks."""
+
+    ingested: asyncio.Event
+
+    async def ingest(
+        self,
+        site: str,
+        events: Sequence[Event],
+        rejected: Sequence[tuple[Rejection, object]] = (),
+    ) -> IngestResult: ...
+
+
+class SiteState(MetaStore, Ingest, Protocol):
+    """The poller's and backfill's port: ingest, plus per-site watermarks and what the pipeline
+    has seen of each object (to compare with the store's listings)."""
+
+    async def get_watermark(self, site: str, name: str) -> str | None: ...
+
+    async def set_watermark(self, site: str, name: str, value: str) -> None: ...
+
+    async def object_versions(
+        self, site: str, resource: str
+    ) -> dict[int, tuple[str, bool, str | None]]: ...
+
+    async def last_received(self, site: str, door: str) -> float | None: ...
+
+
+class InboxQueue(Protocol):
+    """The processor's port: new inbox rows in order, through the pure pipeline, into jobs."""
+
+    ingested: asyncio.Event
+
+    async def process_pending(
+        self,
+        limit: int,
+        decide: Decide,
+        facts: Callable[[str, Event], OrderFact | None],
+    ) -> int: ...
+
+    async def prune_inbox(self, before: float, *, batch: int = ...) -> int: ...
+
+
+class JobQueue(MetaStore, Protocol):
+    """The forwarder's port: claim due jobs, then complete, retry or dead-letter them."""
+
+    async def pending_count(self, account: str, kind: Kind, now: float) -> int: ...
+
+    async def next_due(self, account: str, kind: Kind) -> float | None: ...
+
+    async def claim(
+        self,
+        account: str,
+        kind: Kind,
+        limit: int,
+        now: float,
+        *,
+        single: bool | None = None,
+        by_lists: bool = False,
+    ) -> list[Job]: ...
+
+    async def unclaim(self, account: str) -> None: ...
+
+    async def complete(self, jobs: Iterable[Job]) -> None: ...
+
+    async def retry(
+        self,
+        jobs: Iterable[Job],
+        not_before: float,
+        error: str,
+        *,
+        single_only: bool = False,
+        count_attempt: bool = True,
+    ) -> None: ...
+
+    async def dead_letter(self, job: Job, code: str, message: str) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """The operator's port (`deadletters list | retry | drop`)."""
+
+    async def dead_letters(
+        self, state: str = "open", site: str | None = None
+    ) -> list[DeadLetter]: ...
+
+    async def retry_dead_letters(
+        self, ids: Sequence[int] | None, reparse: Callable[[Any], Event | None]
+    ) -> tuple[int, list[str]]: ...
+
+    async def drop_dead_letters(self, ids: Sequence[int] | None) -> int: ...
+
+
+class Status(Protocol):
+    """What /status, /readyz and `wait_idle` read: per-site counters and queue depths."""
+
+    async def status(self) -> dict[str, dict[str, Any]]: ...
+
+    async def counts(self) -> dict[str, int]: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
