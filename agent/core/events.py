@@ -130,6 +130,68 @@ def content_event_id(
     return EventId(f"{topic}:{rid}:{version}:{digest}")
 
 
+class _Refused(Exception):
+    """A field of a raw event is wrong: the code and what was expected (parse_event's only way
+    out of its helpers; never leaves this module)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code, self.message = code, message
+
+
+def _positive_id(value: object, code: str, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise _Refused(code, f"{name}: expected a positive integer")
+    return value
+
+
+def _topic_action(topic: str) -> Action:
+    """The action of a `<resource>.<action>` topic whose resource is known."""
+    base, _, act = topic.partition(".")
+    if base not in _RESOURCES:
+        raise _Refused("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
+    action = _ACTION_OF.get(act)
+    if action is None:
+        raise _Refused(
+            "invalid_event",
+            f"topic {topic!r}: action must be created, updated, deleted or restored",
+        )
+    return action
+
+
+def _declared_resource(declared: object, topic: str, payload: dict[str, Any]) -> Resource:
+    """The event's `resource` when it names one, else what the topic and payload say."""
+    if declared is None:
+        return _resource_of(topic, payload)
+    found = _RESOURCE_OF.get(declared) if isinstance(declared, str) else None
+    if found is None:
+        raise _Refused(
+            "unknown_resource",
+            f"resource {declared!r} is not one of customer, order, product, variation, coupon",
+        )
+    return found
+
+
+def _check_shape(resource: Resource, action: Action, payload: dict[str, Any]) -> None:
+    """A REST v3 object: a version for everything but customers, an email for customers."""
+    if action is Action.DELETED:
+        return
+    if resource is Resource.CUSTOMER:
+        if "email" not in payload:
+            raise _Refused("invalid_payload", "payload.email: missing (not a REST v3 customer?)")
+    elif "date_modified_gmt" not in payload:
+        raise _Refused(
+            "invalid_payload", "payload.date_modified_gmt: missing (not a REST v3 object?)"
+        )
+
+
+def _event_id(raw_id: object, topic: str, payload: dict[str, Any], occurred_at: Any) -> EventId:
+    if raw_id is None:
+        return content_event_id(topic, payload, occurred_at)
+    if isinstance(raw_id, str) and EVENT_ID.match(raw_id):
+        return EventId(raw_id)
+    raise _Refused("invalid_event", "id: expected 1-128 characters of [A-Za-z0-9._:-]")
+
+
 def parse_event(
     raw: object, *, door: Door, historical: bool = False, index: int | None = None
 ) -> Event | Rejection:
@@ -138,72 +200,39 @@ def parse_event(
     if not isinstance(raw, dict):
         return Rejection("?", "invalid_event", f"{where}: expected an object")
     raw_id = raw.get("id")
-    payload = raw.get("payload")
+    try:
+        return _parse(raw, raw_id, door, historical)
+    except _Refused as refused:
+        shown_id = raw_id if isinstance(raw_id, str) and EVENT_ID.match(raw_id) else "?"
+        return Rejection(shown_id, refused.code, f"{where}: {refused.message}")
+
+
+def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) -> Event:
     topic = raw.get("topic")
-    shown_id = raw_id if isinstance(raw_id, str) and EVENT_ID.match(raw_id) else "?"
-
-    def reject(code: str, msg: str) -> Rejection:
-        return Rejection(shown_id, code, f"{where}: {msg}")
-
+    payload = raw.get("payload")
     if not isinstance(topic, str) or "." not in topic:
-        return reject(
+        raise _Refused(
             "invalid_event", "topic: expected '<resource>.<action>' such as order.updated"
         )
     if not isinstance(payload, dict):
-        return reject("invalid_payload", "payload: expected the WooCommerce REST object")
-    base, _, act = topic.partition(".")
-    if base not in _RESOURCES:
-        return reject("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
-    action = _ACTION_OF.get(act)
-    if action is None:
-        return reject(
-            "invalid_event",
-            f"topic {topic!r}: action must be created, updated, deleted or restored",
-        )
-    payload_id = payload.get("id")
-    if isinstance(payload_id, bool) or not isinstance(payload_id, int) or payload_id <= 0:
-        return reject("invalid_payload", "payload.id: expected a positive integer")
-    rid = raw.get("resource_id", payload_id)
-    if isinstance(rid, bool) or not isinstance(rid, int) or rid <= 0:
-        return reject("invalid_event", "resource_id: expected a positive integer")
+        raise _Refused("invalid_payload", "payload: expected the WooCommerce REST object")
+    action = _topic_action(topic)
+    payload_id = _positive_id(payload.get("id"), "invalid_payload", "payload.id")
+    rid = _positive_id(raw.get("resource_id", payload_id), "invalid_event", "resource_id")
     if rid != payload_id:
-        return reject(
+        raise _Refused(
             "invalid_payload", f"payload.id ({payload_id}) does not match resource_id ({rid})"
         )
-    declared = raw.get("resource")
-    if declared is None:
-        resource = _resource_of(topic, payload)
-    else:
-        found = _RESOURCE_OF.get(declared) if isinstance(declared, str) else None
-        if found is None:
-            return reject(
-                "unknown_resource",
-                f"resource {declared!r} is not one of customer, order, product, variation, coupon",
-            )
-        resource = found
-    if (
-        action is not Action.DELETED
-        and resource is not Resource.CUSTOMER
-        and "date_modified_gmt" not in payload
-    ):
-        return reject(
-            "invalid_payload", "payload.date_modified_gmt: missing (not a REST v3 object?)"
-        )
-    if resource is Resource.CUSTOMER and action is not Action.DELETED and "email" not in payload:
-        return reject("invalid_payload", "payload.email: missing (not a REST v3 customer?)")
+    resource = _declared_resource(raw.get("resource"), topic, payload)
+    _check_shape(resource, action, payload)
     try:
         occurred = parse_time(raw.get("occurred_at"))
     except ValueError as exc:
-        return reject("invalid_event", f"occurred_at: {exc}")
+        raise _Refused("invalid_event", f"occurred_at: {exc}") from None
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
-        return reject("invalid_event", "extra: expected an object")
-    if raw_id is None:
-        event_id = content_event_id(topic, payload, raw.get("occurred_at"))
-    elif isinstance(raw_id, str) and EVENT_ID.match(raw_id):
-        event_id = EventId(raw_id)
-    else:
-        return reject("invalid_event", "id: expected 1-128 characters of [A-Za-z0-9._:-]")
+        raise _Refused("invalid_event", "extra: expected an object")
+    event_id = _event_id(raw_id, topic, payload, raw.get("occurred_at"))
     return Event(
         id=event_id,
         topic=topic,
