@@ -1,5 +1,10 @@
-"""The agent process: wires the store, the processor, the forwarders and the doors, and owns
-their lifetimes (one AsyncExitStack; everything started here is closed here)."""
+"""The agent process and its one composition root: builds the store, the status records, the
+metrics, the processor, the forwarder, the worker link and the doors, hands each what it uses,
+and owns their lifetimes (one AsyncExitStack; everything started here is closed here).
+
+Nothing else in agent/ imports this module: only the commands that run an agent
+(agent/cli/main.py, agent/cli/sync.py) build an `App` (tests/agent/test_layers.py).
+"""
 
 from __future__ import annotations
 
@@ -12,18 +17,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
-from agent.config import Config, SiteConfig
+from agent.config import Config, SiteConfig, load_config
+from agent.doors.poller import Pollers
+from agent.doors.stream import StreamServer, StreamTestHooks, tls_context
+from agent.doors.webhooks import WebhookDoor
 from agent.errors import AgentError
 from agent.forward.forwarder import Forwarder
+from agent.http import HttpServer
 from agent.metrics import Metrics
 from agent.process.processor import Processor
 from agent.process.worker import WorkerLink
+from agent.status import RuntimeStatus
 from agent.store import SqliteStore
-
-if TYPE_CHECKING:
-    from agent.doors.stream import StreamTestHooks
+from agent.tokens import TokenRegistry
 
 __all__ = ["App", "Role"]
 
@@ -61,19 +69,35 @@ class App:
         self.clock = clock
         # Only the process that sends Brevo jobs hands a crash's in-flight jobs back.
         # With two processes the worker lets the doors' writes (acks wait for them) go first,
-        # and does the WAL checkpoints (agent/store/sqlite.py).
+        # and does the WAL checkpoints (agent/store/schema.py).
         self.store = SqliteStore(
             cfg.agent.store_path,
             recover=role != "doors",
             writes="doors" if role == "doors" else "worker" if role == "worker" else "plain",
             held_sites=[s.id for s in self.sites.values() if not s.woo.enabled],
         )
-        self.processor = Processor(self)
-        self.forwarder = Forwarder(self)
+        # Secret-free runtime status: the doors write it, /status reads it (agent/status.py).
+        self.status = RuntimeStatus(self.sites, started_at=clock())
+        # Each tells the other one thing: the forwarder lets partial batches fill up while the
+        # processor is backlogged, and the processor wakes the forwarder after new jobs.
+        self.forwarder = Forwarder(
+            self.store,
+            self.sites.values(),
+            metrics=self.metrics,
+            clock=clock,
+            backlogged=lambda: self.processor.backlogged,
+        )
+        self.processor = Processor(
+            self.store,
+            self.sites,
+            metrics=self.metrics,
+            clock=clock,
+            wake=self.forwarder.wake,
+            historical_after=cfg.agent.historical_after,
+            inbox_retention=cfg.agent.inbox_retention,
+        )
         self.with_doors = doors and role != "worker"
         self.worker: WorkerLink | None = None  # in the doors process
-        self.started_at = clock()
-        self.state: dict[str, Any] = {}  # shared, secret-free runtime state (/status)
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> App:
@@ -83,7 +107,7 @@ class App:
             await self._stack.enter_async_context(self.store)
             if self.role == "doors":
                 self.worker = await self._stack.enter_async_context(
-                    WorkerLink(self, self.worker_argv)
+                    WorkerLink(self.worker_argv, ingested=self.store.ingested, metrics=self.metrics)
                 )
             else:
                 await self._stack.enter_async_context(self.processor)
@@ -101,13 +125,59 @@ class App:
     async def _start_doors(self, stack: AsyncExitStack) -> None:
         """Start the websocket door, the HTTP server (webhooks, health, metrics, status) and
         the pollers, each as an async context manager on `stack`."""
-        from agent.doors.poller import Pollers
-        from agent.doors.stream import StreamServer
-        from agent.http import HttpServer
-
-        self.stream = await stack.enter_async_context(StreamServer(self, hooks=self.stream_hooks))
-        self.http = await stack.enter_async_context(HttpServer(self))
-        self.pollers = await stack.enter_async_context(Pollers(self))
+        cfg, agent = self.cfg, self.cfg.agent
+        tokens = TokenRegistry(cfg, self.store, sites=self.sites, reload=load_config)
+        self.stream = await stack.enter_async_context(
+            StreamServer(
+                self.store,
+                tokens,
+                self.sites,
+                self.status,
+                metrics=self.metrics,
+                clock=self.clock,
+                listen=agent.listen.stream,
+                limits=agent.stream,
+                proxies=agent.trusted_proxies,
+                tls=tls_context(cfg),
+                hooks=self.stream_hooks,
+            )
+        )
+        webhooks = WebhookDoor(
+            self.store,
+            self.sites,
+            self.status,
+            metrics=self.metrics,
+            clock=self.clock,
+            # One limit for everything the agent reads from the network (docs/protocol.md).
+            max_body=agent.stream.max_message_bytes,
+            proxies=agent.trusted_proxies,
+        )
+        # Brevo readiness and the worker's series come from whichever process forwards.
+        worker = self.worker
+        self.http = await stack.enter_async_context(
+            HttpServer(
+                self.store,
+                self.sites,
+                self.status,
+                webhooks,
+                metrics=self.metrics,
+                clock=self.clock,
+                listen=agent.listen.http,
+                stale_after=agent.stream.stale_after,
+                brevo_ready=self.forwarder.ready if worker is None else worker.ready,
+                worker_metrics=None if worker is None else worker.metrics,
+            )
+        )
+        self.pollers = await stack.enter_async_context(
+            Pollers(
+                self.sites,
+                self.store,
+                metrics=self.metrics,
+                status=self.status,
+                clock=self.clock,
+                stale_after=agent.stream.stale_after,
+            )
+        )
 
     async def wait_idle(self, within: float | None = None) -> None:
         """Return when every stored event is processed and every Brevo job is done or dead

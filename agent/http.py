@@ -8,16 +8,18 @@ never from the config's secret keys.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from aiohttp import web
 
+from agent.config import SiteConfig
 from agent.core.webhooks import WEBHOOK_ROUTE
 from agent.doors.stream import split_hostport
 from agent.doors.webhooks import WebhookDoor
-
-if TYPE_CHECKING:
-    from agent.app import App
+from agent.metrics import Metrics
+from agent.status import RuntimeStatus
+from agent.store.ports import Status
 
 __all__ = ["HttpServer"]
 
@@ -26,14 +28,39 @@ log = logging.getLogger("agent.http")
 # Prometheus text exposition format 0.0.4.
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+Series = Sequence[tuple[str, dict[str, str], float]]  # Metrics.series(), another process's
+
 
 class HttpServer:
-    """`async with HttpServer(app) as h:` listens on `agent.listen.http`; `h.port` is bound."""
+    """`async with HttpServer(...) as h:` listens on `listen` (`agent.listen.http`); `h.port`
+    is bound. `brevo_ready` is the forwarder's readiness, in whichever process it runs;
+    `worker_metrics` the worker process's series, when there is one (agent/process/worker.py)."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        store: Status,
+        sites: Mapping[str, SiteConfig],
+        status: RuntimeStatus,
+        webhooks: WebhookDoor,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        listen: str,
+        stale_after: float,
+        brevo_ready: Callable[[], tuple[bool, str]],
+        worker_metrics: Callable[[], Series] | None = None,
+    ) -> None:
+        self._store = store
+        self._sites = sites
+        self._status = status
+        self.webhooks = webhooks
+        self._metrics = metrics
+        self._clock = clock
+        self._listen = listen
+        self._stale_after = stale_after
+        self._brevo_ready = brevo_ready
+        self._worker_metrics = worker_metrics
         self.port = 0
-        self.webhooks = WebhookDoor(app)
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> HttpServer:
@@ -46,7 +73,7 @@ class HttpServer:
         runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
-            host, port = split_hostport(self.app.cfg.agent.listen.http)
+            host, port = split_hostport(self._listen)
             site = web.TCPSite(runner, host, port)
             await site.start()
         except BaseException:
@@ -77,14 +104,13 @@ class HttpServer:
         checks: dict[str, str] = {}
         ready = True
         try:
-            await self.app.store.set_meta("readyz", repr(self.app.clock()))
+            await self._store.set_meta("readyz", repr(self._clock()))
             checks["store"] = "ok"
         except Exception as exc:  # the probe's whole point is to report any failure
             ready = False
             checks["store"] = f"not writable: {type(exc).__name__}: {exc}"
         # Brevo readiness is the forwarder's, in whichever process it runs (agent/process/worker.py).
-        worker = self.app.worker
-        ok, why = worker.ready() if worker is not None else self.app.forwarder.ready()
+        ok, why = self._brevo_ready()
         ready = ready and ok
         checks["brevo"] = why
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
@@ -92,19 +118,19 @@ class HttpServer:
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text format; store depths are read at scrape time."""
         try:
-            per_site = await self.app.store.status()
+            per_site = await self._store.status()
         except Exception:
             log.exception("store status failed during a scrape")
             per_site = {}
-        m = self.app.metrics
-        for sid in self.app.sites:
+        m = self._metrics
+        for sid in self._sites:
             row = per_site.get(sid, {})
             m.set("woobrevo_inbox_depth", float(row.get("inbox_depth", 0)), site=sid)
             m.set("woobrevo_pending_jobs", float(row.get("pending_jobs", 0)), site=sid)
             m.set("woobrevo_dead_letters_open", float(row.get("dead_letters", 0)), site=sid)
             for mode in ("stream", "polling"):
                 m.set("woobrevo_site_mode", float(self._mode(sid) == mode), site=sid, mode=mode)
-        also = self.app.worker.metrics() if self.app.worker is not None else []
+        also = self._worker_metrics() if self._worker_metrics is not None else []
         return web.Response(
             body=m.render(also).encode("utf-8"), headers={"Content-Type": METRICS_TYPE}
         )
@@ -116,51 +142,43 @@ class HttpServer:
     # -- helpers --------------------------------------------------------------------------
 
     def _mode(self, sid: str) -> str:
-        # The poller (issue 4) writes the effective mode in app.state["mode"]; until it does,
-        # the configured one stands.
-        modes: dict[str, str] = self.app.state.get("mode", {})
-        return modes.get(sid) or self.app.sites[sid].woo.mode
+        # The poller writes the effective mode; until it does, the configured one stands.
+        return self._status.site(sid).mode or self._sites[sid].woo.mode
 
     async def snapshot(self) -> dict[str, Any]:
         """The /status document."""
-        app = self.app
-        now = app.clock()
-        per_site = await app.store.status()
-        links: dict[str, dict[str, Any]] = app.state.get("stream", {})
-        hooks: dict[str, dict[str, Any]] = app.state.get("webhooks", {})
-        polling: dict[str, dict[str, Any]] = app.state.get("polling", {})
-        stream = getattr(app, "stream", None)
-        stale_after = app.cfg.agent.stream.stale_after
+        now = self._clock()
+        per_site = await self._store.status()
         sites: dict[str, Any] = {}
-        for sid in app.sites:
-            link = links.get(sid, {})
+        for sid, site in self._sites.items():
+            record = self._status.site(sid)
+            link = record.stream
             row = dict(per_site.get(sid, {}))
-            seen = stream.last_seen(sid) if stream is not None else None
+            seen = link.last_seen()
             backlog = {k: row.pop(k, 0) for k in ("inbox_depth", "pending_jobs", "dead_letters")}
             sites[sid] = {
-                "enabled": app.sites[sid].woo.enabled,
+                "enabled": site.woo.enabled,
                 "mode": self._mode(sid),
-                "connected": seen is not None and now - seen <= stale_after,
-                "connections": link.get("connections", 0),
+                "connected": seen is not None and now - seen <= self._stale_after,
+                "connections": link.connections,
                 "last_seen": seen,
                 "last_seen_age": None if seen is None else round(now - seen, 3),
-                "last_hello": link.get("last_hello"),
-                "last_events": link.get("last_events"),
-                "site_url": link.get("site_url"),
-                "blog_id": link.get("blog_id"),
-                "plugin_version": link.get("plugin_version"),
-                "wp_version": link.get("wp_version"),
-                "wc_version": link.get("wc_version"),
-                "batches_in_flight_max": link.get("batches_in_flight_max", 0),
-                "last_webhook": hooks.get(sid, {}).get("last_delivery"),
-                "polling": polling.get(sid),
+                "last_hello": link.last_hello,
+                "last_events": link.last_events,
+                "site_url": link.site_url,
+                "blog_id": link.blog_id,
+                "plugin_version": link.plugin_version,
+                "wp_version": link.wp_version,
+                "wc_version": link.wc_version,
+                "batches_in_flight_max": link.batches_in_flight_max,
+                "last_webhook": record.webhook.last_delivery,
+                "polling": None if record.polling is None else record.polling.as_dict(),
                 "backlog": backlog,
                 "last_success": row.pop("last_success", None),
                 "counters": row,
             }
-        started = getattr(app, "started_at", None)
         return {
             "server_time": now,
-            "uptime": None if started is None else round(now - started, 3),
+            "uptime": round(now - self._status.started_at, 3),
             "sites": sites,
         }

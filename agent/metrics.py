@@ -6,7 +6,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Sequence
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "count_ingest"]
 
 _HELP = {
     "woobrevo_events_in_total": ("counter", "Events received, by door and site."),
@@ -53,7 +53,7 @@ _HELP = {
     "woobrevo_mode_changes_total": ("counter", "Stream/polling switches, by site and new mode."),
     "woobrevo_poll_rounds_total": ("counter", "Polling rounds completed, by site."),
     "woobrevo_poll_errors_total": ("counter", "Polling rounds or scans the store failed, by site."),
-    # agent/worker.py
+    # agent/process/worker.py
     "woobrevo_worker_restarts_total": (
         "counter",
         "Times the worker process died and was restarted.",
@@ -101,7 +101,7 @@ class Metrics:
 
     def render(self, also: Sequence[tuple[str, dict[str, str], float]] = ()) -> str:
         """Prometheus text exposition format 0.0.4; `also` adds another process's series
-        (the worker's: agent/worker.py), summed with ours where a series is in both."""
+        (the worker's: agent/process/worker.py), summed with ours where a series is in both."""
         lines: list[str] = []
         with self._lock:
             values = {name: dict(series) for name, series in self._values.items()}
@@ -117,3 +117,15 @@ class Metrics:
                 lab = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
                 lines.append(f"{name}{{{lab}}} {value:g}" if lab else f"{name} {value:g}")
         return "\n".join(lines) + "\n"
+
+
+def count_ingest(
+    metrics: Metrics, door: str, site: str, *, events: int, new: int, rejected: int
+) -> None:
+    """The one way a door counts what it stored: events in, replays, refusals (every door)."""
+    if events:
+        metrics.inc("woobrevo_events_in_total", events, door=door, site=site)
+    if events > new:
+        metrics.inc("woobrevo_events_replayed_total", events - new, door=door, site=site)
+    if rejected:
+        metrics.inc("woobrevo_rejected_total", rejected, door=door, site=site)

@@ -25,7 +25,6 @@ from agent.store.ports import MetaStore
 
 __all__ = [
     "STORE_PREFIX",
-    "MetaStore",
     "TokenRecord",
     "TokenRegistry",
     "all_tokens",

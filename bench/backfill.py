@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import write_config  # noqa: E402
+from tests.kit import write_config  # noqa: E402
 
 
 def start_store(

@@ -33,11 +33,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.app import App
-from agent.config import load_config
 from agent.core.events import Door, Event, parse_event
 from agent.core.jobs import Kind
 from agent.core.planner import BATCH_SIZE, PLAN_LIMITS
-from tests.conftest import ROOT, ref, write_config
+from tests.conftest import ROOT, ref
+from tests.kit import load
 
 
 def backlog(n_customers: int, n_orders: int, n_products: int) -> list[Event]:
@@ -163,7 +163,7 @@ async def floor(events: list[Event]) -> float:
                 }
             },
         }
-        cfg = load_config(write_config(tmp / "c.yaml", data), env={})
+        cfg = load(tmp, data)
         logging.getLogger("agent.brevo").setLevel(logging.WARNING)
         async with App(cfg, doors=False) as app:
             t0 = time.perf_counter()
@@ -211,7 +211,7 @@ async def drain(events: list[Event], scale: float, single: bool) -> dict[str, An
                     }
                 },
             }
-            cfg = load_config(write_config(tmp / "c.yaml", data), env={})
+            cfg = load(tmp, data)
             async with App(cfg, doors=False) as app:
                 t0 = time.perf_counter()
                 for i in range(0, len(events), 1000):

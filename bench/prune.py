@@ -23,9 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import agent.store.sqlite as store_mod
+import agent.store.tx as tx_mod
 from agent.core.events import Door, Event, parse_event
 from agent.store import SqliteStore
+from agent.store.inbox import PRUNE_BATCH
 from tests.conftest import ref
 
 
@@ -64,31 +65,31 @@ async def main(n: int) -> None:
                 )
             )
             holds: list[float] = []
-            real = store_mod._Tx.__exit__
+            real = tx_mod.Tx.__exit__
             entered: list[float] = []
-            real_enter = store_mod._Tx.__enter__
+            real_enter = tx_mod.Tx.__enter__
 
-            def enter(self: store_mod._Tx) -> object:
+            def enter(self: tx_mod.Tx) -> object:
                 db = real_enter(self)
                 entered.append(time.perf_counter())
                 return db
 
-            def leave(self: store_mod._Tx, *exc: object) -> None:
+            def leave(self: tx_mod.Tx, *exc: object) -> None:
                 real(self, *exc)  # type: ignore[arg-type]
                 holds.append(time.perf_counter() - entered.pop())
 
-            store_mod._Tx.__enter__ = enter  # type: ignore[method-assign,assignment]
-            store_mod._Tx.__exit__ = leave  # type: ignore[method-assign,assignment]
+            tx_mod.Tx.__enter__ = enter  # type: ignore[method-assign,assignment]
+            tx_mod.Tx.__exit__ = leave  # type: ignore[method-assign,assignment]
             t0 = time.perf_counter()
             deleted = await store.prune_inbox(time.time() - 7 * 86400)
             wall = time.perf_counter() - t0
-            store_mod._Tx.__exit__ = real  # type: ignore[method-assign]
-            store_mod._Tx.__enter__ = real_enter  # type: ignore[method-assign]
+            tx_mod.Tx.__exit__ = real  # type: ignore[method-assign]
+            tx_mod.Tx.__enter__ = real_enter  # type: ignore[method-assign]
             holds_ms = sorted(h * 1000 for h in holds)
             p99 = holds_ms[min(len(holds_ms) - 1, int(len(holds_ms) * 0.99))]
             print(
                 f"deleted {deleted} in {wall:.1f} s, {len(holds)} transactions of"
-                f" {store_mod.PRUNE_BATCH}: lock held median {statistics.median(holds_ms):.1f} ms,"
+                f" {PRUNE_BATCH}: lock held median {statistics.median(holds_ms):.1f} ms,"
                 f" p99 {p99:.1f} ms, max {holds_ms[-1]:.1f} ms"
             )
             await store._run(lambda: store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)"))

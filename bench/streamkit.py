@@ -103,7 +103,7 @@ BREVO_FAKE_KEY = "xkeysib-bench-0000000000000000000000000000000000000000"
 
 
 async def start_brevo_fake(directory: Path) -> tuple[asyncio.subprocess.Process, str]:
-    """The Brevo fake (tests/fakes/brevo.py) in its own process, answering as Brevo does with
+    """The Brevo fake (tests/fakes/brevo/) in its own process, answering as Brevo does with
     the general plan's real limits (429 past them); returns it and the base URL to use."""
     port_file = directory / "brevo.port"
     proc = await asyncio.create_subprocess_exec(

@@ -1,6 +1,6 @@
-"""A self-signed certificate for 127.0.0.1: the agent with `agent.tls`, in the door tests
-(tests/agent/doorkit.py) and the stream benchmarks (bench/streamkit.py). Made with the openssl
-command, which bin/test installs."""
+"""A self-signed certificate for 127.0.0.1: the agent with `agent.tls`, in the tests
+(`config_data(..., tls=True)` in tests/kit.py) and the stream benchmarks (bench/streamkit.py).
+Made with the openssl command, which bin/test installs."""
 
 from __future__ import annotations
 

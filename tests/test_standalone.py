@@ -39,7 +39,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, UNIT
+from tests.conftest import ROOT
+from tests.kit import UNIT
 
 # Fast, and between them they read every fixture folder (tests/fixtures/README.md).
 SUBSET = [

@@ -6,7 +6,7 @@ fields, webhooks, WP-Cron (which delivers them), the plugin's stream,
 and on the Brevo side the key, the lists and the attributes (`--fix` creates missing attributes
 with the type the agent sends). Verdicts and the table are pure (agent/core/checks.py); this
 module makes the requests. Messages for store failures come from the REST client's error tree
-(agent/woocommerce/client.py), which already says what to do.
+(agent/woocommerce/errors.py), which already says what to do.
 """
 
 from __future__ import annotations
@@ -30,22 +30,21 @@ from agent.core.checks import (
     wanted_attributes,
 )
 from agent.core.protocol import STREAM_PATH
-from agent.core.sync import fields_for
+from agent.core.rest import fields_for
 from agent.core.webhooks import install_topics, webhook_path, webhook_report
-from agent.doors.poller import polling_problem, site_client
+from agent.core.woo import AuthMode, auth_problem
 from agent.doors.stream import split_hostport
 from agent.forward.brevo import BrevoClient
 from agent.store import SqliteStore
-from agent.woocommerce.client import (
-    AuthMode,
+from agent.woocommerce.client import WooClient
+from agent.woocommerce.errors import (
     WooAuthError,
-    WooClient,
     WooError,
     WooPermissionError,
     WooSSLError,
     WooTimeout,
-    auth_problem,
 )
+from agent.woocommerce.factory import polling_problem, site_client
 
 __all__ = ["agent_status", "run_doctor"]
 

@@ -14,22 +14,21 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
+from agent.app import App, Role
 from agent.cli.sync import add_sync_parsers
 from agent.cli.tokens import add_token_parsers
 from agent.cli.webhooks import add_webhook_parsers
 from agent.config import Config, ConfigError, config_warnings, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.times import display_time
+from agent.doors.stream import StreamTestHooks
 from agent.errors import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, AgentError
+from agent.process.worker import NICE, serve_worker
 from agent.store import SqliteStore
-
-if TYPE_CHECKING:
-    from agent.app import Role
-    from agent.doors.stream import StreamTestHooks
 
 __all__ = ["main"]
 
@@ -63,8 +62,6 @@ async def _run(
     stream_hooks: StreamTestHooks | None = None,
     worker_argv: Sequence[str] = (),
 ) -> int:
-    from agent.app import App
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -126,8 +123,6 @@ def _tune_gc() -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """The worker process of `run` (agent/process/worker.py): started by `run`, not by hand."""
-    from agent.process.worker import NICE
-
     cfg = _load(args)
     _setup_logging(args.log_level or cfg.agent.log_level)
     with contextlib.suppress(OSError):
@@ -136,16 +131,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def _worker(cfg: Config) -> int:
-    from agent.app import App
-    from agent.process.worker import serve_worker
-
     loop = asyncio.get_running_loop()
     # Ctrl-C reaches the whole process group: the doors process stops first and closes our
     # stdin, which stops us after in-flight Brevo calls; SIGTERM alone stops us the same way.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     async with App(cfg, role="worker") as app:
         _tune_gc()
-        serving = asyncio.create_task(serve_worker(app))
+        serving = asyncio.create_task(
+            serve_worker(
+                ingested=app.store.ingested, ready=app.forwarder.ready, metrics=app.metrics
+            )
+        )
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGTERM, serving.cancel)
         with contextlib.suppress(asyncio.CancelledError):
@@ -164,8 +160,6 @@ def _stream_test_hooks(env: Mapping[str, str]) -> StreamTestHooks | None:
       connections, fails to store (nothing of it stored, the connection closes 1011); only that
       one.
     """
-    from agent.doors.stream import StreamTestHooks
-
     crash = env.get("WOOBREVO_TEST_CRASH_AFTER_COMMIT", "") == "1"
     delay_text = env.get("WOOBREVO_TEST_ACK_DELAY", "")
     fail_text = env.get("WOOBREVO_TEST_FAIL_STORE_BATCH", "")

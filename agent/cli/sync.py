@@ -14,96 +14,22 @@ import logging
 import shutil
 import signal
 import sys
-import time
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
-from agent.config import Config, load_config
+from agent.cli.progress import BarProgress, LineProgress
+from agent.config import Config, SiteConfig, load_config
+from agent.core.backfill import backfill_order, parse_since, seconds_until
 from agent.core.checks import exit_code, render_table
-from agent.core.sync import backfill_order, format_bar, format_line, parse_since, seconds_until
 from agent.doors.backfill import Backfill, BackfillConflict
-from agent.doors.poller import polling_problem, site_client
 from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.store import SqliteStore
-from agent.woocommerce.client import WooError
+from agent.woocommerce.errors import WooError
+from agent.woocommerce.factory import polling_problem, site_client
 
-__all__ = ["BarProgress", "LineProgress", "add_sync_parsers", "cmd_backfill", "cmd_doctor"]
+__all__ = ["add_sync_parsers", "cmd_backfill", "cmd_doctor"]
 
 log = logging.getLogger("agent.cli_sync")
-
-
-# -- progress ---------------------------------------------------------------------------------
-
-
-class BarProgress:
-    """One bar per resource, redrawn in place (a terminal)."""
-
-    def __init__(self, out: TextIO, clock: Any = time.monotonic) -> None:
-        self.out = out
-        self.clock = clock
-        self.rows: dict[str, tuple[int, int | None, float, float | None]] = {}
-        self._drawn = 0
-        self._last = 0.0
-
-    def update(self, name: str, done: int, total: int | None) -> None:
-        """Record progress; redraw at most 10 times a second."""
-        started = self.rows[name][2] if name in self.rows else self.clock()
-        self.rows[name] = (done, total, started, None)
-        now = self.clock()
-        if now - self._last >= 0.1:
-            self._last = now
-            self._draw()
-
-    def finish(self, name: str, done: int) -> None:
-        """Freeze a resource's bar at its final count."""
-        now = self.clock()
-        started = self.rows[name][2] if name in self.rows else now
-        total = self.rows[name][1] if name in self.rows else None
-        self.rows[name] = (done, total if total is not None else done, started, now)
-        self._draw()
-
-    def _draw(self) -> None:
-        width = shutil.get_terminal_size((100, 20)).columns - 1
-        now = self.clock()
-        if self._drawn:
-            self.out.write(f"\x1b[{self._drawn}F")  # back to the first bar (ECMA-48 CPL)
-        for name, (done, total, started, ended) in self.rows.items():
-            line = format_bar(name, done, total, (ended or now) - started, width)
-            self.out.write(f"\x1b[2K{line}\n")
-        self._drawn = len(self.rows)
-        self.out.flush()
-
-
-class LineProgress:
-    """Plain lines (logs, pipes, systemd): one per resource every `every` seconds and at the end."""
-
-    def __init__(self, out: TextIO, every: float = 10.0, clock: Any = time.monotonic) -> None:
-        self.out = out
-        self.every = every
-        self.clock = clock
-        self.started: dict[str, float] = {}
-        self.printed: dict[str, float] = {}
-
-    def update(self, name: str, done: int, total: int | None) -> None:
-        """Print a line when `every` seconds passed since the last one for this resource."""
-        now = self.clock()
-        start = self.started.setdefault(name, now)
-        if now - self.printed.get(name, start) >= self.every:
-            self.printed[name] = now
-            print(f"backfill {format_line(name, done, total, now - start)}", file=self.out)
-            self.out.flush()
-
-    def finish(self, name: str, done: int) -> None:
-        """The final line of a resource."""
-        now = self.clock()
-        start = self.started.setdefault(name, now)
-        if name not in self.printed and now == start:
-            line = f"backfill {name} {done}/{done} done (by an earlier run)"
-        else:
-            line = f"backfill {format_line(name, done, done, now - start)} done"
-        self.printed[name] = now
-        print(line, file=self.out)
-        self.out.flush()
 
 
 # -- backfill ---------------------------------------------------------------------------------
@@ -137,19 +63,16 @@ async def _drain(app: Any, progress: Any) -> None:
     progress.finish("brevo", peak)
 
 
-async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int:
-    site = cfg.site(args.site)
+def _plan(site: SiteConfig, args: argparse.Namespace) -> tuple[list[str], str | None, float] | str:
+    """(resources, since, seconds to wait) from the command line, or why it cannot run."""
     if not site.woo.enabled:
-        print(
+        return (
             f"site {site.id} is disabled (enabled: false): nothing of it is sent to Brevo;"
-            " set enabled: true to backfill it",
-            file=sys.stderr,
+            " set enabled: true to backfill it"
         )
-        return EXIT_FAIL
     problem = polling_problem(site)
     if problem is not None:
-        print(problem, file=sys.stderr)
-        return EXIT_FAIL
+        return problem
     requested = (
         [r.strip() for r in args.resources.split(",") if r.strip()] if args.resources else None
     )
@@ -158,11 +81,19 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
         since = parse_since(args.since) if args.since else None
         wait = seconds_until(args.start_at, datetime.now().astimezone()) if args.start_at else 0.0
     except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_FAIL
+        return str(exc)
     if not resources:
-        print(f"site {site.id}: nothing to backfill (check --resources and sync)", file=sys.stderr)
+        return f"site {site.id}: nothing to backfill (check --resources and sync)"
+    return resources, since, wait
+
+
+async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int:
+    site = cfg.site(args.site)
+    plan = _plan(site, args)
+    if isinstance(plan, str):
+        print(plan, file=sys.stderr)
         return EXIT_FAIL
+    resources, since, wait = plan
     if wait > 0:
         at = datetime.now().astimezone().timestamp() + wait
         when = datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -218,7 +149,7 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
     from agent.app import App
 
     # Forwarding starts once everything is stored: a contact's updates from all its orders
-    # then coalesce into one pending job (SqliteStore._add_intent) instead of one Brevo write
+    # then coalesce into one pending job (agent/core/dedupe.py) instead of one Brevo write
     # per order, and the queue is deep enough for the batch endpoints from the start.
     async with App(cfg, doors=False) as app:
         await _drain(app, progress)

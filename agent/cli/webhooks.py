@@ -12,9 +12,10 @@ from typing import Any
 
 from agent.config import Config, SiteConfig, load_config
 from agent.core.webhooks import install_topics, plan_install, webhook_path, webhook_report
-from agent.doors.poller import site_client
 from agent.errors import EXIT_FAIL, EXIT_OK
-from agent.woocommerce.client import WooClient, WooError
+from agent.woocommerce.client import WooClient
+from agent.woocommerce.errors import WooError
+from agent.woocommerce.factory import site_client
 
 __all__ = ["add_webhook_parsers", "delivery_url", "webhooks_install", "webhooks_status"]
 

@@ -1,7 +1,7 @@
 """Normalize → dedupe → derive → map: one stored event in, intents and new state out. Pure.
 
 The store calls `order_fact` (agent/core/aggregates.py, so aggregates include the order) and then `decide`, inside one
-transaction per event (agent/store/sqlite.py `_process_pending`). What `decide` needs of a
+transaction per event (agent/store/inbox.py `process_pending`). What `decide` needs of a
 site's config is a `SiteRules`, built once per site by the shell (agent/process/processor.py), so the
 core reads no config module; what it would have logged comes back in `Outcome.warnings`.
 """
@@ -33,7 +33,7 @@ __all__ = ["LIFECYCLE_DEFAULTS", "SiteRules", "decide"]
 LIFECYCLE_DEFAULTS = {"order.completed": "order_fulfilled", "order.refunded": "order_refunded"}
 
 # An email's paid orders, given the statuses that count as paid: orders_count, total_spent,
-# first_order_date, last_order_date (the store computes them, agent/store/sqlite.py).
+# first_order_date, last_order_date (agent/core/aggregates.py, over the facts the store keeps).
 Aggregates = Callable[[str, Collection[str]], dict[str, Any]]
 
 

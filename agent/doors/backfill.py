@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from agent.config import SiteConfig
+from agent.core.backfill import Checkpoint, RunSpec
 from agent.core.events import Door
-from agent.core.sync import Checkpoint, RunSpec, fields_for, to_events
-from agent.store import SqliteStore
-from agent.woocommerce.client import ParamValue, Response, WooClient, WooNotFound
+from agent.core.rest import fields_for, to_events
+from agent.store.ports import SiteState
+from agent.woocommerce.client import ParamValue, Response, WooClient
+from agent.woocommerce.errors import WooNotFound
 
 __all__ = ["Backfill", "BackfillConflict", "ProgressSink", "run_resources"]
 
@@ -77,7 +79,7 @@ class Backfill:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: SiteState,
         site: SiteConfig,
         client: WooClient,
         *,

@@ -1,9 +1,10 @@
 """The polling door: the store's REST API when a site's stream is silent, and always for a site
 without the plugin (`mode: polling`). DESIGN.md, data path step 8; docs/backfill.md, "Polling".
 
-A thin shell: agent/core/sync.py decides the mode, the windows, what changed and what vanished;
-this module sends the requests, stores what they return through the one entry point of every
-door (`store.ingest`), and keeps time.
+A thin shell: agent/core/polling.py decides the mode, the timers, the windows, what changed and
+what vanished (`step` returns what to do each tick), and agent/core/rest.py turns listed objects
+into events; this module sends the requests, stores what they return through the one entry
+point of every door (`store.ingest`), keeps time, and reports to /status and /metrics.
 
 Per site and round: products, coupons and orders changed since a watermark (`modified_after`,
 `dates_are_gmt=true`, `orderby=modified`), windows overlapping by `polling.overlap` and walked by
@@ -20,34 +21,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from agent.config import SiteConfig
 from agent.core.events import Door
-from agent.core.sync import (
+from agent.core.polling import (
+    Action,
+    CannotPoll,
+    CatchUp,
+    CheckJobs,
+    Job,
     Mode,
-    Step,
+    Poll,
+    PollerState,
+    PollTiming,
+    SaveDue,
+    StartJob,
+    StopJobs,
+    SwitchMode,
     advance,
+    caught_up,
     changed_ids,
-    chunks,
-    deleted_events,
-    fields_for,
-    next_mode,
+    due_jobs,
+    job_done,
+    round_failed,
+    round_succeeded,
     start_mark,
-    stream_fresh,
-    to_events,
+    step,
     vanished_ids,
     window_start,
 )
+from agent.core.rest import chunks, deleted_events, fields_for, to_events
 from agent.core.times import gmt, gmt_seconds
 from agent.core.woo import SINGULAR
-from agent.woocommerce.client import ParamValue, WooClient, WooError, WooNotFound
+from agent.metrics import Metrics, count_ingest
+from agent.status import PollingStatus, RuntimeStatus
+from agent.store.ports import SiteState
+from agent.woocommerce.client import ParamValue, WooClient
+from agent.woocommerce.errors import WooError, WooNotFound
+from agent.woocommerce.factory import polling_problem, site_client
 
-if TYPE_CHECKING:
-    from agent.app import App
-
-__all__ = ["Pollers", "SitePoller", "polling_problem", "site_client"]
+__all__ = ["Pollers", "SitePoller"]
 
 log = logging.getLogger("agent.poller")
 
@@ -56,53 +72,29 @@ PER_PAGE = 100  # WooCommerce's maximum (NOTES §2.1)
 POLLED = ("products", "coupons", "orders")
 
 
-def polling_problem(site: SiteConfig) -> str | None:
-    """Why this site cannot be polled (None when it can)."""
-    woo = site.woo
-    if not woo.store_url:
-        return f"site {site.id}: polling needs store_url"
-    if not (woo.consumer_key and woo.consumer_secret):
-        return (
-            f"site {site.id}: polling needs consumer_key and consumer_secret (a Read key from "
-            "WooCommerce → Settings → Advanced → REST API)"
-        )
-    return None
-
-
-def site_client(site: SiteConfig, *, concurrency: int = 4, **options: Any) -> WooClient:
-    """The site's REST client: its URL, keys, auth mode, TLS settings, timeout and budget.
-
-    `options` override WooClient's keyword arguments (the doctor wants no budget, one retry).
-    """
-    woo = site.woo
-    problem = polling_problem(site)
-    if problem is not None:
-        raise ValueError(problem)
-    assert woo.store_url and woo.consumer_key and woo.consumer_secret
-    settings: dict[str, Any] = {
-        "api_version": woo.api_version,
-        "auth": woo.auth,
-        "verify_ssl": woo.verify_ssl,
-        "ca_file": str(woo.ca_file) if woo.ca_file else None,
-        "rate_limit_per_minute": woo.rate_limit_per_minute,
-        "concurrency": concurrency,
-        "timeout": woo.timeout,
-        **options,
-    }
-    return WooClient(woo.store_url, woo.consumer_key, woo.consumer_secret, **settings)
-
-
 def _items(body: Any) -> list[dict[str, Any]]:
     return [i for i in body if isinstance(i, dict)] if isinstance(body, list) else []
 
 
 class Pollers:
-    """`async with Pollers(app)`: one `SitePoller` per enabled site."""
+    """`async with Pollers(...)`: one `SitePoller` per enabled site."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        sites: Mapping[str, SiteConfig],
+        store: SiteState,
+        *,
+        metrics: Metrics,
+        status: RuntimeStatus,
+        clock: Callable[[], float],
+        stale_after: float,
+    ) -> None:
         self.sites = {
-            sid: SitePoller(app, site) for sid, site in app.sites.items() if site.woo.enabled
+            sid: SitePoller(
+                site, store, metrics=metrics, status=status, clock=clock, stale_after=stale_after
+            )
+            for sid, site in sites.items()
+            if site.woo.enabled
         }
 
     async def __aenter__(self) -> Pollers:
@@ -123,50 +115,53 @@ class Pollers:
 
 
 class SitePoller:
-    """One site's mode machine and polling rounds. `tick()` is the run-once mode."""
+    """One site's polling rounds, driven by the pure mode machine. `tick()` is the run-once mode."""
 
-    def __init__(self, app: App, site: SiteConfig) -> None:
-        self.app = app
+    def __init__(
+        self,
+        site: SiteConfig,
+        store: SiteState,
+        *,
+        metrics: Metrics,
+        status: RuntimeStatus,
+        clock: Callable[[], float],
+        stale_after: float,
+    ) -> None:
         self.site = site
         self.sid = site.id
-        self.timing = site.woo.polling
-        self.stale_after = app.cfg.agent.stream.stale_after
+        self.store = store
+        self.metrics = metrics
+        self.runtime = status
+        self.clock = clock
+        self.stale_after = stale_after
+        self.overlap = site.woo.polling.overlap
+        self.timing = PollTiming.of(site, stale_after)
         self.problem = polling_problem(site)
         self.client: WooClient | None = None
-        self.mode = Mode.POLLING if site.woo.mode == "polling" else Mode.STREAM
         # A sleep between ticks short enough to notice the stream's return within a second.
-        self.tick_seconds = max(0.05, min(1.0, self.timing.interval / 4, self.stale_after / 4))
-        self.status: dict[str, Any] = app.state.setdefault("polling", {}).setdefault(
-            self.sid,
-            {
-                "mode_since": None,
-                "last_poll": None,
-                "last_error": None,
-                "rounds": 0,
-                "events": 0,
-                "last_customer_scan": None,
-                "last_reconcile": None,
-            },
-        )
-        self._set_mode(self.mode, initial=True)
-        self._next_poll = 0.0
-        self._failing = False
-        self._fresh_start = True  # next round resumes from what any door stored, not only polls
-        self._warned: str | None = None
+        self.tick_seconds = max(0.05, min(1.0, self.timing.interval / 4, stale_after / 4))
+        record = status.site(self.sid)
+        if record.polling is None:
+            record.polling = PollingStatus()
+        self.status: PollingStatus = record.polling
+        self.state = PollerState.initial(site.woo.mode, clock())
+        self._show_mode()
         self._task: asyncio.Task[None] | None = None
-        self._background: dict[str, asyncio.Task[None]] = {}
-        self._due: dict[str, float] = {}
-        self._period_start: float | None = None
+        self._background: dict[Job, asyncio.Task[None]] = {}
 
     # -- lifetime -------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the REST client (when the site has keys) and start the loop."""
         if self.problem is None:
-            self.client = site_client(self.site, concurrency=self.timing.concurrency)
+            self.client = site_client(self.site, concurrency=self.site.woo.polling.concurrency)
             await self.client.__aenter__()
         elif self.site.woo.mode == "polling":
             log.error("%s; the site is not polled", self.problem)
+        stored = {job: await self.store.get_watermark(self.sid, f"{job}:due") for job in Job}
+        self.state = replace(
+            self.state, stored={job: text for job, text in stored.items() if text is not None}
+        )
         self._task = asyncio.create_task(self._loop(), name=f"poller-{self.sid}")
 
     async def close(self) -> None:
@@ -195,70 +190,72 @@ class SitePoller:
                 await asyncio.sleep(self.timing.interval)
             await asyncio.sleep(self.tick_seconds)
 
-    # -- the mode machine -----------------------------------------------------------------
+    # -- the mode machine's actions ---------------------------------------------------------
 
-    def _last_seen(self) -> float | None:
-        stream = getattr(self.app, "stream", None)
-        return None if stream is None else stream.last_seen(self.sid)
-
-    def _set_mode(self, mode: Mode, *, initial: bool = False) -> None:
-        changed = mode is not self.mode or initial
-        self.mode = mode
-        self.app.state.setdefault("mode", {})[self.sid] = mode.value
-        for m in Mode:
-            self.app.metrics.set("woobrevo_site_mode", float(m is mode), site=self.sid, mode=m)
-        if changed:
-            self.status["mode_since"] = self.app.clock()
-        if changed and not initial:
-            self.app.metrics.inc("woobrevo_mode_changes_total", site=self.sid, mode=mode.value)
-
-    async def tick(self) -> Step:
+    async def tick(self) -> None:
         """Decide the mode from the stream's last sign of life; poll when due."""
-        now = self.app.clock()
-        fresh = stream_fresh(self._last_seen(), self.app.started_at, now, self.stale_after)
-        mode, step = next_mode(self.site.woo.mode, self.mode, fresh)
-        if step is Step.IDLE:
-            return step
-        if self.client is None:
-            if self._warned != self.problem:
-                self._warned = self.problem
-                log.warning(
-                    "site %s: stream silent but it cannot be polled: %s", self.sid, self.problem
-                )
-            self.status["last_error"] = self.problem
-            return Step.IDLE
-        if mode is Mode.POLLING and self.mode is Mode.STREAM:
-            seen = self._last_seen()
-            silent = now - (seen if seen is not None else self.app.started_at)
+        self.state, actions = step(
+            self.state,
+            self.clock(),
+            stream_last_seen=self.runtime.site(self.sid).stream.last_seen(),
+            started_at=self.runtime.started_at,
+            timing=self.timing,
+            can_poll=self.client is not None,
+            problem=self.problem,
+        )
+        await self._perform(actions)
+
+    async def _perform(self, actions: Iterable[Action]) -> None:
+        for action in actions:
+            match action:
+                case SwitchMode(mode=mode, silent_for=silent):
+                    self._switched(mode, silent)
+                case Poll():
+                    await self._round()
+                case CatchUp():
+                    if await self._round():
+                        self.state, then = caught_up(self.state, self.clock())
+                        await self._perform(then)
+                case CheckJobs():
+                    self.state, jobs = due_jobs(
+                        self.state, self.clock(), timing=self.timing, running=self._running()
+                    )
+                    await self._perform(jobs)
+                case CannotPoll(problem=problem, warn=warn):
+                    if warn:
+                        log.warning(
+                            "site %s: stream silent but it cannot be polled: %s", self.sid, problem
+                        )
+                    self.status.last_error = problem
+                case SaveDue(job=job, due=due):
+                    await self.store.set_watermark(self.sid, f"{job}:due", repr(due))
+                case StartJob(job=job):
+                    self._background[job] = asyncio.create_task(
+                        self._background_job(job), name=f"poller-{job}-{self.sid}"
+                    )
+                case StopJobs():
+                    await self._stop_background()
+
+    def _show_mode(self) -> None:
+        """/status and the mode gauges follow the machine's mode."""
+        mode = self.state.mode
+        self.runtime.site(self.sid).mode = mode.value
+        for m in Mode:
+            self.metrics.set("woobrevo_site_mode", float(m is mode), site=self.sid, mode=m)
+        self.status.mode_since = self.state.mode_since
+
+    def _switched(self, mode: Mode, silent: float) -> None:
+        if mode is Mode.POLLING:
             log.warning(
                 "site %s: no stream batch or heartbeat for %.0fs; polling the store every %gs",
                 self.sid,
                 silent,
                 self.timing.interval,
             )
-            self._set_mode(Mode.POLLING)
-            self._fresh_start = True
-            self._next_poll = now
-            # A stream outage shorter than a scan or reconciliation period triggers neither:
-            # the plugin's outbox still holds what happened and ships it when it is back.
-            self._period_start = now
-            self._due.clear()
-        if step is Step.POLL:
-            if now >= self._next_poll:
-                await self._round()
-                self._next_poll = now + self.timing.interval
-            await self._start_due_background(self.app.clock())
-            return step
-        # The stream is back: one last round covers changes made since the previous one.
-        if self._failing and now < self._next_poll:
-            return step
-        if await self._round():
-            await self._stop_background()
-            self._set_mode(Mode.STREAM)
+        self._show_mode()
+        self.metrics.inc("woobrevo_mode_changes_total", site=self.sid, mode=mode.value)
+        if mode is Mode.STREAM:
             log.info("site %s: stream is back; polling stopped after a catch-up", self.sid)
-        else:
-            self._next_poll = now + self.timing.interval
-        return step
 
     # -- one round ------------------------------------------------------------------------
 
@@ -285,40 +282,35 @@ class SitePoller:
         except WooError as exc:
             self._failed(exc)
             return False
-        self._fresh_start = False
-        self._failing = False
-        self._warned = None
-        self.status.update(last_poll=self.app.clock(), last_error=None)
-        self.status["rounds"] += 1
-        self.app.metrics.inc("woobrevo_poll_rounds_total", site=self.sid)
+        self.state = round_succeeded(self.state)
+        self.status.last_poll = self.clock()
+        self.status.last_error = None
+        self.status.rounds += 1
+        self.metrics.inc("woobrevo_poll_rounds_total", site=self.sid)
         return True
 
     def _failed(self, exc: WooError) -> None:
-        self._failing = True
         message = str(exc)
-        self.status["last_error"] = message
-        self.app.metrics.inc("woobrevo_poll_errors_total", site=self.sid)
-        if self._warned != message:  # once per distinct problem, not every minute
-            self._warned = message
+        self.state, warn = round_failed(self.state, message)
+        self.status.last_error = message
+        self.metrics.inc("woobrevo_poll_errors_total", site=self.sid)
+        if warn:  # once per distinct problem, not every minute
             log.warning("site %s: polling failed: %s", self.sid, message)
 
     async def _ingest(self, resource: str, items: Sequence[Mapping[str, Any]]) -> None:
         if not items:
             return
         events, rejected = to_events(resource, items, door=Door.POLL)
-        result = await self.app.store.ingest(self.sid, events, rejected)
-        metrics = self.app.metrics
-        metrics.inc("woobrevo_events_in_total", len(events), door="poll", site=self.sid)
-        if len(events) > result.new:
-            metrics.inc(
-                "woobrevo_events_replayed_total",
-                len(events) - result.new,
-                door="poll",
-                site=self.sid,
-            )
-        if rejected:
-            metrics.inc("woobrevo_rejected_total", len(rejected), door="poll", site=self.sid)
-        self.status["events"] += result.new
+        result = await self.store.ingest(self.sid, events, rejected)
+        count_ingest(
+            self.metrics,
+            Door.POLL.value,
+            self.sid,
+            events=len(events),
+            new=result.new,
+            rejected=len(rejected),
+        )
+        self.status.events += result.new
 
     def _client(self) -> WooClient:
         assert self.client is not None
@@ -340,25 +332,25 @@ class SitePoller:
 
     async def _start_of(self, resource: str, singular: str) -> str | None:
         name = f"poll:{resource}"
-        mark = await self.app.store.get_watermark(self.sid, name)
-        if self._fresh_start:
+        mark = await self.store.get_watermark(self.sid, name)
+        if self.state.fresh_start:
             # After a healthy stream the poll mark is old; the newest version any door stored
             # is where the gap starts (minus one stale window: rows the plugin had captured but
             # not shipped when it went silent).
-            known = await self.app.store.object_versions(self.sid, singular)
+            known = await self.store.object_versions(self.sid, singular)
             newest = max((v for v, _, _ in known.values() if v), default=None)
-            mark = start_mark(mark, newest, self.stale_after + self.timing.overlap)
+            mark = start_mark(mark, newest, self.stale_after + self.overlap)
         if mark is None:
             # Nothing known at all: changes from now on (history is `backfill`'s job).
             mark = await self._newest(resource)
         if mark is not None:
-            await self.app.store.set_watermark(self.sid, name, mark)
+            await self.store.set_watermark(self.sid, name, mark)
         return mark
 
     async def _poll_modified(self, resource: str) -> tuple[str | None, list[dict[str, Any]]]:
         """Everything of `resource` modified since its watermark; returns (window start, items)."""
         mark = await self._start_of(resource, SINGULAR[resource])
-        after = window_start(mark, self.timing.overlap) if mark else None
+        after = window_start(mark, self.overlap) if mark else None
         first_after = after
         fields = ",".join(fields_for(resource, self.site.woo.customer_mapping))
         got: list[dict[str, Any]] = []
@@ -392,7 +384,7 @@ class SitePoller:
             new_mark = advance(mark, items)
             if new_mark is not None and new_mark != mark:
                 mark = new_mark
-                await self.app.store.set_watermark(self.sid, f"poll:{resource}", mark)
+                await self.store.set_watermark(self.sid, f"poll:{resource}", mark)
             edge_seconds = gmt_seconds(edge)
             if len(items) < PER_PAGE or edge_seconds is None:
                 return first_after, got
@@ -417,11 +409,11 @@ class SitePoller:
                         item.setdefault("parent_id", parent)
                     await self._ingest("variations", page.items)
                     mark = advance(
-                        await self.app.store.get_watermark(self.sid, "poll:variations"),
+                        await self.store.get_watermark(self.sid, "poll:variations"),
                         page.items,
                     )
                     if mark:
-                        await self.app.store.set_watermark(self.sid, "poll:variations", mark)
+                        await self.store.set_watermark(self.sid, "poll:variations", mark)
             except WooNotFound:
                 continue  # the product went away between the listing and now
 
@@ -445,44 +437,17 @@ class SitePoller:
 
     # -- background work: customer scan, id reconciliation ----------------------------------
 
-    async def _start_due_background(self, now: float) -> None:
-        jobs: tuple[tuple[str, float, Callable[[], Awaitable[None]]], ...] = (
-            ("scan", self.timing.customer_scan_every, self.scan_customers),
-            ("reconcile", self.timing.reconcile_every, self.reconcile),
-        )
-        for name, every, run in jobs:
-            if name == "scan" and not self.site.woo.sync.customers:
-                continue
-            task = self._background.get(name)
-            if task is not None and not task.done():
-                continue
-            due = self._due.get(name)
-            if due is None:
-                stored = await self.app.store.get_watermark(self.sid, f"{name}:due")
-                # First time: one period after polling began, so a short outage does not
-                # trigger a full scan.
-                due = float(stored) if stored else now + every
-                if self._period_start is not None:
-                    due = max(due, self._period_start + every)
-                if not stored:
-                    await self.app.store.set_watermark(self.sid, f"{name}:due", repr(due))
-                self._due[name] = due
-            if now >= due:
-                self._background[name] = asyncio.create_task(
-                    self._background_job(name, every, run), name=f"poller-{name}-{self.sid}"
-                )
+    def _running(self) -> set[Job]:
+        return {job for job, task in self._background.items() if not task.done()}
 
-    async def _background_job(
-        self, name: str, every: float, run: Callable[[], Awaitable[None]]
-    ) -> None:
+    async def _background_job(self, job: Job) -> None:
         try:
-            await run()
+            await (self.scan_customers() if job is Job.SCAN else self.reconcile())
         except WooError as exc:
             self._failed(exc)
             return
-        due = self.app.clock() + every
-        self._due[name] = due
-        await self.app.store.set_watermark(self.sid, f"{name}:due", repr(due))
+        self.state, save = job_done(self.state, job, self.clock(), self.timing)
+        await self._perform((save,))
 
     async def _stop_background(self) -> None:
         tasks = list(self._background.values())
@@ -495,7 +460,7 @@ class SitePoller:
 
     async def scan_customers(self) -> None:
         """Every customer's `date_modified_gmt`; fetch the ones newer than what the agent holds."""
-        known = await self.app.store.object_versions(self.sid, "customer")
+        known = await self.store.object_versions(self.sid, "customer")
         remote: dict[int, str] = {}
         async for page in self._client().iter_pages(
             "customers", {"orderby": "id", "order": "asc"}, fields=["date_modified_gmt"]
@@ -508,7 +473,7 @@ class SitePoller:
             "site %s: customer scan: %d customers, %d changed", self.sid, len(remote), len(ids)
         )
         await self._fetch_customers(ids, role="customer")
-        self.status["last_customer_scan"] = self.app.clock()
+        self.status.last_customer_scan = self.clock()
 
     async def reconcile(self) -> None:
         """Find objects deleted for good (or trashed) and sweep every variation."""
@@ -516,7 +481,7 @@ class SitePoller:
         for resource in POLLED:
             if not self._enabled(resource):
                 continue
-            known = await self.app.store.object_versions(self.sid, SINGULAR[resource])
+            known = await self.store.object_versions(self.sid, SINGULAR[resource])
             remote: list[int] = []
             variable: list[int] = []
             fields = ["type"] if resource == "products" else ["id"]
@@ -546,10 +511,10 @@ class SitePoller:
                         ", ".join(map(str, confirmed[:20])),
                     )
                     events = deleted_events(resource, confirmed, door=Door.POLL)
-                    await self.app.store.ingest(self.sid, events)
-                    self.status["events"] += len(events)
+                    await self.store.ingest(self.sid, events)
+                    self.status.events += len(events)
             if resource == "products" and variable:
-                mark = await self.app.store.get_watermark(self.sid, "poll:variations")
-                after = window_start(mark, self.timing.overlap) if mark else None
+                mark = await self.store.get_watermark(self.sid, "poll:variations")
+                after = window_start(mark, self.overlap) if mark else None
                 await self._variations(variable, after)
-        self.status["last_reconcile"] = self.app.clock()
+        self.status.last_reconcile = self.clock()

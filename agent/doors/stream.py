@@ -13,10 +13,10 @@ import http
 import logging
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -25,16 +25,15 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Data, DataLike
 
-from agent.config import Config, load_config
+from agent.config import Config, SiteConfig, StreamSection
 from agent.core import protocol
 from agent.core.protocol import STREAM_PATH, CloseCode, Events, Hello, PeerError, ProtocolError
-from agent.core.proxies import client_address
+from agent.core.proxies import Network, client_address
 from agent.errors import ConfigError
+from agent.metrics import Metrics, count_ingest
+from agent.status import RuntimeStatus, StreamLink
+from agent.store.ports import Ingest, IngestResult
 from agent.tokens import TokenRegistry, token_hash
-
-if TYPE_CHECKING:
-    from agent.app import App
-    from agent.store import IngestResult
 
 __all__ = ["StreamServer", "StreamTestHooks", "split_hostport", "tls_context"]
 
@@ -296,25 +295,45 @@ def _bound_to(slots: _ReadSlots) -> type[_SiteConnection]:
 
 
 class StreamServer:
-    """`async with StreamServer(app) as s:` listens on `agent.listen.stream`; `s.port` is bound."""
+    """`async with StreamServer(...) as s:` listens on `listen` (`agent.listen.stream`);
+    `s.port` is bound. Each site's link goes in `status.site(sid).stream`; `tls` (from
+    `tls_context`) makes it wss://."""
 
-    def __init__(self, app: App, *, hooks: StreamTestHooks | None = None) -> None:
-        self.app = app
-        self.limits = app.cfg.agent.stream
-        self.tokens = TokenRegistry(app.cfg, app.store, sites=app.sites, reload=load_config)
+    def __init__(
+        self,
+        store: Ingest,
+        tokens: TokenRegistry,
+        sites: Mapping[str, SiteConfig],
+        status: RuntimeStatus,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        listen: str,
+        limits: StreamSection,
+        proxies: Sequence[Network] = (),
+        tls: ssl.SSLContext | None = None,
+        hooks: StreamTestHooks | None = None,
+    ) -> None:
+        self.store = store
+        self.tokens = tokens
+        self.status = status
+        self.metrics = metrics
+        self.clock = clock
+        self.listen = listen
+        self.limits = limits
         self.throttle = protocol.HandshakeThrottle(self.limits.max_failed_handshakes_per_minute)
-        self.proxies = app.cfg.agent.trusted_proxies
+        self.proxies = proxies
+        self.tls = tls
         self.hooks = hooks or StreamTestHooks()
         self.port = 0
         self._server: Server | None = None
         self._parsed = asyncio.Semaphore(MAX_PARSED_BATCHES)
         self._parse_pool: ThreadPoolExecutor | None = None
-        self._links: dict[str, dict[str, Any]] = app.state.setdefault("stream", {})
         # Open connections and the SHA-256 of the token each came with (never the token).
         self._digests: dict[ServerConnection, str] = {}
         self._recheck: asyncio.Task[None] | None = None
         self._watch = {
-            sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in app.sites.items()
+            sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in sites.items()
         }
 
     # -- lifetime -------------------------------------------------------------------------
@@ -330,8 +349,8 @@ class StreamServer:
         return self
 
     async def _listen(self) -> None:
-        host, port = split_hostport(self.app.cfg.agent.listen.stream)
-        context = tls_context(self.app.cfg)
+        host, port = split_hostport(self.listen)
+        context = self.tls
         self._server = await serve(
             self._handle,
             host,
@@ -383,33 +402,12 @@ class StreamServer:
 
     def last_seen(self, site: str) -> float | None:
         """When the site last sent a `hello` or `events` (clock seconds), or None."""
-        link = self._links.get(site)
-        if link is None:
-            return None
-        seen = [t for t in (link.get("last_hello"), link.get("last_events")) if t is not None]
-        return max(seen) if seen else None
+        return self.status.site(site).stream.last_seen()
 
     def connected(self, site: str) -> bool:
         """Heard from within `stream.stale_after` (docs/protocol.md, "Heartbeat")."""
         seen = self.last_seen(site)
-        return seen is not None and self.app.clock() - seen <= self.limits.stale_after
-
-    def _link(self, site: str) -> dict[str, Any]:
-        return self._links.setdefault(
-            site,
-            {
-                "connections": 0,
-                "last_hello": None,
-                "last_events": None,
-                "site_url": None,
-                "blog_id": None,
-                "plugin_version": None,
-                "wp_version": None,
-                "wc_version": None,
-                "remote": None,
-                "batches_in_flight_max": 0,
-            },
-        )
+        return seen is not None and self.clock() - seen <= self.limits.stale_after
 
     # -- handshake ------------------------------------------------------------------------
 
@@ -420,10 +418,10 @@ class StreamServer:
         addr = client_address(
             _address(conn), request.headers.get_all("X-Forwarded-For"), self.proxies
         )
-        now = self.app.clock()
+        now = self.clock()
         wait = self.throttle.retry_after(addr, now)
         if wait is not None:
-            self.app.metrics.inc("woobrevo_stream_refused_total", reason="throttled")
+            self.metrics.inc("woobrevo_stream_refused_total", reason="throttled")
             resp = conn.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "too many refused handshakes\n")
             resp.headers["Retry-After"] = str(int(wait + 0.999))
             return resp
@@ -433,7 +431,7 @@ class StreamServer:
         if site is None or digest is None:
             self.throttle.failure(addr, now)
             reason = "no_token" if token is None else "bad_token"
-            self.app.metrics.inc("woobrevo_stream_refused_total", reason=reason)
+            self.metrics.inc("woobrevo_stream_refused_total", reason=reason)
             log.warning("stream handshake from %s refused: %s", addr, reason.replace("_", " "))
             resp = conn.respond(http.HTTPStatus.UNAUTHORIZED, "token refused\n")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="woobrevo"'
@@ -447,11 +445,11 @@ class StreamServer:
     async def _handle(self, ws: ServerConnection) -> None:
         assert isinstance(ws, _SiteConnection)
         site = ws.site
-        link = self._link(site)
-        link["connections"] += 1
-        link["remote"] = ws.client
+        link = self.status.site(site).stream
+        link.connections += 1
+        link.remote = ws.client
         self._gauge(site, link)
-        log.info("site %s connected from %s", site, link["remote"])
+        log.info("site %s connected from %s", site, link.remote)
         self._digests[ws] = ws.token_sha256
         try:
             await self._serve(ws, site, link)
@@ -459,7 +457,7 @@ class StreamServer:
             log.info("site %s connection closed: %s", site, exc)
         finally:
             self._digests.pop(ws, None)
-            link["connections"] -= 1
+            link.connections -= 1
             self._gauge(site, link)
 
     async def _recheck_tokens(self) -> None:
@@ -480,7 +478,7 @@ class StreamServer:
                 if digest not in now_names or now_names[digest] == ws.site:
                     continue  # still good, or connected since the read
                 self._digests.pop(ws, None)
-                self.app.metrics.inc("woobrevo_stream_refused_total", reason="revoked")
+                self.metrics.inc("woobrevo_stream_refused_total", reason="revoked")
                 err = ProtocolError(
                     protocol.ErrorCode.TOKEN_REVOKED,
                     "this connection's token was revoked or changed; set the site's new token",
@@ -490,10 +488,10 @@ class StreamServer:
                     async with asyncio.timeout(self.limits.ping_timeout):
                         await self._fail(ws, ws.site, err)
 
-    def _gauge(self, site: str, link: dict[str, Any]) -> None:
-        self.app.metrics.set("woobrevo_stream_connections", link["connections"], site=site)
+    def _gauge(self, site: str, link: StreamLink) -> None:
+        self.metrics.set("woobrevo_stream_connections", link.connections, site=site)
 
-    async def _serve(self, ws: _SiteConnection, site: str, link: dict[str, Any]) -> None:
+    async def _serve(self, ws: _SiteConnection, site: str, link: StreamLink) -> None:
         """Read, parse, commit, ack. Up to PIPELINE_DEPTH batches of a connection are committing
         at once (the store folds them into one transaction), the next one is parsed meanwhile,
         and acks leave in order; a global cap bounds the parsed batches held in memory."""
@@ -507,17 +505,7 @@ class StreamServer:
                     async with asyncio.timeout(wait):
                         frame = await ws.recv()
                 except TimeoutError:
-                    if not await _settle(pending):
-                        return
-                    if not hello_seen:
-                        err = ProtocolError(
-                            protocol.ErrorCode.HELLO_REQUIRED,
-                            f"no hello within {wait:g}s of the upgrade",
-                        )
-                        await self._fail(ws, site, err)
-                    else:
-                        log.info("site %s idle for %gs; closing", site, wait)
-                        await ws.close(CloseCode.NORMAL, "idle")
+                    await self._timed_out(ws, site, pending, hello_seen, wait)
                     return
                 if len(frame) >= RELEASE_AFTER_BYTES:
                     # The websockets parser keeps its last frame until the next one arrives;
@@ -540,15 +528,14 @@ class StreamServer:
                         hello_seen = True
                         await self._hello(ws, site, link, msg)
                     elif isinstance(msg, Events):
-                        while pending and pending[0].done():
-                            if not await pending.popleft():
-                                return  # the store failed: the connection is closed (1011)
+                        if not _reap(pending):
+                            return  # the store failed: the connection is closed (1011)
                         # Batches received and not yet acked, this one included (a batch is
                         # done only once those before it are): how deep the plugin pipelines,
                         # for /status (1: it waits for each ack).
                         if len(pending) + 1 > most_in_flight:
                             most_in_flight = len(pending) + 1
-                            link["batches_in_flight_max"] = most_in_flight
+                            link.batches_in_flight_max = most_in_flight
                         while len(pending) >= PIPELINE_DEPTH:
                             if not await pending.popleft():
                                 return
@@ -570,6 +557,27 @@ class StreamServer:
             with contextlib.suppress(ConnectionClosed):
                 await asyncio.shield(_settle(pending))
 
+    async def _timed_out(
+        self,
+        ws: _SiteConnection,
+        site: str,
+        pending: deque[asyncio.Task[bool]],
+        hello_seen: bool,
+        waited: float,
+    ) -> None:
+        """Nothing came for `waited` seconds: once the batches in flight are acked, close (no
+        hello yet: a protocol error; else an idle connection)."""
+        if not await _settle(pending):
+            return
+        if not hello_seen:
+            err = ProtocolError(
+                protocol.ErrorCode.HELLO_REQUIRED, f"no hello within {waited:g}s of the upgrade"
+            )
+            await self._fail(ws, site, err)
+        else:
+            log.info("site %s idle for %gs; closing", site, waited)
+            await ws.close(CloseCode.NORMAL, "idle")
+
     async def _parse(
         self, frame: str | bytes, hello_seen: bool
     ) -> protocol.Message | ProtocolError:
@@ -584,25 +592,19 @@ class StreamServer:
         return await asyncio.get_running_loop().run_in_executor(self._parse_pool, parse)
 
     async def _fail(self, ws: _SiteConnection, site: str, err: ProtocolError) -> None:
-        self.app.metrics.inc(
-            "woobrevo_stream_protocol_errors_total", site=site, code=err.code.value
-        )
+        self.metrics.inc("woobrevo_stream_protocol_errors_total", site=site, code=err.code.value)
         log.warning("site %s protocol error %s: %s", site, err.code.value, err.message)
         await ws.send(protocol.error_message(err))
         await ws.close(err.close_code, err.code.value)
 
-    async def _hello(
-        self, ws: _SiteConnection, site: str, link: dict[str, Any], msg: Hello
-    ) -> None:
-        now = self.app.clock()
-        link.update(
-            last_hello=now,
-            site_url=msg.site_url,
-            blog_id=msg.blog_id,
-            plugin_version=msg.plugin_version,
-            wp_version=msg.wp_version,
-            wc_version=msg.wc_version,
-        )
+    async def _hello(self, ws: _SiteConnection, site: str, link: StreamLink, msg: Hello) -> None:
+        now = self.clock()
+        link.last_hello = now
+        link.site_url = msg.site_url
+        link.blog_id = msg.blog_id
+        link.plugin_version = msg.plugin_version
+        link.wp_version = msg.wp_version
+        link.wc_version = msg.wc_version
         await ws.send(
             protocol.welcome_message(
                 site,
@@ -617,7 +619,7 @@ class StreamServer:
         self,
         ws: _SiteConnection,
         site: str,
-        link: dict[str, Any],
+        link: StreamLink,
         msg: Events,
         previous: asyncio.Task[bool] | None,
     ) -> bool:
@@ -629,7 +631,7 @@ class StreamServer:
             try:
                 if hooks.before_commit is not None:
                     hooks.before_commit(site, msg)
-                result = await self.app.store.ingest(site, msg.events, rejected=msg.rejected)
+                result = await self.store.ingest(site, msg.events, rejected=msg.rejected)
             except Exception:
                 log.exception("site %s batch %s could not be stored; closing 1011", site, msg.batch)
         finally:
@@ -641,21 +643,18 @@ class StreamServer:
                 await previous
             await ws.close(CloseCode.INTERNAL_ERROR, "store failed; resend later")
             return False
-        link["last_events"] = self.app.clock()
+        link.last_events = self.clock()
         if hooks.after_commit is not None:
             hooks.after_commit(site, msg)
-        metrics = self.app.metrics
-        if msg.events:
-            metrics.inc("woobrevo_events_in_total", len(msg.events), door="stream", site=site)
-        if result.new < len(msg.events):
-            metrics.inc(
-                "woobrevo_events_replayed_total",
-                len(msg.events) - result.new,
-                door="stream",
-                site=site,
-            )
-        if msg.rejected:
-            metrics.inc("woobrevo_rejected_total", len(msg.rejected), door="stream", site=site)
+        metrics = self.metrics
+        count_ingest(
+            metrics,
+            "stream",
+            site,
+            events=len(msg.events),
+            new=result.new,
+            rejected=len(msg.rejected),
+        )
         if hooks.ack_delay > 0:
             await asyncio.sleep(hooks.ack_delay)
         if previous is not None and not await previous:
@@ -668,6 +667,15 @@ class StreamServer:
             return False
         metrics.inc("woobrevo_acks_total", site=site)
         return True
+
+
+def _reap(pending: deque[asyncio.Task[bool]]) -> bool:
+    """Drop the batches at the front that are done (acked or failed) without waiting; False if
+    one of them ended the connection."""
+    while pending and pending[0].done():
+        if not pending.popleft().result():
+            return False
+    return True
 
 
 async def _settle(pending: deque[asyncio.Task[bool]]) -> bool:

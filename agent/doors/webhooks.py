@@ -9,15 +9,16 @@ a non-2xx would only get the webhook disabled, and the poller has the object any
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
 
 from aiohttp import web
 
-from agent.core.proxies import client_address
+from agent.config import SiteConfig
+from agent.core.proxies import Network, client_address
 from agent.core.webhooks import Ignored, delivery_event, is_ping, verify_signature
-
-if TYPE_CHECKING:
-    from agent.app import App
+from agent.metrics import Metrics, count_ingest
+from agent.status import RuntimeStatus
+from agent.store.ports import Ingest
 
 __all__ = ["WebhookDoor"]
 
@@ -29,19 +30,35 @@ def _answer(status: int, **body: object) -> web.Response:
 
 
 class WebhookDoor:
-    """The request handler; `HttpServer` mounts it at `WEBHOOK_ROUTE`."""
+    """The request handler; `HttpServer` mounts it at `WEBHOOK_ROUTE`. The last delivery
+    stored for a site goes in `status.site(sid).webhook`."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.proxies = app.cfg.agent.trusted_proxies
-        # One limit for everything the agent reads from the network (docs/protocol.md, Limits).
-        self.max_body = app.cfg.agent.stream.max_message_bytes
+    def __init__(
+        self,
+        store: Ingest,
+        sites: Mapping[str, SiteConfig],
+        status: RuntimeStatus,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        max_body: int,
+        proxies: Sequence[Network] = (),
+    ) -> None:
+        self.store = store
+        self.sites = sites
+        self.status = status
+        self.metrics = metrics
+        self.clock = clock
+        # One limit for everything the agent reads from the network (docs/protocol.md, Limits):
+        # `agent.stream.max_message_bytes`.
+        self.max_body = max_body
+        self.proxies = proxies
 
     async def handle(self, request: web.Request) -> web.Response:
         """Verify, store, answer."""
         site_id = request.match_info["site"]
-        metrics = self.app.metrics
-        site = self.app.sites.get(site_id)
+        metrics = self.metrics
+        site = self.sites.get(site_id)
         if site is None:
             return _answer(
                 404, error="unknown_site", message=f"no site {site_id!r} in the agent's config"
@@ -80,7 +97,7 @@ class WebhookDoor:
             topic,
             body,
             delivery_id=request.headers.get("X-WC-Webhook-Delivery-ID"),
-            now=self.app.clock(),
+            now=self.clock(),
         )
         if isinstance(outcome, Ignored):
             metrics.inc("woobrevo_webhook_requests_total", site=site_id, outcome="ignored")
@@ -88,16 +105,16 @@ class WebhookDoor:
         try:
             if isinstance(outcome, tuple):
                 rejection, raw = outcome
-                await self.app.store.ingest(site_id, [], rejected=[(rejection, raw)])
+                await self.store.ingest(site_id, [], rejected=[(rejection, raw)])
             else:
-                result = await self.app.store.ingest(site_id, [outcome])
+                result = await self.store.ingest(site_id, [outcome])
         except Exception:
             # WooCommerce will not resend; the poller catches the object up.
             log.exception("site %s webhook %s could not be stored", site_id, topic)
             metrics.inc("woobrevo_webhook_requests_total", site=site_id, outcome="store_failed")
             return _answer(503, error="store_failed", message="could not store the delivery")
         if isinstance(outcome, tuple):
-            metrics.inc("woobrevo_rejected_total", door="webhook", site=site_id)
+            count_ingest(metrics, "webhook", site_id, events=0, new=0, rejected=1)
             metrics.inc("woobrevo_webhook_requests_total", site=site_id, outcome="rejected")
             log.warning(
                 "site %s webhook %s kept as a dead letter: %s", site_id, topic, rejection.message
@@ -105,10 +122,8 @@ class WebhookDoor:
             return _answer(
                 200, ok=True, rejected={"code": rejection.code, "message": rejection.message}
             )
-        metrics.inc("woobrevo_events_in_total", door="webhook", site=site_id)
+        count_ingest(metrics, "webhook", site_id, events=1, new=result.new, rejected=0)
         metrics.inc("woobrevo_webhook_requests_total", site=site_id, outcome="stored")
-        if not result.new:
-            metrics.inc("woobrevo_events_replayed_total", door="webhook", site=site_id)
-        hooks = self.app.state.setdefault("webhooks", {})
-        hooks[site_id] = {"last_delivery": self.app.clock(), "last_topic": topic}
+        seen = self.status.site(site_id).webhook
+        seen.last_delivery, seen.last_topic = self.clock(), topic
         return _answer(200, ok=True, stored=outcome.id, new=bool(result.new))

@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import logging
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
 
-from agent.config import BREVO_FAMILIES, BrevoSection
+from agent.config import BREVO_FAMILIES, BrevoSection, SiteConfig
 from agent.core.jobs import Job, Kind
 from agent.core.planner import (
     BATCH_ONLY,
     PLAN_LIMITS,
     Budget,
+    Plan,
     Request,
     batch_request,
     choose,
@@ -25,9 +26,8 @@ from agent.core.planner import (
 )
 from agent.core.retry import Reaction, ReactionKind, VerdictKind, backoff_delay, classify, react
 from agent.forward.brevo import BrevoClient, BrevoResponse
-
-if TYPE_CHECKING:
-    from agent.app import App
+from agent.metrics import Metrics
+from agent.store.ports import JobQueue
 
 __all__ = ["AccountWorker", "Forwarder"]
 
@@ -39,16 +39,32 @@ KIND_ORDER = (Kind.CATEGORY, Kind.PRODUCT, Kind.CONTACT, Kind.COUPON, Kind.ORDER
 
 
 class Forwarder:
-    """Starts one worker per Brevo account named by the sites; `wake()` after new jobs."""
+    """Starts one worker per Brevo account named by the sites; `wake()` after new jobs.
+    `backlogged()` says whether stored events still wait for the processor (more jobs are on
+    their way: partial batches may wait for them)."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        store: JobQueue,
+        sites: Iterable[SiteConfig],
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        backlogged: Callable[[], bool],
+    ) -> None:
         self.workers: dict[str, AccountWorker] = {}
         self.progress = asyncio.Event()
-        for site in app.sites.values():
+        for site in sites:
             # A site switched off (`enabled: false`) sends nothing: its jobs wait in the store.
             if site.woo.enabled and site.brevo.account not in self.workers:
-                self.workers[site.brevo.account] = AccountWorker(self, site.brevo)
+                self.workers[site.brevo.account] = AccountWorker(
+                    site.brevo,
+                    store,
+                    metrics=metrics,
+                    clock=clock,
+                    backlogged=backlogged,
+                    progress=self.progress,
+                )
 
     async def __aenter__(self) -> Forwarder:
         for w in self.workers.values():
@@ -83,11 +99,24 @@ class Forwarder:
 
 
 class AccountWorker:
-    """Everything for one Brevo account: its client, its budgets and its loops."""
+    """Everything for one Brevo account: its client, its budgets and its loops. `progress` is
+    set each time a request's answer is recorded (the forwarder's `wait_progress`)."""
 
-    def __init__(self, forwarder: Forwarder, cfg: BrevoSection) -> None:
-        self.forwarder = forwarder
-        self.app = forwarder.app
+    def __init__(
+        self,
+        cfg: BrevoSection,
+        store: JobQueue,
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        backlogged: Callable[[], bool],
+        progress: asyncio.Event,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.backlogged = backlogged
+        self.progress = progress
         self.cfg = cfg
         self.account = cfg.account
         limits = dict(PLAN_LIMITS[cfg.plan])
@@ -133,15 +162,15 @@ class AccountWorker:
 
     async def _give_back_claimed(self) -> None:
         # Jobs claimed by cancelled requests return to the queue now rather than at restart.
-        await self.app.store.unclaim(self.account)
+        await self.store.unclaim(self.account)
 
     def wake(self) -> None:
         """Wake every loop."""
         self.wakeup.set()
 
     def now(self) -> float:
-        """The app's clock."""
-        return self.app.clock()
+        """The agent's clock."""
+        return self.clock()
 
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake early when new jobs arrive."""
@@ -154,7 +183,8 @@ class AccountWorker:
                 await self.wakeup.wait()
 
     async def _loop(self, kind: Kind) -> None:
-        store = self.app.store
+        """Claim what the plan allows, send it, and go round: one request per turn at most."""
+        store = self.store
         while True:
             try:
                 now = self.now()
@@ -162,7 +192,7 @@ class AccountWorker:
                     await asyncio.sleep(self.paused_until - now)
                     continue
                 depth = await store.pending_count(self.account, kind, now)
-                self.app.metrics.set(
+                self.metrics.set(
                     "woobrevo_queue_depth", depth, account=self.account, kind=kind.value
                 )
                 if depth == 0:
@@ -170,26 +200,10 @@ class AccountWorker:
                     await self._sleep(5.0 if due is None else max(0.05, min(5.0, due - now)))
                     continue
                 plan = choose(kind, depth, self.budgets, now, self.cfg.live_window)
-                if plan.batch and depth < plan.size and self.app.processor.backlogged:
-                    # More of this backlog is still being processed: a full batch later costs
-                    # one request where partial ones now would cost many (the batch families'
-                    # budgets are the scarce ones: 100 requests an hour on the general plan).
-                    await self._sleep(0.2)
-                    continue
-                budget = self.budgets[plan.family]
-                if not self.client.dry_run:
-                    wait = budget.delay(now)
-                    if wait > 0:
-                        self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=plan.family)
-                        self.app.metrics.inc(
-                            "woobrevo_rate_limit_wait_seconds_total",
-                            min(wait, 5.0),
-                            family=plan.family,
-                        )
-                        await asyncio.sleep(min(wait, 5.0))
-                        continue
-                if self.failures[plan.family] and self.inflight[plan.family]:
-                    await self._sleep(0.2)
+                hold = self._hold(plan, depth, now)
+                if hold is not None:
+                    seconds, new_jobs_end_it = hold
+                    await (self._sleep(seconds) if new_jobs_end_it else asyncio.sleep(seconds))
                     continue
                 slot = self.slots[plan.family]
                 await slot.acquire()
@@ -222,12 +236,7 @@ class AccountWorker:
                     await store.retry(
                         request.extra_jobs, 0.0, "not carried by this batch", count_attempt=False
                     )
-                if not self.client.dry_run:
-                    self.budgets[request.family].take(self.now())
-                self.inflight[request.family] += 1
-                task = asyncio.create_task(self._send(request, slot))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+                self._launch(request, slot)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -236,13 +245,42 @@ class AccountWorker:
                 )
                 await asyncio.sleep(1.0)
 
+    def _hold(self, plan: Plan, depth: int, now: float) -> tuple[float, bool] | None:
+        """Why `plan` must not go out now, as (seconds to wait, whether new jobs end the wait
+        early), or None: it may go."""
+        if plan.batch and depth < plan.size and self.backlogged():
+            # More of this backlog is still being processed: a full batch later costs one
+            # request where partial ones now would cost many (the batch families' budgets are
+            # the scarce ones: 100 requests an hour on the general plan).
+            return 0.2, True
+        if not self.client.dry_run:
+            wait = self.budgets[plan.family].delay(now)
+            if wait > 0:
+                self.metrics.inc("woobrevo_rate_limit_waits_total", family=plan.family)
+                self.metrics.inc(
+                    "woobrevo_rate_limit_wait_seconds_total", min(wait, 5.0), family=plan.family
+                )
+                return min(wait, 5.0), False
+        if self.failures[plan.family] and self.inflight[plan.family]:
+            return 0.2, True  # a failing family: one probe at a time
+        return None
+
+    def _launch(self, request: Request, slot: asyncio.Semaphore) -> None:
+        """Spend the budget and send `request` in a task of its own (which releases `slot`)."""
+        if not self.client.dry_run:
+            self.budgets[request.family].take(self.now())
+        self.inflight[request.family] += 1
+        task = asyncio.create_task(self._send(request, slot))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
     async def _build(self, jobs: list[Job], batch: bool) -> Request | None:
         kind = jobs[0].kind
         collection_id = None
         if kind is Kind.COUPON:
             collection_id = await self._coupon_collection(jobs[0].body["collection"])
             if collection_id is None:
-                await self.app.store.retry(
+                await self.store.retry(
                     jobs, self.now() + 60, "coupon collection unavailable", count_attempt=False
                 )
                 return None
@@ -250,7 +288,7 @@ class AccountWorker:
             await self._ecommerce_activated()
         ):
             # Brevo refuses ecommerce calls before the activation: they wait for it.
-            await self.app.store.retry(
+            await self.store.retry(
                 jobs, self._activation_due, "waiting for brevo ecommerce activation",
                 count_attempt=False,
             )  # fmt: skip
@@ -271,7 +309,7 @@ class AccountWorker:
             budget.take(self.now())
         resp = await self.client.request(method, path, body)
         self._observe(family, resp)
-        self.app.metrics.inc(
+        self.metrics.inc(
             "woobrevo_brevo_calls_total", family=family, endpoint=path, status=str(resp.status)
         )
         return resp
@@ -282,7 +320,7 @@ class AccountWorker:
         backoff, not by every ecommerce job (an outage cost 44 activations in 5 minutes)."""
         key = f"ecommerce_activated:{self.account}"
         async with self._setup_lock:
-            if await self.app.store.get_meta(key):
+            if await self.store.get_meta(key):
                 return True
             now = self.now()
             if now < self._activation_due:
@@ -290,7 +328,7 @@ class AccountWorker:
             resp = await self._call("POST", "/ecommerce/activate", None, "other")
             # 2xx, or a 400 for an account that is already active; a refused key is not that.
             if resp.status is not None and (resp.status < 300 or resp.status in (400, 409)):
-                await self.app.store.set_meta(key, "1")
+                await self.store.set_meta(key, "1")
                 if resp.status >= 300:
                     log.warning(
                         "brevo ecommerce activation answered %s %s: %s",
@@ -319,7 +357,7 @@ class AccountWorker:
 
     async def _coupon_collection(self, name: str) -> str | None:
         key = f"coupon_collection:{self.account}:{name}"
-        known = await self.app.store.get_meta(key)
+        known = await self.store.get_meta(key)
         if known:
             return known
         resp = await self._call(
@@ -332,14 +370,14 @@ class AccountWorker:
             and resp.body.get("id")
         ):
             cid = str(resp.body["id"])
-            await self.app.store.set_meta(key, cid)
+            await self.store.set_meta(key, cid)
             return cid
         # Already there under that name: find it (GET is in the same bucket).
         found = await self._call("GET", "/couponCollections?limit=100", None, "other")
         if isinstance(found.body, dict):
             for c in found.body.get("collections", []) or []:
                 if isinstance(c, dict) and c.get("name") == name and c.get("id"):
-                    await self.app.store.set_meta(key, str(c["id"]))
+                    await self.store.set_meta(key, str(c["id"]))
                     return str(c["id"])
         log.warning(
             "brevo coupon collection %r unavailable: %s %s", name, resp.status, resp.message
@@ -378,7 +416,7 @@ class AccountWorker:
         # MAX_IN_FLIGHT answered-but-unrecorded requests per family to send again.
         try:
             self._observe(request.family, resp)
-            self.app.metrics.inc(
+            self.metrics.inc(
                 "woobrevo_brevo_calls_total",
                 family=request.family,
                 endpoint=request.path,
@@ -400,14 +438,14 @@ class AccountWorker:
         finally:
             slot.release()
             self.inflight[request.family] -= 1
-            self.forwarder.progress.set()
+            self.progress.set()
             self.wake()
 
     async def _apply(
         self, reaction: Reaction, request: Request, resp: BrevoResponse, jobs: list[Job], now: float
     ) -> None:
         """Carry out what `react` decided for an answered request (core/retry.py)."""
-        store, family = self.app.store, request.family
+        store, family = self.store, request.family
         self.failures[family] = reaction.failures
         if reaction.block_family:
             self.budgets[family].block(now, reaction.block_family)
@@ -427,7 +465,7 @@ class AccountWorker:
                 )
             else:
                 log.info("brevo 429 on %s; retry in %.1fs", family, reaction.wait)
-                self.app.metrics.inc("woobrevo_rate_limit_waits_total", family=family)
+                self.metrics.inc("woobrevo_rate_limit_waits_total", family=family)
             await store.retry(
                 jobs, now + reaction.wait, reaction.reason, count_attempt=reaction.count_attempt
             )
@@ -454,5 +492,5 @@ class AccountWorker:
             log.warning(
                 "brevo %s %s on %s %s: dead letter", resp.status, resp.code, job.kind, job.key
             )
-            self.app.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
+            self.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
             await store.dead_letter(job, resp.code, resp.message)

@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from agent.config import SiteConfig
 from agent.core.aggregates import OrderFact, order_fact
 from agent.core.events import Event
 from agent.core.jobs import Outcome
 from agent.core.pipeline import SiteRules, decide
-
-if TYPE_CHECKING:
-    from agent.app import App
+from agent.metrics import Metrics
+from agent.store.ports import InboxQueue
 
 __all__ = ["Processor"]
 
@@ -22,17 +23,33 @@ log = logging.getLogger("agent.processor")
 
 OTHER_WRITERS_EVERY = 5.0  # seconds between looks for rows another process stored
 # Rows per chunk: the pipeline runs on a chunk outside any transaction, then its writes
-# commit at once (agent/store/sqlite.py, `_Chunk`); ingest waits at most one chunk for the
+# commit at once (agent/store/chunk.py); ingest waits at most one chunk for the
 # store thread (one process) or one chunk's writes for the write lock (agent/process/worker.py).
 BATCH = 50
 PRUNE_EVERY = 600.0  # seconds between deletions of old processed inbox rows
 
 
 class Processor:
-    """Owns one background task; `drain()` is its run-once mode."""
+    """Owns one background task; `drain()` is its run-once mode. `wake` tells the forwarder
+    that new jobs may be waiting."""
 
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(
+        self,
+        store: InboxQueue,
+        sites: Mapping[str, SiteConfig],
+        *,
+        metrics: Metrics,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+        historical_after: float,
+        inbox_retention: float,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self._wake = wake
+        self.historical_after = historical_after
+        self.inbox_retention = inbox_retention
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         # True while stored events wait to be processed: more jobs are on their way, so the
@@ -40,7 +57,7 @@ class Processor:
         self.backlogged = False
         self._pruner: asyncio.Task[None] | None = None
         # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).
-        self._rules = {sid: SiteRules.of(site) for sid, site in app.sites.items()}
+        self._rules = {sid: SiteRules.of(site) for sid, site in sites.items()}
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
@@ -74,8 +91,8 @@ class Processor:
             event,
             prior,
             aggregates,
-            now=self.app.clock(),
-            historical_after=self.app.cfg.agent.historical_after,
+            now=self.clock(),
+            historical_after=self.historical_after,
         )
         for warning in outcome.warnings:
             log.warning("site %s: %s", site_id, warning)
@@ -89,25 +106,25 @@ class Processor:
         total = 0
         async with self._lock:
             while True:
-                n = await self.app.store.process_pending(BATCH, self._decide, self._facts)
+                n = await self.store.process_pending(BATCH, self._decide, self._facts)
                 total += n
                 self.backlogged = n == BATCH
                 if n < BATCH:
                     break
                 if total % (BATCH * 20) == 0:
-                    self.app.forwarder.wake()
+                    self._wake()
         if total:
-            self.app.forwarder.wake()
+            self._wake()
         return total
 
     async def prune(self) -> int:
         """Delete processed inbox rows older than `agent.inbox_retention`."""
         # received_at is the store's wall-clock time, not the app's (test) clock
-        before = time.time() - self.app.cfg.agent.inbox_retention
-        n = await self.app.store.prune_inbox(before)
+        before = time.time() - self.inbox_retention
+        n = await self.store.prune_inbox(before)
         if n:
             log.info("deleted %d processed inbox events stored before the retention window", n)
-            self.app.metrics.inc("woobrevo_inbox_pruned_total", n)
+            self.metrics.inc("woobrevo_inbox_pruned_total", n)
         return n
 
     async def _prune_loop(self) -> None:
@@ -119,7 +136,7 @@ class Processor:
             await asyncio.sleep(PRUNE_EVERY)
 
     async def _loop(self) -> None:
-        store = self.app.store
+        store = self.store
         while True:
             store.ingested.clear()
             try:

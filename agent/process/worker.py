@@ -14,7 +14,7 @@ the doors keep a core of their own: events are acked as soon as they are stored,
 processing catches up behind them (the inbox is the buffer, docs/durability.md). The worker
 runs `nice`d, so that on a busy machine the kernel gives the doors the CPU first: the pipeline
 runs outside any transaction and takes the write lock only to write a chunk's results
-(agent/store/sqlite.py, `_Chunk`), so a worker kept waiting never holds the doors up.
+(agent/store/chunk.py), so a worker kept waiting never holds the doors up.
 
 The two share only the SQLite file (WAL; one writer at a time, `busy_timeout` waits) and two
 pipes: the worker's stdin is its doorbell and lifeline (a byte = "new rows"; end of file =
@@ -30,15 +30,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import orjson
 
 from agent.core.retry import backoff_delay
-
-if TYPE_CHECKING:
-    from agent.app import App
+from agent.metrics import Metrics
 
 __all__ = ["NICE", "REPORT_EVERY", "WorkerLink", "serve_worker"]
 
@@ -55,11 +53,13 @@ NICE = 10
 
 class WorkerLink:
     """In the doors process: start the worker, ring it when rows arrive, read its reports,
-    restart it if it dies, and stop it on the way out."""
+    restart it if it dies, and stop it on the way out. `ingested` is the store's signal that
+    rows were stored (agent/store/ports.py `Ingest`): each time it is set, the worker is rung."""
 
-    def __init__(self, app: App, argv: Sequence[str]) -> None:
-        self.app = app
+    def __init__(self, argv: Sequence[str], *, ingested: asyncio.Event, metrics: Metrics) -> None:
         self.argv = list(argv)
+        self.ingested = ingested
+        self._metrics = metrics  # ours (restarts); `metrics()` reads the worker's
         self.proc: asyncio.subprocess.Process | None = None
         self.report: dict[str, Any] = {}
         self.heard_at: float | None = None
@@ -152,19 +152,19 @@ class WorkerLink:
                 return
             delay = backoff_delay(self.restarts, initial=1.0, max_delay=30.0)
             self.restarts += 1
-            self.app.metrics.inc("woobrevo_worker_restarts_total")
+            self._metrics.inc("woobrevo_worker_restarts_total")
             log.error("worker process %d exited with %s; restarting in %gs", proc.pid, code, delay)
             self.heard_at = None
             await asyncio.sleep(delay)
             await self._spawn()
-            self.app.store.ingested.set()  # whatever arrived meanwhile
+            self.ingested.set()  # whatever arrived meanwhile
 
     async def _doorbell(self) -> None:
         """One byte per wake-up, however many batches were stored meanwhile."""
-        store = self.app.store
+        ingested = self.ingested
         while True:
-            await store.ingested.wait()
-            store.ingested.clear()
+            await ingested.wait()
+            ingested.clear()
             proc = self.proc
             if proc is None or proc.stdin is None or proc.returncode is not None:
                 continue
@@ -175,15 +175,19 @@ class WorkerLink:
                 pass  # it died; _supervise restarts it and rings again
 
 
-async def serve_worker(app: App) -> None:
-    """In the worker process: run until stdin closes (the doors process stopped or died)."""
+async def serve_worker(
+    *, ingested: asyncio.Event, ready: Callable[[], tuple[bool, str]], metrics: Metrics
+) -> None:
+    """In the worker process: run until stdin closes (the doors process stopped or died).
+    Each ring sets `ingested` (the processor looks for new rows); each report says `ready()`
+    (the forwarder's Brevo readiness) and the `metrics` series."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    report = asyncio.create_task(_report(app), name="worker-report")
+    report = asyncio.create_task(_report(ready, metrics), name="worker-report")
     try:
         while await reader.read(4096):
-            app.store.ingested.set()
+            ingested.set()
     finally:
         report.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -191,10 +195,10 @@ async def serve_worker(app: App) -> None:
     log.info("the doors process closed the link; stopping")
 
 
-async def _report(app: App) -> None:
+async def _report(ready: Callable[[], tuple[bool, str]], metrics: Metrics) -> None:
     out = sys.stdout.buffer
     while True:
-        line = {"ready": app.forwarder.ready(), "metrics": app.metrics.series(), "pid": os.getpid()}
+        line = {"ready": ready(), "metrics": metrics.series(), "pid": os.getpid()}
         out.write(orjson.dumps(line) + b"\n")
         out.flush()
         await asyncio.sleep(REPORT_EVERY)

@@ -1,7 +1,8 @@
 """The store: durable inbox, jobs, dedupe state, watermarks and dead letters.
 
 `ports.py` names what each stage may ask of it (narrow Protocols); `sqlite.py` is the
-embedded backend that implements them all.
+embedded backend that implements them all, composed of one module per concern (schema, tx,
+inbox, chunk, jobs, deadletters, meta, rows).
 """
 
 from agent.store.ports import DeadLetter, IngestResult

@@ -9,9 +9,8 @@ import copy
 import json
 import re
 import sqlite3
-import ssl
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +19,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from agent.app import App
 from agent.config import Config
-from agent.tokens import token_hash
-from tests.certs import self_signed_cert
-from tests.conftest import DOCS, REAL, ROOT, UNIT
+from tests import kit
+from tests.conftest import DOCS, REAL, ROOT
+from tests.kit import UNIT, site
 
 DOCS_EXAMPLES = DOCS  # tests/fixtures/woocommerce/docs-examples (tests/fixtures/README.md)
 REAL_WEBHOOKS = REAL / "webhooks"
@@ -32,49 +31,41 @@ TOKENS = {"a": "token-for-site-a-" + "x" * 30, "b": "token-for-site-b-" + "y" * 
 SECRETS = {"a": "example-secret-CHANGE-ME", "b": "realwc-webhook-secret"}
 
 
-def config_data(tmp_path: Path, **stream: Any) -> dict[str, Any]:
-    """A two-site config (a, b) listening on port 0, Brevo dry-run."""
-    return {
-        "agent": {
-            "listen": {"stream": "127.0.0.1:0", "http": "127.0.0.1:0"},
-            "state_dir": str(tmp_path / "state"),
-            "public_url": "https://agent.example",
-            "stream": stream,
-        },
-        "brevo": {"dry_run": True},
-        "connectors": {
-            "woocommerce": {
-                "customer_mapping": {
-                    "email": "email",
-                    "first_name": "FIRSTNAME",
-                    "meta_data.loyalty_points": "LOYALTY_POINTS",
-                }
-            }
-        },
-        "sites": [
-            {
-                "id": sid,
-                "token_sha256": token_hash(TOKENS[sid]),
-                "webhook_secret": SECRETS[sid],
-                "brevo_id_prefix": f"{sid}-",
-            }
+MAPPING = {
+    "email": "email",
+    "first_name": "FIRSTNAME",
+    "meta_data.loyalty_points": "LOYALTY_POINTS",
+}
+
+
+def config_data(
+    tmp_path: Path,
+    *,
+    tls: bool = False,
+    brevo: dict[str, Any] | None = None,
+    woocommerce: dict[str, Any] | None = None,
+    **stream: Any,
+) -> dict[str, Any]:
+    """The door tests' config (tests/kit.py): sites a and b with their tokens, webhook secrets
+    and id prefixes, a short mapping, Brevo dry-run; `stream` is agent.stream, `tls`, `brevo`
+    and `woocommerce` go to `kit.config_data`."""
+    return kit.config_data(
+        tmp_path,
+        sites=[
+            site(sid, TOKENS[sid], webhook_secret=SECRETS[sid], brevo_id_prefix=f"{sid}-")
             for sid in ("a", "b")
         ],
-    }
+        stream=stream,
+        tls=tls,
+        agent={"public_url": "https://agent.example"},
+        brevo=brevo,
+        woocommerce={"customer_mapping": MAPPING, **(woocommerce or {})},
+    )
 
 
-def tls_config_data(tmp_path: Path, **stream: Any) -> tuple[dict[str, Any], ssl.SSLContext]:
-    """`config_data` with `agent.tls` (a self-signed certificate for 127.0.0.1), and a client
-    context that trusts it."""
-    cert, key = self_signed_cert(tmp_path)
-    data = config_data(tmp_path, **stream)
-    data["agent"]["tls"] = {"cert": str(cert), "key": str(key)}
-    return data, ssl.create_default_context(cafile=str(cert))
-
-
-def make_config(tmp_path: Path, **stream: Any) -> Config:
+def make_config(tmp_path: Path, **options: Any) -> Config:
     """`config_data` as a Config object."""
-    return Config.model_validate(config_data(tmp_path, **stream))
+    return Config.model_validate(config_data(tmp_path, **options))
 
 
 @contextlib.asynccontextmanager
@@ -169,13 +160,6 @@ def dead_refs(cfg: Config) -> list[tuple[str, str, str]]:
     finally:
         db.close()
     return [(s, r, c) for s, r, c in rows]
-
-
-async def until(cond: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait for a condition that has no event of its own to await (checked every 10 ms)."""
-    async with asyncio.timeout(seconds * UNIT):
-        while not cond():  # noqa: ASYNC110 - state of another task, no event to wait on
-            await asyncio.sleep(0.01)
 
 
 class AgentProcess:

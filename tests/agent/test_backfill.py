@@ -19,27 +19,19 @@ from typing import Any
 
 import pytest
 
-from agent.cli.sync import BarProgress, LineProgress
-from agent.config import SiteConfig, load_config
+from agent.cli.progress import BarProgress, LineProgress, format_bar, format_line
+from agent.config import SiteConfig
+from agent.core.backfill import Checkpoint, backfill_order, parse_since, seconds_until
 from agent.core.events import Door
 from agent.core.pipeline import SiteRules, decide
-from agent.core.sync import (
-    Checkpoint,
-    backfill_order,
-    fields_for,
-    format_bar,
-    format_line,
-    parse_since,
-    seconds_until,
-    to_events,
-)
+from agent.core.rest import fields_for, to_events
 from agent.doors.backfill import Backfill, BackfillConflict
-from agent.doors.poller import site_client
 from agent.store import SqliteStore
-from tests.agent.doorkit import until
-from tests.conftest import ROOT, UNIT, ref, write_config
+from agent.woocommerce.factory import site_client
+from tests.conftest import ROOT, ref
 from tests.fakes.brevo import BrevoFake
 from tests.fakes.woocommerce import WooFake
+from tests.kit import UNIT, load, until, write_config
 
 NOW = 1_795_800_000.0  # 2026-11-27, the recordings' day
 FAST_BREVO = {
@@ -72,7 +64,7 @@ def _site(tmp_path: Path, base_config: dict[str, Any]) -> SiteConfig:
         {"topic": "order.paid", "event": "order_paid"},
         {"topic": "customer.updated", "event": "customer_updated"},
     ]
-    return load_config(write_config(tmp_path / "c.yaml", base_config), env={}).resolved_sites()[0]
+    return load(tmp_path, base_config).resolved_sites()[0]
 
 
 def _trim(obj: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -386,77 +378,76 @@ async def test_backfill_killed_at_half_resumes_and_writes_each_object_once(
         WooFake(customers=120, orders=400, products=12, coupons=3, delay=0.02) as woo,
         BrevoFake() as brevo,
     ):
-        if True:
-            # Brevo's published limits (general plan): a backlog this deep goes through the
-            # batch endpoints, as a real backfill does.
-            base_config["brevo"] = {
-                "api_key": brevo.api_key,
-                "base_url": brevo.base_url,
-                "dry_run": False,
-                "max_backoff": "1s",
-            }
-            base_config["connectors"]["woocommerce"].update(
-                store_url=woo.url,
-                consumer_key=woo.consumer_key,
-                consumer_secret=woo.consumer_secret,
-                rate_limit_per_minute=6000,
-                backfill={"per_page": 20, "concurrency": 2},
-            )
-            config = write_config(tmp_path / "c.yaml", base_config)
-            log = tmp_path / "backfill.log"
-            proc = _spawn(config, log)
-            try:
-                await until(lambda: len(_pages(woo.requests, "orders")) >= 10, 60)
-                os.kill(proc.pid, signal.SIGKILL)
-                assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-            first = _pages(woo.requests, "orders")
-            assert 10 <= len(first) < 20, "the kill should land in the middle of the orders"
-            # Forwarding starts once every page is stored: nothing reached Brevo yet.
-            assert brevo.requests == []
+        # Brevo's published limits (general plan): a backlog this deep goes through the
+        # batch endpoints, as a real backfill does.
+        base_config["brevo"] = {
+            "api_key": brevo.api_key,
+            "base_url": brevo.base_url,
+            "dry_run": False,
+            "max_backoff": "1s",
+        }
+        base_config["connectors"]["woocommerce"].update(
+            store_url=woo.url,
+            consumer_key=woo.consumer_key,
+            consumer_secret=woo.consumer_secret,
+            rate_limit_per_minute=6000,
+            backfill={"per_page": 20, "concurrency": 2},
+        )
+        config = write_config(tmp_path / "c.yaml", base_config)
+        log = tmp_path / "backfill.log"
+        proc = _spawn(config, log)
+        try:
+            await until(lambda: len(_pages(woo.requests, "orders")) >= 10, 60)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        first = _pages(woo.requests, "orders")
+        assert 10 <= len(first) < 20, "the kill should land in the middle of the orders"
+        # Forwarding starts once every page is stored: nothing reached Brevo yet.
+        assert brevo.requests == []
 
-            # The second run resumes the listing, then is killed too, while forwarding: Brevo
-            # holds its first write, so the kill leaves no write half-applied (a held request
-            # is cancelled when its connection dies) and "once" below is exact.
-            seen = len(woo.requests)
-            brevo.stall()
-            proc = _spawn(config, log)
-            try:
-                await asyncio.wait_for(brevo.stalled.wait(), 60 * UNIT)
-                os.kill(proc.pid, signal.SIGKILL)
-                assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-            second = _pages(woo.requests[seen:], "orders")
-            # Resumed near where it stopped, not from the first page.
-            assert min(second) >= max(first) - 4 and len(second) < 20
-            assert not _pages(woo.requests[seen:], "customers")
-            await brevo.wait_for(lambda: brevo.stalled_count == 0, timeout=10 * UNIT)
-            assert not any((r.status or 999) < 300 for r in brevo.requests)
-            brevo.release()
+        # The second run resumes the listing, then is killed too, while forwarding: Brevo
+        # holds its first write, so the kill leaves no write half-applied (a held request
+        # is cancelled when its connection dies) and "once" below is exact.
+        seen = len(woo.requests)
+        brevo.stall()
+        proc = _spawn(config, log)
+        try:
+            await asyncio.wait_for(brevo.stalled.wait(), 60 * UNIT)
+            os.kill(proc.pid, signal.SIGKILL)
+            assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        second = _pages(woo.requests[seen:], "orders")
+        # Resumed near where it stopped, not from the first page.
+        assert min(second) >= max(first) - 4 and len(second) < 20
+        assert not _pages(woo.requests[seen:], "customers")
+        await brevo.wait_for(lambda: brevo.stalled_count == 0, timeout=10 * UNIT)
+        assert not any((r.status or 999) < 300 for r in brevo.requests)
+        brevo.release()
 
-            # The third run lists nothing again: every page is stored; it forwards.
-            seen = len(woo.requests)
-            proc = _spawn(config, log)
-            code = await asyncio.to_thread(proc.wait, 120 * UNIT)
-            assert code == 0, log.read_text()[-3000:]
-            assert woo.requests[seen:] == []
-            assert "every page was stored by an earlier run; forwarding" in log.read_text()
+        # The third run lists nothing again: every page is stored; it forwards.
+        seen = len(woo.requests)
+        proc = _spawn(config, log)
+        code = await asyncio.to_thread(proc.wait, 120 * UNIT)
+        assert code == 0, log.read_text()[-3000:]
+        assert woo.requests[seen:] == []
+        assert "every page was stored by an earlier run; forwarding" in log.read_text()
 
-            orders, products, contacts = _writes(brevo.requests)
-            assert set(orders) == {str(i) for i in woo.ids("orders")}
-            assert set(orders.values()) == {1}
-            expected_products = {str(i) for i in woo.ids("products") + woo.ids("variations")}
-            assert set(products) == expected_products and set(products.values()) == {1}
-            assert contacts and set(contacts.values()) == {1}
-            assert brevo.events == []  # history starts no automations
-            brevo.assert_no_spec_violations()
-            text = log.read_text()
-            assert "backfill orders 400/400 (100.0%)" in text  # plain progress lines (no tty)
-            assert "backfill customers 120/120 done (by an earlier run)" in text
-            assert "forwarded what an earlier backfill run stored" in text
-            paths = Counter(r.path for r in brevo.requests if (r.status or 999) < 300)
-            assert paths["/orders/status/batch"] >= 1 and paths["/orders/status"] < 100
+        orders, products, contacts = _writes(brevo.requests)
+        assert set(orders) == {str(i) for i in woo.ids("orders")}
+        assert set(orders.values()) == {1}
+        expected_products = {str(i) for i in woo.ids("products") + woo.ids("variations")}
+        assert set(products) == expected_products and set(products.values()) == {1}
+        assert contacts and set(contacts.values()) == {1}
+        assert brevo.events == []  # history starts no automations
+        brevo.assert_no_spec_violations()
+        text = log.read_text()
+        assert "backfill orders 400/400 (100.0%)" in text  # plain progress lines (no tty)
+        assert "backfill customers 120/120 done (by an earlier run)" in text
+        assert "forwarded what an earlier backfill run stored" in text
+        paths = Counter(r.path for r in brevo.requests if (r.status or 999) < 300)
+        assert paths["/orders/status/batch"] >= 1 and paths["/orders/status"] < 100

@@ -1,4 +1,4 @@
-"""The Brevo fake (tests/fakes/brevo.py) against a real aiohttp client on 127.0.0.1."""
+"""The Brevo fake (tests/fakes/brevo/) against a real aiohttp client on 127.0.0.1."""
 
 from __future__ import annotations
 

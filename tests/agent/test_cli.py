@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ROOT, ref, write_config
+from tests.conftest import ROOT, ref
+from tests.kit import write_config
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

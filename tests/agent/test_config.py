@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from agent.config import ConfigError, load_config, masked, parse_duration
-from tests.conftest import ROOT, write_config
+from tests.conftest import ROOT
+from tests.kit import write_config
 
 
 def problems_of(path: Path, env: dict[str, str] | None = None) -> list[str]:

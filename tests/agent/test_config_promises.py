@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from agent.app import App
 from agent.config import Config, load_config
 from agent.core.webhooks import sign
-from agent.tokens import token_hash
+from tests import kit
 from tests.agent.doorkit import SECRETS, TOKENS, batch, client, hello, order
 from tests.conftest import ROOT, ref
 from tests.fakes.brevo import BrevoFake
@@ -140,36 +140,21 @@ def test_blocks_pasted_at_the_top_level_are_told_where_they_belong(tmp_path: Pat
 
 
 def _disabled_config(tmp_path: Path, woo: WooFake, brevo: BrevoFake, enabled: bool) -> Config:
-    return Config.model_validate(
-        {
-            "agent": {
-                "listen": {"stream": "127.0.0.1:0", "http": "127.0.0.1:0"},
-                "state_dir": str(tmp_path / "state"),
-                "stream": {"stale_after": "1s"},
-                "historical_after": "3650d",
-            },
-            "brevo": {"api_key": brevo.api_key, "base_url": brevo.base_url, "dry_run": False},
-            "connectors": {
-                "woocommerce": {
-                    "store_url": woo.url,
-                    "consumer_key": woo.consumer_key,
-                    "consumer_secret": woo.consumer_secret,
-                    "mode": "polling",
-                    "polling": {"interval": "300ms"},
-                    "lists": {"all_customers": 50, "buyers": 51},
-                    "webhooks": [{"topic": "order.created", "event": "order_placed"}],
-                }
-            },
-            "sites": [
-                {
-                    "id": "a",
-                    "enabled": enabled,
-                    "token_sha256": token_hash(TOKENS["a"]),
-                    "webhook_secret": SECRETS["a"],
-                }
-            ],
-        }
+    data = kit.config_data(
+        tmp_path,
+        sites=[kit.site("a", TOKENS["a"], enabled=enabled, webhook_secret=SECRETS["a"])],
+        stream={"stale_after": "1s"},
+        agent={"historical_after": "3650d"},
+        brevo=kit.live(brevo),
+        woocommerce={
+            **kit.store(woo),
+            "mode": "polling",
+            "polling": {"interval": "300ms"},
+            "lists": {"all_customers": 50, "buyers": 51},
+            "webhooks": [{"topic": "order.created", "event": "order_placed"}],
+        },
     )
+    return Config.model_validate(data)
 
 
 async def test_a_disabled_site_sends_nothing_and_keeps_what_arrives(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 
 from agent.app import App
-from agent.config import load_config
 from agent.core.checks import attribute_problems, wanted_attributes
 from agent.core.events import Door, Event, parse_event
-from tests.conftest import UNIT, ref, write_config
+from tests.conftest import ref
 from tests.fakes.brevo import BrevoFake
+from tests.kit import UNIT, load
 
 DATE_MAPPING = {
     "date_created": "SIGNUP_DATE",
@@ -108,7 +108,7 @@ async def test_every_mapped_date_reaches_brevo_as_yyyy_mm_dd(
             "dry_run": False,
             "max_backoff": "2s",
         }
-        cfg = load_config(write_config(tmp_path / "c.yaml", base_config), env={})
+        cfg = load(tmp_path, base_config)
         async with App(cfg, doors=False) as app:
             await app.store.ingest("default", events())
             await app.wait_idle(60 * UNIT)

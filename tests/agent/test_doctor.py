@@ -32,11 +32,12 @@ from agent.core.checks import (
     render_table,
 )
 from agent.core.webhooks import install_topics, sign
-from agent.tokens import token_hash
-from tests.agent.doorkit import HELLO, until
-from tests.conftest import ROOT, UNIT, write_config
+from tests import kit
+from tests.agent.doorkit import HELLO
+from tests.conftest import ROOT
 from tests.fakes.brevo import BrevoFake
 from tests.fakes.woocommerce import WooFake
+from tests.kit import UNIT, until, write_config
 
 TOKEN = "token-for-the-doctor-test-" + "q" * 24
 SECRET = "doctor-webhook-secret-0123456789"
@@ -60,25 +61,17 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="need
 
 
 def config_data(tmp: Path, woo: WooFake, brevo: BrevoFake, **site: Any) -> dict[str, Any]:
-    woo_block: dict[str, Any] = {
-        "store_url": woo.url,
-        "consumer_key": woo.consumer_key,
-        "consumer_secret": woo.consumer_secret,
-        "lists": {"all_customers": 50, "buyers": 51},
-        "customer_mapping": dict(MAPPING),
-    }
-    if woo.ca_file:
-        woo_block["ca_file"] = woo.ca_file
-    return {
-        "agent": {
-            "listen": {"stream": "127.0.0.1:0", "http": "127.0.0.1:0"},
-            "state_dir": str(tmp / "state"),
-            "public_url": PUBLIC,
+    return kit.config_data(
+        tmp,
+        sites=[kit.site("shop", TOKEN, **site)],
+        agent={"public_url": PUBLIC},
+        brevo=kit.live(brevo),
+        woocommerce={
+            **kit.store(woo),
+            "lists": {"all_customers": 50, "buyers": 51},
+            "customer_mapping": MAPPING,
         },
-        "brevo": {"api_key": brevo.api_key, "base_url": brevo.base_url, "dry_run": False},
-        "connectors": {"woocommerce": woo_block},
-        "sites": [{"id": "shop", "token_sha256": token_hash(TOKEN), **site}],
-    }
+    )
 
 
 def rows(checks: list[Check]) -> dict[str, Check]:
@@ -301,6 +294,8 @@ KEY_SPAN = re.compile(r"`([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)(?:: ([^`\s]+))?
 ADVICE_SOURCES = (
     "agent/cli/doctor.py",
     "agent/woocommerce/client.py",
+    "agent/woocommerce/errors.py",
+    "agent/woocommerce/factory.py",
     "agent/core/checks.py",
     "agent/core/webhooks.py",
     "agent/doors/poller.py",

@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from agent.app import App
-from agent.config import load_config
 from agent.core.events import Door, Event, parse_event
 from agent.forward.forwarder import MAX_IN_FLIGHT
-from tests.conftest import ROOT, UNIT, ref, write_config
+from tests.conftest import ROOT, ref
 from tests.fakes.brevo import BrevoFake
+from tests.kit import UNIT, live, load, until, write_config
 
 # The issue asks for a five-minute outage; CI runs it in full, a developer may shorten it.
 OUTAGE_SECONDS = float(
@@ -55,13 +55,8 @@ REFERENCE = [
 
 
 def brevo_config(base: dict[str, Any], fake: BrevoFake, **brevo: Any) -> dict[str, Any]:
-    base["brevo"] = {
-        "api_key": fake.api_key,
-        "base_url": fake.base_url,
-        "dry_run": False,
-        "max_backoff": "2s",
-        **brevo,
-    }
+    """`base` talking to the Brevo fake, with a short backoff unless `brevo` says otherwise."""
+    base["brevo"] = live(fake, **{"max_backoff": "2s", **brevo})
     return base
 
 
@@ -78,7 +73,7 @@ def events_from(pairs: list[tuple[str, str]], *, recent: bool = True) -> list[Ev
 
 
 async def start_app(tmp_path: Path, data: dict[str, Any]) -> App:
-    cfg = load_config(write_config(tmp_path / "c.yaml", data), env={})
+    cfg = load(tmp_path, data)
     return App(cfg, doors=False)
 
 
@@ -454,8 +449,7 @@ async def test_kill_9_while_forwarding_then_restart(
             # The worst moment: Brevo has carried out the next orders, and their answers are
             # on the way when the agent dies.
             fake.stall(path="/orders/status", applied=True)
-            await fake.wait_for(lambda: fake.stalled_count >= 1, timeout=30 * UNIT)
-            await asyncio.sleep(0.2)
+            await fake.wait_for(lambda: fake.stalled_count >= 2, timeout=30 * UNIT)
             os.kill(proc.pid, signal.SIGKILL)
             await asyncio.to_thread(proc.wait, 10)
         finally:
@@ -464,7 +458,7 @@ async def test_kill_9_while_forwarding_then_restart(
         fake.release()
         # Requests the agent had sent before it died may still be in the fake's socket buffers:
         # let the fake answer them (as Brevo would) before counting what Brevo answered.
-        await asyncio.sleep(1.0)
+        await until(lambda: fake.connections == 0, 10, what="the dead agent's requests answered")
         assert 120 <= len(fake.orders) < 400
         # What the killed agent had stored: the order jobs still queued. Brevo answered some of
         # them before the kill, and the agent had not recorded the answer yet: those are the

@@ -21,24 +21,21 @@ from tests.agent.doorkit import (
     TOKENS,
     batch,
     client,
-    config_data,
     event,
     hello,
+    make_config,
     running,
-    until,
 )
+from tests.kit import until
 
 BREVO_KEY = "xkeysib-" + "k" * 64
 WC_KEY, WC_SECRET = "ck_" + "1" * 40, "cs_" + "2" * 40
 
 
 def secret_config(tmp_path: Path) -> Config:
-    data = config_data(tmp_path)
-    data["brevo"] = {"api_key": BREVO_KEY, "dry_run": True}
-    data["connectors"]["woocommerce"].update(
-        store_url="https://shop.example", consumer_key=WC_KEY, consumer_secret=WC_SECRET
-    )
-    return Config.model_validate(data)
+    brevo = {"api_key": BREVO_KEY, "dry_run": True}
+    woo = dict(store_url="https://shop.example", consumer_key=WC_KEY, consumer_secret=WC_SECRET)
+    return make_config(tmp_path, brevo=brevo, woocommerce=woo)
 
 
 async def get(app: App, path: str) -> tuple[int, str, str]:
@@ -83,7 +80,7 @@ async def test_metrics_count_doors_in_prometheus_format(tmp_path: Path) -> None:
             await ws.recv()
             await ws.send(batch("b1", [event("e-1", 1)]))
             await ws.recv()
-        await until(lambda: app.state["stream"]["a"]["connections"] == 0)
+        await until(lambda: app.status.site("a").stream.connections == 0)
         with pytest.raises(InvalidStatus):
             async with client(app, "wrong-" + "w" * 40):
                 pass
@@ -148,7 +145,7 @@ async def test_status_per_site(tmp_path: Path) -> None:
         _, _, text = await get(app, "/status")
         assert json.loads(text)["sites"]["a"]["connected"] is False
         # The poller's word on the mode wins once it speaks (issue 4).
-        app.state["mode"] = {"a": "polling"}
+        app.status.site("a").mode = "polling"
         _, _, text = await get(app, "/status")
         assert json.loads(text)["sites"]["a"]["mode"] == "polling"
 

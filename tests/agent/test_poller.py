@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from agent.app import App
 from agent.config import Config
 from agent.core.events import Door
-from agent.core.sync import (
+from agent.core.polling import (
     Mode,
     Step,
     advance,
@@ -27,18 +27,18 @@ from agent.core.sync import (
     next_mode,
     start_mark,
     stream_fresh,
-    to_events,
-    topic_for,
     vanished_ids,
     window_start,
 )
+from agent.core.rest import to_events, topic_for
 from agent.doors.backfill import Backfill
-from agent.doors.poller import site_client
-from agent.tokens import token_hash
-from tests.agent.doorkit import HELLO, until
-from tests.conftest import UNIT
+from agent.status import PollingStatus
+from agent.woocommerce.factory import site_client
+from tests import kit
+from tests.agent.doorkit import HELLO
 from tests.fakes.brevo import BrevoFake, RecordedRequest
 from tests.fakes.woocommerce import WooFake
+from tests.kit import UNIT, until
 
 TOKEN = "token-for-the-polling-test-" + "z" * 24
 FAST_BREVO = {
@@ -115,44 +115,31 @@ def test_topic_and_content_id_do_not_depend_on_the_door() -> None:
 
 
 def _config(tmp: Path, woo: WooFake, brevo: BrevoFake, **woo_extra: Any) -> Config:
-    data: dict[str, Any] = {
-        "agent": {
-            "listen": {"stream": "127.0.0.1:0", "http": "127.0.0.1:0"},
-            "state_dir": str(tmp / "state"),
-            "stream": {"stale_after": "1s"},
-            "historical_after": "30d",
+    data = kit.config_data(
+        tmp,
+        sites=[kit.site("shop", TOKEN, **woo_extra)],
+        stream={"stale_after": "1s"},
+        agent={"historical_after": "30d"},
+        brevo=kit.live(brevo, max_backoff="1s", rate_limits=FAST_BREVO),
+        woocommerce={
+            **kit.store(woo),
+            "rate_limit_per_minute": 6000,
+            "lists": {"all_customers": 50, "buyers": 51},
+            "customer_mapping": {
+                "email": "email",
+                "first_name": "FIRSTNAME",
+                "last_name": "LASTNAME",
+                "orders_count": "ORDER_COUNT",
+            },
+            "webhooks": [{"topic": "order.created", "event": "order_placed"}],
+            "polling": {
+                "interval": "300ms",
+                "overlap": "3s",
+                "customer_scan_every": "1s",
+                "reconcile_every": "1s",
+            },
         },
-        "brevo": {
-            "api_key": brevo.api_key,
-            "base_url": brevo.base_url,
-            "dry_run": False,
-            "max_backoff": "1s",
-            "rate_limits": FAST_BREVO,
-        },
-        "connectors": {
-            "woocommerce": {
-                "store_url": woo.url,
-                "consumer_key": woo.consumer_key,
-                "consumer_secret": woo.consumer_secret,
-                "rate_limit_per_minute": 6000,
-                "lists": {"all_customers": 50, "buyers": 51},
-                "customer_mapping": {
-                    "email": "email",
-                    "first_name": "FIRSTNAME",
-                    "last_name": "LASTNAME",
-                    "orders_count": "ORDER_COUNT",
-                },
-                "webhooks": [{"topic": "order.created", "event": "order_placed"}],
-                "polling": {
-                    "interval": "300ms",
-                    "overlap": "3s",
-                    "customer_scan_every": "1s",
-                    "reconcile_every": "1s",
-                },
-            }
-        },
-        "sites": [{"id": "shop", "token_sha256": token_hash(TOKEN), **woo_extra}],
-    }
+    )
     return Config.model_validate(data)
 
 
@@ -219,6 +206,13 @@ async def plugin_app(tmp_path: Path) -> AsyncIterator[tuple[App, Plugin, WooFake
         brevo.assert_no_spec_violations()
 
 
+def _polling(app: App) -> PollingStatus:
+    """The shop's poller record in /status."""
+    record = app.status.site("shop").polling
+    assert record is not None
+    return record
+
+
 def _writes(requests: list[RecordedRequest]) -> Counter[tuple[str, str]]:
     """Successful Brevo writes per object: ("order", id), ("product", id), ("contact", email)."""
     out: Counter[tuple[str, str]] = Counter()
@@ -248,7 +242,7 @@ async def test_silent_stream_falls_back_to_polling_and_back(
 ) -> None:
     app, plugin, woo, brevo = plugin_app
     site = app.sites["shop"]
-    assert app.state["mode"]["shop"] == "stream"
+    assert app.status.site("shop").mode == "stream"
 
     # What the agent held before the gap: the store's history, backfilled while the plugin
     # was healthy (the poller stays idle meanwhile).
@@ -258,12 +252,12 @@ async def test_silent_stream_falls_back_to_polling_and_back(
         ).run()
     await app.wait_idle(30 * UNIT)
     assert len(brevo.orders) == 10
-    assert app.state["mode"]["shop"] == "stream" and app.state["polling"]["shop"]["rounds"] == 0
+    assert app.status.site("shop").mode == "stream" and _polling(app).rounds == 0
     before = len(brevo.requests)
 
     # The plugin goes silent: after stale_after the agent polls.
     await plugin.stop()
-    await until(lambda: app.state["mode"]["shop"] == "polling", 5)
+    await until(lambda: app.status.site("shop").mode == "polling", 5)
 
     # Changes made during the gap: none of them reaches the agent through the stream.
     woo.clock.advance(2)
@@ -320,9 +314,9 @@ async def test_silent_stream_falls_back_to_polling_and_back(
     assert not untouched & set(writes)
     placed = [e for e in brevo.events if e["event_name"] == "order_placed"]
     assert [e["event_properties"]["order_id"] for e in placed] == [new_order["id"]]
-    assert app.state["polling"]["shop"]["last_customer_scan"] is not None
+    assert _polling(app).last_customer_scan is not None
     # The reconciliation found the deletion; its variation sweep finishes after that.
-    await until(lambda: app.state["polling"]["shop"]["last_reconcile"] is not None, 5)
+    await until(lambda: _polling(app).last_reconcile is not None, 5)
 
     # /status and /metrics show the mode.
     async with aiohttp.ClientSession() as http:
@@ -336,16 +330,16 @@ async def test_silent_stream_falls_back_to_polling_and_back(
     assert 'woobrevo_mode_changes_total{mode="polling",site="shop"} 1' in metrics
 
     # The stream comes back: one catch-up round, then polling stops.
-    rounds = app.state["polling"]["shop"]["rounds"]
+    rounds = _polling(app).rounds
     plugin.start()
-    await until(lambda: app.state["mode"]["shop"] == "stream", 5)
-    assert app.state["polling"]["shop"]["rounds"] >= rounds + 1  # the catch-up
+    await until(lambda: app.status.site("shop").mode == "stream", 5)
+    assert _polling(app).rounds >= rounds + 1  # the catch-up
     served = len(woo.requests)
     beats = plugin.beats
     # Four heartbeats later (more than a stale window), the store has seen no request.
     await until(lambda: plugin.beats >= beats + 5, 5)
     assert len(woo.requests) == served
-    assert app.state["mode"]["shop"] == "stream"
+    assert app.status.site("shop").mode == "stream"
     assert app.metrics.get("woobrevo_mode_changes_total", site="shop", mode="stream") == 1
 
 
@@ -353,14 +347,14 @@ async def test_site_without_plugin_is_polled_continuously(tmp_path: Path) -> Non
     async with WooFake(customers=3, orders=4, products=2, coupons=1) as woo, BrevoFake() as brevo:
         cfg = _config(tmp_path, woo, brevo, mode="polling")
         async with App(cfg) as app:
-            assert app.state["mode"]["shop"] == "polling"
-            await until(lambda: app.state["polling"]["shop"]["rounds"] >= 1, 5)
+            assert app.status.site("shop").mode == "polling"
+            await until(lambda: _polling(app).rounds >= 1, 5)
             woo.clock.advance(1)
             order = woo.add_order(status="processing")
             await brevo.wait_for(lambda: str(order["id"]) in brevo.orders, timeout=10 * UNIT)
             # Only the newest objects were there before polling began: history is backfill's job.
             assert len(brevo.orders) <= 2
-            assert app.state["mode"]["shop"] == "polling"
+            assert app.status.site("shop").mode == "polling"
         brevo.assert_no_spec_violations()
 
 
@@ -371,7 +365,7 @@ async def test_keyset_walks_a_burst_saved_in_one_second(tmp_path: Path) -> None:
         cfg = _config(tmp_path, woo, brevo, mode="polling")
         async with App(cfg) as app:
             poller = app.pollers.sites["shop"]
-            await until(lambda: app.state["polling"]["shop"]["rounds"] >= 1, 5)
+            await until(lambda: _polling(app).rounds >= 1, 5)
             await poller.close()  # drive rounds by hand from here
             poller.client = site_client(app.sites["shop"], concurrency=2)
             async with poller.client:

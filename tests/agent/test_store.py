@@ -1,5 +1,6 @@
 """The store's own contracts that the pipeline and forwarding tests do not reach directly:
-how a claim picks jobs, and how a write waits for another process's write."""
+how processing applies the core's rules to what is stored, how a claim picks jobs, and how a
+write waits for another process's write."""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-import agent.store.sqlite as store_mod
+import agent.store.tx as tx_mod
+from agent.core.aggregates import order_fact
 from agent.core.events import Door, Event, parse_event
-from agent.core.jobs import Kind
+from agent.core.jobs import Intent, Kind, Outcome
+from agent.core.pipeline import Aggregates, SiteRules, decide
 from agent.store import SqliteStore
+from tests.conftest import ref
+from tests.kit import load
 
 ACCOUNT = "main"
+NOW = 1_795_800_000.0  # 2026-11-27, the recordings' day
 
 
 async def add_contact_jobs(store: SqliteStore, contacts: list[tuple[str, list[int]]]) -> None:
@@ -49,6 +56,159 @@ def event(n: int) -> Event:
     )
     assert isinstance(ev, Event), ev
     return ev
+
+
+class Scripted:
+    """A pipeline that answers each event with the intents scripted for it (by resource id),
+    and remembers the aggregates it was given."""
+
+    def __init__(self) -> None:
+        self.intents: dict[int, tuple[Intent, ...]] = {}
+        self.seen: dict[int, dict[str, Any]] = {}
+
+    def __call__(
+        self, site: str, event: Event, prior: dict[str, Any] | None, agg: Aggregates
+    ) -> Outcome:
+        self.seen[event.resource_id] = agg("ann@example.com", ("completed",))
+        return Outcome(account=ACCOUNT, intents=self.intents.get(event.resource_id, ()))
+
+
+async def run_scripted(
+    store: SqliteStore, pipeline: Scripted, n: int, *intents: Intent, topic: str = "product.updated"
+) -> None:
+    """Store and process one event whose pipeline answer is `intents`."""
+    pipeline.intents[n] = intents
+    raw = {"id": f"e-{n}-{topic}", "topic": topic, "payload": {"id": n, "status": "completed",
+           "billing": {"email": "ann@example.com"}, "total": "5.00",
+           "date_modified_gmt": "2026-11-27T10:00:00"}}  # fmt: skip
+    if topic.endswith(".deleted"):
+        raw["payload"] = {"id": n}
+    ev = parse_event(raw, door=Door.STREAM)
+    assert isinstance(ev, Event), ev
+    await store.ingest("s1", [ev])
+    assert await store.process_pending(10, pipeline, lambda s, e: order_fact(e)) == 1
+
+
+def contact_intent(**attrs: Any) -> Intent:
+    body = {"email": "a@x.test", "attributes": attrs, "listIds": [50]}
+    return Intent(Kind.CONTACT, "contact:a@x.test", body)
+
+
+async def test_processing_coalesces_against_the_stored_jobs_and_what_brevo_holds(
+    tmp_path: Path,
+) -> None:
+    """agent/core/dedupe.py `coalesce`, as the store reads its inputs: the pending job stored
+    for the key, whether one is in flight, the `forwarded` record."""
+    pipeline = Scripted()
+    async with SqliteStore(tmp_path / "s.db") as store:
+
+        async def bodies() -> list[dict[str, Any]]:
+            def run() -> list[dict[str, Any]]:
+                rows = store.db.execute("SELECT body FROM jobs ORDER BY id").fetchall()
+                return [json.loads(r[0]) for r in rows]
+
+            return await store._run(run)
+
+        await run_scripted(store, pipeline, 1, contact_intent(FIRSTNAME="Ann"))
+        # A later chunk merges into the stored pending job.
+        await run_scripted(store, pipeline, 2, contact_intent(X=1))
+        assert [b["attributes"] for b in await bodies()] == [{"FIRSTNAME": "Ann", "X": 1}]
+        (first,) = await store.claim(ACCOUNT, Kind.CONTACT, 10, NOW)
+        await store.complete([first])
+        # Brevo holds it now: only what it lacks is queued, or nothing.
+        await run_scripted(store, pipeline, 3, contact_intent(FIRSTNAME="Ann", X=1))
+        assert await bodies() == []
+        await run_scripted(store, pipeline, 4, contact_intent(FIRSTNAME="Ann", X=2))
+        assert [b["attributes"] for b in await bodies()] == [{"X": 2}]
+        (flying,) = await store.claim(ACCOUNT, Kind.CONTACT, 10, NOW)
+        # While X=2 flies, going back to what Brevo's record says (X=1) is still sent, whole,
+        # and a later intent merges into that new pending job.
+        await run_scripted(store, pipeline, 5, contact_intent(FIRSTNAME="Ann", X=1))
+        await run_scripted(store, pipeline, 6, contact_intent(LASTNAME="Lee"))
+        assert [b["attributes"] for b in await bodies()] == [
+            {"X": 2},
+            {"FIRSTNAME": "Ann", "X": 1, "LASTNAME": "Lee"},
+        ]
+        # Two events of one key are two jobs, and both are claimed together.
+        event = Intent(Kind.EVENT, "event:s1:x", {"event_name": "x"})
+        await run_scripted(store, pipeline, 7, event, event)
+        assert len(await store.claim(ACCOUNT, Kind.EVENT, 10, NOW)) == 2
+        assert flying.body["attributes"] == {"X": 2}
+
+
+async def test_a_deleted_order_stays_as_trash_and_leaves_the_aggregates(tmp_path: Path) -> None:
+    pipeline = Scripted()
+    async with SqliteStore(tmp_path / "s.db") as store:
+        await run_scripted(store, pipeline, 7, topic="order.updated")
+        assert pipeline.seen[7]["orders_count"] == 1
+        await run_scripted(store, pipeline, 7, topic="order.deleted")
+        assert pipeline.seen[7]["orders_count"] == 0
+        facts = await store._run(
+            lambda: store.db.execute("SELECT order_id, email, status FROM order_facts").fetchall()
+        )
+        assert facts == [(7, "ann@example.com", "trash")]
+
+
+async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
+    tmp_path: Path, base_config: dict[str, Any]
+) -> None:
+    """The processor runs the pipeline on a chunk of rows before it writes (the store's
+    `Chunk`, agent/store/chunk.py): each row must see what the rows before it changed, exactly as if every row had
+    its own transaction. The same events, processed one by one and as one chunk, leave the
+    same jobs, object states, order facts and dead letters."""
+    cfg = load(tmp_path, base_config)
+    site = cfg.resolved_sites()[0]
+    base = ref("order.json")
+    feed: list[tuple[str, dict[str, Any]]] = []
+    for i, status in enumerate(["pending", "processing", "completed", "checkout-draft"]):
+        feed.append(("order.created", dict(base, id=700 + i, status=status, total=f"{10 + i}.50",
+                     refunds=[], date_created_gmt=f"2026-11-0{i + 1}T00:00:00",
+                     date_modified_gmt=f"2026-11-0{i + 1}T00:00:00")))  # fmt: skip
+    # The first order moves on twice (a new version each time), one arrives stale, one goes.
+    feed.append(("order.updated", dict(feed[0][1], status="processing",
+                 date_modified_gmt="2026-11-05T00:00:00")))  # fmt: skip
+    feed.append(("order.updated", dict(feed[0][1], status="completed",
+                 date_modified_gmt="2026-11-06T00:00:00")))  # fmt: skip
+    feed.append(("order.updated", dict(feed[0][1], status="cancelled")))  # stale
+    feed.append(("order.deleted", {"id": 701}))
+    feed.append(("customer.created", ref("customer.json")))
+    feed.append(("customer.updated", dict(ref("customer.json"), first_name="Changed")))
+    feed.append(("product.created", ref("product_simple.json")))
+    feed.append(("coupon.created", ref("coupon.json")))
+    feed.append(("customer.created", dict(ref("customer.json"), id=9999, email="not-an-email")))
+
+    def decide_(s: str, e: Event, prior: Any, agg: Any) -> Any:
+        return decide(SiteRules.of(site), e, prior, agg, now=NOW, historical_after=30 * 86400)
+
+    async def run(path: Path, chunk: int) -> dict[str, Any]:
+        async with SqliteStore(path) as store:
+            for n, (topic, payload) in enumerate(feed):
+                ev = parse_event({"id": f"c-{n}", "topic": topic, "payload": payload},
+                                 door=Door.STREAM)  # fmt: skip
+                assert isinstance(ev, Event), ev
+                await store.ingest(site.id, [ev])
+                if chunk == 1:
+                    assert await store.process_pending(1, decide_, lambda s, e: order_fact(e)) == 1
+            if chunk > 1:
+                assert await store.process_pending(
+                    chunk, decide_, lambda s, e: order_fact(e)
+                ) == len(feed)
+        db = sqlite3.connect(path)
+        try:
+            return {
+                "jobs": db.execute("SELECT kind, key, body, historical, state FROM jobs ORDER BY id").fetchall(),
+                "objects": db.execute("SELECT * FROM objects ORDER BY 1, 2, 3").fetchall(),
+                "facts": db.execute("SELECT * FROM order_facts ORDER BY 1, 2").fetchall(),
+                "dead": db.execute("SELECT site, ref, code, message FROM dead_letters ORDER BY id").fetchall(),
+                "pending": db.execute("SELECT COUNT(*) FROM inbox WHERE state = 0").fetchone(),
+            }  # fmt: skip
+        finally:
+            db.close()
+
+    one = await run(tmp_path / "one.sqlite3", 1)
+    chunked = await run(tmp_path / "chunk.sqlite3", 100)
+    assert one["jobs"] and one["facts"] and one["dead"]
+    assert chunked == one
 
 
 async def test_a_contact_import_claims_one_list_group_and_leaves_the_rest(
@@ -138,7 +298,7 @@ async def test_a_write_waits_for_another_writer_then_commits(tmp_path: Path) -> 
 async def test_a_write_blocked_past_the_timeout_fails_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(store_mod, "BUSY_TIMEOUT", 0.2)
+    monkeypatch.setattr(tx_mod, "BUSY_TIMEOUT", 0.2)
     path = tmp_path / "s.db"
     async with SqliteStore(path) as store:
         with (

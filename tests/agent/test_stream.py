@@ -45,10 +45,9 @@ from tests.agent.doorkit import (
     make_config,
     order,
     running,
-    tls_config_data,
-    until,
 )
 from tests.fakes.brevo import BrevoFake
+from tests.kit import tls_trust, until
 
 
 async def test_batch_is_acked_only_after_commit(tmp_path: Path) -> None:
@@ -248,7 +247,7 @@ async def test_behind_a_trusted_proxy_the_throttle_counts_each_client(tmp_path: 
         # Another store behind the same proxy is not held back, and /status shows its address.
         async with client(app, additional_headers={"X-Forwarded-For": "203.0.113.9"}) as ws:
             await hello(ws)
-            assert app.state["stream"]["a"]["remote"] == "203.0.113.9"
+            assert app.status.site("a").stream.remote == "203.0.113.9"
 
     # Without trusted proxies the header is the client's own word: ignored.
     data = config_data(tmp_path / "direct", max_failed_handshakes_per_minute=2)
@@ -391,9 +390,9 @@ async def test_hello_is_a_heartbeat_and_feeds_status(tmp_path: Path) -> None:
                 },
                 "server_time": "1970-01-12T13:46:40Z",
             }
-            link = app.state["stream"]["a"]
-            assert link["connections"] == 1
-            assert (link["site_url"], link["wc_version"], link["wp_version"]) == (
+            link = app.status.site("a").stream
+            assert link.connections == 1
+            assert (link.site_url, link.wc_version, link.wp_version) == (
                 "https://shop.example/",
                 "10.0.2",
                 "6.8.8",
@@ -410,7 +409,7 @@ async def test_hello_is_a_heartbeat_and_feeds_status(tmp_path: Path) -> None:
             await ws.send(json.dumps({"type": "error", "code": "x", "message": "plugin trouble"}))
             await ws.send(json.dumps(HELLO))
             assert json.loads(await ws.recv())["type"] == "welcome"
-        await until(lambda: app.state["stream"]["a"]["connections"] == 0)
+        await until(lambda: app.status.site("a").stream.connections == 0)
         assert app.stream.last_seen("b") is None
 
 
@@ -439,7 +438,7 @@ async def test_keepalive_closes_a_peer_that_stops_answering_pings(tmp_path: Path
         async with client(app, ping_interval=None) as ws:
             await hello(ws)
             ws.transport.pause_reading()  # pings pile up unanswered
-            await until(lambda: app.state["stream"]["a"]["connections"] == 0)
+            await until(lambda: app.status.site("a").stream.connections == 0)
             ws.transport.resume_reading()
             await ws.wait_closed()
         assert ws.close_code == 1011
@@ -471,7 +470,8 @@ async def test_listens_on_ipv6_loopback(tmp_path: Path) -> None:
 
 
 async def test_tls_with_agent_certificate(tmp_path: Path) -> None:
-    data, trust = tls_config_data(tmp_path)
+    data = config_data(tmp_path, tls=True)
+    trust = tls_trust(data)
     async with running(Config.model_validate(data)) as app:
         async with client(app, ssl=trust) as ws:
             assert (await hello(ws))["site"] == "a"
@@ -735,9 +735,7 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
                 return "a-4242" in fake.orders and backlog == {"inbox_depth": 0, "pending_jobs": 0,
                                                               "dead_letters": 0}  # fmt: skip
 
-            async with asyncio.timeout(30 * UNIT):
-                while not await idle():  # noqa: ASYNC110 - another process's state
-                    await asyncio.sleep(0.05)
+            await until(idle, 30, every=0.05)
         assert inbox_ids(cfg) == [("a", "crash-1")]
         writes = Counter((r.method, r.path, json.dumps(r.json, sort_keys=True)) for r in fake.requests
                          if r.status is not None and r.status < 300 and r.method == "POST")  # fmt: skip

@@ -21,14 +21,14 @@ from tests.agent.doorkit import (
     UNIT,
     batch,
     client,
+    config_data,
     event,
     hello,
     inbox_ids,
     make_config,
     running,
-    tls_config_data,
-    until,
 )
+from tests.kit import tls_trust, until
 
 
 class SpySlots(stream._ReadSlots):
@@ -150,7 +150,7 @@ async def test_waiting_connection_is_not_closed_by_keepalive(
             await b.send(big_batch("b1", "b1"))  # waits for the read slot
             await until(lambda: len(slots.last.waiting) == 1)
             await asyncio.sleep(0.6 * UNIT)  # two ping rounds: b's pongs sit behind its batch
-            assert len(slots.last.waiting) == 1 and app.state["stream"]["b"]["connections"] == 1
+            assert len(slots.last.waiting) == 1 and app.status.site("b").stream.connections == 1
             release.set()
             assert [json.loads(await a.recv())["batch"] for _ in range(2)] == ["a1", "a2"]
             assert json.loads(await b.recv())["batch"] == "b1"
@@ -208,7 +208,8 @@ async def test_tls_connections_read_in_slot_sized_pieces(
     """wss:// (agent.tls): asyncio's TLS layer reads each connection into a buffer of the
     door's read size, not its own 256 KiB, and a burst keeps to the read slots as over plain
     TCP: waiting connections stop reading (ciphertext waits in the kernel), nothing is lost."""
-    data, trust = tls_config_data(tmp_path, read_slots=2)
+    data = config_data(tmp_path, tls=True, read_slots=2)
+    trust = tls_trust(data)
     cfg = Config.model_validate(data)
     conns, rounds, per_batch = 8, 2, 30
     async with running(cfg) as app, contextlib.AsyncExitStack() as stack:

@@ -6,10 +6,8 @@ import asyncio
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from websockets.exceptions import InvalidStatus
 
 from agent.app import App
@@ -17,12 +15,7 @@ from agent.cli import main
 from agent.config import load_config
 from agent.tokens import TokenRecord, TokenRegistry, find_hash, store_token, token_hash
 from tests.agent.doorkit import TOKENS, client, config_data, hello
-
-
-def write_config(tmp_path: Path, data: dict[str, Any]) -> Path:
-    path = tmp_path / "woobrevo.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+from tests.kit import write_config
 
 
 async def cli(*argv: str) -> int:
@@ -40,7 +33,7 @@ async def refused(app: App, token: str) -> int:
 def test_token_create_prints_a_token_once_and_its_hash(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, config_data(tmp_path))
+    path = write_config(tmp_path / "woobrevo.yaml", config_data(tmp_path))
     assert main(["token", "create", "--config", str(path), "--site", "a"]) == 0
     out = capsys.readouterr().out
     token = out.splitlines()[1].strip()
@@ -55,7 +48,7 @@ def test_token_create_prints_a_token_once_and_its_hash(
 async def test_store_tokens_take_effect_on_the_next_handshake(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write_config(tmp_path, config_data(tmp_path))
+    path = write_config(tmp_path / "woobrevo.yaml", config_data(tmp_path))
     async with App(load_config(path)) as app:
         capsys.readouterr()
         assert await cli("token", "create", "--config", str(path), "--site", "b", "--store") == 0
@@ -91,13 +84,13 @@ async def test_store_tokens_take_effect_on_the_next_handshake(
 
 async def test_config_changes_are_picked_up_without_restart(tmp_path: Path) -> None:
     data = config_data(tmp_path)
-    path = write_config(tmp_path, data)
+    path = write_config(tmp_path / "woobrevo.yaml", data)
     async with App(load_config(path)) as app:
         async with client(app, TOKENS["a"]) as ws:
             await hello(ws)
         rotated = "rotated-token-for-a-" + "r" * 30
         data["sites"][0]["token_sha256"] = token_hash(rotated)
-        path.write_text(yaml.safe_dump(data))
+        write_config(path, data)
         assert await refused(app, TOKENS["a"]) == 401
         async with client(app, rotated) as ws:
             assert (await hello(ws))["site"] == "a"

@@ -1,7 +1,7 @@
 """The WooCommerce REST client against the WooCommerce fake, and the fake against a real store.
 
 Real-store facts come from reference/woocommerce/real-10.0.2/ (exact bytes from WooCommerce
-10.0.2); the OAuth 1.0a vectors are computed here independently of agent/woocommerce/client.py.
+10.0.2); the OAuth 1.0a vectors are computed here independently of agent/woocommerce/oauth.py.
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.core.retry import backoff
+from agent.core.woo import auth_problem
 from agent.errors import Permanent, Retryable
-from agent.woocommerce.client import (
+from agent.woocommerce.budget import RateBudget
+from agent.woocommerce.client import WooClient
+from agent.woocommerce.errors import (
     Call,
-    RateBudget,
     WooAuthError,
     WooBadRequest,
-    WooClient,
     WooNoRoute,
     WooNotFound,
     WooPermissionError,
@@ -41,14 +42,13 @@ from agent.woocommerce.client import (
     WooSSLError,
     WooStoreError,
     WooTimeout,
-    auth_problem,
     classify_response,
-    oauth1_sign,
-    signature_base_string,
 )
+from agent.woocommerce.oauth import oauth1_sign, signature_base_string
 from tests.conftest import REAL as REAL_DIR
-from tests.conftest import ROOT, UNIT
+from tests.conftest import ROOT
 from tests.fakes.woocommerce import ApiKey, FakeClock, WooFake, php_json
+from tests.kit import UNIT
 
 REAL = REAL_DIR / "rest"
 RECORDED_HOME = "https://127.0.0.1:8443"
@@ -67,7 +67,7 @@ def recorded(name: str) -> tuple[int, dict[str, str], bytes]:
 
 # --------------------------------------------------------------------------------------------
 # An independent OAuth 1.0a signer, written from WC_REST_Authentication::check_oauth_signature()
-# step by step (it shares no code with agent/woocommerce/client.py or the fake).
+# step by step (it shares no code with agent/woocommerce/oauth.py or the fake).
 
 UNRESERVED = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 

@@ -6,7 +6,6 @@ processes here, killed with SIGKILL where the test says so, against the Brevo fa
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -15,24 +14,20 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
 
 from agent.app import forwarding_lock
 from agent.errors import AgentError
 from agent.process.worker import NICE
-from tests.agent.doorkit import UNIT, AgentProcess, batch, config_data, event, hello, order
+from tests.agent.doorkit import AgentProcess, batch, config_data, event, hello, order
 from tests.fakes.brevo import BrevoFake
+from tests.kit import live, until, write_config
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def _config(tmp_path: Path, fake: BrevoFake) -> Path:
-    data = config_data(tmp_path)
-    data["brevo"] = {"api_key": fake.api_key, "base_url": fake.base_url, "dry_run": False,
-                     "max_backoff": "2s"}  # fmt: skip
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+    data = config_data(tmp_path, brevo=live(fake, max_backoff="2s"))
+    return write_config(tmp_path / "agent.yaml", data)
 
 
 def _children(pid: int) -> list[int]:
@@ -49,10 +44,9 @@ def _alive(pid: int) -> bool:
 
 
 async def _worker_of(agent: AgentProcess) -> int:
-    assert agent.proc is not None
-    async with asyncio.timeout(10 * UNIT):
-        while not (kids := _children(agent.proc.pid)):  # noqa: ASYNC110 - another process
-            await asyncio.sleep(0.05)
+    pid = agent_pid(agent)
+    await until(lambda: _children(pid), 10, what="the worker process", every=0.05)
+    kids = _children(pid)
     assert len(kids) == 1, kids
     return kids[0]
 
@@ -91,17 +85,11 @@ async def _get(agent: AgentProcess, path: str) -> tuple[int, str]:
         return r.status, await r.text()
 
 
-async def _until_orders(fake: BrevoFake, ids: set[str]) -> None:
-    await fake.wait_for(lambda: ids <= set(fake.orders), timeout=60 * UNIT)
-
-
-async def _until_idle(agent: AgentProcess) -> None:
+async def _idle(agent: AgentProcess) -> bool:
     """Every job done and recorded (a kill before that would resend the calls in flight:
     at-least-once, docs/durability.md)."""
-    idle = {"inbox_depth": 0, "pending_jobs": 0, "dead_letters": 0}
-    async with asyncio.timeout(30 * UNIT):
-        while (await agent.status())["sites"]["a"]["backlog"] != idle:  # noqa: ASYNC110
-            await asyncio.sleep(0.1)
+    backlog = (await agent.status())["sites"]["a"]["backlog"]
+    return bool(backlog == {"inbox_depth": 0, "pending_jobs": 0, "dead_letters": 0})
 
 
 def _writes_once(fake: BrevoFake) -> None:
@@ -120,7 +108,7 @@ async def test_run_is_two_processes_that_report_as_one(tmp_path: Path) -> None:
             worker = await _worker_of(agent)
             assert _alive(worker)
             await _send(agent, "b1", 100, 20)
-            await _until_orders(fake, {f"a-{i}" for i in range(100, 120)})
+            await until(lambda: {f"a-{i}" for i in range(100, 120)} <= set(fake.orders), 60)
 
             # The worker and every thread of it (the store's thread runs the pipeline) run
             # niced, so the doors win a contended CPU; the doors are not niced.
@@ -129,12 +117,11 @@ async def test_run_is_two_processes_that_report_as_one(tmp_path: Path) -> None:
             assert NICE > 0
 
             # /metrics: the door's counters and the worker's Brevo calls on one page.
-            async with asyncio.timeout(10 * UNIT):
-                while True:
-                    status, text = await _get(agent, "/metrics")
-                    if "woobrevo_brevo_calls_total" in text:
-                        break
-                    await asyncio.sleep(0.2)
+            async def brevo_calls_shown() -> bool:
+                return "woobrevo_brevo_calls_total" in (await _get(agent, "/metrics"))[1]
+
+            await until(brevo_calls_shown, 10, every=0.2)
+            status, text = await _get(agent, "/metrics")
             assert status == 200
             assert 'woobrevo_events_in_total{door="stream",site="a"} 20' in text
             status, text = await _get(agent, "/readyz")
@@ -152,19 +139,16 @@ async def test_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path) ->
         async with AgentProcess(_config(tmp_path, fake), ENV) as agent:
             first = await _worker_of(agent)
             await _send(agent, "b1", 200, 10)
-            await _until_orders(fake, {f"a-{i}" for i in range(200, 210)})
-            await _until_idle(agent)
+            await until(lambda: {f"a-{i}" for i in range(200, 210)} <= set(fake.orders), 60)
+            await until(lambda: _idle(agent), 30, every=0.1)
 
             os.kill(first, signal.SIGKILL)
             # Acks do not depend on the worker: the door stores while it is down.
             await _send(agent, "b2", 210, 10)
-            second = first
-            async with asyncio.timeout(20 * UNIT):
-                while second == first:
-                    await asyncio.sleep(0.1)
-                    second = await _worker_of(agent) if _children(agent_pid(agent)) else first
+            await until(lambda: _children(agent_pid(agent)) not in ([], [first]), 20, every=0.1)
+            second = await _worker_of(agent)
             assert _alive(second)
-            await _until_orders(fake, {f"a-{i}" for i in range(200, 220)})
+            await until(lambda: {f"a-{i}" for i in range(200, 220)} <= set(fake.orders), 60)
             _, text = await _get(agent, "/metrics")
             assert "woobrevo_worker_restarts_total 1" in text
             assert any("exited with -9; restarting" in line for line in agent.log)
@@ -179,19 +163,17 @@ async def test_killed_doors_process_takes_its_worker_down(tmp_path: Path) -> Non
         async with AgentProcess(path, ENV) as agent:
             worker = await _worker_of(agent)
             await _send(agent, "b1", 300, 5)
-            await _until_orders(fake, {f"a-{i}" for i in range(300, 305)})
-            await _until_idle(agent)
+            await until(lambda: {f"a-{i}" for i in range(300, 305)} <= set(fake.orders), 60)
+            await until(lambda: _idle(agent), 30, every=0.1)
             assert agent.proc is not None
             agent.proc.kill()
             assert await agent.proc.wait() == -signal.SIGKILL
             # Its stdin closed with the doors process: it stops on its own, promptly.
-            async with asyncio.timeout(15 * UNIT):
-                while _alive(worker):  # noqa: ASYNC110 - another process
-                    await asyncio.sleep(0.1)
+            await until(lambda: not _alive(worker), 15, every=0.1)
         # A new agent on the same state finishes the work: nothing lost, nothing twice.
         async with AgentProcess(path, ENV) as agent:
             await _send(agent, "b2", 305, 5)
-            await _until_orders(fake, {f"a-{i}" for i in range(300, 310)})
+            await until(lambda: {f"a-{i}" for i in range(300, 310)} <= set(fake.orders), 60)
         _writes_once(fake)
         fake.assert_no_spec_violations()
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import UNIT
+from tests.kit import UNIT
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "tests" / "php" / "run.sh"

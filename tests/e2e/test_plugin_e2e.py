@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import UNIT
 from tests.e2e.conftest import Php, token
+from tests.kit import UNIT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

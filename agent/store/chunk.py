@@ -1,0 +1,195 @@
+"""What a chunk of inbox rows reads and writes while the pipeline runs on it.
+
+The rules are the core's (agent/core/dedupe.py `coalesce`, agent/core/aggregates.py
+`aggregate`); a chunk reads the rows they need and keeps what they decide, in order, for one
+write transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agent.core.aggregates import OrderFact, aggregate, email_facts
+from agent.core.dedupe import Merged, Pending, coalesce, coalesces, reads_known
+from agent.core.jobs import Intent, Kind, canonical
+from agent.store.schema import PENDING
+
+__all__ = ["Chunk"]
+
+
+@dataclass(slots=True)
+class QueuedJob:
+    """A queued job as a chunk leaves it: new (id None) or a pending one it merged into."""
+
+    id: int | None
+    account: str
+    site: str
+    kind: Kind
+    key: str
+    body: dict[str, Any]
+    historical: bool
+    written: bool = False  # already in `Chunk.writes`
+
+
+class Chunk:
+    """The state a chunk of inbox rows reads and writes while the pipeline runs on it.
+
+    Reads see the committed state overlaid with what the chunk's earlier rows wrote; writes
+    are kept, in order, and `apply()` runs them in one transaction. Processing is the only
+    writer of objects, order facts and pending jobs' bodies, and a chunk is planned and
+    applied in one call on the store's thread, so nothing else changes them in between.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.objects: dict[tuple[str, str, int], str] = {}
+        self.facts: dict[str, dict[int, OrderFact]] = {}  # site → order id → fact
+        self.jobs: dict[tuple[str, str], QueuedJob] = {}
+        self.writes: list[tuple[str, tuple[Any, ...]] | QueuedJob] = []
+        self.done: list[int] = []
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def prior(self, key: tuple[str, str, int]) -> dict[str, Any] | None:
+        """An object's last processed state."""
+        state = self.objects.get(key)
+        if state is None:
+            row = self.db.execute(
+                "SELECT state FROM objects WHERE site=? AND resource=? AND resource_id=?", key
+            ).fetchone()
+            state = row[0] if row else None
+        return orjson.loads(state) if state is not None else None
+
+    def fact(self, site: str, order_id: int) -> OrderFact | None:
+        """An order's (email, status, total, created_at)."""
+        changed = self.facts.get(site, {})
+        if order_id in changed:
+            return changed[order_id]
+        row = self.db.execute(
+            "SELECT email, status, total, created_at FROM order_facts WHERE site=? AND order_id=?",
+            (site, order_id),
+        ).fetchone()
+        return OrderFact(*row) if row else None
+
+    def aggregates(self, site: str, email: str, paid: Collection[str]) -> dict[str, Any]:
+        """The email's aggregates over its committed order facts and those this chunk changed."""
+        rows = self.db.execute(
+            "SELECT order_id, email, status, total, created_at FROM order_facts"
+            " WHERE site=? AND email=?",
+            (site, email),
+        ).fetchall()
+        stored = {row[0]: OrderFact(*row[1:]) for row in rows}
+        return aggregate(email_facts(email, stored, self.facts.get(site, {})), paid)
+
+    def _queued(self, account: str, site: str, intent: Intent) -> tuple[QueuedJob | None, bool]:
+        """The key's pending job (this chunk's, else the newest stored one), and whether a job
+        for the key is in flight: one lookup."""
+        job = self.jobs.get((account, intent.key))
+        if job is not None:
+            return job, False
+        row = self.db.execute(
+            "SELECT id, body, historical, state FROM jobs WHERE account=? AND key=?"
+            " ORDER BY state, id DESC LIMIT 1",
+            (account, intent.key),
+        ).fetchone()
+        if row is None:
+            return None, False
+        if row[3] != PENDING:
+            return None, True
+        job = QueuedJob(
+            row[0], account, site, intent.kind, intent.key, json.loads(row[1]), bool(row[2])
+        )
+        self.jobs[(account, intent.key)] = job
+        return job, False
+
+    def _known(self, account: str, key: str) -> dict[str, Any] | None:
+        """What Brevo holds for a key, as the last completed job left it (None: nothing)."""
+        row = self.db.execute(
+            "SELECT state FROM forwarded WHERE account=? AND key=?", (account, key)
+        ).fetchone()
+        known: dict[str, Any] | None = json.loads(row[0]) if row else None
+        return known
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def set_object(self, key: tuple[str, str, int], state: str) -> None:
+        self.objects[key] = state
+        self.writes.append(
+            (
+                "INSERT INTO objects (site, resource, resource_id, state) VALUES (?,?,?,?)"
+                " ON CONFLICT (site, resource, resource_id) DO UPDATE SET state=excluded.state",
+                (*key, state),
+            )
+        )
+
+    def set_fact(self, site: str, order_id: int, fact: OrderFact) -> None:
+        self.facts.setdefault(site, {})[order_id] = fact
+        self.writes.append(
+            (
+                "INSERT INTO order_facts (site, order_id, email, status, total, created_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT (site, order_id) DO UPDATE SET"
+                " email=excluded.email, status=excluded.status, total=excluded.total,"
+                " created_at=excluded.created_at",
+                (site, order_id, *fact),
+            )
+        )
+
+    def add_intent(self, account: str, site: str, intent: Intent) -> None:
+        """Queue what coalescing the intent writes (agent/core/dedupe.py `coalesce`): a new job,
+        the key's pending job merged, or nothing. Reads only the rows the rule looks at."""
+        job: QueuedJob | None = None
+        in_flight = False
+        if coalesces(intent.kind):
+            job, in_flight = self._queued(account, site, intent)
+        pending = None if job is None else Pending(job.body, job.historical)
+        read = reads_known(intent, pending, in_flight)
+        known = self._known(account, intent.key) if read else None
+        write = coalesce(intent, pending, in_flight, known)
+        if isinstance(write, Merged):
+            assert job is not None
+            job.body, job.historical = write.body, write.historical
+            if not job.written:
+                job.written = True
+                self.writes.append(job)
+        elif write is not None:
+            new = QueuedJob(
+                None, account, site, intent.kind, intent.key, write.body, write.historical, True
+            )
+            self.writes.append(new)
+            if coalesces(intent.kind):
+                self.jobs[(account, intent.key)] = new
+
+    def apply(self) -> None:
+        """Run the chunk's writes, in order, in the caller's transaction."""
+        db = self.db
+        now = time.time()
+        for write in self.writes:
+            if not isinstance(write, QueuedJob):
+                db.execute(*write)
+            elif write.id is not None:
+                db.execute(
+                    "UPDATE jobs SET body=?, historical=? WHERE id=?",
+                    (canonical(write.body), int(write.historical), write.id),
+                )
+            else:
+                db.execute(
+                    "INSERT INTO jobs (account, site, kind, key, body, historical, created_at)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (
+                        write.account,
+                        write.site,
+                        write.kind.value,
+                        write.key,
+                        canonical(write.body),
+                        int(write.historical),
+                        now,
+                    ),
+                )
+        db.executemany("UPDATE inbox SET state = 1 WHERE seq = ?", [(s,) for s in self.done])

@@ -1,0 +1,244 @@
+"""The inbox: what the doors store, processed in order into jobs, and pruned once old.
+
+Durability: `synchronous=FULL` in WAL mode, so a commit that returned survives a power cut, not
+only a kill -9; a door acks only after `ingest` returned (docs/durability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import orjson
+
+from agent.core.aggregates import OrderFact, fact_after
+from agent.core.events import Event, Rejection, Resource
+from agent.store.chunk import Chunk
+from agent.store.ports import Decide, IngestResult
+from agent.store.rows import (
+    EVENT_COLUMNS,
+    bump,
+    dead_letter_insert,
+    dump_raw,
+    event_from_row,
+    insert_events,
+)
+from agent.store.tx import StoreBase
+
+__all__ = ["PRUNE_BATCH", "InboxMixin"]
+
+log = logging.getLogger("agent.store")
+
+# Inbox rows deleted per transaction when old ones are pruned (`prune_inbox`).
+PRUNE_BATCH = 100
+
+Facts = Callable[[str, Event], OrderFact | None]
+
+
+class InboxMixin(StoreBase):
+    """Ingest (the doors' port), processing (the processor's) and retention of the inbox."""
+
+    # -- doors ----------------------------------------------------------------------------
+
+    async def ingest(
+        self,
+        site: str,
+        events: Sequence[Event],
+        rejected: Sequence[tuple[Rejection, object]] = (),
+    ) -> IngestResult:
+        """Store a batch in one transaction; replays are no-ops. The one entry point of every door."""
+        result = await self._write(
+            lambda db: self._ingest_one(db, site, events, rejected, time.time())
+        )
+        if result.new:
+            self.ingested.set()
+        return result
+
+    def _ingest_one(
+        self,
+        db: sqlite3.Connection,
+        site: str,
+        events: Sequence[Event],
+        rejected: Sequence[tuple[Rejection, object]],
+        now: float,
+    ) -> IngestResult:
+        new = insert_events(db, site, events, now)
+        for rej, raw in rejected:
+            ref = f"{site}:{rej.id}"
+            exists = db.execute(
+                "SELECT 1 FROM dead_letters WHERE origin='event' AND ref=?", (ref,)
+            ).fetchone()
+            if rej.id != "?" and exists:
+                continue
+            db.execute(
+                *dead_letter_insert(
+                    site, "event", ref, "event", rej.code, rej.message, dump_raw(raw), now
+                )
+            )
+        if events:
+            bump(db, site, "events_in", len(events))
+        return IngestResult([e.id for e in events], [r for r, _ in rejected], new)
+
+    # -- processing -----------------------------------------------------------------------
+
+    async def process_pending(self, limit: int, decide: Decide, facts: Facts) -> int:
+        """Process up to `limit` new inbox rows in order, each in its own transaction.
+
+        `facts(site, event)` returns an order's (email, status, total, created_at) so that
+        aggregates include it; `decide(site, event, prior_state, aggregates_for)` is the pure
+        pipeline. Returns how many rows were processed.
+        """
+        return await self._run(self._process_pending, limit, decide, facts)
+
+    def _process_pending(self, limit: int, decide: Decide, facts: Facts) -> int:
+        rows = self.db.execute(
+            f"SELECT {EVENT_COLUMNS} FROM inbox WHERE state = 0"
+            + self._not_held
+            + " ORDER BY seq LIMIT ?",
+            (*self._held, limit),
+        ).fetchall()
+        if not rows:
+            return 0
+        # The pipeline runs outside any transaction, on what is committed plus what the rows
+        # before it in this chunk changed (Chunk); only its writes take the write lock, in
+        # one short transaction. Another process (the doors, agent/process/worker.py) commits
+        # its batches in between instead of waiting for the whole chunk's pipeline.
+        chunk = Chunk(self.db)
+        try:
+            for row in rows:
+                self._process_row(chunk, row[1], event_from_row(row), decide, facts)
+                chunk.done.append(row[0])
+            with self._tx():
+                chunk.apply()
+        except Exception:
+            # Something in this chunk breaks the pipeline: redo it one row per transaction, so
+            # the bad row becomes a dead letter and the rows behind it are not blocked.
+            log.warning("processing a batch of %d failed; isolating the bad event", len(rows))
+            for row in rows:
+                self._process_alone(row, decide, facts)
+        return len(rows)
+
+    def _process_alone(self, row: Sequence[Any], decide: Decide, facts: Facts) -> None:
+        seq, site = row[0], row[1]
+        try:
+            chunk = Chunk(self.db)
+            self._process_row(chunk, site, event_from_row(row), decide, facts)
+            chunk.done.append(seq)
+            with self._tx():
+                chunk.apply()
+        except Exception as exc:
+            log.exception("event %s of site %s failed to process", row[2], site)
+            with self._tx() as db:
+                db.execute(
+                    *dead_letter_insert(
+                        site,
+                        "event",
+                        f"{site}:{row[2]}",
+                        row[4],
+                        "processing_error",
+                        f"{type(exc).__name__}: {exc}",
+                        json.dumps({"topic": row[3], "payload": json.loads(row[10])}),
+                    )
+                )
+                db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
+
+    def _process_row(
+        self, chunk: Chunk, site: str, event: Event, decide: Decide, facts: Facts
+    ) -> None:
+        key = (site, event.resource.value, event.resource_id)
+        prior = chunk.prior(key)
+        stored = chunk.fact(site, event.resource_id) if event.resource is Resource.ORDER else None
+        fact = fact_after(event, prior, facts(site, event), stored)
+        if fact is not None:
+            chunk.set_fact(site, event.resource_id, fact)
+
+        def aggregates(email: str, paid: Collection[str]) -> dict[str, Any]:
+            return chunk.aggregates(site, email, paid)
+
+        outcome = decide(site, event, prior, aggregates)
+        if outcome.object_state is not None:
+            chunk.set_object(key, orjson.dumps(outcome.object_state).decode())
+        for intent in outcome.intents:
+            chunk.add_intent(outcome.account, site, intent)
+        for code, message in outcome.dead:
+            chunk.writes.append(
+                dead_letter_insert(
+                    site,
+                    "event",
+                    f"{site}:{event.id}",
+                    event.resource.value,
+                    code,
+                    message,
+                    json.dumps({"topic": event.topic, "payload": event.payload}),
+                )
+            )
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def prune_inbox(self, before: float, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete processed inbox rows stored before `before` (epoch seconds), oldest first.
+
+        Each transaction deletes at most `batch` rows, so the write lock is never held long
+        (the doors' acks wait for it). Rows not yet processed are kept, whatever their age.
+        Returns how many rows were deleted.
+        """
+        cutoff = await self._run(self._last_seq_before, before)
+        total = 0
+        while cutoff is not None:
+            n = await self._run(self._prune_some, cutoff, before, batch)
+            total += n
+            if n < batch:
+                break
+        return total
+
+    def _prune_some(self, cutoff: int, before: float, batch: int) -> int:
+        # Bookkeeping a restart redoes (the rows are deleted again): no wait for the disk.
+        with self._tx(sync=False) as db:
+            rows = db.execute(
+                "SELECT seq, site, door, received_at FROM inbox"
+                " WHERE seq <= ? AND state = 1 AND received_at < ? ORDER BY seq LIMIT ?",
+                (cutoff, before, batch),
+            ).fetchall()
+            latest: dict[tuple[str, str], float] = {}
+            for _, site, door, at in rows:
+                latest[(site, door)] = max(latest.get((site, door), 0.0), at)
+            # `last_received` still knows a door's last event once its row is gone
+            for (site, door), at in latest.items():
+                db.execute(
+                    "INSERT INTO stats (site, name, value) VALUES (?,?,?) ON CONFLICT (site, name)"
+                    " DO UPDATE SET value=max(value, excluded.value)",
+                    (site, f"last_received_{door}", at),
+                )
+            db.executemany("DELETE FROM inbox WHERE seq = ?", [(r[0],) for r in rows])
+        return len(rows)
+
+    def _last_seq_before(self, before: float) -> int | None:
+        """The last inbox seq stored before `before`, found by bisection on seq (rows are
+        stored in time order, give or take the moment two processes' commits cross: the
+        delete checks each row's time itself). Reads only; None when no row is that old."""
+        db = self.db
+        lo, hi = db.execute("SELECT MIN(seq), MAX(seq) FROM inbox").fetchone()
+        if lo is None:
+            return None
+
+        def first_from(seq: int) -> tuple[int, float]:
+            row = db.execute(
+                "SELECT seq, received_at FROM inbox WHERE seq >= ? ORDER BY seq LIMIT 1", (seq,)
+            ).fetchone()
+            return (seq, math.inf) if row is None else (int(row[0]), float(row[1]))
+
+        if first_from(lo)[1] >= before:
+            return None
+        while lo < hi:  # invariant: the row at `lo` was stored before `before`
+            mid = (lo + hi + 1) // 2
+            seq, at = first_from(mid)
+            if at < before:
+                lo = min(seq, hi)
+            else:
+                hi = mid - 1
+        return int(lo)

@@ -1,0 +1,136 @@
+"""The store's tables, and opening the file: WAL, durability, recovery after a crash."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+__all__ = ["INFLIGHT", "PENDING", "SCHEMA_VERSION", "connect"]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    site TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource_id INTEGER NOT NULL,
+    occurred_at TEXT,
+    received_at REAL NOT NULL,
+    door TEXT NOT NULL,
+    historical INTEGER NOT NULL DEFAULT 0,
+    payload TEXT NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}',
+    state INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (site, event_id)
+);
+CREATE INDEX IF NOT EXISTS inbox_pending ON inbox (seq) WHERE state = 0;
+CREATE TABLE IF NOT EXISTS objects (
+    site TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    resource_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (site, resource, resource_id)
+);
+CREATE TABLE IF NOT EXISTS order_facts (
+    site TEXT NOT NULL,
+    order_id INTEGER NOT NULL,
+    email TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total REAL NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (site, order_id)
+);
+CREATE INDEX IF NOT EXISTS order_facts_email ON order_facts (site, email);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account TEXT NOT NULL,
+    site TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    body TEXT NOT NULL,
+    historical INTEGER NOT NULL DEFAULT 0,
+    state INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    single_only INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs (account, kind, state, id);
+CREATE INDEX IF NOT EXISTS jobs_key ON jobs (account, key, state);
+CREATE INDEX IF NOT EXISTS jobs_inflight ON jobs (account, key) WHERE state = 1;
+-- the forwarder's "how many of a kind are due, and when is the next one", from the index alone
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (account, state, kind, not_before);
+CREATE TABLE IF NOT EXISTS forwarded (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (account, key)
+);
+CREATE TABLE IF NOT EXISTS watermarks (
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (site, name)
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    site TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    account TEXT,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'open'
+);
+CREATE INDEX IF NOT EXISTS dead_open ON dead_letters (state, site);
+CREATE TABLE IF NOT EXISTS stats (
+    site TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (site, name)
+);
+"""
+
+# Job states (`jobs.state`); an inbox row is 0 until processed, then 1.
+PENDING, INFLIGHT = 0, 1
+
+# The doors process checkpoints the WAL only past this many pages (40 MB): the worker's commits
+# checkpoint it at SQLite's default 1,000; this bounds it while the worker is down.
+DOORS_CHECKPOINT_PAGES = 10_000
+
+
+def connect(
+    path: Path, *, busy_timeout: float, checkpoints: bool, recover: bool
+) -> sqlite3.Connection:
+    """Open (creating) the store file for the calling thread, with its schema.
+
+    `checkpoints=False` leaves the WAL checkpoints to another process, but past
+    DOORS_CHECKPOINT_PAGES. `recover` hands back to the queue the jobs a crash left claimed
+    (at-least-once).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+    if not checkpoints:
+        db.execute(f"PRAGMA wal_autocheckpoint={DOORS_CHECKPOINT_PAGES}")
+    db.execute("PRAGMA foreign_keys=ON")
+    db.executescript(_SCHEMA)
+    db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+        (str(SCHEMA_VERSION),),
+    )
+    if recover:
+        db.execute("UPDATE jobs SET state = ? WHERE state = ?", (PENDING, INFLIGHT))
+    return db
