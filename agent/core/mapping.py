@@ -6,7 +6,6 @@ Payment details (method, title, transaction id, card meta) are never read here.
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import UTC, date, datetime
 from typing import Any
@@ -29,7 +28,6 @@ __all__ = [
     "product_body",
 ]
 
-log = logging.getLogger("agent.mapping")
 
 # A unix timestamp in seconds, or in milliseconds as JavaScript writes them (docs/mapping.md).
 _TIMESTAMP = re.compile(r"-?\d{1,13}(?:\.\d+)?")

@@ -40,6 +40,24 @@ def test_the_core_imports_only_the_core() -> None:
     assert {k: v for k, v in outside.items() if v} == {}
 
 
+# The core decides; the shells do I/O. These would let a decision wait, write or log.
+SHELL_MODULES = {"asyncio", "logging", "sqlite3", "socket", "aiohttp", "websockets", "subprocess"}
+
+
+def test_the_core_does_no_io_and_logs_nothing() -> None:
+    found = {}
+    for p in sorted((ROOT / "agent" / "core").glob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        if names & SHELL_MODULES:
+            found[p.name] = sorted(names & SHELL_MODULES)
+    assert found == {}, f"the core returns warnings and actions instead: {found}"
+
+
 def _module(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
