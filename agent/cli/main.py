@@ -25,7 +25,7 @@ from agent.cli.webhooks import add_webhook_parsers
 from agent.config import Config, ConfigError, config_warnings, load_config, masked
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.times import display_time
-from agent.doors.stream import StreamTestHooks
+from agent.doors.stream import StreamTestHooks, tls_context
 from agent.errors import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, AgentError
 from agent.process.worker import NICE, serve_worker
 from agent.store import SqliteStore
@@ -207,8 +207,6 @@ def _fail_store_batch(n: int) -> Callable[[str, Any], None]:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the config and print it resolved, secrets masked."""
-    from agent.doors.stream import tls_context
-
     cfg = _load(args)
     tls_context(cfg)  # the files load (ConfigError otherwise), as `run` will need them
     print(yaml.safe_dump(masked(cfg), sort_keys=False, allow_unicode=True), end="")

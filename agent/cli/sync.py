@@ -17,6 +17,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
+from agent.app import App
+from agent.cli.doctor import agent_status, run_doctor
 from agent.cli.progress import BarProgress, LineProgress
 from agent.config import Config, SiteConfig, load_config
 from agent.core.backfill import backfill_order, parse_since, seconds_until
@@ -36,8 +38,6 @@ log = logging.getLogger("agent.cli_sync")
 
 
 async def _agent_running(cfg: Config) -> bool:
-    from agent.cli.doctor import agent_status
-
     return await agent_status(cfg, wait=1.0) is not None
 
 
@@ -146,8 +146,6 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
                 "`woobrevo-agent run` forwards it"
             )
             return EXIT_OK
-    from agent.app import App
-
     # Forwarding starts once everything is stored: a contact's updates from all its orders
     # then coalesce into one pending job (agent/core/dedupe.py) instead of one Brevo write
     # per order, and the queue is deep enough for the batch endpoints from the start.
@@ -208,8 +206,6 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """One row per check with its fix; exit 1 when one fails."""
-    from agent.cli.doctor import run_doctor
-
     cfg = load_config(args.config)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
     checks = asyncio.run(run_doctor(cfg, args.site, fix=args.fix, slow_after=args.slow_after))

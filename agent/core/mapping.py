@@ -6,6 +6,7 @@ Payment details (method, title, transaction id, card meta) are never read here.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
 from typing import Any
@@ -85,8 +86,6 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     # Anything else (objects, mixed lists) is sent as its JSON text rather than dropped.
-    import json
-
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
