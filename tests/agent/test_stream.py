@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
@@ -47,7 +46,7 @@ from tests.agent.doorkit import (
     running,
 )
 from tests.fakes.brevo import BrevoFake
-from tests.kit import tls_trust, until
+from tests.kit import tls_trust, until, write_config
 
 
 async def test_batch_is_acked_only_after_commit(tmp_path: Path) -> None:
@@ -487,8 +486,7 @@ def test_tls_files_that_do_not_load_are_named_by_check_and_run(
     data = config_data(tmp_path)
     (tmp_path / "cert.pem").write_text("not a certificate\n")
     data["agent"]["tls"] = {"cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "no.pem")}
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_config(tmp_path / "agent.yaml", data)
     for command in ("check", "run"):
         assert cli.main([command, "--config", str(path)]) == 2
         err = capsys.readouterr().err
@@ -701,8 +699,7 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
         data = config_data(tmp_path)
         data["brevo"] = {"api_key": fake.api_key, "base_url": fake.base_url, "dry_run": False,
                          "max_backoff": "2s"}  # fmt: skip
-        path = tmp_path / "agent.yaml"
-        path.write_text(yaml.safe_dump(data))
+        path = write_config(tmp_path / "agent.yaml", data)
         cfg = load_config(path)
         payload = order(4242, "2026-11-27T06:20:00")
         message = batch("b-crash", [{**event("crash-1", 4242), "payload": payload}])
@@ -752,8 +749,7 @@ async def test_killed_between_commit_and_ack_resend_is_stored_and_forwarded_once
 
 def _faulty_agent(tmp_path: Path, fault: str, value: str) -> tuple[Config, AgentProcess]:
     """The config and a `woobrevo-agent run` with one WOOBREVO_TEST_* fault set."""
-    path = tmp_path / "agent.yaml"
-    path.write_text(yaml.safe_dump(config_data(tmp_path)))
+    path = write_config(tmp_path / "agent.yaml", config_data(tmp_path))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", f"WOOBREVO_TEST_{fault}": value}
     return load_config(path), AgentProcess(path, env)
 

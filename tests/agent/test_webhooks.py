@@ -34,6 +34,7 @@ from tests.agent.doorkit import (
     make_config,
     running,
 )
+from tests.kit import write_config
 
 EXAMPLE = json.loads((DOCS_EXAMPLES / "webhook_delivery_order_updated.example.json").read_text())
 EXAMPLE_BODY = (DOCS_EXAMPLES / "webhook_delivery_order_updated.body.json").read_bytes()
@@ -412,10 +413,10 @@ async def test_webhooks_install_and_status_against_the_store(
             rate_limit_per_minute=60_000,
         )
         path = tmp_path / "agent.yaml"
-        async with running(load_config(_write(path, data))) as app:
+        async with running(load_config(write_config(path, data))) as app:
             # The agent's own address as the store reaches it; WooCommerce pings it on create.
             data["agent"]["public_url"] = f"http://127.0.0.1:{app.http.port}/"
-            _write(path, data)
+            write_config(path, data)
             url = f"http://127.0.0.1:{app.http.port}/webhooks/woocommerce/a"
 
             def cli(*argv: str) -> Any:
@@ -474,18 +475,11 @@ async def test_webhooks_install_needs_public_url_and_secret(
         store_url="https://shop.example", consumer_key="ck_x", consumer_secret="cs_x"
     )
     del data["agent"]["public_url"]
-    path = _write(tmp_path / "a.yaml", data)
+    path = write_config(tmp_path / "a.yaml", data)
     assert main(["webhooks", "install", "--config", str(path), "--site", "a"]) == 1
     assert "agent.public_url" in capsys.readouterr().out
     data["agent"]["public_url"] = "https://agent.example"
     del data["sites"][0]["webhook_secret"]
-    path = _write(tmp_path / "a.yaml", data)
+    path = write_config(tmp_path / "a.yaml", data)
     assert main(["webhooks", "install", "--config", str(path), "--site", "a"]) == 1
     assert "webhook_secret" in capsys.readouterr().out
-
-
-def _write(path: Path, data: dict[str, Any]) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(data))
-    return path

@@ -10,7 +10,6 @@ fake runs in the test's event loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.kit import UNIT
+from tests.kit import UNIT, until
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "tests" / "php" / "run.sh"
@@ -160,16 +159,20 @@ class Agent:
             stderr=log,
         )
         log.close()
-        for _ in range(int(300 * UNIT)):
-            if self.proc.returncode is not None:
+        proc = self.proc
+
+        async def listening() -> bool:
+            if proc.returncode is not None:
                 raise AssertionError(f"the agent exited:\n{self.log.read_text()}")
-            with contextlib.suppress(OSError):
+            try:
                 _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the agent did not listen:\n{self.log.read_text()}")
+            except OSError:
+                return False
+            writer.close()
+            await writer.wait_closed()
+            return True
+
+        await until(listening, 30, what=f"the agent to listen (log: {self.log})", every=0.1)
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
