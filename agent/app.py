@@ -133,6 +133,7 @@ class App:
                 tokens,
                 self.sites,
                 self.status,
+                figures=self.store,
                 metrics=self.metrics,
                 clock=self.clock,
                 listen=agent.listen.stream,

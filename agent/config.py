@@ -40,6 +40,7 @@ __all__ = [
     "AgentSection",
     "BackfillSection",
     "BrevoSection",
+    "CartsSection",
     "Config",
     "ConfigError",
     "Duration",
@@ -345,6 +346,51 @@ class BackfillSection(_Model):
     )
 
 
+class CartsSection(_Model):
+    """Abandoned carts (docs/carts.md): the timers of the state machine and the Brevo events."""
+
+    enabled: bool = Field(
+        True, description="capture carts in the plugin and run the timers (false: nothing)"
+    )
+    abandon_after: Duration = Field(
+        3600.0, description="a cart with no order this long after its last change is abandoned"
+    )
+    expire_after: Duration = Field(
+        30 * 86400.0, description="a cart unchanged this long is forgotten (expired)"
+    )
+    attribution_window: Duration = Field(
+        7 * 86400.0, description="an order this long after the abandonment still recovers it"
+    )
+    event: str = "cart_abandoned"
+    recovered_event: str = "cart_recovered"
+    link_lifetime: Duration = Field(
+        7 * 86400.0, description="how long the plugin's signed restore link stays valid"
+    )
+
+    @field_validator("event", "recovered_event")
+    @classmethod
+    def _event_name(cls, v: str) -> str:
+        if not _EVENT_NAME.match(v):
+            raise ValueError(f"Brevo event names are 1-255 of [A-Za-z0-9_-]; got {v!r}")
+        return v
+
+    @field_validator("abandon_after", "expire_after", "attribution_window", "link_lifetime")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v < 1:
+            raise ValueError(f"must be at least 1s; got {v:g}s")
+        return v
+
+    @model_validator(mode="after")
+    def _order(self) -> CartsSection:
+        if self.expire_after <= self.abandon_after:
+            raise ValueError(
+                f"expire_after ({self.expire_after:g}s) must be longer than abandon_after"
+                f" ({self.abandon_after:g}s)"
+            )
+        return self
+
+
 class WooSection(_Model):
     """The seed's `connectors.woocommerce` block; every key can be overridden per site."""
 
@@ -385,6 +431,7 @@ class WooSection(_Model):
     )
     polling: PollingSection = PollingSection()
     backfill: BackfillSection = BackfillSection()
+    carts: CartsSection = CartsSection()
 
     @field_validator("customer_mapping")
     @classmethod
@@ -712,13 +759,25 @@ def config_warnings(cfg: Config) -> list[str]:
         problem = auth_problem(woo.store_url, woo.auth) if woo.store_url else None
         if problem is not None:
             warnings.append(f"{where}: {problem}")
-        if woo.lists.abandoned_cart is not None:
-            warnings.append(
-                f"{where}.lists.abandoned_cart: not used yet: this version does not track"
-                " abandoned carts, so nobody is added to list"
-                f" {woo.lists.abandoned_cart}; the key is kept for when it does"
-            )
+        warnings += _cart_warnings(where, woo)
     return warnings
+
+
+def _cart_warnings(where: str, woo: WooSection) -> list[str]:
+    """Carts ride only the plugin's stream: WooCommerce's REST API and webhooks have none."""
+    if not woo.carts.enabled:
+        return []
+    if woo.mode == "polling":
+        door = "mode is polling (no plugin)"
+    elif woo.webhook_secret and not woo.token_sha256:
+        door = "this site has a webhook_secret and no token_sha256 (webhooks only?)"
+    else:
+        return []
+    return [
+        f"{where}.carts: {door}: abandoned carts ride only the plugin's stream (WooCommerce's"
+        " REST API and webhooks carry no carts), so none are tracked until the plugin connects;"
+        " set carts.enabled: false to silence this (docs/carts.md)"
+    ]
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:

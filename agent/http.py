@@ -128,6 +128,12 @@ class HttpServer:
             m.set("woobrevo_inbox_depth", float(row.get("inbox_depth", 0)), site=sid)
             m.set("woobrevo_pending_jobs", float(row.get("pending_jobs", 0)), site=sid)
             m.set("woobrevo_dead_letters_open", float(row.get("dead_letters", 0)), site=sid)
+            carts = row.get("carts") or {}
+            for state in ("active", "abandoned", "recovered", "expired"):
+                m.set("woobrevo_carts", float(carts.get(state) or 0), site=sid, state=state)
+            revenue = float(carts.get("recovered_revenue") or 0)
+            m.set("woobrevo_carts_recovered_revenue", revenue, site=sid)
+            m.set("woobrevo_carts_recovery_rate", float(carts.get("recovery_rate") or 0), site=sid)
             for mode in ("stream", "polling"):
                 m.set("woobrevo_site_mode", float(self._mode(sid) == mode), site=sid, mode=mode)
         also = self._worker_metrics() if self._worker_metrics is not None else []
@@ -156,6 +162,7 @@ class HttpServer:
             row = dict(per_site.get(sid, {}))
             seen = link.last_seen()
             backlog = {k: row.pop(k, 0) for k in ("inbox_depth", "pending_jobs", "dead_letters")}
+            carts = row.pop("carts", None)
             sites[sid] = {
                 "enabled": site.woo.enabled,
                 "mode": self._mode(sid),
@@ -175,6 +182,7 @@ class HttpServer:
                 "polling": None if record.polling is None else record.polling.as_dict(),
                 "backlog": backlog,
                 "last_success": row.pop("last_success", None),
+                "carts": carts,
                 "counters": row,
             }
         return {

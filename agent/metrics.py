@@ -49,6 +49,16 @@ _HELP = {
     "woobrevo_webhook_requests_total": ("counter", "Webhook door requests, by site and outcome."),
     "woobrevo_pending_jobs": ("gauge", "Brevo jobs not done yet, by site (read at scrape time)."),
     "woobrevo_dead_letters_open": ("gauge", "Open dead letters, by site (read at scrape time)."),
+    # Abandoned carts (agent/core/carts.py, agent/store/carts.py), read at scrape time.
+    "woobrevo_carts": (
+        "gauge",
+        "Carts by site and state: active now; abandoned, recovered, expired since the start.",
+    ),
+    "woobrevo_carts_recovered_revenue": (
+        "gauge",
+        "Total of the orders that recovered an abandoned cart, by site.",
+    ),
+    "woobrevo_carts_recovery_rate": ("gauge", "Recovered carts / abandoned carts, by site."),
     # The polling door (agent/doors/poller.py).
     "woobrevo_mode_changes_total": ("counter", "Stream/polling switches, by site and new mode."),
     "woobrevo_poll_rounds_total": ("counter", "Polling rounds completed, by site."),

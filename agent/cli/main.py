@@ -298,8 +298,27 @@ async def _status(cfg: Config) -> dict[str, Any]:
             "last_success": s.get("last_success"),
             "events_in": int(s.get("events_in", 0)),
             "brevo": "dry-run" if site.brevo.is_dry_run else site.brevo.account,
+            "carts": s.get("carts") or {},
         }
     return out
+
+
+def _print_carts(data: dict[str, Any]) -> None:
+    """The abandoned carts table (docs/carts.md), when a site has any."""
+    if not any(any(s["carts"].get(k) for k in ("active", "abandoned")) for s in data.values()):
+        return
+    print(
+        f"\n{'carts':<16} {'active':>7} {'abandoned':>9} {'recovered':>9} {'expired':>7}"
+        f" {'revenue':>11} {'rate':>6}"
+    )
+    for site, s in data.items():
+        c = s["carts"]
+        rate = "-" if c.get("recovery_rate") is None else f"{c['recovery_rate']:.0%}"
+        print(
+            f"{site:<16} {int(c.get('active') or 0):>7} {int(c.get('abandoned') or 0):>9}"
+            f" {int(c.get('recovered') or 0):>9} {int(c.get('expired') or 0):>7}"
+            f" {float(c.get('recovered_revenue') or 0):>11.2f} {rate:>6}"
+        )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -315,6 +334,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(
             f"{site:<16} {s['inbox_depth']:>7} {s['pending_jobs']:>7} {s['dead_letters']:>6}  {last}"
         )
+    _print_carts(data)
     return EXIT_OK
 
 

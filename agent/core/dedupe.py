@@ -124,14 +124,20 @@ def minus_known(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any] 
             for k, v in body.get("attributes", {}).items()
             if known.get("attributes", {}).get(k, _MISSING) != v
         }
-        lists = [i for i in body.get("listIds", []) if i not in set(known.get("listIds", []))]
-        if not attrs and not lists:
+        held = set(known.get("listIds", []))
+        lists = [i for i in body.get("listIds", []) if i not in held]
+        # A list the contact is to leave (an abandoned cart recovered, agent/core/carts.py):
+        # only one Brevo holds it in.
+        unlink = [i for i in body.get("unlinkListIds", []) if i in held]
+        if not attrs and not lists and not unlink:
             return None
-        out = {k: v for k, v in body.items() if k not in ("attributes", "listIds")}
+        out = {k: v for k, v in body.items() if k not in ("attributes", "listIds", "unlinkListIds")}
         if attrs:
             out["attributes"] = attrs
         if lists:
             out["listIds"] = lists
+        if unlink:
+            out["unlinkListIds"] = unlink
         return out
     if kind is Kind.COUPON:
         codes = [c for c in body.get("codes", []) if c not in set(known.get("codes", []))]
@@ -147,7 +153,10 @@ def known_after(kind: Kind, body: dict[str, Any], known: Any) -> dict[str, Any]:
         prev = known or {}
         return {
             "attributes": {**prev.get("attributes", {}), **body.get("attributes", {})},
-            "listIds": sorted(set(prev.get("listIds", [])) | set(body.get("listIds", []))),
+            "listIds": sorted(
+                (set(prev.get("listIds", [])) | set(body.get("listIds", [])))
+                - set(body.get("unlinkListIds", []))
+            ),
         }
     if kind is Kind.COUPON:
         prev_codes = set((known or {}).get("codes", []))

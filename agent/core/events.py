@@ -15,6 +15,7 @@ import orjson
 from agent.core.times import parse_time
 
 __all__ = [
+    "CART_TOPICS",
     "EVENT_ID",
     "Action",
     "Door",
@@ -39,6 +40,7 @@ class Resource(StrEnum):
     PRODUCT = "product"
     VARIATION = "variation"
     COUPON = "coupon"
+    CART = "cart"  # the plugin's cart snapshots (docs/carts.md): the stream door only
 
 
 class Action(StrEnum):
@@ -48,6 +50,7 @@ class Action(StrEnum):
     UPDATED = "updated"
     DELETED = "deleted"
     RESTORED = "restored"
+    EMPTIED = "emptied"  # carts only
 
 
 class Door(StrEnum):
@@ -90,6 +93,8 @@ _RESOURCES = frozenset(r.value for r in Resource)
 # EnumType.__call__ was a tenth of the stream door's parse time (docs/benchmarks.md).
 _RESOURCE_OF = {r.value: r for r in Resource}
 _ACTION_OF = {a.value: a for a in Action}
+# The plugin's cart topics (docs/carts.md); no webhook or REST listing carries carts.
+CART_TOPICS = frozenset({"cart.updated", "cart.emptied", "cart.restored"})
 # An event id (and anything else of ours that lands in a key or a log line): short and safe.
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -149,8 +154,13 @@ def _topic_action(topic: str) -> Action:
     base, _, act = topic.partition(".")
     if base not in _RESOURCES:
         raise _Refused("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
+    if base == "cart":
+        if topic not in CART_TOPICS:
+            known = ", ".join(sorted(CART_TOPICS))
+            raise _Refused("invalid_event", f"topic {topic!r}: a cart topic is one of {known}")
+        return _ACTION_OF[act]
     action = _ACTION_OF.get(act)
-    if action is None:
+    if action is None or action is Action.EMPTIED:
         raise _Refused(
             "invalid_event",
             f"topic {topic!r}: action must be created, updated, deleted or restored",
@@ -166,8 +176,11 @@ def _declared_resource(declared: object, topic: str, payload: dict[str, Any]) ->
     if found is None:
         raise _Refused(
             "unknown_resource",
-            f"resource {declared!r} is not one of customer, order, product, variation, coupon",
+            f"resource {declared!r} is not one of customer, order, product, variation, coupon,"
+            " cart",
         )
+    if (found is Resource.CART) != topic.startswith("cart."):
+        raise _Refused("invalid_event", f"resource {declared!r} does not match topic {topic!r}")
     return found
 
 
@@ -175,13 +188,48 @@ def _check_shape(resource: Resource, action: Action, payload: dict[str, Any]) ->
     """A REST v3 object: a version for everything but customers, an email for customers."""
     if action is Action.DELETED:
         return
-    if resource is Resource.CUSTOMER:
+    if resource is Resource.CART:
+        _check_cart(payload)
+    elif resource is Resource.CUSTOMER:
         if "email" not in payload:
             raise _Refused("invalid_payload", "payload.email: missing (not a REST v3 customer?)")
     elif "date_modified_gmt" not in payload:
         raise _Refused(
             "invalid_payload", "payload.date_modified_gmt: missing (not a REST v3 object?)"
         )
+
+
+_CART_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+_MONEY = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def _check_cart(p: dict[str, Any]) -> None:
+    """A cart snapshot as the plugin sends it (docs/carts.md, the contract of issue 13)."""
+    if not isinstance(p.get("token"), str) or not _CART_TOKEN.match(p["token"]):
+        raise _Refused("invalid_payload", "payload.token: expected the cart's random token")
+    email = p.get("email")
+    if email is not None and (not isinstance(email, str) or "@" not in email):
+        raise _Refused("invalid_payload", "payload.email: expected an address or null")
+    customer = p.get("customer_id", 0)
+    if isinstance(customer, bool) or not isinstance(customer, int) or customer < 0:
+        raise _Refused("invalid_payload", "payload.customer_id: expected 0 or a customer id")
+    items = p.get("items")
+    if not isinstance(items, list):
+        raise _Refused("invalid_payload", "payload.items: expected a list")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("product_id"), int):
+            raise _Refused("invalid_payload", f"payload.items[{i}]: expected a product_id")
+        quantity = item.get("quantity")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
+            raise _Refused("invalid_payload", f"payload.items[{i}].quantity: expected >= 1")
+    totals = p.get("totals")
+    if not isinstance(totals, dict) or not _MONEY.match(str(totals.get("total", ""))):
+        raise _Refused("invalid_payload", "payload.totals.total: expected a money string")
+    currency = p.get("currency")
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+        raise _Refused("invalid_payload", "payload.currency: expected an ISO 4217 code")
+    if "date_modified_gmt" not in p:
+        raise _Refused("invalid_payload", "payload.date_modified_gmt: missing (the version)")
 
 
 def _event_id(raw_id: object, topic: str, payload: dict[str, Any], occurred_at: Any) -> EventId:
@@ -224,6 +272,11 @@ def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) ->
             "invalid_payload", f"payload.id ({payload_id}) does not match resource_id ({rid})"
         )
     resource = _declared_resource(raw.get("resource"), topic, payload)
+    if resource is Resource.CART and door is not Door.STREAM:
+        raise _Refused(
+            "unsupported_door",
+            f"topic {topic!r}: carts ride only the plugin's stream, not the {door.value} door",
+        )
     _check_shape(resource, action, payload)
     try:
         occurred = parse_time(raw.get("occurred_at"))

@@ -83,14 +83,30 @@ class Job:
 def merge_bodies(kind: Kind, old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """Latest wins, except that contacts keep attributes and lists that the newer intent lacks."""
     if kind is Kind.CONTACT:
-        merged = dict(old)
-        merged.update({k: v for k, v in new.items() if k not in ("attributes", "listIds")})
-        merged["attributes"] = {**old.get("attributes", {}), **new.get("attributes", {})}
-        lists = sorted(set(old.get("listIds", [])) | set(new.get("listIds", [])))
-        if lists:
-            merged["listIds"] = lists
-        return merged
+        return _merge_contacts(old, new)
     if kind is Kind.COUPON:
         codes = sorted(set(old.get("codes", [])) | set(new.get("codes", [])))
         return {**new, "codes": codes}
     return new
+
+
+def _merge_contacts(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """Two contact bodies in one: attributes merged, and per list the later word (join or
+    leave). Leaving a list that the queued body was about to join cancels both: the contact
+    never joined it."""
+    merged = dict(old)
+    merged.update(
+        {k: v for k, v in new.items() if k not in ("attributes", "listIds", "unlinkListIds")}
+    )
+    merged["attributes"] = {**old.get("attributes", {}), **new.get("attributes", {})}
+    joining = set(old.get("listIds", []))
+    leave = set(new.get("unlinkListIds", []))
+    lists = sorted((joining | set(new.get("listIds", []))) - leave)
+    unlink = sorted(
+        ((set(old.get("unlinkListIds", [])) - set(new.get("listIds", []))) | leave) - joining
+    )
+    for name, ids in (("listIds", lists), ("unlinkListIds", unlink)):
+        merged.pop(name, None)
+        if ids:
+            merged[name] = ids
+    return merged

@@ -190,6 +190,8 @@ def single_request(job: Job, *, collection_id: str | None = None) -> Request:
     """The single-endpoint call for one job."""
     family = FAMILY_OF_KIND[job.kind]
     body = dict(job.body)
+    if job.kind is Kind.CONTACT and "unlinkListIds" in body:
+        return _leave_lists(job)
     if job.kind is Kind.CONTACT:
         return Request("POST", "/contacts", body, (job,), family)
     if job.kind is Kind.EVENT:
@@ -209,10 +211,29 @@ def single_request(job: Job, *, collection_id: str | None = None) -> Request:
     raise ValueError(f"no endpoint for {job.kind}")
 
 
+def _leave_lists(job: Job) -> Request:
+    """A contact that leaves lists: POST /contacts (create) has no `unlinkListIds`, the batch
+    update has (openapi: updateBatchContacts); it updates only, so the contact must exist
+    (a recovered cart's contact was created when the cart was abandoned)."""
+    item = {
+        k: v
+        for k, v in job.body.items()
+        if k in ("email", "attributes", "listIds", "unlinkListIds") and v
+    }
+    return Request("POST", "/contacts/batch", {"contacts": [item]}, (job,), "contacts")
+
+
 def batch_request(jobs: list[Job], *, collection_id: str | None = None) -> Request:
     """One batch call for jobs of one kind (what does not fit is handed back in extra_jobs)."""
     kind = jobs[0].kind
     family = BATCH_FAMILY[kind]
+    leaving = next((j for j in jobs if "unlinkListIds" in j.body), None)
+    if kind is Kind.CONTACT and leaving is not None:
+        # An import cannot take a contact out of a list: that one goes alone.
+        r = _leave_lists(leaving)
+        return Request(
+            r.method, r.path, r.body, r.jobs, r.family, tuple(j for j in jobs if j is not leaving)
+        )
     if kind is Kind.CONTACT:
         # /contacts/import takes one listIds for the whole file: send the largest group now.
         groups: dict[tuple[int, ...], list[Job]] = {}

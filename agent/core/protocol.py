@@ -243,9 +243,23 @@ def watch_meta(
 
 
 def welcome_message(
-    site: str, *, max_batch: int, max_message_bytes: int, watch: dict[str, list[str]], now: float
+    site: str,
+    *,
+    max_batch: int,
+    max_message_bytes: int,
+    watch: dict[str, list[str]],
+    now: float,
+    carts: tuple[bool, float] = (True, 7 * 86400.0),
+    figures: Mapping[str, float | None] | None = None,
 ) -> str:
-    """The agent's answer to each `hello`."""
+    """The agent's answer to each `hello`. `carts` is (enabled, link_lifetime in seconds): the
+    plugin captures carts when enabled and signs restore links to expire after the lifetime.
+    `figures`, the site's cart figures as /status has them, go along while carts are enabled
+    (the plugin's status panel shows them)."""
+    enabled, lifetime = carts
+    cart_settings: dict[str, Any] = {"enabled": enabled, "link_lifetime": int(lifetime)}
+    if enabled and figures is not None:
+        cart_settings["figures"] = dict(figures)
     return json.dumps(
         {
             "type": "welcome",
@@ -255,6 +269,7 @@ def welcome_message(
             "max_message_bytes": max_message_bytes,
             "watch_meta": watch,
             "server_time": utc_stamp(now),
+            "carts": cart_settings,
         }
     )
 

@@ -32,7 +32,7 @@ from agent.core.proxies import Network, client_address
 from agent.errors import ConfigError
 from agent.metrics import Metrics, count_ingest
 from agent.status import RuntimeStatus, StreamLink
-from agent.store.ports import Ingest, IngestResult
+from agent.store.ports import CartFigures, Ingest, IngestResult
 from agent.tokens import TokenRegistry, token_hash
 
 __all__ = ["StreamServer", "StreamTestHooks", "split_hostport", "tls_context"]
@@ -297,7 +297,7 @@ def _bound_to(slots: _ReadSlots) -> type[_SiteConnection]:
 class StreamServer:
     """`async with StreamServer(...) as s:` listens on `listen` (`agent.listen.stream`);
     `s.port` is bound. Each site's link goes in `status.site(sid).stream`; `tls` (from
-    `tls_context`) makes it wss://."""
+    `tls_context`) makes it wss://. `figures` reads a site's cart figures for each `welcome`."""
 
     def __init__(
         self,
@@ -306,6 +306,7 @@ class StreamServer:
         sites: Mapping[str, SiteConfig],
         status: RuntimeStatus,
         *,
+        figures: CartFigures,
         metrics: Metrics,
         clock: Callable[[], float],
         listen: str,
@@ -315,6 +316,7 @@ class StreamServer:
         hooks: StreamTestHooks | None = None,
     ) -> None:
         self.store = store
+        self.figures = figures
         self.tokens = tokens
         self.status = status
         self.metrics = metrics
@@ -334,6 +336,10 @@ class StreamServer:
         self._recheck: asyncio.Task[None] | None = None
         self._watch = {
             sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in sites.items()
+        }
+        self._carts = {
+            sid: (site.woo.carts.enabled, site.woo.carts.link_lifetime)
+            for sid, site in sites.items()
         }
 
     # -- lifetime -------------------------------------------------------------------------
@@ -605,6 +611,7 @@ class StreamServer:
         link.plugin_version = msg.plugin_version
         link.wp_version = msg.wp_version
         link.wc_version = msg.wc_version
+        carts = self._carts.get(site, (True, 7 * 86400.0))
         await ws.send(
             protocol.welcome_message(
                 site,
@@ -612,8 +619,21 @@ class StreamServer:
                 max_message_bytes=self.limits.max_message_bytes,
                 watch=self._watch.get(site, protocol.watch_meta({})),
                 now=now,
+                carts=carts,
+                figures=await self._cart_figures(site) if carts[0] else None,
             )
         )
+
+    async def _cart_figures(self, site: str) -> dict[str, float | None] | None:
+        """The site's cart figures for its welcome; None when the store cannot say now (the
+        welcome goes without them: the next hello brings them)."""
+        try:
+            return await self.figures.cart_figures(site)
+        except Exception:
+            log.warning(
+                "site %s: cart figures unreadable; welcome without them", site, exc_info=True
+            )
+            return None
 
     async def _events(
         self,

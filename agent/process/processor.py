@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from agent.config import SiteConfig
 from agent.core.aggregates import OrderFact, order_fact
+from agent.core.carts import Cart, CartOutcome, CartSite
 from agent.core.events import Event
 from agent.core.jobs import Outcome
 from agent.core.pipeline import SiteRules, decide
@@ -58,6 +59,7 @@ class Processor:
         self._pruner: asyncio.Task[None] | None = None
         # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).
         self._rules = {sid: SiteRules.of(site) for sid, site in sites.items()}
+        self._carts = {sid: CartSite.of(site) for sid, site in sites.items()}
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
@@ -101,12 +103,43 @@ class Processor:
     def _facts(self, site_id: str, event: Event) -> OrderFact | None:
         return order_fact(event) if site_id in self._rules else None
 
+    def _cart_step(self, site_id: str, event: Event, carts: Sequence[Cart]) -> CartOutcome | None:
+        site = self._carts.get(site_id)
+        return None if site is None else site.on_event(event, carts, self.clock())
+
+    async def fire_timers(self) -> int:
+        """Fire every cart timer due by now, oldest first (agent/store/carts.py); returns how
+        many carts moved on."""
+        now = self.clock()
+
+        def fire(site_id: str, cart: Cart) -> CartOutcome | None:
+            site = self._carts.get(site_id)
+            return None if site is None else site.on_due(cart, now)
+
+        total = 0
+        async with self._lock:
+            while n := await self.store.fire_due_carts(now, fire):
+                total += n
+        if total:
+            self._wake()
+        return total
+
+    async def _idle_for(self) -> float:
+        """How long the loop may wait for new rows: until the next cart timer, at most
+        OTHER_WRITERS_EVERY."""
+        due = await self.store.next_cart_due()
+        if due is None:
+            return OTHER_WRITERS_EVERY
+        return min(OTHER_WRITERS_EVERY, max(0.0, due - self.clock()) + 0.01)
+
     async def drain(self) -> int:
         """Process everything stored so far; returns how many events were processed."""
         total = 0
         async with self._lock:
             while True:
-                n = await self.store.process_pending(BATCH, self._decide, self._facts)
+                n = await self.store.process_pending(
+                    BATCH, self._decide, self._facts, carts=self._cart_step
+                )
                 total += n
                 self.backlogged = n == BATCH
                 if n < BATCH:
@@ -141,6 +174,8 @@ class Processor:
             store.ingested.clear()
             try:
                 await self.drain()
+                await self.fire_timers()
+                idle = await self._idle_for()
             except Exception:
                 # One bad row must not stop the agent; it stays pending and is retried.
                 log.exception("processing failed; retrying in 5s")
@@ -150,5 +185,5 @@ class Processor:
             # set no event here: look again every few seconds.
             # asyncio.timeout, not wait_for (which can swallow close()'s cancel on 3.11).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(OTHER_WRITERS_EVERY):
+                async with asyncio.timeout(idle):
                     await store.ingested.wait()

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from agent.core.aggregates import OrderFact, aggregate, email_facts
+from agent.core.carts import Cart, CartOutcome, cart_from_row, cart_row
 from agent.core.dedupe import Merged, Pending, coalesce, coalesces, reads_known
 from agent.core.jobs import Intent, Kind, canonical
 from agent.store.schema import PENDING
@@ -52,6 +53,7 @@ class Chunk:
         self.objects: dict[tuple[str, str, int], str] = {}
         self.facts: dict[str, dict[int, OrderFact]] = {}  # site → order id → fact
         self.jobs: dict[tuple[str, str], QueuedJob] = {}
+        self.carts: dict[tuple[str, int], Cart] = {}  # (site, cart id) → as this chunk left it
         self.writes: list[tuple[str, tuple[Any, ...]] | QueuedJob] = []
         self.done: list[int] = []
 
@@ -87,6 +89,31 @@ class Chunk:
         ).fetchall()
         stored = {row[0]: OrderFact(*row[1:]) for row in rows}
         return aggregate(email_facts(email, stored, self.facts.get(site, {})), paid)
+
+    def cart(self, site: str, cart_id: int) -> Cart | None:
+        """A cart as kept (agent/core/carts.py)."""
+        cart = self.carts.get((site, cart_id))
+        if cart is not None:
+            return cart
+        row = self.db.execute(
+            "SELECT state FROM carts WHERE site=? AND cart_id=?", (site, cart_id)
+        ).fetchone()
+        return cart_from_row(orjson.loads(row[0])) if row else None
+
+    def open_carts(self, site: str, email: str | None, customer_id: int) -> list[Cart]:
+        """The carts not ended yet of an email or a customer, oldest first."""
+        rows = self.db.execute(
+            "SELECT cart_id FROM carts WHERE site=? AND due IS NOT NULL"
+            " AND (email=? OR (customer_id=? AND customer_id > 0))",
+            (site, email, customer_id),
+        ).fetchall()
+        ids = {r[0] for r in rows} | {
+            cid
+            for (s, cid), c in self.carts.items()
+            if s == site and (c.email == email or (customer_id and c.customer_id == customer_id))
+        }
+        carts = [c for c in (self.cart(site, i) for i in ids) if c is not None and not c.ended]
+        return sorted(carts, key=lambda c: (c.changed_at, c.id))
 
     def _queued(self, account: str, site: str, intent: Intent) -> tuple[QueuedJob | None, bool]:
         """The key's pending job (this chunk's, else the newest stored one), and whether a job
@@ -140,6 +167,38 @@ class Chunk:
                 (site, order_id, *fact),
             )
         )
+
+    def set_carts(self, site: str, outcome: CartOutcome) -> None:
+        """Keep what the cart state machine decided: carts, their intents, the counters."""
+        for cart in outcome.carts:
+            self.carts[(site, cart.id)] = cart
+            self.writes.append(
+                (
+                    "INSERT INTO carts (site, cart_id, status, due, email, customer_id, state)"
+                    " VALUES (?,?,?,?,?,?,?) ON CONFLICT (site, cart_id) DO UPDATE SET"
+                    " status=excluded.status, due=excluded.due, email=excluded.email,"
+                    " customer_id=excluded.customer_id, state=excluded.state",
+                    (
+                        site,
+                        cart.id,
+                        cart.status.value,
+                        cart.due,
+                        cart.email,
+                        cart.customer_id,
+                        orjson.dumps(cart_row(cart)).decode(),
+                    ),
+                )
+            )
+        for intent in outcome.intents:
+            self.add_intent(outcome.account, site, intent)
+        for name, n in outcome.counts:
+            self.writes.append(
+                (
+                    "INSERT INTO stats (site, name, value) VALUES (?,?,?) ON CONFLICT"
+                    " (site, name) DO UPDATE SET value=value+excluded.value",
+                    (site, name, n),
+                )
+            )
 
     def add_intent(self, account: str, site: str, intent: Intent) -> None:
         """Queue what coalescing the intent writes (agent/core/dedupe.py `coalesce`): a new job,

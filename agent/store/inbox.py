@@ -17,9 +17,10 @@ from typing import Any
 import orjson
 
 from agent.core.aggregates import OrderFact, fact_after
+from agent.core.carts import Cart, order_buyer
 from agent.core.events import Event, Rejection, Resource
 from agent.store.chunk import Chunk
-from agent.store.ports import Decide, IngestResult
+from agent.store.ports import CartStep, Decide, IngestResult
 from agent.store.rows import (
     EVENT_COLUMNS,
     bump,
@@ -86,16 +87,22 @@ class InboxMixin(StoreBase):
 
     # -- processing -----------------------------------------------------------------------
 
-    async def process_pending(self, limit: int, decide: Decide, facts: Facts) -> int:
+    async def process_pending(
+        self, limit: int, decide: Decide, facts: Facts, *, carts: CartStep | None = None
+    ) -> int:
         """Process up to `limit` new inbox rows in order, each in its own transaction.
 
         `facts(site, event)` returns an order's (email, status, total, created_at) so that
         aggregates include it; `decide(site, event, prior_state, aggregates_for)` is the pure
-        pipeline. Returns how many rows were processed.
+        pipeline; `carts(site, event, carts)` the cart state machine, for cart events and for
+        the open carts of an order's buyer (without it, cart events change nothing). Returns
+        how many rows were processed.
         """
-        return await self._run(self._process_pending, limit, decide, facts)
+        return await self._run(self._process_pending, limit, decide, facts, carts)
 
-    def _process_pending(self, limit: int, decide: Decide, facts: Facts) -> int:
+    def _process_pending(
+        self, limit: int, decide: Decide, facts: Facts, carts: CartStep | None
+    ) -> int:
         rows = self.db.execute(
             f"SELECT {EVENT_COLUMNS} FROM inbox WHERE state = 0"
             + self._not_held
@@ -111,7 +118,7 @@ class InboxMixin(StoreBase):
         chunk = Chunk(self.db)
         try:
             for row in rows:
-                self._process_row(chunk, row[1], event_from_row(row), decide, facts)
+                self._process_row(chunk, row[1], event_from_row(row), decide, facts, carts)
                 chunk.done.append(row[0])
             with self._tx():
                 chunk.apply()
@@ -120,14 +127,16 @@ class InboxMixin(StoreBase):
             # the bad row becomes a dead letter and the rows behind it are not blocked.
             log.warning("processing a batch of %d failed; isolating the bad event", len(rows))
             for row in rows:
-                self._process_alone(row, decide, facts)
+                self._process_alone(row, decide, facts, carts)
         return len(rows)
 
-    def _process_alone(self, row: Sequence[Any], decide: Decide, facts: Facts) -> None:
+    def _process_alone(
+        self, row: Sequence[Any], decide: Decide, facts: Facts, carts: CartStep | None
+    ) -> None:
         seq, site = row[0], row[1]
         try:
             chunk = Chunk(self.db)
-            self._process_row(chunk, site, event_from_row(row), decide, facts)
+            self._process_row(chunk, site, event_from_row(row), decide, facts, carts)
             chunk.done.append(seq)
             with self._tx():
                 chunk.apply()
@@ -148,8 +157,18 @@ class InboxMixin(StoreBase):
                 db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
 
     def _process_row(
-        self, chunk: Chunk, site: str, event: Event, decide: Decide, facts: Facts
+        self,
+        chunk: Chunk,
+        site: str,
+        event: Event,
+        decide: Decide,
+        facts: Facts,
+        carts: CartStep | None,
     ) -> None:
+        if event.resource is Resource.CART:
+            kept = chunk.cart(site, event.resource_id)
+            self._run_carts(chunk, site, event, [] if kept is None else [kept], carts)
+            return
         key = (site, event.resource.value, event.resource_id)
         prior = chunk.prior(key)
         stored = chunk.fact(site, event.resource_id) if event.resource is Resource.ORDER else None
@@ -165,6 +184,9 @@ class InboxMixin(StoreBase):
             chunk.set_object(key, orjson.dumps(outcome.object_state).decode())
         for intent in outcome.intents:
             chunk.add_intent(outcome.account, site, intent)
+        buyer = order_buyer(event) if carts is not None else None
+        if buyer is not None:
+            self._run_carts(chunk, site, event, chunk.open_carts(site, buyer[0], buyer[1]), carts)
         for code, message in outcome.dead:
             chunk.writes.append(
                 dead_letter_insert(
@@ -177,6 +199,17 @@ class InboxMixin(StoreBase):
                     json.dumps({"topic": event.topic, "payload": event.payload}),
                 )
             )
+
+    @staticmethod
+    def _run_carts(
+        chunk: Chunk, site: str, event: Event, kept: list[Cart], carts: CartStep | None
+    ) -> None:
+        """The cart state machine on a cart event, or on an order and its buyer's open carts."""
+        if carts is None or (event.resource is not Resource.CART and not kept):
+            return
+        outcome = carts(site, event, kept)
+        if outcome is not None:
+            chunk.set_carts(site, outcome)
 
     # -- retention ------------------------------------------------------------------------
 

@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.core.aggregates import OrderFact
+from agent.core.carts import Cart, CartOutcome
 from agent.core.events import Event, Rejection
 from agent.core.jobs import Job, Kind, Outcome
 from agent.core.pipeline import Aggregates
 
 __all__ = [
+    "CartFigures",
+    "CartFire",
+    "CartStep",
+    "CartTimers",
     "DeadLetter",
     "DeadLetters",
     "Decide",
@@ -34,6 +39,14 @@ __all__ = [
 # The pure pipeline as the store calls it: (site, event, prior state, aggregates) → outcome
 # (agent/core/pipeline.py `decide`, wrapped by agent/process/processor.py).
 Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates], Outcome]
+
+
+# The cart state machine as the store calls it (agent/core/carts.py `CartSite`, with the
+# processor's clock): a cart event with the cart as kept, or an order with its buyer's open
+# carts → what to keep and send; None for a site no longer in the config.
+CartStep = Callable[[str, Event, Sequence[Cart]], CartOutcome | None]
+# A cart whose timer came due → its outcome (None: the site is no longer in the config).
+CartFire = Callable[[str, Cart], CartOutcome | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +113,26 @@ class SiteState(MetaStore, Ingest, Protocol):
     async def last_received(self, site: str, door: str) -> float | None: ...
 
 
-class InboxQueue(Protocol):
-    """The processor's port: new inbox rows in order, through the pure pipeline, into jobs."""
+class CartTimers(Protocol):
+    """The processor's timer pass: the carts that came due fire, in due order, each with its
+    Brevo jobs in the transaction that moves it on (a restart loses none, fires none twice)."""
+
+    async def fire_due_carts(self, now: float, fire: CartFire, *, limit: int = ...) -> int: ...
+
+    async def next_cart_due(self) -> float | None: ...
+
+
+class CartFigures(Protocol):
+    """The stream door's read for each `welcome`: one site's cart figures as /status has them
+    (`active`, `abandoned`, `recovered`, `expired`, `converted`, `emptied`,
+    `recovered_revenue`, `recovery_rate`), for the plugin's status panel."""
+
+    async def cart_figures(self, site: str) -> dict[str, float | None]: ...
+
+
+class InboxQueue(CartTimers, Protocol):
+    """The processor's port: new inbox rows in order, through the pure pipeline, into jobs;
+    and the cart timers that came due."""
 
     ingested: asyncio.Event
 
@@ -110,6 +141,8 @@ class InboxQueue(Protocol):
         limit: int,
         decide: Decide,
         facts: Callable[[str, Event], OrderFact | None],
+        *,
+        carts: CartStep | None = None,
     ) -> int: ...
 
     async def prune_inbox(self, before: float, *, batch: int = ...) -> int: ...

@@ -7,7 +7,8 @@ from pathlib import Path
 
 __all__ = ["INFLIGHT", "PENDING", "SCHEMA_VERSION", "connect"]
 
-SCHEMA_VERSION = 1
+# 2: `carts` (issue 13); a version-1 file gains the table when opened.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -93,6 +94,20 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     state TEXT NOT NULL DEFAULT 'open'
 );
 CREATE INDEX IF NOT EXISTS dead_open ON dead_letters (state, site);
+-- abandoned carts (agent/core/carts.py): each cart's state and its next due time
+CREATE TABLE IF NOT EXISTS carts (
+    site TEXT NOT NULL,
+    cart_id INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    due REAL,
+    email TEXT,
+    customer_id INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    PRIMARY KEY (site, cart_id)
+);
+CREATE INDEX IF NOT EXISTS carts_due ON carts (due, site, cart_id) WHERE due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS carts_email ON carts (site, email) WHERE due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS carts_customer ON carts (site, customer_id) WHERE due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS stats (
     site TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -128,7 +143,9 @@ def connect(
     db.execute("PRAGMA foreign_keys=ON")
     db.executescript(_SCHEMA)
     db.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
+        " DO UPDATE SET value=excluded.value WHERE CAST(value AS INTEGER) < CAST(excluded.value"
+        " AS INTEGER)",
         (str(SCHEMA_VERSION),),
     )
     if recover:

@@ -8,6 +8,7 @@
 - jobs.py: claim, complete, retry, dead-letter a job;
 - deadletters.py: list, retry, drop kept failures;
 - meta.py: keyed values, watermarks, object versions, /status counters;
+- carts.py: cart timers (the carts that came due fire, once) and the carts' figures;
 - rows.py: rows more than one of them writes.
 
 The rules these apply (coalescing, what Brevo already holds, which jobs a claim may take, an
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.store.carts import CartsMixin
 from agent.store.deadletters import DeadLettersMixin
 from agent.store.inbox import InboxMixin
 from agent.store.jobs import JobsMixin
-from agent.store.meta import MetaMixin
 
 if TYPE_CHECKING:
     from agent.store.ports import (
+        CartFigures,
+        CartTimers,
         DeadLetters,
         InboxQueue,
         Ingest,
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(InboxMixin, JobsMixin, DeadLettersMixin, MetaMixin):
+class SqliteStore(InboxMixin, JobsMixin, DeadLettersMixin, CartsMixin):
     """The embedded store. Use as `async with SqliteStore(path) as store:`.
 
     `SqliteStore(path, *, recover=True, writes="plain", held_sites=())`: see tx.py
@@ -50,6 +53,16 @@ if TYPE_CHECKING:
 
     def _implements_every_port(
         store: SqliteStore,
-    ) -> tuple[Ingest, SiteState, InboxQueue, JobQueue, DeadLetters, MetaStore, Status]:
+    ) -> tuple[
+        Ingest,
+        SiteState,
+        InboxQueue,
+        JobQueue,
+        DeadLetters,
+        MetaStore,
+        Status,
+        CartTimers,
+        CartFigures,
+    ]:
         """mypy fails here when the store stops satisfying one of its ports."""
-        return store, store, store, store, store, store, store
+        return store, store, store, store, store, store, store, store, store

@@ -63,16 +63,15 @@ def test_the_original_config_passes_check_as_it_is(tmp_path: Path) -> None:
     assert {"topic": "order.completed", "event": "order_fulfilled"} in hooks
     assert resolved["resolved_sites"][0]["brevo"]["dry_run_effective"] is True
     warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: ")]
-    # product.created, product.updated, coupon.created mapped to events, and abandoned_cart
-    assert len(warnings) == 4, out.stderr
+    # product.created, product.updated, coupon.created mapped to events
+    assert len(warnings) == 3, out.stderr
     product = next(w for w in warnings if "product.created -> product_added" in w)
     assert "a Brevo event needs a contact" in product
     assert "ecommerce catalogue" in product
     coupon = next(w for w in warnings if "coupon.created -> coupon_created" in w)
     assert "coupon collection 'WooCommerce'" in coupon
-    cart = next(w for w in warnings if "lists.abandoned_cart" in w)
-    assert "not used yet" in cart and "52" in cart
-    assert "valid (1 site(s), 4 warning(s))" in out.stderr
+    assert not [w for w in warnings if "abandoned_cart" in w]
+    assert "valid (1 site(s), 3 warning(s))" in out.stderr
 
 
 def test_the_original_config_runs_and_maps_order_completed(tmp_path: Path) -> None:
@@ -254,7 +253,6 @@ def test_every_config_key_is_read_by_the_agent_or_warned_about() -> None:
     import agent.config as config_module
 
     not_read_elsewhere = {
-        ("Lists", "abandoned_cart"): "warned by config_warnings: not used yet",
         ("SiteEntry", "overrides"): "merged into each site by Config.resolved_sites",
         ("SiteEntry", "override_keys"): "merged into each site by Config.resolved_sites",
         ("Config", "connectors"): "merged into each site by Config.resolved_sites",

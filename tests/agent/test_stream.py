@@ -388,6 +388,20 @@ async def test_hello_is_a_heartbeat_and_feeds_status(tmp_path: Path) -> None:
                     "coupon": [],
                 },
                 "server_time": "1970-01-12T13:46:40Z",
+                "carts": {
+                    "enabled": True,
+                    "link_lifetime": 7 * 86400,
+                    "figures": {
+                        "active": 0,
+                        "abandoned": 0,
+                        "recovered": 0,
+                        "expired": 0,
+                        "converted": 0,
+                        "emptied": 0,
+                        "recovered_revenue": 0.0,
+                        "recovery_rate": None,
+                    },
+                },
             }
             link = app.status.site("a").stream
             assert link.connections == 1
