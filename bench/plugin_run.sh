@@ -2,6 +2,7 @@
 # The plugin's benchmarks in one go: sets up the test WordPress (tests/php/run.sh --setup-only:
 # private MariaDB, Debian's WordPress, the plugin, the WooCommerce double), runs
 #   bench/plugin_order_save.php                     plugin on vs off on an order save
+#   bench/plugin_cart_view.php                      plugin on vs off on a page view over an unchanged cart
 #   bench/plugin_shipper_throughput.php             PHP client → agent, no WordPress (wire), 1 and 4 batches in flight
 #   bench/plugin_shipper_throughput.php --shipper   WooBrevo_Shipper::tick() in WordPress → agent, as shipped
 #                                                   (new) and the previous path (old), in ABBA order
@@ -15,6 +16,7 @@ WOOBREVO_WP_DIR="$(sed -n 's/^WOOBREVO_WP_SINGLE=//p' "$ENV_FILE")"
 export WOOBREVO_WP_DIR
 cd "$REPO"
 php bench/plugin_order_save.php --orders 50 --rounds 20
+php bench/plugin_cart_view.php --views 200 --rounds 20
 php bench/plugin_shipper_throughput.php --events 10000
 php bench/plugin_shipper_throughput.php --events 10000 --pipeline 4
 php bench/plugin_shipper_throughput.php --shipper --events 3000 --variants new,old,old,new

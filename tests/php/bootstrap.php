@@ -36,6 +36,8 @@ require_once __DIR__ . '/includes/class-woobrevo-testcase.php';
 
 // Tests never ship at shutdown (the shipper tests drive WooBrevo_Shipper themselves).
 add_filter( 'woobrevo_ship_on_shutdown', '__return_false' );
+// PHPUnit has printed before any test: a real WooCommerce's session cookie cannot be sent (it would raise a notice).
+add_filter( 'woocommerce_set_cookie_enabled', '__return_false' );
 add_filter(
 	'wp_die_handler',
 	static function () {

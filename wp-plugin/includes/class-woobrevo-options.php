@@ -34,6 +34,15 @@ final class WooBrevo_Options {
 	public const MAX_BATCH         = 'woobrevo_max_batch';
 	public const MAX_MESSAGE_BYTES = 'woobrevo_max_message_bytes';
 
+	/** Abandoned carts: the guest capture setting, the welcome's `carts` field, the restore links' HMAC secret. */
+	public const GUEST_CARTS        = 'woobrevo_guest_carts';
+	public const CARTS_ENABLED      = 'woobrevo_carts_enabled';
+	public const CART_LINK_LIFETIME = 'woobrevo_cart_link_lifetime';
+	public const CART_SECRET        = 'woobrevo_cart_secret';
+
+	/** The site's cart figures from the agent's last welcome that carried them, and when (not autoloaded). */
+	public const CART_FIGURES = 'woobrevo_cart_figures';
+
 	/** Connection state for the status panel. */
 	public const LAST_ACK   = 'woobrevo_last_ack';
 	public const LAST_ERROR = 'woobrevo_last_error';
@@ -72,6 +81,11 @@ final class WooBrevo_Options {
 		self::BACKOFF_STEP,
 		self::MAX_BATCH,
 		self::MAX_MESSAGE_BYTES,
+		self::GUEST_CARTS,
+		self::CARTS_ENABLED,
+		self::CART_LINK_LIFETIME,
+		self::CART_SECRET,
+		self::CART_FIGURES,
 	);
 
 	/** Every transient with a fixed name (removed on uninstall; notices expire within a minute). */

@@ -33,6 +33,9 @@ final class WooBrevo_Payloads {
 		$resource = (string) $row['resource'];
 		$id       = (int) $row['resource_id'];
 		$extra    = isset( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : array();
+		if ( 'cart' === $resource ) {
+			return WooBrevo_Carts::stored_snapshot( $id ); // Taken in the shopper's request: no REST route has carts.
+		}
 		if ( str_ends_with( (string) $row['topic'], '.deleted' ) ) {
 			$body = array( 'id' => $id );
 			if ( 'variation' === $resource && ! empty( $extra['parent_id'] ) ) {
@@ -76,7 +79,7 @@ final class WooBrevo_Payloads {
 			$resource = (string) $row['resource'];
 			$id       = (int) $row['resource_id'];
 			try {
-				if ( str_ends_with( (string) $row['topic'], '.deleted' ) ) {
+				if ( 'cart' === $resource || str_ends_with( (string) $row['topic'], '.deleted' ) ) {
 					$out[ $key ] = $this->build( $row, $watch_meta );
 					continue;
 				}

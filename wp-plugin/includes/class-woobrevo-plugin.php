@@ -37,6 +37,13 @@ final class WooBrevo_Plugin {
 	private WooBrevo_Capture $capture;
 
 	/**
+	 * Cart capture and restore.
+	 *
+	 * @var WooBrevo_Carts
+	 */
+	private WooBrevo_Carts $carts;
+
+	/**
 	 * Settings screen.
 	 *
 	 * @var WooBrevo_Settings
@@ -55,6 +62,7 @@ final class WooBrevo_Plugin {
 	 */
 	private function __construct() {
 		$this->capture  = new WooBrevo_Capture();
+		$this->carts    = new WooBrevo_Carts();
 		$this->settings = new WooBrevo_Settings();
 		$this->network  = new WooBrevo_Network();
 	}
@@ -187,6 +195,7 @@ final class WooBrevo_Plugin {
 		$c = $this->capture;
 		$s = $this->settings;
 		$n = $this->network;
+		$k = $this->carts;
 		return array(
 			// Schema and multisite life cycle.
 			array( 'init', array( 'WooBrevo_Schema', 'maybe_upgrade' ), 5, 0 ),
@@ -239,6 +248,15 @@ final class WooBrevo_Plugin {
 			array( 'woocommerce_process_shop_coupon_meta', array( $c, 'action_woocommerce_process_shop_coupon_meta' ), 10, 1 ),
 			array( 'woocommerce_trash_coupon', array( $c, 'action_woocommerce_trash_coupon' ), 10, 1 ),
 			array( 'woocommerce_delete_coupon', array( $c, 'action_woocommerce_delete_coupon' ), 10, 1 ),
+			// Carts: snapshots, the guest's e-mail (classic and block checkout), the restore link.
+			array( 'woocommerce_cart_updated', array( $k, 'action_woocommerce_cart_updated' ), 10, 0 ),
+			array( 'woocommerce_cart_emptied', array( $k, 'action_woocommerce_cart_emptied' ), 10, 0 ),
+			array( 'woocommerce_checkout_order_processed', array( $k, 'action_woocommerce_checkout_order_processed' ), 10, 1 ),
+			array( 'woocommerce_store_api_checkout_order_processed', array( $k, 'action_woocommerce_store_api_checkout_order_processed' ), 10, 1 ),
+			array( 'woocommerce_store_api_cart_update_customer_from_request', array( $k, 'action_woocommerce_store_api_cart_update_customer_from_request' ), 10, 2 ),
+			array( 'rest_api_init', array( $k, 'action_rest_api_init' ), 10, 0 ),
+			array( 'wp_enqueue_scripts', array( $k, 'action_wp_enqueue_scripts' ), 10, 0 ),
+			array( 'wp_loaded', array( $k, 'action_wp_loaded' ), 30, 0 ),
 			// wp-admin post paths (trash, restore, delete) and posts-storage meta.
 			array( 'trashed_post', array( $c, 'action_trashed_post' ), 10, 1 ),
 			array( 'untrashed_post', array( $c, 'action_untrashed_post' ), 10, 2 ),

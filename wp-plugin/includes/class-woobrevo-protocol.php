@@ -32,6 +32,12 @@ final class WooBrevo_Protocol {
 	/** The smallest message limit the plugin believes (a smaller one is a misconfiguration). */
 	public const MIN_MESSAGE_BYTES = 65536;
 
+	/** How long a restore link stays valid when the agent does not say (seconds). */
+	public const DEFAULT_CART_LINK_LIFETIME = 604800;
+
+	/** The counts among a welcome's cart figures the plugin keeps (docs/protocol.md, `carts.figures`). */
+	public const CART_COUNTS = array( 'active', 'abandoned', 'recovered', 'expired' );
+
 	/** The resources whose meta a welcome's watch_meta names. */
 	public const RESOURCES = array( 'customer', 'order', 'product', 'coupon' );
 
@@ -122,8 +128,9 @@ final class WooBrevo_Protocol {
 	/**
 	 * Parses one message from the agent.
 	 *
-	 * - `welcome`: {type, site, max_batch, max_message_bytes, watch_meta, server_time}, limits
-	 *   defaulted and bounded (max_batch ≥ 1, max_message_bytes ≥ MIN_MESSAGE_BYTES);
+	 * - `welcome`: {type, site, max_batch, max_message_bytes, watch_meta, server_time, carts,
+	 *   cart_figures}, limits defaulted and bounded (max_batch ≥ 1, max_message_bytes ≥
+	 *   MIN_MESSAGE_BYTES), cart_figures null unless `carts.figures` is whole and well typed;
 	 * - `ack`: {type, batch (null when missing), accepted: string[], rejected: list of {id, code, message}},
 	 *   entries that cannot name an event dropped;
 	 * - `error`: {type, code, message};
@@ -169,7 +176,7 @@ final class WooBrevo_Protocol {
 	 * The fields of a welcome the plugin uses.
 	 *
 	 * @param array<string, mixed> $message Decoded welcome.
-	 * @return array{type: string, site: string, max_batch: int, max_message_bytes: int, watch_meta: array<string, mixed>, server_time: string}
+	 * @return array{type: string, site: string, max_batch: int, max_message_bytes: int, watch_meta: array<string, mixed>, server_time: string, carts: array{enabled: bool, link_lifetime: int}, cart_figures: array{active: int, abandoned: int, recovered: int, expired: int, recovered_revenue: float, recovery_rate: float|null}|null}
 	 */
 	private static function parse_welcome( array $message ): array {
 		return array(
@@ -179,6 +186,67 @@ final class WooBrevo_Protocol {
 			'max_message_bytes' => max( self::MIN_MESSAGE_BYTES, self::integer( $message['max_message_bytes'] ?? null, self::DEFAULT_MAX_MESSAGE_BYTES ) ),
 			'watch_meta'        => is_array( $message['watch_meta'] ?? null ) ? $message['watch_meta'] : array(),
 			'server_time'       => self::text( $message['server_time'] ?? null, '' ),
+			'carts'             => self::carts( $message['carts'] ?? null ),
+			'cart_figures'      => self::cart_figures( is_array( $message['carts'] ?? null ) ? ( $message['carts']['figures'] ?? null ) : null ),
+		);
+	}
+
+	/**
+	 * A welcome's `carts.figures` (the site's cart figures, for the status panel): counts as
+	 * non-negative integers, the recovered revenue a non-negative number, the recovery rate one
+	 * or null (nothing abandoned yet). Anything missing or of another type: null, all of it
+	 * (no figures rather than wrong ones; an older agent sends none).
+	 *
+	 * @param mixed $value The field.
+	 * @return array{active: int, abandoned: int, recovered: int, expired: int, recovered_revenue: float, recovery_rate: float|null}|null
+	 */
+	private static function cart_figures( $value ): ?array {
+		if ( ! is_array( $value ) || ! array_key_exists( 'recovery_rate', $value ) ) {
+			return null;
+		}
+		$figures = array();
+		foreach ( self::CART_COUNTS as $key ) {
+			$count = $value[ $key ] ?? null;
+			if ( ! is_int( $count ) || $count < 0 ) {
+				return null;
+			}
+			$figures[ $key ] = $count;
+		}
+		$revenue = self::amount( $value['recovered_revenue'] ?? null );
+		$rate    = $value['recovery_rate'];
+		if ( null === $revenue || ( null !== $rate && null === self::amount( $rate ) ) ) {
+			return null;
+		}
+		$figures['recovered_revenue'] = $revenue;
+		$figures['recovery_rate']     = null === $rate ? null : self::amount( $rate );
+		return $figures;
+	}
+
+	/**
+	 * A JSON number that is finite and not negative, as a float; null for anything else.
+	 *
+	 * @param mixed $value Field value.
+	 * @return float|null
+	 */
+	private static function amount( $value ): ?float {
+		if ( ! is_int( $value ) && ! is_float( $value ) ) {
+			return null;
+		}
+		return is_finite( (float) $value ) && $value >= 0 ? (float) $value : null;
+	}
+
+	/**
+	 * A welcome's `carts` field: capture on, links valid 7 days, unless the agent says otherwise
+	 * (an older agent sends no field). A lifetime is at least a minute.
+	 *
+	 * @param mixed $value The field.
+	 * @return array{enabled: bool, link_lifetime: int}
+	 */
+	private static function carts( $value ): array {
+		$value = is_array( $value ) ? $value : array();
+		return array(
+			'enabled'       => ! array_key_exists( 'enabled', $value ) || false !== $value['enabled'],
+			'link_lifetime' => max( 60, self::integer( $value['link_lifetime'] ?? null, self::DEFAULT_CART_LINK_LIFETIME ) ),
 		);
 	}
 

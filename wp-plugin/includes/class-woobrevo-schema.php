@@ -1,6 +1,6 @@
 <?php
 /**
- * The outbox table: created and upgraded with dbDelta, checked against a stored schema version
+ * The outbox and carts tables: created and upgraded with dbDelta, checked against a stored schema version
  * on `init` (priority 5) as WooCommerce's WC_Install does, per site in a network.
  *
  * @package WooBrevo
@@ -16,7 +16,7 @@ defined( 'ABSPATH' ) || exit;
 final class WooBrevo_Schema {
 
 	/** Bump when the table definition changes; init runs dbDelta when the stored one is lower. */
-	public const VERSION = 2;
+	public const VERSION = 3;
 
 	/** Option holding the installed schema version, per site. */
 	public const VERSION_OPTION = WooBrevo_Options::SCHEMA_VERSION;
@@ -34,6 +34,44 @@ final class WooBrevo_Schema {
 		global $wpdb;
 		$prefix = null === $blog_id ? $wpdb->prefix : $wpdb->get_blog_prefix( $blog_id );
 		return $prefix . 'woobrevo_outbox';
+	}
+
+	/**
+	 * The carts table name for a site.
+	 *
+	 * @param int|null $blog_id Site id; null for the current site.
+	 * @return string
+	 */
+	public static function carts_table( ?int $blog_id = null ): string {
+		global $wpdb;
+		$prefix = null === $blog_id ? $wpdb->prefix : $wpdb->get_blog_prefix( $blog_id );
+		return $prefix . 'woobrevo_carts';
+	}
+
+	/**
+	 * The carts table (schema 3): one row per captured cart, its random token, who it belongs to
+	 * (session key: the user id, or WooCommerce's guest session id), the hash of its last
+	 * snapshot and the snapshot itself (shipped as the payload of its cart.* events).
+	 *
+	 * @return string
+	 */
+	public static function carts_table_sql(): string {
+		global $wpdb;
+		$table   = self::carts_table();
+		$collate = $wpdb->get_charset_collate();
+		return "CREATE TABLE {$table} (
+id bigint(20) unsigned NOT NULL auto_increment,
+token char(32) NOT NULL,
+session_key varchar(100) NOT NULL,
+customer_id bigint(20) unsigned NOT NULL default 0,
+email varchar(200) NOT NULL default '',
+hash char(32) NOT NULL default '',
+snapshot longtext NULL,
+snapshot_gmt datetime NULL,
+PRIMARY KEY  (id),
+UNIQUE KEY token (token),
+KEY session_key (session_key)
+) {$collate};";
 	}
 
 	/**
@@ -90,9 +128,15 @@ KEY resource (resource,resource_id)
 	public static function install(): void {
 		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
 		dbDelta( self::table_sql() );
+		dbDelta( self::carts_table_sql() );
 		add_option( WooBrevo_Options::OUTBOX_EPOCH, bin2hex( random_bytes( 6 ) ) );
+		add_option( WooBrevo_Options::CART_SECRET, bin2hex( random_bytes( 32 ) ), '', false );
 		add_option( WooBrevo_Options::TLS_VERIFY, '1' );
 		add_option( WooBrevo_Options::WATCH_META, array() );
+		// Read on page views that load a cart: autoloaded, so they cost no query.
+		add_option( WooBrevo_Options::GUEST_CARTS, '1' );
+		add_option( WooBrevo_Options::CARTS_ENABLED, '1' );
+		add_option( WooBrevo_Options::CART_LINK_LIFETIME, WooBrevo_Protocol::DEFAULT_CART_LINK_LIFETIME );
 		// Secrets and bulky lists are not autoloaded.
 		add_option( WooBrevo_Options::REJECTED, array(), '', false );
 		update_option( self::VERSION_OPTION, self::VERSION );
@@ -149,6 +193,7 @@ KEY resource (resource,resource_id)
 	public static function filter_wpmu_drop_tables( $tables, $blog_id ): array {
 		$tables   = (array) $tables;
 		$tables[] = self::table( (int) $blog_id );
+		$tables[] = self::carts_table( (int) $blog_id );
 		return $tables;
 	}
 
@@ -161,6 +206,8 @@ KEY resource (resource,resource_id)
 		global $wpdb;
 		$table = self::table();
 		$wpdb->query( "DROP TABLE IF EXISTS `{$table}`" ); // phpcs:ignore -- the name is ours, not input.
+		$carts = self::carts_table();
+		$wpdb->query( "DROP TABLE IF EXISTS `{$carts}`" ); // phpcs:ignore -- the name is ours, not input.
 		foreach ( WooBrevo_Options::ALL as $option ) {
 			delete_option( $option );
 		}

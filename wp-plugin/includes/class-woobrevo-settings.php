@@ -42,8 +42,15 @@ final class WooBrevo_Settings {
 		'last_error'        => array( WooBrevo_Options::LAST_ERROR, '' ),
 		'connected'         => array( WooBrevo_Options::CONNECTED, 0 ), // Unix time of the last successful tick, 0 when down.
 		'max_batch'         => array( WooBrevo_Options::MAX_BATCH, 100 ),
-		'max_message_bytes' => array( WooBrevo_Options::MAX_MESSAGE_BYTES, 8388608 ),
+		'max_message_bytes'  => array( WooBrevo_Options::MAX_MESSAGE_BYTES, 8388608 ),
+		'guest_carts'        => array( WooBrevo_Options::GUEST_CARTS, '1' ),
+		'carts_enabled'      => array( WooBrevo_Options::CARTS_ENABLED, '1' ),
+		'cart_link_lifetime' => array( WooBrevo_Options::CART_LINK_LIFETIME, WooBrevo_Protocol::DEFAULT_CART_LINK_LIFETIME ),
+		'cart_figures'       => array( WooBrevo_Options::CART_FIGURES, array() ), // {figures, at}: the last welcome's cart figures.
 	);
+
+	/** Settings kept out of WordPress's autoloaded options (read only on the settings screen, or secret). */
+	private const NOT_AUTOLOADED = array( 'token', 'cart_figures' );
 
 	/**
 	 * Sites (blog ids) whose connection settings changed in this request; shipped at `shutdown`.
@@ -55,7 +62,7 @@ final class WooBrevo_Settings {
 	/**
 	 * Reads a setting of the current site.
 	 *
-	 * @param string $key One of agent_url, token, payload_user, tls_verify, ca_file, watch_meta, last_ack, last_error, connected, max_batch, max_message_bytes.
+	 * @param string $key One of agent_url, token, payload_user, tls_verify, ca_file, watch_meta, last_ack, last_error, connected, max_batch, max_message_bytes, guest_carts, carts_enabled, cart_link_lifetime, cart_figures.
 	 * @return mixed
 	 * @throws InvalidArgumentException For an unknown key.
 	 */
@@ -75,7 +82,7 @@ final class WooBrevo_Settings {
 	}
 
 	/**
-	 * Writes a setting of the current site (the token is not autoloaded).
+	 * Writes a setting of the current site (the token and the cart figures are not autoloaded).
 	 *
 	 * @param string $key   Setting key.
 	 * @param mixed  $value Value.
@@ -86,7 +93,7 @@ final class WooBrevo_Settings {
 		if ( ! isset( self::OPTIONS[ $key ] ) ) {
 			throw new InvalidArgumentException( 'unknown woobrevo setting: ' . $key );
 		}
-		update_option( self::OPTIONS[ $key ][0], $value, 'token' === $key ? false : null );
+		update_option( self::OPTIONS[ $key ][0], $value, in_array( $key, self::NOT_AUTOLOADED, true ) ? false : null );
 	}
 
 	/**
@@ -284,6 +291,13 @@ final class WooBrevo_Settings {
 							<p><label for="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>"><?php esc_html_e( 'CA file', 'woobrevo' ); ?></label> <input name="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" id="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" type="text" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'ca_file' ) ); ?>" placeholder="/etc/ssl/certs/ca-certificates.crt" /></p>
 						</td>
 					</tr>
+					<tr>
+						<th scope="row"><?php esc_html_e( 'Abandoned carts', 'woobrevo' ); ?></th>
+						<td>
+							<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::GUEST_CARTS ); ?>" value="1" <?php checked( '1', (string) self::get( 'guest_carts' ) ); ?> /> <?php esc_html_e( 'Capture guest carts', 'woobrevo' ); ?></label>
+							<p class="description"><?php esc_html_e( "A guest's cart is captured once the e-mail address is typed at checkout. Logged-in shoppers' carts are always captured while the agent asks for carts.", 'woobrevo' ); ?></p>
+						</td>
+					</tr>
 				</table>
 				<?php submit_button( __( 'Save settings', 'woobrevo' ) ); ?>
 			</form>
@@ -299,6 +313,8 @@ final class WooBrevo_Settings {
 				<tr><th><?php esc_html_e( 'Outbox depth', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) $outbox->depth() ); ?></td></tr>
 				<tr><th><?php esc_html_e( 'Last error', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) self::get( 'last_error' ) ); ?></td></tr>
 			</table>
+			<h2><?php esc_html_e( 'Abandoned carts', 'woobrevo' ); ?></h2>
+			<?php self::render_cart_figures(); ?>
 			<h2><?php esc_html_e( 'Rejected events', 'woobrevo' ); ?></h2>
 			<?php $rejected = $outbox->rejected( 50 ); ?>
 			<?php if ( ! $rejected ) : ?>
@@ -321,6 +337,75 @@ final class WooBrevo_Settings {
 			<?php endif; ?>
 		</div>
 		<?php
+	}
+
+	/**
+	 * The status panel's "Abandoned carts": the figures of the agent's last welcome that
+	 * carried them (docs/carts.md, "Seeing it work"), and when they came.
+	 *
+	 * @return void
+	 */
+	private static function render_cart_figures(): void {
+		$stored  = (array) self::get( 'cart_figures' );
+		$figures = is_array( $stored['figures'] ?? null ) ? $stored['figures'] : null;
+		if ( '1' !== (string) self::get( 'carts_enabled' ) ) {
+			echo '<p class="woobrevo-cart-figures">' . esc_html__( 'The agent has abandoned carts switched off for this site (carts.enabled).', 'woobrevo' ) . '</p>';
+			return;
+		}
+		if ( null === $figures ) {
+			echo '<p class="woobrevo-cart-figures">' . esc_html__( 'No figures yet: they come with the next answer from the agent.', 'woobrevo' ) . '</p>';
+			return;
+		}
+		$counts = array(
+			'active'    => __( 'Active', 'woobrevo' ),
+			'abandoned' => __( 'Abandoned', 'woobrevo' ),
+			'recovered' => __( 'Recovered', 'woobrevo' ),
+			'expired'   => __( 'Expired', 'woobrevo' ),
+		);
+		?>
+		<table class="widefat striped woobrevo-cart-figures">
+			<?php foreach ( $counts as $key => $label ) : ?>
+				<tr><th><?php echo esc_html( $label ); ?></th><td><?php echo esc_html( number_format_i18n( (int) ( $figures[ $key ] ?? 0 ) ) ); ?></td></tr>
+			<?php endforeach; ?>
+			<tr><th><?php esc_html_e( 'Recovered revenue', 'woobrevo' ); ?></th><td><?php echo wp_kses_post( self::money( (float) ( $figures['recovered_revenue'] ?? 0 ) ) ); ?></td></tr>
+			<tr><th><?php esc_html_e( 'Recovery rate', 'woobrevo' ); ?></th><td><?php echo esc_html( self::rate_text( $figures['recovery_rate'] ?? null ) ); ?></td></tr>
+		</table>
+		<p class="description">
+			<?php
+			/* translators: %s: date and time (UTC) the agent sent these figures, e.g. "2026-12-06 01:25:05 UTC". */
+			echo esc_html( sprintf( __( 'As of %s.', 'woobrevo' ), self::time_text( (int) ( $stored['at'] ?? 0 ) ) ) );
+			?>
+		</p>
+		<?php
+	}
+
+	/**
+	 * An amount in the store's currency: WooCommerce's own formatting (HTML), or the number and
+	 * the currency code when wc_price() is not there.
+	 *
+	 * @param float $amount Amount.
+	 * @return string HTML.
+	 */
+	private static function money( float $amount ): string {
+		if ( function_exists( 'wc_price' ) ) {
+			return (string) wc_price( $amount );
+		}
+		$currency = function_exists( 'get_woocommerce_currency' ) ? (string) get_woocommerce_currency() : '';
+		return esc_html( trim( number_format_i18n( $amount, 2 ) . ' ' . $currency ) );
+	}
+
+	/**
+	 * The recovery rate as a percentage.
+	 *
+	 * @param mixed $rate Recovered / abandoned; null before the first abandonment.
+	 * @return string
+	 */
+	private static function rate_text( $rate ): string {
+		if ( ! is_int( $rate ) && ! is_float( $rate ) ) {
+			return __( 'none abandoned yet', 'woobrevo' );
+		}
+		/* translators: %s: the recovery rate as a percentage number, e.g. "33.3". */
+		return sprintf( __( '%s%%', 'woobrevo' ), number_format_i18n( $rate * 100, 1 ) );
 	}
 
 	/**
@@ -403,6 +488,7 @@ final class WooBrevo_Settings {
 		self::set( 'payload_user', isset( $_POST[ WooBrevo_Options::PAYLOAD_USER ] ) ? max( 0, absint( wp_unslash( $_POST[ WooBrevo_Options::PAYLOAD_USER ] ) ) ) : 0 );
 		self::set( 'tls_verify', empty( $_POST[ WooBrevo_Options::TLS_VERIFY ] ) ? '0' : '1' );
 		self::set( 'ca_file', isset( $_POST[ WooBrevo_Options::CA_FILE ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::CA_FILE ] ) ) : '' );
+		self::set( 'guest_carts', empty( $_POST[ WooBrevo_Options::GUEST_CARTS ] ) ? '0' : '1' );
 		return true;
 	}
 

@@ -387,7 +387,8 @@ final class WooBrevo_Shipper {
 
 	/**
 	 * Keeps a welcome's limits and watch_meta for this shipper, and caches them in the options
-	 * for the capture hooks (watch_meta) and the status screen; written only on change.
+	 * for the capture hooks (watch_meta) and the status screen; written only on change. The cart
+	 * figures, when the welcome has them, are kept with the time received.
 	 *
 	 * @param array<string, mixed> $welcome A welcome from WooBrevo_Protocol::parse().
 	 */
@@ -402,6 +403,19 @@ final class WooBrevo_Shipper {
 			if ( (int) WooBrevo_Settings::get( $key ) !== $this->welcome[ $key ] ) {
 				WooBrevo_Settings::set( $key, $this->welcome[ $key ] );
 			}
+		}
+		if ( isset( $welcome['carts'] ) && is_array( $welcome['carts'] ) ) {
+			WooBrevo_Carts::remember_settings( $welcome['carts'] );
+		}
+		if ( isset( $welcome['cart_figures'] ) && is_array( $welcome['cart_figures'] ) ) {
+			// The status panel's "Abandoned carts", as of this welcome (every tick brings fresh ones).
+			WooBrevo_Settings::set(
+				'cart_figures',
+				array(
+					'figures' => $welcome['cart_figures'],
+					'at'      => (int) $this->now(),
+				)
+			);
 		}
 	}
 

@@ -137,9 +137,36 @@ final class ShipperTest extends TestCase {
 		$this->assertGreaterThan( 0, (int) WooBrevo_Settings::get( 'connected' ) );
 		$watch = WooBrevo_Settings::get( 'watch_meta' );
 		$this->assertContains( 'loyalty_points', $watch['customer'] ?? array() );
+		$this->assertSame( 604800, WooBrevo_Settings::get( 'cart_link_lifetime' ), "the welcome's carts field (or its default) is stored" );
 		$status = json_decode( (string) file_get_contents( sprintf( 'http://127.0.0.1:%d/status', self::$agent['http_port'] ) ), true );
 		$this->assertIsArray( $status );
 		$this->assertStringContainsString( '"default"', (string) json_encode( $status ) );
+	}
+
+	public function test_heartbeat_keeps_the_agents_cart_figures_with_the_time_received(): void {
+		delete_option( WooBrevo_Options::CART_FIGURES );
+		$this->assertSame( array(), WooBrevo_Settings::get( 'cart_figures' ) );
+		$t0    = time();
+		$stats = $this->shipper()->tick();
+		$this->assertNull( $stats['error'] );
+		$stored = WooBrevo_Settings::get( 'cart_figures' );
+		$this->assertSame(
+			array(
+				'active'            => 0,
+				'abandoned'         => 0,
+				'recovered'         => 0,
+				'expired'           => 0,
+				'recovered_revenue' => 0.0,
+				'recovery_rate'     => null,
+			),
+			$stored['figures'],
+			"the agent's figures of a site without carts yet"
+		);
+		$this->assertGreaterThanOrEqual( $t0, $stored['at'] );
+		$this->assertLessThanOrEqual( time(), $stored['at'] );
+		global $wpdb;
+		$autoload = $wpdb->get_var( $wpdb->prepare( "SELECT autoload FROM {$wpdb->options} WHERE option_name = %s", WooBrevo_Options::CART_FIGURES ) ); // phpcs:ignore -- test: the stored row itself.
+		$this->assertContains( $autoload, array( 'no', 'off' ), 'read by the settings screen only: not autoloaded' );
 	}
 
 	public function test_rejected_events_are_recorded_and_their_rows_deleted(): void {

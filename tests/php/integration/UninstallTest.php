@@ -57,6 +57,7 @@ final class UninstallTest extends WooBrevo_TestCase {
 			wp_cache_flush();
 			$this->assertSame( array(), self::stored() );
 			$this->assertSame( array(), $wpdb->get_col( $wpdb->prepare( 'SHOW TABLES LIKE %s', WooBrevo_Schema::table() ) ) );
+			$this->assertSame( array(), $wpdb->get_col( $wpdb->prepare( 'SHOW TABLES LIKE %s', WooBrevo_Schema::carts_table() ) ) );
 			$this->assertFalse( wp_next_scheduled( 'woobrevo_ship' ) );
 		} finally {
 			// Back to the state the other tests expect: the table, and the options as they were.
@@ -73,5 +74,6 @@ final class UninstallTest extends WooBrevo_TestCase {
 			}
 		}
 		$this->assertSame( array( WooBrevo_Schema::table() ), $wpdb->get_col( $wpdb->prepare( 'SHOW TABLES LIKE %s', WooBrevo_Schema::table() ) ) );
+		$this->assertSame( array( WooBrevo_Schema::carts_table() ), $wpdb->get_col( $wpdb->prepare( 'SHOW TABLES LIKE %s', WooBrevo_Schema::carts_table() ) ) );
 	}
 }

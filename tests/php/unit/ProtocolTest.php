@@ -20,7 +20,7 @@ require_once dirname( __DIR__, 3 ) . '/wp-plugin/includes/class-woobrevo-protoco
 final class ProtocolTest extends TestCase {
 
 	/** The agent's welcome_message() for docs/protocol.md's example. */
-	private const WELCOME = '{"type": "welcome", "site": "default", "protocol": 1, "max_batch": 100, "max_message_bytes": 8388608, "watch_meta": {"customer": ["loyalty_points"], "order": [], "product": [], "coupon": []}, "server_time": "2026-11-27T06:30:00Z"}';
+	private const WELCOME = '{"type": "welcome", "site": "default", "protocol": 1, "max_batch": 100, "max_message_bytes": 8388608, "watch_meta": {"customer": ["loyalty_points"], "order": [], "product": [], "coupon": []}, "server_time": "2026-11-27T06:30:00Z", "carts": {"enabled": true, "link_lifetime": 604800, "figures": {"active": 3, "abandoned": 4, "recovered": 1, "expired": 2, "converted": 5, "emptied": 0, "recovered_revenue": 39.0, "recovery_rate": 0.25}}}';
 
 	/** The agent's ack_message() for docs/protocol.md's example. */
 	private const ACK = '{"type": "ack", "batch": "b-1732689000-3", "accepted": ["a1b2c3d4-1042"], "rejected": [{"id": "a1b2c3d4-1043", "code": "invalid_payload", "message": "events[1]: payload.id (7) does not match resource_id (8)"}]}';
@@ -126,9 +126,59 @@ final class ProtocolTest extends TestCase {
 					'coupon'   => array(),
 				),
 				'server_time'       => '2026-11-27T06:30:00Z',
+				'carts'             => array(
+					'enabled'       => true,
+					'link_lifetime' => 604800,
+				),
+				'cart_figures'      => array(
+					'active'            => 3,
+					'abandoned'         => 4,
+					'recovered'         => 1,
+					'expired'           => 2,
+					'recovered_revenue' => 39.0,
+					'recovery_rate'     => 0.25,
+				),
 			),
 			WooBrevo_Protocol::parse( self::WELCOME )
 		);
+	}
+
+	public function test_welcome_cart_figures_whole_and_well_typed_or_none(): void {
+		$figures = static function ( array $changes ): ?array {
+			$value = array_merge(
+				array(
+					'active'            => 0,
+					'abandoned'         => 2,
+					'recovered'         => 1,
+					'expired'           => 0,
+					'recovered_revenue' => 12,
+					'recovery_rate'     => 0.5,
+				),
+				$changes
+			);
+			return WooBrevo_Protocol::parse( (string) json_encode( array( 'type' => 'welcome', 'carts' => array( 'figures' => $value ) ) ) )['cart_figures'];
+		};
+		$this->assertSame( 12.0, $figures( array() )['recovered_revenue'], 'an integer amount is a number too' );
+		$this->assertNull( $figures( array( 'recovery_rate' => null ) )['recovery_rate'], 'nothing abandoned yet' );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome"}' )['cart_figures'], 'an older agent sends none' );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome","carts":{"enabled":false,"link_lifetime":60}}' )['cart_figures'], 'carts off: none' );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome","carts":{"figures":[1,2]}}' )['cart_figures'] );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome","carts":"yes"}' )['cart_figures'] );
+		$malformed = array(
+			array( 'active' => '3' ),
+			array( 'abandoned' => -1 ),
+			array( 'recovered' => 1.5 ),
+			array( 'expired' => null ),
+			array( 'recovered_revenue' => '39.00' ),
+			array( 'recovered_revenue' => -5 ),
+			array( 'recovery_rate' => 'half' ),
+			array( 'recovery_rate' => -0.1 ),
+		);
+		foreach ( $malformed as $changes ) {
+			$this->assertNull( $figures( $changes ), 'malformed: ' . json_encode( $changes ) );
+		}
+		$missing = json_encode( array( 'type' => 'welcome', 'carts' => array( 'figures' => array( 'active' => 1, 'abandoned' => 0, 'recovered' => 0, 'expired' => 0, 'recovered_revenue' => 0 ) ) ) );
+		$this->assertNull( WooBrevo_Protocol::parse( (string) $missing )['cart_figures'], 'no recovery_rate at all' );
 	}
 
 	public function test_welcome_limits_are_defaulted_and_bounded(): void {

@@ -342,6 +342,18 @@ class WC_Product extends WCD_Post_Data {
 		return '' !== $sale ? $sale : (string) $this->get_prop( 'regular_price' );
 	}
 
+	public function get_image_id() {
+		return (int) get_post_thumbnail_id( $this->id );
+	}
+
+	public function get_permalink() {
+		return (string) get_permalink( $this->id );
+	}
+
+	public function is_in_stock() {
+		return 'outofstock' !== $this->get_prop( 'stock_status' );
+	}
+
 	public function is_on_sale() {
 		return '' !== (string) $this->get_prop( 'sale_price' ) && (float) $this->get_prop( 'sale_price' ) < (float) $this->get_prop( 'regular_price' );
 	}

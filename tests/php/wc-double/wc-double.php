@@ -3,7 +3,8 @@
  * WooCommerce test double (loaded as a must-use plugin by tests/php/run.sh when no real
  * WooCommerce is given through WOOBREVO_WC_DIR). It provides only what WooBrevo touches:
  * WC_VERSION, WooCommerce/WC(), the CRUD classes and functions, FeaturesUtil, OrderUtil and the
- * wc/v3 REST routes for single objects, shaped like real WooCommerce 10.0.2 responses (templates/).
+ * wc/v3 REST routes for single objects, shaped like real WooCommerce 10.0.2 responses (templates/),
+ * and the Store API's cart/update-customer route the block checkout posts the e-mail to.
  *
  * @package WooBrevo\Tests
  */
@@ -17,11 +18,18 @@ if ( ! defined( 'WC_VERSION' ) ) {
 require_once __DIR__ . '/wc-double-utilities.php';
 require_once __DIR__ . '/wc-double-data.php';
 require_once __DIR__ . '/wc-double-rest.php';
+require_once __DIR__ . '/wc-double-cart.php';
 
 /** The main class, as far as anything asks for it. */
 final class WooCommerce {
 	/** @var string */
 	public $version = WC_VERSION;
+	/** @var WC_Cart|null The cart, once wc_load_cart() ran. */
+	public $cart = null;
+	/** @var WC_Session_Handler|null */
+	public $session = null;
+	/** @var WC_Customer|null The session's customer, once wc_load_cart() ran. */
+	public $customer = null;
 	/** @var WooCommerce|null */
 	private static $instance = null;
 
