@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.kit import UNIT, until
@@ -36,6 +38,11 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def children_of(pid: int) -> list[int]:
+    """The process ids `pid` started (Linux)."""
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def token(name: str) -> str:
@@ -105,7 +112,13 @@ class Php:
 class Agent:
     """`python -m agent.cli run` with a generated config; stop() and start() keep its ports."""
 
-    def __init__(self, state: Path, sites: list[dict[str, Any]], brevo: Any) -> None:
+    def __init__(
+        self,
+        state: Path,
+        sites: list[dict[str, Any]],
+        brevo: Any,
+        woocommerce: dict[str, Any] | None = None,
+    ) -> None:
         self.state = state
         self.port = free_port()
         self.http_port = free_port()
@@ -133,6 +146,7 @@ class Agent:
                     },
                     "lists": {"all_customers": 50, "buyers": 51},
                     "webhooks": [{"topic": "order.created", "event": "order_placed"}],
+                    **(woocommerce or {}),
                 }
             },
             "sites": sites,
@@ -184,6 +198,37 @@ class Agent:
                 await self.proc.wait()
         self.proc = None
 
+    async def kill(self) -> None:
+        """kill -9 of the whole agent, the doors process and its worker (agent/process/worker.py)
+        at once: the doors are frozen first, so they cannot start another worker meanwhile."""
+        assert self.proc is not None and self.proc.returncode is None, "the agent is not running"
+        pid = self.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        for child in children_of(pid):
+            os.kill(child, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        assert await self.proc.wait() == -signal.SIGKILL
+        self.proc = None
+
+    async def status(self) -> dict[str, Any]:
+        """The agent's /status document."""
+        url = f"http://127.0.0.1:{self.http_port}/status"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200, await response.text()
+            document: dict[str, Any] = await response.json()
+        return document
+
+    def carts(self, site: str = "default") -> dict[int, tuple[str, float | None]]:
+        """cart id → (status, next due time) of every cart the agent keeps for `site`."""
+        db = sqlite3.connect(self.state / "state" / "woobrevo.sqlite3")
+        try:
+            rows = db.execute("SELECT cart_id, status, due FROM carts WHERE site = ?", (site,))
+            return {int(c): (str(s), None if d is None else float(d)) for c, s, d in rows}
+        except sqlite3.OperationalError:  # the worker has not made the table yet
+            return {}
+        finally:
+            db.close()
+
     def inbox(self) -> list[tuple[str, str, str, int]]:
         """(site, event_id, topic, resource_id) of every stored event, in arrival order."""
         db = sqlite3.connect(self.state / "state" / "woobrevo.sqlite3")
@@ -211,8 +256,12 @@ async def brevo() -> AsyncIterator[Any]:
 async def make_agent(tmp_path: Path, brevo: Any) -> AsyncIterator[Any]:
     agents: list[Agent] = []
 
-    async def make(sites: list[tuple[str, str]] | list[tuple[str, str, dict[str, Any]]]) -> Agent:
-        """Sites as (id, token) or (id, token, extra site keys such as brevo_id_prefix)."""
+    async def make(
+        sites: list[tuple[str, str]] | list[tuple[str, str, dict[str, Any]]],
+        woocommerce: dict[str, Any] | None = None,
+    ) -> Agent:
+        """Sites as (id, token) or (id, token, extra site keys such as brevo_id_prefix);
+        `woocommerce` replaces keys of the connectors.woocommerce block (lists, carts)."""
         state = tmp_path / f"agent{len(agents)}"
         state.mkdir()
         entries = [
@@ -223,7 +272,7 @@ async def make_agent(tmp_path: Path, brevo: Any) -> AsyncIterator[Any]:
             }
             for site in sites
         ]
-        agent = Agent(state, entries, brevo)
+        agent = Agent(state, entries, brevo, woocommerce)
         agents.append(agent)
         await agent.start()
         return agent
