@@ -21,47 +21,12 @@ $woobrevo_orders = (int) ( $woobrevo_opts['orders'] ?? 50 );
 $woobrevo_rounds = (int) ( $woobrevo_opts['rounds'] ?? 20 );
 
 require dirname( __DIR__ ) . '/tests/php/wp-env/load.php';
+require __DIR__ . '/plugin_bench.php';
 
 add_filter( 'woobrevo_ship_on_shutdown', '__return_false' );
 // No agent: nothing may try the network anyway; a configured URL proves that no save opens a socket.
 WooBrevo_Settings::set( 'agent_url', 'ws://192.0.2.1:9/v1/stream' );
 WooBrevo_Settings::set( 'token', 'bench-token-0123456789abcdefghijklmnop' );
-
-/**
- * Removes every WooBrevo callback from every hook; returns them for woobrevo_bench_restore().
- *
- * @return array<int, array{0: string, 1: callable, 2: int, 3: int}>
- */
-function woobrevo_bench_unhook(): array {
-	global $wp_filter;
-	$removed = array();
-	foreach ( $wp_filter as $hook => $filter ) {
-		foreach ( $filter->callbacks as $priority => $callbacks ) {
-			foreach ( $callbacks as $callback ) {
-				$fn    = $callback['function'];
-				$owner = is_array( $fn ) ? ( is_object( $fn[0] ) ? get_class( $fn[0] ) : (string) $fn[0] ) : '';
-				if ( 0 === strpos( $owner, 'WooBrevo_' ) ) {
-					$removed[] = array( $hook, $fn, $priority, $callback['accepted_args'] );
-				}
-			}
-		}
-	}
-	foreach ( $removed as $r ) {
-		remove_filter( $r[0], $r[1], $r[2] );
-	}
-	return $removed;
-}
-
-/**
- * Puts the callbacks back.
- *
- * @param array<int, array{0: string, 1: callable, 2: int, 3: int}> $removed From woobrevo_bench_unhook().
- */
-function woobrevo_bench_restore( array $removed ): void {
-	foreach ( $removed as $r ) {
-		add_filter( $r[0], $r[1], $r[2], $r[3] );
-	}
-}
 
 // Orders to update: created once, outside the measurement.
 $woobrevo_ids = array();
@@ -98,23 +63,9 @@ for ( $round = 0; $round < $woobrevo_rounds; $round++ ) {
 	}
 }
 
-/**
- * Median and 95th percentile of a list of milliseconds.
- *
- * @param float[] $ms Times.
- * @return array{median: float, p95: float, mean: float}
- */
-function woobrevo_bench_stats( array $ms ): array {
-	sort( $ms );
-	return array(
-		'median' => round( $ms[ intdiv( count( $ms ), 2 ) ], 3 ),
-		'p95'    => round( $ms[ (int) floor( count( $ms ) * 0.95 ) ], 3 ),
-		'mean'   => round( array_sum( $ms ) / count( $ms ), 3 ),
-	);
-}
 
-$woobrevo_on  = woobrevo_bench_stats( $woobrevo_times['on'] );
-$woobrevo_off = woobrevo_bench_stats( $woobrevo_times['off'] );
+$woobrevo_on  = woobrevo_bench_stats( $woobrevo_times['on'], 3 );
+$woobrevo_off = woobrevo_bench_stats( $woobrevo_times['off'], 3 );
 $woobrevo_new = $woobrevo_outbox->depth() - $woobrevo_rows0;
 echo wp_json_encode(
 	array(
