@@ -60,6 +60,10 @@ class Processor:
         # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).
         self._rules = {sid: SiteRules.of(site) for sid, site in sites.items()}
         self._carts = {sid: CartSite.of(site) for sid, site in sites.items()}
+        # No site tracks carts: an order costs no look-up of its buyer's open carts.
+        self._cart_step_or_none = (
+            self._cart_step if any(c.rules.enabled for c in self._carts.values()) else None
+        )
 
     async def __aenter__(self) -> Processor:
         self._task = asyncio.create_task(self._loop(), name="processor")
@@ -124,10 +128,14 @@ class Processor:
             self._wake()
         return total
 
-    async def _idle_for(self) -> float:
-        """How long the loop may wait for new rows: until the next cart timer, at most
-        OTHER_WRITERS_EVERY."""
+    async def _timers(self) -> float:
+        """Fire the cart timers due by now; return how long the loop may wait for new rows:
+        until the next timer, at most OTHER_WRITERS_EVERY. One read when nothing is due (the
+        common case, after every drain)."""
         due = await self.store.next_cart_due()
+        if due is not None and due <= self.clock():
+            await self.fire_timers()
+            due = await self.store.next_cart_due()
         if due is None:
             return OTHER_WRITERS_EVERY
         return min(OTHER_WRITERS_EVERY, max(0.0, due - self.clock()) + 0.01)
@@ -138,7 +146,7 @@ class Processor:
         async with self._lock:
             while True:
                 n = await self.store.process_pending(
-                    BATCH, self._decide, self._facts, carts=self._cart_step
+                    BATCH, self._decide, self._facts, carts=self._cart_step_or_none
                 )
                 total += n
                 self.backlogged = n == BATCH
@@ -174,8 +182,7 @@ class Processor:
             store.ingested.clear()
             try:
                 await self.drain()
-                await self.fire_timers()
-                idle = await self._idle_for()
+                idle = await self._timers()
             except Exception:
                 # One bad row must not stop the agent; it stays pending and is retried.
                 log.exception("processing failed; retrying in 5s")
