@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from agent.config import Config, SiteConfig, load_config
+from agent.doors.brevo_hooks import BrevoHookDoor
 from agent.doors.poller import Pollers
 from agent.doors.stream import StreamServer, StreamTestHooks, tls_context
 from agent.doors.webhooks import WebhookDoor
@@ -134,6 +135,7 @@ class App:
                 self.sites,
                 self.status,
                 figures=self.store,
+                holdings=self.store,
                 metrics=self.metrics,
                 clock=self.clock,
                 listen=agent.listen.stream,
@@ -153,6 +155,16 @@ class App:
             max_body=agent.stream.max_message_bytes,
             proxies=agent.trusted_proxies,
         )
+        # Brevo's marketing webhooks: who unsubscribed or rejoined a list (suppressions).
+        brevo_hooks = BrevoHookDoor(
+            self.store,
+            self.sites,
+            self.status,
+            metrics=self.metrics,
+            clock=self.clock,
+            max_body=agent.stream.max_message_bytes,
+            proxies=agent.trusted_proxies,
+        )
         # Brevo readiness and the worker's series come from whichever process forwards.
         worker = self.worker
         self.http = await stack.enter_async_context(
@@ -161,6 +173,7 @@ class App:
                 self.sites,
                 self.status,
                 webhooks,
+                brevo_hooks,
                 metrics=self.metrics,
                 clock=self.clock,
                 listen=agent.listen.http,

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -25,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.core.pipeline import LIFECYCLE_DEFAULTS
 from agent.core.proxies import Network, parse_network
 from agent.core.woo import (
     DEFAULT_PAID_STATUSES,
@@ -43,6 +45,7 @@ __all__ = [
     "CartsSection",
     "Config",
     "ConfigError",
+    "ConsentSection",
     "Duration",
     "PollingSection",
     "SiteConfig",
@@ -205,6 +208,13 @@ class BrevoSection(_Model):
     coupon_collection: str = "WooCommerce"
     max_backoff: Duration = Field(
         60.0, description="longest wait between retries of a failing call"
+    )
+    webhook_secret: str | None = Field(
+        None,
+        description=(
+            "the bearer token Brevo's marketing webhooks present to POST /webhooks/brevo/{site}"
+            " (env WOOBREVO_BREVO_WEBHOOK_SECRET)"
+        ),
     )
 
     @field_validator("rate_limits")
@@ -391,6 +401,60 @@ class CartsSection(_Model):
         return self
 
 
+class DoubleOptIn(_Model):
+    """Brevo double opt-in for new subscribers (POST /contacts/doubleOptinConfirmation)."""
+
+    template_id: int = Field(ge=1, description="the Brevo DOI template (its id in Brevo)")
+    redirect_url: str = Field(description="where Brevo sends the person after confirming")
+
+    @field_validator("redirect_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parsed = urlsplit(v)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(
+                f"expected an http(s) URL such as https://shop.example/thanks; got {v!r}"
+            )
+        return v
+
+
+class ConsentSection(_Model):
+    """Marketing consent (docs/privacy.md): who joins the marketing lists and gets events."""
+
+    mode: Literal["implied", "required"] = Field(
+        "implied",
+        description=(
+            "implied: every customer joins the lists (as before); required: only those whose"
+            " consent record says subscribed"
+        ),
+    )
+    transactional_events: tuple[str, ...] = Field(
+        (),
+        description="Brevo event names still sent, in required mode, to contacts who did not opt in",
+    )
+    double_opt_in: DoubleOptIn | None = None
+
+    @field_validator("transactional_events")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for name in v:
+            if not _EVENT_NAME.match(name):
+                raise ValueError(f"Brevo event names are 1-255 of [A-Za-z0-9_-]; got {name!r}")
+        return tuple(dict.fromkeys(v))
+
+
+class PrivacySection(_Model):
+    """What a `privacy.erase` from the plugin does in Brevo (docs/privacy.md)."""
+
+    erasure: Literal["delete", "blocklist"] = Field(
+        "delete",
+        description=(
+            "delete: DELETE the contact in Brevo; blocklist: keep it blocklisted (so it is"
+            " never mailed again) with its mapped attributes emptied"
+        ),
+    )
+
+
 class WooSection(_Model):
     """The seed's `connectors.woocommerce` block; every key can be overridden per site."""
 
@@ -432,6 +496,8 @@ class WooSection(_Model):
     polling: PollingSection = PollingSection()
     backfill: BackfillSection = BackfillSection()
     carts: CartsSection = CartsSection()
+    consent: ConsentSection = ConsentSection()
+    privacy: PrivacySection = PrivacySection()
 
     @field_validator("customer_mapping")
     @classmethod
@@ -582,6 +648,9 @@ def _env_defaults(data: dict[str, Any], env: Mapping[str, str]) -> None:
     brevo = data.setdefault("brevo", {}) if isinstance(data.get("brevo", {}), dict) else None
     if brevo is not None and not brevo.get("api_key") and env.get("BREVO_API_KEY"):
         brevo["api_key"] = env["BREVO_API_KEY"]
+    hook_secret = env.get("WOOBREVO_BREVO_WEBHOOK_SECRET")
+    if brevo is not None and not brevo.get("webhook_secret") and hook_secret:
+        brevo["webhook_secret"] = hook_secret
     conn = data.get("connectors")
     woo = conn.get("woocommerce") if isinstance(conn, dict) else None
     if isinstance(woo, dict):
@@ -760,7 +829,22 @@ def config_warnings(cfg: Config) -> list[str]:
         if problem is not None:
             warnings.append(f"{where}: {problem}")
         warnings += _cart_warnings(where, woo)
+        warnings += _consent_warnings(where, woo)
     return warnings
+
+
+def _consent_warnings(where: str, woo: WooSection) -> list[str]:
+    """A transactional event that no topic maps to is never sent: the name is likely a typo."""
+    sent = {hook.event for hook in woo.webhooks} | set(LIFECYCLE_DEFAULTS.values())
+    if woo.carts.enabled:
+        sent |= {woo.carts.event, woo.carts.recovered_event}
+    return [
+        f"{where}.consent.transactional_events: {name!r} is no event this site sends (none of"
+        f" webhooks, the lifecycle defaults or the cart events maps to it), so it changes"
+        f" nothing; check the spelling or remove it"
+        for name in woo.consent.transactional_events
+        if name not in sent
+    ]
 
 
 def _cart_warnings(where: str, woo: WooSection) -> list[str]:

@@ -1,8 +1,10 @@
-"""The agent's HTTP server: the webhook door, and /healthz, /readyz, /metrics, /status.
+"""The agent's HTTP server: the webhook doors (WooCommerce's and Brevo's), and /healthz,
+/readyz, /metrics, /status.
 
 One aiohttp `AppRunner` owned by `HttpServer` (opened in `__aenter__`, closed in `__aexit__`).
 Nothing here prints a secret: /status is built from runtime state and store counters only,
-never from the config's secret keys.
+never from the config's secret keys; there is no access log (`access_log=None`), so the Brevo
+door's `?token=` never reaches one.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 from aiohttp import web
 
 from agent.config import SiteConfig
+from agent.core.brevo_hooks import BREVO_HOOK_ROUTE
 from agent.core.webhooks import WEBHOOK_ROUTE
+from agent.doors.brevo_hooks import BrevoHookDoor
 from agent.doors.stream import split_hostport
 from agent.doors.webhooks import WebhookDoor
 from agent.metrics import Metrics
@@ -42,6 +46,7 @@ class HttpServer:
         sites: Mapping[str, SiteConfig],
         status: RuntimeStatus,
         webhooks: WebhookDoor,
+        brevo_hooks: BrevoHookDoor,
         *,
         metrics: Metrics,
         clock: Callable[[], float],
@@ -54,6 +59,7 @@ class HttpServer:
         self._sites = sites
         self._status = status
         self.webhooks = webhooks
+        self.brevo_hooks = brevo_hooks
         self._metrics = metrics
         self._clock = clock
         self._listen = listen
@@ -66,6 +72,7 @@ class HttpServer:
     async def __aenter__(self) -> HttpServer:
         web_app = web.Application(client_max_size=self.webhooks.max_body)
         web_app.router.add_post(WEBHOOK_ROUTE, self.webhooks.handle)
+        web_app.router.add_post(BREVO_HOOK_ROUTE, self.brevo_hooks.handle)
         web_app.router.add_get("/healthz", self.healthz)
         web_app.router.add_get("/readyz", self.readyz)
         web_app.router.add_get("/metrics", self.metrics)
@@ -134,6 +141,9 @@ class HttpServer:
             revenue = float(carts.get("recovered_revenue") or 0)
             m.set("woobrevo_carts_recovered_revenue", revenue, site=sid)
             m.set("woobrevo_carts_recovery_rate", float(carts.get("recovery_rate") or 0), site=sid)
+            erasures = row.get("erasures") or {}
+            for state in ("done", "pending"):
+                m.set("woobrevo_erasures", float(erasures.get(state) or 0), site=sid, state=state)
             for mode in ("stream", "polling"):
                 m.set("woobrevo_site_mode", float(self._mode(sid) == mode), site=sid, mode=mode)
         also = self._worker_metrics() if self._worker_metrics is not None else []
@@ -163,6 +173,7 @@ class HttpServer:
             seen = link.last_seen()
             backlog = {k: row.pop(k, 0) for k in ("inbox_depth", "pending_jobs", "dead_letters")}
             carts = row.pop("carts", None)
+            erasures = row.pop("erasures", None)
             sites[sid] = {
                 "enabled": site.woo.enabled,
                 "mode": self._mode(sid),
@@ -179,10 +190,13 @@ class HttpServer:
                 "wc_version": link.wc_version,
                 "batches_in_flight_max": link.batches_in_flight_max,
                 "last_webhook": record.webhook.last_delivery,
+                "last_brevo_webhook": record.brevo_hook.last_delivery,
+                "last_brevo_event": record.brevo_hook.last_event,
                 "polling": None if record.polling is None else record.polling.as_dict(),
                 "backlog": backlog,
                 "last_success": row.pop("last_success", None),
                 "carts": carts,
+                "erasures": erasures,
                 "counters": row,
             }
         return {

@@ -47,6 +47,14 @@ _HELP = {
         "Stream connections closed for a protocol error, by site and code.",
     ),
     "woobrevo_webhook_requests_total": ("counter", "Webhook door requests, by site and outcome."),
+    "woobrevo_brevo_webhook_requests_total": (
+        "counter",
+        "Brevo webhook door requests, by site and outcome.",
+    ),
+    "woobrevo_brevo_webhook_events_total": (
+        "counter",
+        "Brevo webhook events, by site, event and outcome (recorded or ignored).",
+    ),
     "woobrevo_pending_jobs": ("gauge", "Brevo jobs not done yet, by site (read at scrape time)."),
     "woobrevo_dead_letters_open": ("gauge", "Open dead letters, by site (read at scrape time)."),
     # Abandoned carts (agent/core/carts.py, agent/store/carts.py), read at scrape time.
@@ -59,6 +67,15 @@ _HELP = {
         "Total of the orders that recovered an abandoned cart, by site.",
     ),
     "woobrevo_carts_recovery_rate": ("gauge", "Recovered carts / abandoned carts, by site."),
+    # Erasures (privacy.erase: agent/core/privacy.py, agent/store/privacy.py).
+    "woobrevo_erasures_total": (
+        "counter",
+        "Erasures finished, by site and outcome (done, or refused by Brevo: purged anyway).",
+    ),
+    "woobrevo_erasures": (
+        "gauge",
+        "Erasures by site and state: done since the start, pending (read at scrape time).",
+    ),
     # The polling door (agent/doors/poller.py).
     "woobrevo_mode_changes_total": ("counter", "Stream/polling switches, by site and new mode."),
     "woobrevo_poll_rounds_total": ("counter", "Polling rounds completed, by site."),

@@ -1,8 +1,9 @@
 """The agent's runtime status: typed records the doors write and /status reads.
 
 Each door owns its part of a site's record (the stream door its `StreamLink`, the webhook door
-its `WebhookSeen`, the poller its `PollingStatus`); `http.py` only reads. Nothing here holds a
-secret: no token, key or payload, only times, counts, versions and the peer's address.
+its `WebhookSeen`, the Brevo webhook door its `BrevoHookSeen`, the poller its `PollingStatus`);
+`http.py` only reads. Nothing here holds a secret: no token, key, payload or email, only times,
+counts, versions and the peer's address.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PollingStatus", "RuntimeStatus", "SiteStatus", "StreamLink", "WebhookSeen"]
+__all__ = [
+    "BrevoHookSeen",
+    "PollingStatus",
+    "RuntimeStatus",
+    "SiteStatus",
+    "StreamLink",
+    "WebhookSeen",
+]
 
 
 @dataclass(slots=True)
@@ -44,6 +52,14 @@ class WebhookSeen:
 
 
 @dataclass(slots=True)
+class BrevoHookSeen:
+    """The last Brevo marketing webhook the Brevo door recorded for a site (no email)."""
+
+    last_delivery: float | None = None
+    last_event: str | None = None
+
+
+@dataclass(slots=True)
 class PollingStatus:
     """A site's poller: the mode it is in and what its rounds did."""
 
@@ -65,6 +81,7 @@ class SiteStatus:
 
     stream: StreamLink = field(default_factory=StreamLink)
     webhook: WebhookSeen = field(default_factory=WebhookSeen)
+    brevo_hook: BrevoHookSeen = field(default_factory=BrevoHookSeen)
     polling: PollingStatus | None = None  # None: no poller runs for the site
     mode: str | None = None  # the poller's effective mode; None: the configured one stands
 

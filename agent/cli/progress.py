@@ -36,17 +36,20 @@ def format_line(name: str, done: int, total: int | None, elapsed: float) -> str:
     return f"{name} {done}/{total} ({pct:.1f}%) {rate:.1f}/s eta {_duration(eta)}"
 
 
-def format_bar(name: str, done: int, total: int | None, elapsed: float, width: int = 80) -> str:
-    """One terminal line with a bar: `orders    [#######.....] 1200/50000  95.1/s  eta 08:33`."""
+def format_bar(
+    name: str, done: int, total: int | None, elapsed: float, width: int = 80, label: int = 10
+) -> str:
+    """One terminal line with a bar: `orders    [#######.....] 1200/50000  95.1/s  eta 08:33`;
+    names are padded to `label` characters, so the bars of one report line up."""
     rate, eta = _rate_eta(done, total, elapsed)
     count = f"{done}/{total}" if total is not None else f"{done}/?"
     tail = f" {count:>13} {rate:7.1f}/s eta {_duration(eta)}"
-    label = f"{name:<10}"
-    room = max(width - len(label) - len(tail) - 3, 10)
+    label_text = f"{name:<{label}}"
+    room = max(width - len(label_text) - len(tail) - 3, 10)
     filled = room if total == 0 else 0
     if total:
         filled = min(room, int(room * done / total))
-    return f"{label} [{'#' * filled}{'.' * (room - filled)}]{tail}"
+    return f"{label_text} [{'#' * filled}{'.' * (room - filled)}]{tail}"
 
 
 class BarProgress:
@@ -81,8 +84,10 @@ class BarProgress:
         now = self.clock()
         if self._drawn:
             self.out.write(f"\x1b[{self._drawn}F")  # back to the first bar (ECMA-48 CPL)
+        # "brevo contacts", the backfill's look at Brevo first, is longer than the resources.
+        label = max(10, *(len(name) for name in self.rows))
         for name, (done, total, started, ended) in self.rows.items():
-            line = format_bar(name, done, total, (ended or now) - started, width)
+            line = format_bar(name, done, total, (ended or now) - started, width, label)
             self.out.write(f"\x1b[2K{line}\n")
         self._drawn = len(self.rows)
         self.out.flush()

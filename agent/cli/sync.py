@@ -14,6 +14,7 @@ import logging
 import shutil
 import signal
 import sys
+import time
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +24,9 @@ from agent.cli.progress import BarProgress, LineProgress
 from agent.config import Config, SiteConfig, load_config
 from agent.core.backfill import backfill_order, parse_since, seconds_until
 from agent.core.checks import exit_code, render_table
-from agent.doors.backfill import Backfill, BackfillConflict
+from agent.doors.backfill import Backfill, BackfillConflict, BrevoPrepass
 from agent.errors import EXIT_FAIL, EXIT_OK
+from agent.forward.brevo import BrevoClient, BrevoListError, ContactPages, account_budgets
 from agent.store import SqliteStore
 from agent.woocommerce.errors import WooError
 from agent.woocommerce.factory import polling_problem, site_client
@@ -107,11 +109,16 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
         )
         forward = False
     path = cfg.agent.store_path
+    brevo = site.brevo
     async with (
         site_client(site, concurrency=site.woo.backfill.concurrency) as wc,
         # recover=False: a running agent's claimed jobs are not this process's to release.
         SqliteStore(path, recover=forward) as store,
+        BrevoClient(
+            brevo.base_url, brevo.api_key, timeout=brevo.timeout, dry_run=brevo.is_dry_run
+        ) as bc,
     ):
+        prepass = _prepass(site, bc, store)
         job = Backfill(
             store,
             site,
@@ -121,11 +128,20 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
             restart=args.restart,
             once=args.once,
             progress=progress,
+            prepass=prepass,
         )
         try:
             counts = await job.run()
         except BackfillConflict as exc:
             print(str(exc), file=sys.stderr)
+            return EXIT_FAIL
+        except BrevoListError as exc:
+            print(
+                f"site {site.id}: backfill stopped before storing anything: the contacts already"
+                f" in Brevo could not be read: {exc}.\nWithout them a backfill could add people"
+                " back to lists they left; fix this and run the same command again.",
+                file=sys.stderr,
+            )
             return EXIT_FAIL
         except WooError as exc:
             print(
@@ -139,6 +155,8 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
             return EXIT_OK
         if job.already_stored:
             print(f"site {site.id}: every page was stored by an earlier run; forwarding")
+        if prepass is not None and prepass.checked:
+            print(f"site {site.id}: {_prepass_summary(prepass)}")
         if not forward:
             await job.finish()
             print(
@@ -163,6 +181,28 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
             f"{dead} dead letter(s): `woobrevo-agent deadletters list --config …`", file=sys.stderr
         )
     return EXIT_OK
+
+
+def _prepass(site: SiteConfig, client: BrevoClient, store: SqliteStore) -> BrevoPrepass | None:
+    """Who already left, read from Brevo before anything is stored (never re-subscribe),
+    within the same `contacts` budget the forwarder meters its contact calls in; None in
+    dry-run (no account to read: the backfill says so and goes on)."""
+    brevo = site.brevo
+    if brevo.is_dry_run:
+        return None
+    budget = account_budgets(brevo)["contacts"]
+    pages = ContactPages(client, budget, clock=time.time, max_backoff=brevo.max_backoff)
+    return BrevoPrepass(pages, store)
+
+
+def _prepass_summary(prepass: BrevoPrepass) -> str:
+    found = prepass.found
+    return (
+        f"{prepass.checked} contacts already in Brevo checked: {found.get('blocklisted', 0)}"
+        f" blocklisted, {found.get('unsubscribed', 0)} unsubscribed from lists,"
+        f" {found.get('absent_at_backfill', 0)} outside a marketing list; none of them is"
+        " added back"
+    )
 
 
 def _summary(counts: dict[str, int]) -> str:

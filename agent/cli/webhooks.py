@@ -1,4 +1,5 @@
-"""`woobrevo-agent webhooks install|status`: the store's native webhooks pointing at the agent.
+"""`woobrevo-agent webhooks install|status`: the store's native webhooks pointing at the agent;
+`woobrevo-agent webhooks brevo`: what to paste into Brevo so it tells the agent who left.
 
 The plan and the report are pure (agent/core/webhooks.py); this module only talks to the store
 through agent/woocommerce/client.py and prints.
@@ -8,22 +9,71 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from typing import Any
 
 from agent.config import Config, SiteConfig, load_config
+from agent.core.brevo_hooks import BREVO_HOOK_EVENTS, brevo_hook_path
 from agent.core.webhooks import install_topics, plan_install, webhook_path, webhook_report
 from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.woocommerce.client import WooClient
 from agent.woocommerce.errors import WooError
 from agent.woocommerce.factory import site_client
 
-__all__ = ["add_webhook_parsers", "delivery_url", "webhooks_install", "webhooks_status"]
+__all__ = [
+    "add_webhook_parsers",
+    "brevo_hook_url",
+    "delivery_url",
+    "webhooks_brevo",
+    "webhooks_install",
+    "webhooks_status",
+]
 
 
 def delivery_url(cfg: Config, site: str) -> str | None:
     """Where WooCommerce delivers this site's webhooks: `agent.public_url` + the door's path."""
     base = cfg.agent.public_url
     return None if not base else base.rstrip("/") + webhook_path(site)
+
+
+def brevo_hook_url(cfg: Config, site: str) -> str | None:
+    """Where Brevo delivers this site's marketing webhooks: `agent.public_url` + the door's path."""
+    base = cfg.agent.public_url
+    return None if not base else base.rstrip("/") + brevo_hook_path(site)
+
+
+def webhooks_brevo(args: argparse.Namespace) -> int:
+    """Print the Brevo webhook to create for a site (the secret itself is never printed)."""
+    cfg = load_config(args.config)
+    site = cfg.site(args.site)
+    url = brevo_hook_url(cfg, site.id)
+    if url is None:
+        print("set agent.public_url (the agent's address as Brevo reaches it, https://…)")
+        return EXIT_FAIL
+    if not site.brevo.webhook_secret:
+        print(
+            f"site {site.id}: set brevo.webhook_secret first (or env"
+            " WOOBREVO_BREVO_WEBHOOK_SECRET): any long random string, e.g. the output of"
+            " `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+        )
+        return EXIT_FAIL
+    api_body = {
+        "type": "marketing",
+        "url": url,
+        "events": list(BREVO_HOOK_EVENTS),
+        "auth": {"type": "bearer", "token": "<the value of brevo.webhook_secret>"},
+    }
+    print(
+        f"site {site.id}: in Brevo → Settings → Webhooks → Add a new webhook (Marketing):\n"
+        f"  URL:            {url}\n"
+        f"  events:         {', '.join(BREVO_HOOK_EVENTS)}"
+        " (Unsubscribed, Contact added to list, Marked as spam)\n"
+        "  authentication: Bearer token = the value of brevo.webhook_secret\n"
+        f"Or through Brevo's API: POST {site.brevo.base_url.rstrip('/')}/webhooks with\n"
+        f"  {json.dumps(api_body)}\n"
+        "The agent then never adds back to a list anyone who left it in Brevo."
+    )
+    return EXIT_OK
 
 
 def _client(site: SiteConfig) -> WooClient:
@@ -131,3 +181,10 @@ def add_webhook_parsers(sub: Any) -> None:
         p.add_argument("--config", required=True, help="the YAML config file")
         p.add_argument("--site", required=True, help="the site id")
         p.set_defaults(fn=fn)
+    br = wsub.add_parser(
+        "brevo",
+        help="print the Brevo marketing webhook to create (who unsubscribed or rejoined a list)",
+    )
+    br.add_argument("--config", required=True, help="the YAML config file")
+    br.add_argument("--site", required=True, help="the site id")
+    br.set_defaults(fn=webhooks_brevo)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from agent.core.consent import ConsentRules, ConsentView
 from agent.core.events import Action, Event, Resource
 from agent.core.jobs import Intent, Kind
 from agent.core.normalize import money, normalize_email
@@ -42,6 +43,7 @@ __all__ = [
     "recovered_intents",
     "tick",
     "updated",
+    "with_consent",
 ]
 
 
@@ -333,6 +335,31 @@ class CartOutcome:
     intents: tuple[Intent, ...] = ()
     counts: tuple[tuple[str, float], ...] = ()
     account: str = ""
+    consent: ConsentRules = field(default_factory=ConsentRules)  # the site's (`with_consent`)
+
+
+def with_consent(outcome: CartOutcome, view: ConsentView) -> list[Intent]:
+    """A cart outcome's intents as consent allows (agent/core/consent.py): the
+    `abandoned_cart` list only for who may join it and is not suppressed there, the cart
+    events only for who may hear them (in required mode: subscribers, or transactional)."""
+    rules, account, out = outcome.consent, outcome.account, []
+    for intent in outcome.intents:
+        body = intent.body
+        if intent.kind is Kind.CONTACT and "listIds" in body:
+            email = body["email"]
+            lists = rules.lists(
+                body["listIds"], view.record(account, email), view.suppressions(account, email)
+            )
+            body = {k: v for k, v in body.items() if k != "listIds"}
+            if lists:
+                body["listIds"] = lists
+            intent = replace(intent, body=body)
+        elif intent.kind is Kind.EVENT:
+            email = body["identifiers"]["email_id"]
+            if not rules.may_hear(view.record(account, email), body["event_name"]):
+                continue
+        out.append(intent)
+    return out
 
 
 def order_buyer(event: Event) -> tuple[str | None, int, float] | None:
@@ -371,11 +398,12 @@ class CartSite:
     id: str
     account: str
     rules: CartRules
+    consent: ConsentRules = field(default_factory=ConsentRules)
 
     @classmethod
     def of(cls, site: Any) -> CartSite:
         """From a resolved `SiteConfig`."""
-        return cls(site.id, site.brevo.account, CartRules.of(site))
+        return cls(site.id, site.brevo.account, CartRules.of(site), ConsentRules.of(site.woo))
 
     def on_event(self, event: Event, carts: Sequence[Cart], now: float) -> CartOutcome:
         """A cart event (`carts`: the cart as kept, if any) or an order (`carts`: the open
@@ -419,7 +447,7 @@ class CartSite:
                 counts.append((_END_COUNT[after.status], 1.0))
         if not self.rules.enabled:
             intents = []
-        return CartOutcome(tuple(carts), tuple(intents), tuple(counts), self.account)
+        return CartOutcome(tuple(carts), tuple(intents), tuple(counts), self.account, self.consent)
 
 
 # -- rows -----------------------------------------------------------------------------------

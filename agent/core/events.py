@@ -12,11 +12,14 @@ from typing import Any, NewType
 
 import orjson
 
+from agent.core.minimize import minimize, minimize_value
+from agent.core.normalize import normalize_email
 from agent.core.times import parse_time
 
 __all__ = [
     "CART_TOPICS",
     "EVENT_ID",
+    "PRIVACY_TOPICS",
     "Action",
     "Door",
     "Event",
@@ -41,6 +44,7 @@ class Resource(StrEnum):
     VARIATION = "variation"
     COUPON = "coupon"
     CART = "cart"  # the plugin's cart snapshots (docs/carts.md): the stream door only
+    PRIVACY = "privacy"  # the plugin's erasure requests (privacy.erase): the stream door only
 
 
 class Action(StrEnum):
@@ -51,6 +55,7 @@ class Action(StrEnum):
     DELETED = "deleted"
     RESTORED = "restored"
     EMPTIED = "emptied"  # carts only
+    ERASE = "erase"  # privacy only
 
 
 class Door(StrEnum):
@@ -95,6 +100,10 @@ _RESOURCE_OF = {r.value: r for r in Resource}
 _ACTION_OF = {a.value: a for a in Action}
 # The plugin's cart topics (docs/carts.md); no webhook or REST listing carries carts.
 CART_TOPICS = frozenset({"cart.updated", "cart.emptied", "cart.restored"})
+# The plugin's erasure requests (a WordPress personal-data eraser): only its stream carries them.
+PRIVACY_TOPICS = frozenset({"privacy.erase"})
+# Resources only the plugin's stream carries, and the topics each allows.
+_STREAM_ONLY = {"cart": CART_TOPICS, "privacy": PRIVACY_TOPICS}
 # An event id (and anything else of ours that lands in a key or a log line): short and safe.
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -154,13 +163,14 @@ def _topic_action(topic: str) -> Action:
     base, _, act = topic.partition(".")
     if base not in _RESOURCES:
         raise _Refused("unknown_resource", f"topic {topic!r}: unknown resource {base!r}")
-    if base == "cart":
-        if topic not in CART_TOPICS:
-            known = ", ".join(sorted(CART_TOPICS))
-            raise _Refused("invalid_event", f"topic {topic!r}: a cart topic is one of {known}")
+    topics = _STREAM_ONLY.get(base)
+    if topics is not None:
+        if topic not in topics:
+            known = ", ".join(sorted(topics))
+            raise _Refused("invalid_event", f"topic {topic!r}: a {base} topic is one of {known}")
         return _ACTION_OF[act]
     action = _ACTION_OF.get(act)
-    if action is None or action is Action.EMPTIED:
+    if action is None or action in (Action.EMPTIED, Action.ERASE):
         raise _Refused(
             "invalid_event",
             f"topic {topic!r}: action must be created, updated, deleted or restored",
@@ -177,9 +187,10 @@ def _declared_resource(declared: object, topic: str, payload: dict[str, Any]) ->
         raise _Refused(
             "unknown_resource",
             f"resource {declared!r} is not one of customer, order, product, variation, coupon,"
-            " cart",
+            " cart, privacy",
         )
-    if (found is Resource.CART) != topic.startswith("cart."):
+    base = topic.partition(".")[0]
+    if (found.value in _STREAM_ONLY or base in _STREAM_ONLY) and found.value != base:
         raise _Refused("invalid_event", f"resource {declared!r} does not match topic {topic!r}")
     return found
 
@@ -190,6 +201,8 @@ def _check_shape(resource: Resource, action: Action, payload: dict[str, Any]) ->
         return
     if resource is Resource.CART:
         _check_cart(payload)
+    elif resource is Resource.PRIVACY:
+        _check_erase(payload)
     elif resource is Resource.CUSTOMER:
         if "email" not in payload:
             raise _Refused("invalid_payload", "payload.email: missing (not a REST v3 customer?)")
@@ -232,6 +245,20 @@ def _check_cart(p: dict[str, Any]) -> None:
         raise _Refused("invalid_payload", "payload.date_modified_gmt: missing (the version)")
 
 
+def _check_erase(p: dict[str, Any]) -> None:
+    """An erasure request as the plugin sends it (issue 14: id, email, date_modified_gmt)."""
+    email = p.get("email")
+    if not isinstance(email, str) or normalize_email(email) is None:
+        # The address itself is never repeated: a rejection is logged and kept.
+        raise _Refused(
+            "invalid_payload",
+            "payload.email: expected the email address to erase (a valid address, as the"
+            " WordPress eraser was given it)",
+        )
+    if "date_modified_gmt" not in p:
+        raise _Refused("invalid_payload", "payload.date_modified_gmt: missing (the request's time)")
+
+
 def _event_id(raw_id: object, topic: str, payload: dict[str, Any], occurred_at: Any) -> EventId:
     if raw_id is None:
         return content_event_id(topic, payload, occurred_at)
@@ -264,6 +291,9 @@ def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) ->
         )
     if not isinstance(payload, dict):
         raise _Refused("invalid_payload", "payload: expected the WooCommerce REST object")
+    # Payment details never go further (agent/core/minimize.py): every door passes here. A
+    # content id is still the hash of what came (ids stay what they were before minimizing).
+    received, payload = payload, minimize(payload)
     action = _topic_action(topic)
     payload_id = _positive_id(payload.get("id"), "invalid_payload", "payload.id")
     rid = _positive_id(raw.get("resource_id", payload_id), "invalid_event", "resource_id")
@@ -272,10 +302,11 @@ def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) ->
             "invalid_payload", f"payload.id ({payload_id}) does not match resource_id ({rid})"
         )
     resource = _declared_resource(raw.get("resource"), topic, payload)
-    if resource is Resource.CART and door is not Door.STREAM:
+    if resource.value in _STREAM_ONLY and door is not Door.STREAM:
+        what = "carts" if resource is Resource.CART else "erasure requests"
         raise _Refused(
             "unsupported_door",
-            f"topic {topic!r}: carts ride only the plugin's stream, not the {door.value} door",
+            f"topic {topic!r}: {what} ride only the plugin's stream, not the {door.value} door",
         )
     _check_shape(resource, action, payload)
     try:
@@ -285,7 +316,8 @@ def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) ->
     extra = raw.get("extra") or {}
     if not isinstance(extra, dict):
         raise _Refused("invalid_event", "extra: expected an object")
-    event_id = _event_id(raw_id, topic, payload, raw.get("occurred_at"))
+    extra = minimize_value(extra)
+    event_id = _event_id(raw_id, topic, received, raw.get("occurred_at"))
     return Event(
         id=event_id,
         topic=topic,

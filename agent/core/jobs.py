@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from agent.core.consent import ConsentRecord
+
 __all__ = ["FAMILY_OF_KIND", "Intent", "Job", "Kind", "Outcome", "body_hash", "merge_bodies"]
 
 
@@ -21,6 +23,8 @@ class Kind(StrEnum):
     PRODUCT = "product"
     CATEGORY = "category"
     COUPON = "coupon"
+    DOI = "doi"  # Brevo's double opt-in request for a new subscriber; single only
+    ERASE = "erase"  # a `privacy.erase`: DELETE (or blocklist) one contact; single only
 
 
 # The endpoint family of each kind's single endpoint (reference/brevo/NOTES.md §4).
@@ -31,6 +35,8 @@ FAMILY_OF_KIND: dict[Kind, str] = {
     Kind.PRODUCT: "products",
     Kind.CATEGORY: "other",
     Kind.COUPON: "other",
+    Kind.DOI: "contacts",
+    Kind.ERASE: "contacts",
 }
 
 
@@ -63,6 +69,7 @@ class Outcome:
     dead: tuple[tuple[str, str], ...] = ()  # (code, message)
     account: str = ""
     warnings: tuple[str, ...] = ()  # for the log (an unreadable phone or date: not sent)
+    consent: tuple[tuple[str, ConsentRecord], ...] = ()  # (email, new record) to keep
 
 
 @dataclass(slots=True)

@@ -4,16 +4,27 @@ The store calls `order_fact` (agent/core/aggregates.py, so aggregates include th
 transaction per event (agent/store/inbox.py `process_pending`). What `decide` needs of a
 site's config is a `SiteRules`, built once per site by the shell (agent/process/processor.py), so the
 core reads no config module; what it would have logged comes back in `Outcome.warnings`.
+Consent (agent/core/consent.py) is read the same way as the aggregates: a `ConsentView` of the
+email's record and suppressions as the transaction sees them; a changed record comes back in
+`Outcome.consent` and is written with the event's other writes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.core.consent import (
+    NOTHING_KNOWN,
+    ConsentRecord,
+    ConsentRules,
+    ConsentView,
+    consent_in,
+    ratchet,
+)
 from agent.core.events import Action, Event, Resource
-from agent.core.jobs import Intent, Kind, Outcome
+from agent.core.jobs import Intent, Kind, Outcome, merge_bodies
 from agent.core.lifecycle import derive_topics, is_stale, object_state
 from agent.core.mapping import (
     category_bodies,
@@ -51,6 +62,7 @@ class SiteRules:
     sync: Mapping[str, bool]  # customers, orders, products, coupons
     paid_statuses: tuple[str, ...]
     coupon_collection: str
+    consent: ConsentRules = field(default_factory=ConsentRules)
 
     @classmethod
     def of(cls, site: Any) -> SiteRules:
@@ -67,6 +79,7 @@ class SiteRules:
             sync=woo.sync.model_dump(),
             paid_statuses=tuple(woo.paid_statuses),
             coupon_collection=site.brevo.coupon_collection,
+            consent=ConsentRules.of(woo),
         )
 
 
@@ -90,6 +103,10 @@ class _Step:
     historical: bool
     aggregates: Aggregates
     now: float
+    view: ConsentView
+    # The consent records this event changed, by email (written with its outcome).
+    records: dict[str, ConsentRecord] = field(default_factory=dict)
+    stored: dict[str, ConsentRecord | None] = field(default_factory=dict)  # read once per email
 
     def outcome(
         self,
@@ -103,7 +120,63 @@ class _Step:
             dead=dead,
             account=self.site.account,
             warnings=tuple(warnings),
+            consent=tuple(self.records.items()),
         )
+
+    def record(self, email: str) -> ConsentRecord | None:
+        """The email's consent record as this event leaves it."""
+        if email in self.records:
+            return self.records[email]
+        if email not in self.stored:
+            self.stored[email] = self.view.record(self.site.account, email)
+        return self.stored[email]
+
+    def choose(
+        self, email: str, source: dict[str, Any], person: dict[str, Any]
+    ) -> tuple[list[Intent], list[str]]:
+        """Apply the payload's consent choice (if any) to the email's record: a withdrawal
+        takes the contact out of the marketing lists, a first subscription with double
+        opt-in configured asks Brevo to confirm it. Returns those intents and a warning."""
+        choice, warning = consent_in(source)
+        if choice is None:
+            what = f"{self.event.resource.value} {self.event.resource_id}"
+            return [], [f"{what}: {warning}"] if warning else []
+        rules = self.site.consent
+        stored = self.record(email)
+        doi = rules.double_opt_in is not None and bool(self.doi_lists(email))
+        new = ratchet(stored, choice, double_opt_in=doi)
+        if new is None:
+            return [], []
+        self.records[email] = new
+        if not new.subscribed and (stored is None or stored.subscribed):
+            body = {"email": email, "unlinkListIds": list(rules.marketing_lists)}
+            return (
+                [Intent(Kind.CONTACT, f"contact:{email}", body)] if rules.marketing_lists else []
+            ), []
+        if new.doi == "pending" and (stored is None or stored.doi != "pending"):
+            return [self.doi(email, person)], []
+        return [], []
+
+    def doi_lists(self, email: str) -> list[int]:
+        """The marketing lists a confirmed subscriber joins (its DOI's includeListIds)."""
+        site = self.site
+        buyer = self.aggregates(email, site.paid_statuses).get("orders_count", 0) > 0
+        return [x for x in (site.lists_all, site.lists_buyers if buyer else None) if x]
+
+    def doi(self, email: str, source: dict[str, Any]) -> Intent:
+        """Brevo's double opt-in request (POST /contacts/doubleOptinConfirmation)."""
+        site, doi = self.site, self.site.consent.double_opt_in
+        assert doi is not None
+        country = (source.get("billing") or {}).get("country")
+        attrs, _ = contact_attributes(source, site.mapping, {}, country=country)
+        body = {
+            "email": email,
+            "includeListIds": self.doi_lists(email),
+            "templateId": doi.template_id,
+            "redirectionUrl": doi.redirect_url,
+            "attributes": attrs,
+        }
+        return Intent(Kind.DOI, f"doi:{email}", body)
 
     def last_email(self) -> str | None:
         """The email the agent last knew for a deleted object (kept in its state)."""
@@ -119,12 +192,13 @@ class _Step:
         if self.historical:
             return []
         site, event = self.site, self.event
+        record = self.record(email)
         resource = event.resource.value
         when = brevo_datetime(obj.get("date_modified_gmt")) if obj is event.payload else None
         out = []
         for topic in self.topics:
             name = site.event_names.get(topic) or LIFECYCLE_DEFAULTS.get(topic)
-            if not name:
+            if not name or not site.consent.may_hear(record, name):
                 continue
             mid = f"{topic}:" if per_topic else ""
             key = f"event:{site.id}:{name}:{resource}:{event.resource_id}:{mid}{tail}"
@@ -144,7 +218,11 @@ class _Step:
         )
         body: dict[str, Any] = {"email": email, "attributes": attrs, "updateEnabled": True}
         buyer = agg.get("orders_count", 0) > 0
-        lists = [x for x in (site.lists_all, site.lists_buyers if buyer else None) if x]
+        lists = site.consent.lists(
+            (site.lists_all, site.lists_buyers if buyer else None),
+            self.record(email),
+            self.view.suppressions(site.account, email),
+        )
         if lists:
             body["listIds"] = lists
         intent = Intent(Kind.CONTACT, f"contact:{email}", body, self.historical)
@@ -160,6 +238,7 @@ def decide(
     *,
     now: float,
     historical_after: float,
+    consent: ConsentView = NOTHING_KNOWN,
 ) -> Outcome:
     """Everything Brevo should hold after this event, given what the agent knew before it."""
     if is_stale(prior, event):  # an older version than one already seen: nothing changes
@@ -173,6 +252,7 @@ def decide(
         _is_historical(event, now, historical_after),
         aggregates,
         now,
+        consent,
     )
     return _BY_RESOURCE[event.resource](step)
 
@@ -197,8 +277,21 @@ def _customer(step: _Step) -> Outcome:
         )
         return step.outcome(dead=(("invalid_email", message),))
     step.state["email"] = email
+    chosen, noted = step.choose(email, p, p)
     contact, warnings = step.contact(email, p, only_computed=False)
-    return step.outcome([contact, *step.events(email, p, step.state["version"])], warnings=warnings)
+    intents = [*_joined(contact, chosen), *step.events(email, p, step.state["version"])]
+    return step.outcome(intents, warnings=[*noted, *warnings])
+
+
+def _joined(contact: Intent, chosen: list[Intent]) -> list[Intent]:
+    """The contact with a withdrawal's leaving of lists folded in (one intent per key)."""
+    body, others = contact.body, []
+    for intent in chosen:
+        if intent.key == contact.key:
+            body = merge_bodies(Kind.CONTACT, body, intent.body)
+        else:
+            others.append(intent)
+    return [replace(contact, body=body), *others]
 
 
 def _order(step: _Step) -> Outcome:
@@ -222,12 +315,14 @@ def _order(step: _Step) -> Outcome:
     warnings: list[str] = []
     dead: tuple[tuple[str, str], ...] = ()
     if email is not None:
+        # The order's consent choice first: the contact's lists follow the record it leaves.
+        person = customer_view_of_order(p)
+        chosen, warnings = step.choose(email, p, person)
         # A registered customer's own record is the authority for names and addresses;
         # a guest's only record is the order's billing data.
-        contact, warnings = step.contact(
-            email, customer_view_of_order(p), only_computed=bool(p.get("customer_id"))
-        )
-        intents.append(contact)
+        contact, noted = step.contact(email, person, only_computed=bool(p.get("customer_id")))
+        intents += _joined(contact, chosen)
+        warnings += noted
     elif raw:
         message = (
             f"order {event.resource_id}: billing email {raw!r} is not a valid address;"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.jobs import FAMILY_OF_KIND, Job, Kind
+from agent.core.privacy import erase_path, erase_request_body
 
 __all__ = [
     "BATCH_SIZE",
@@ -180,7 +181,7 @@ class Request:
 
     method: str
     path: str
-    body: dict[str, Any]
+    body: dict[str, Any] | None  # None: no body (an erasure's DELETE)
     jobs: tuple[Job, ...]
     family: str
     extra_jobs: tuple[Job, ...] = field(default=())  # claimed but not carried: give back
@@ -202,6 +203,12 @@ def single_request(job: Job, *, collection_id: str | None = None) -> Request:
         return Request("POST", "/products", body, (job,), family)
     if job.kind is Kind.CATEGORY:
         return Request("POST", "/categories", body, (job,), family)
+    if job.kind is Kind.DOI:
+        # Brevo mails the confirmation and adds the contact to the lists once it is clicked.
+        return Request("POST", "/contacts/doubleOptinConfirmation", body, (job,), family)
+    if job.kind is Kind.ERASE:
+        method, erase_body = erase_request_body(body)
+        return Request(method, erase_path(body["email"]), erase_body, (job,), family)
     if job.kind is Kind.COUPON:
         assert collection_id is not None
         codes = sorted(set(body["codes"]))[: BATCH_SIZE[Kind.COUPON]]

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from agent.core.events import EVENT_ID, Door, Event, Rejection, parse_event
+from agent.core.normalize import normalize_email
 from agent.core.times import utc_stamp
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "CloseCode",
     "ErrorCode",
     "Events",
+    "Export",
     "HandshakeThrottle",
     "Hello",
     "Message",
@@ -35,6 +37,7 @@ __all__ = [
     "ack_message",
     "bearer_token",
     "error_message",
+    "export_result_message",
     "parse_message",
     "watch_meta",
     "welcome_message",
@@ -115,7 +118,16 @@ class PeerError:
     message: str
 
 
-Message = Hello | Events | PeerError
+@dataclass(frozen=True, slots=True)
+class Export:
+    """An `export` request (a WordPress personal-data exporter): what the agent holds about
+    `email` (None: the frame's address is not one; the answer says so)."""
+
+    request: str
+    email: str | None
+
+
+Message = Hello | Events | PeerError | Export
 
 
 def _text(
@@ -217,15 +229,23 @@ def parse_message(
         if not hello_seen:
             return ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello before events")
         return _parse_events(obj, max_batch)
+    if kind == "export":
+        if not hello_seen:
+            return ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello before export")
+        request = _text(obj, "request", "export", MAX_BATCH_ID)
+        if isinstance(request, ProtocolError):
+            return request
+        return Export(request, normalize_email(obj.get("email")))
     if kind == "error":
         code, message = obj.get("code"), obj.get("message")
         return PeerError(str(code)[:200], str(message)[:2000])
     if not isinstance(kind, str):
         return ProtocolError(
-            ErrorCode.BAD_MESSAGE, "type: missing (expected hello, events or error)"
+            ErrorCode.BAD_MESSAGE, "type: missing (expected hello, events, export or error)"
         )
     return ProtocolError(
-        ErrorCode.BAD_MESSAGE, f"type: unknown {kind[:64]!r} (expected hello, events or error)"
+        ErrorCode.BAD_MESSAGE,
+        f"type: unknown {kind[:64]!r} (expected hello, events, export or error)",
     )
 
 
@@ -251,11 +271,13 @@ def welcome_message(
     now: float,
     carts: tuple[bool, float] = (True, 7 * 86400.0),
     figures: Mapping[str, float | None] | None = None,
+    consent_mode: str = "implied",
 ) -> str:
     """The agent's answer to each `hello`. `carts` is (enabled, link_lifetime in seconds): the
     plugin captures carts when enabled and signs restore links to expire after the lifetime.
     `figures`, the site's cart figures as /status has them, go along while carts are enabled
-    (the plugin's status panel shows them)."""
+    (the plugin's status panel shows them). `consent_mode` is the site's `consent.mode`
+    (implied | required), for the plugin's settings page."""
     enabled, lifetime = carts
     cart_settings: dict[str, Any] = {"enabled": enabled, "link_lifetime": int(lifetime)}
     if enabled and figures is not None:
@@ -270,6 +292,7 @@ def welcome_message(
             "watch_meta": watch,
             "server_time": utc_stamp(now),
             "carts": cart_settings,
+            "consent": {"mode": consent_mode},
         }
     )
 
@@ -284,6 +307,19 @@ def ack_message(batch: str, accepted: list[str], rejected: list[Rejection]) -> s
             "rejected": [{"id": r.id, "code": r.code, "message": r.message} for r in rejected],
         }
     )
+
+
+def export_result_message(
+    request: str,
+    groups: list[dict[str, Any]] | None,
+    error: str = "email: expected the address to export, such as person@example.com",
+) -> str:
+    """The answer to an `export`: the groups (agent/core/privacy.py `export_groups`), or, when
+    there are none to give (None), no group and an `error` saying why."""
+    message: dict[str, Any] = {"type": "export_result", "request": request, "groups": groups or []}
+    if groups is None:
+        message["error"] = error
+    return json.dumps(message)
 
 
 def error_message(err: ProtocolError) -> str:

@@ -46,6 +46,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "line_items",
         "coupon_lines",
         "refunds",
+        "meta_data",  # the checkout's opt-in record, `_woobrevo_consent` (agent/core/consent.py)
         "date_created",
         "date_created_gmt",
         "date_modified_gmt",

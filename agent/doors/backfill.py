@@ -7,6 +7,11 @@ no-op (content ids, agent/core/events.py). Events are `historical` (no Brevo eve
 automations) and come through door BACKFILL, which lets the planner drain them through Brevo's
 batch endpoints. Pages are fetched `backfill.concurrency` at a time within the site's
 `rate_limit_per_minute` and stored in page order.
+
+Before the first page, a backfill of customers or orders reads the contacts the site's Brevo
+account already holds (`BrevoPrepass`) and records who left: blocklisted, unsubscribed from a
+list, or outside a marketing list the backfill fills (agent/core/brevo_hooks.py). The history
+it then stores never adds them back (docs/privacy.md, "Never re-subscribe").
 """
 
 from __future__ import annotations
@@ -14,18 +19,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agent.config import SiteConfig
 from agent.core.backfill import Checkpoint, RunSpec
+from agent.core.brevo_hooks import contact_suppressions
 from agent.core.events import Door
 from agent.core.rest import fields_for, to_events
-from agent.store.ports import SiteState
+from agent.store.ports import ConsentStore, SiteState
 from agent.woocommerce.client import ParamValue, Response, WooClient
 from agent.woocommerce.errors import WooNotFound
 
-__all__ = ["Backfill", "BackfillConflict", "ProgressSink", "run_resources"]
+__all__ = [
+    "PREPASS",
+    "Backfill",
+    "BackfillConflict",
+    "BrevoPrepass",
+    "ContactSource",
+    "ProgressSink",
+    "run_resources",
+]
 
 log = logging.getLogger("agent.backfill")
 
@@ -46,6 +62,62 @@ class _Quiet:
 
     def finish(self, name: str, done: int) -> None:
         pass
+
+
+class ContactSource(Protocol):
+    """Brevo's contacts, a page at a time (agent/forward/brevo.py `ContactPages`)."""
+
+    async def page(self, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The contacts from `offset` on, oldest first, and the account's contact count."""
+        ...
+
+
+PREPASS = "brevo contacts"  # the pre-pass's line in the progress report
+
+
+@dataclass(slots=True)
+class BrevoPrepass:
+    """Before a backfill stores anything: record, through the `ConsentStore` port, who among
+    the contacts Brevo already holds must not be (re)added to a list (contract: blocklisted →
+    every list; `listUnsubscribed` → those lists; not in a marketing list the backfill fills →
+    that list, reason `absent_at_backfill`). `found` counts them by reason."""
+
+    contacts: ContactSource
+    store: ConsentStore
+    clock: Callable[[], float] = time.time
+    found: dict[str, int] = field(default_factory=dict)
+    checked: int = 0
+
+    async def run(self, site: SiteConfig, progress: ProgressSink) -> None:
+        """Page through every contact of the site's Brevo account."""
+        account = site.brevo.account
+        lists = site.woo.lists
+        # The lists a backfill adds people to; abandoned_cart is the stream's alone (carts),
+        # and the agent itself takes people out of it when a cart is recovered.
+        filled = [i for i in (lists.all_customers, lists.buyers) if i is not None]
+        now = self.clock()  # each suppression's `since`: a later subscription outweighs it
+        offset = 0
+        progress.update(PREPASS, 0, None)
+        while True:
+            page, total = await self.contacts.page(offset)
+            for contact in page:
+                for found in contact_suppressions(contact, filled):
+                    await self.store.suppress(
+                        account, found.email, found.list_ids, found.reason, now
+                    )
+                    self.found[found.reason] = self.found.get(found.reason, 0) + 1
+            offset += len(page)
+            self.checked = offset
+            progress.update(PREPASS, offset, max(total, offset))
+            if not page or offset >= total > 0:  # no count: until an empty page
+                break
+        progress.finish(PREPASS, offset)
+        log.info(
+            "site %s: %d contacts already in brevo checked: %s",
+            site.id,
+            offset,
+            ", ".join(f"{n} {reason}" for reason, n in sorted(self.found.items())) or "none left",
+        )
 
 
 class BackfillConflict(Exception):
@@ -88,6 +160,7 @@ class Backfill:
         restart: bool = False,
         once: bool = False,
         progress: ProgressSink | None = None,
+        prepass: BrevoPrepass | None = None,
     ) -> None:
         self.store = store
         self.site = site
@@ -99,6 +172,8 @@ class Backfill:
         self.already_done = False
         self.already_stored = False
         self.progress: ProgressSink = progress or _Quiet()
+        # None: Brevo is in dry-run (no api_key), there is no account to read.
+        self.prepass = prepass
         self.settings = site.woo.backfill
         self.per_page = self.settings.per_page
         self.stored: dict[str, int] = {}
@@ -132,6 +207,7 @@ class Backfill:
                     self.site.id, f"backfill:{step}", Checkpoint().dump()
                 )
             await self.store.set_meta(f"{self._meta}:run", spec.dump())
+            await self.store.set_meta(f"{self._meta}:prepass", "")
             await self.store.set_meta(f"{self._meta}:state", "running")
         elif not same:
             assert previous is not None
@@ -143,6 +219,7 @@ class Backfill:
             )
         else:
             log.info("site %s: resuming the unfinished backfill", self.site.id)
+        await self._check_brevo()
         for step in steps:
             if step == "variations":
                 await self._variations()
@@ -150,6 +227,25 @@ class Backfill:
                 await self._listing(step)
         await self.store.set_meta(f"{self._meta}:state", "stored")
         return dict(self.stored)
+
+    async def _check_brevo(self) -> None:
+        """The pre-pass, for a run that may add people to lists (customers or orders); once
+        per run: a resumed run keeps what the first one recorded."""
+        if not {"customers", "orders"} & set(self.resources):
+            return
+        done = await self.store.get_meta(f"{self._meta}:prepass")
+        if done:
+            self.progress.finish(PREPASS, int(done))
+            return
+        if self.prepass is None:
+            log.warning(
+                "site %s: brevo is in dry-run (no api_key): the check of the contacts already in"
+                " brevo (blocklisted, unsubscribed, outside the lists) is skipped",
+                self.site.id,
+            )
+            return
+        await self.prepass.run(self.site, self.progress)
+        await self.store.set_meta(f"{self._meta}:prepass", str(self.prepass.checked))
 
     async def finish(self) -> None:
         """Everything stored has been handed on (forwarded, or left to a running agent)."""

@@ -27,12 +27,21 @@ from websockets.typing import Data, DataLike
 
 from agent.config import Config, SiteConfig, StreamSection
 from agent.core import protocol
-from agent.core.protocol import STREAM_PATH, CloseCode, Events, Hello, PeerError, ProtocolError
+from agent.core.privacy import ErasureRules, export_groups
+from agent.core.protocol import (
+    STREAM_PATH,
+    CloseCode,
+    Events,
+    Export,
+    Hello,
+    PeerError,
+    ProtocolError,
+)
 from agent.core.proxies import Network, client_address
 from agent.errors import ConfigError
 from agent.metrics import Metrics, count_ingest
 from agent.status import RuntimeStatus, StreamLink
-from agent.store.ports import CartFigures, Ingest, IngestResult
+from agent.store.ports import CartFigures, Holdings, Ingest, IngestResult
 from agent.tokens import TokenRegistry, token_hash
 
 __all__ = ["StreamServer", "StreamTestHooks", "split_hostport", "tls_context"]
@@ -160,6 +169,11 @@ class _SiteConnection(ServerConnection):
     site: str = ""
     token_sha256: str = ""  # the hash of its token, for the re-checks (never the token)
     client: str = "?"  # the peer's address, or the client's behind a trusted proxy
+    # An exporter (it sent `export`): not the site's shipper, so the link is as it found it.
+    exporter = False
+    remote_before: str | None = None  # the link's `remote` before this connection
+    hello_before: tuple[Any, ...] | None = None  # the link's hello fields before its hello
+    hello_at: float | None = None  # when its own hello came
     read_slots: _ReadSlots  # set by _bound_to()
     _slot = False  # holds a read slot
     _waiting = False  # paused until a read slot frees up
@@ -307,6 +321,7 @@ class StreamServer:
         status: RuntimeStatus,
         *,
         figures: CartFigures,
+        holdings: Holdings,
         metrics: Metrics,
         clock: Callable[[], float],
         listen: str,
@@ -317,6 +332,7 @@ class StreamServer:
     ) -> None:
         self.store = store
         self.figures = figures
+        self.holdings = holdings
         self.tokens = tokens
         self.status = status
         self.metrics = metrics
@@ -341,6 +357,10 @@ class StreamServer:
             sid: (site.woo.carts.enabled, site.woo.carts.link_lifetime)
             for sid, site in sites.items()
         }
+        # Each site's `consent.mode`, told to the plugin in `welcome` (docs/privacy.md).
+        self._consent_modes = {sid: site.woo.consent.mode for sid, site in sites.items()}
+        # Whose data an `export` reads: the site's Brevo account and the sites sending to it.
+        self._privacy = {sid: ErasureRules.of(site, sites.values()) for sid, site in sites.items()}
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -453,6 +473,7 @@ class StreamServer:
         site = ws.site
         link = self.status.site(site).stream
         link.connections += 1
+        ws.remote_before = link.remote
         link.remote = ws.client
         self._gauge(site, link)
         log.info("site %s connected from %s", site, link.remote)
@@ -463,7 +484,8 @@ class StreamServer:
             log.info("site %s connection closed: %s", site, exc)
         finally:
             self._digests.pop(ws, None)
-            link.connections -= 1
+            if not ws.exporter:  # an exporter gave its count back at its first export
+                link.connections -= 1
             self._gauge(site, link)
 
     async def _recheck_tokens(self) -> None:
@@ -530,10 +552,9 @@ class StreamServer:
                         await _settle(pending)  # acks of earlier batches go out before the error
                         await self._fail(ws, site, msg)
                         return
-                    if isinstance(msg, Hello):
-                        hello_seen = True
-                        await self._hello(ws, site, link, msg)
-                    elif isinstance(msg, Events):
+                    if not isinstance(msg, Events):
+                        hello_seen = await self._message(ws, site, link, msg) or hello_seen
+                    else:
                         if not _reap(pending):
                             return  # the store failed: the connection is closed (1011)
                         # Batches received and not yet acked, this one included (a batch is
@@ -550,8 +571,6 @@ class StreamServer:
                             asyncio.create_task(self._events(ws, site, link, msg, previous))
                         )
                         handed_over = True
-                    elif isinstance(msg, PeerError):
-                        log.warning("site %s reports error %s: %s", site, msg.code, msg.message)
                 finally:
                     if not handed_over:
                         self._parsed.release()
@@ -562,6 +581,19 @@ class StreamServer:
             # acks may not reach the plugin, which then resends: a replay, stored once).
             with contextlib.suppress(ConnectionClosed):
                 await asyncio.shield(_settle(pending))
+
+    async def _message(
+        self, ws: _SiteConnection, site: str, link: StreamLink, msg: Hello | Export | PeerError
+    ) -> bool:
+        """A message other than `events`; True when it was the `hello`."""
+        if isinstance(msg, Hello):
+            await self._hello(ws, site, link, msg)
+            return True
+        if isinstance(msg, Export):
+            await self._export(ws, site, link, msg)
+        else:
+            log.warning("site %s reports error %s: %s", site, msg.code, msg.message)
+        return False
 
     async def _timed_out(
         self,
@@ -605,6 +637,7 @@ class StreamServer:
 
     async def _hello(self, ws: _SiteConnection, site: str, link: StreamLink, msg: Hello) -> None:
         now = self.clock()
+        ws.hello_before, ws.hello_at = _hello_fields(link), now
         link.last_hello = now
         link.site_url = msg.site_url
         link.blog_id = msg.blog_id
@@ -621,8 +654,39 @@ class StreamServer:
                 now=now,
                 carts=carts,
                 figures=await self._cart_figures(site) if carts[0] else None,
+                consent_mode=self._consent_modes.get(site, "implied"),
             )
         )
+
+    async def _export(self, ws: _SiteConnection, site: str, link: StreamLink, msg: Export) -> None:
+        """Answer an `export` with what the store holds about its email on the site's Brevo
+        account (docs/protocol.md). The connection is an exporter's, not the shipper's: its
+        count and its hello leave the site's link as they found it."""
+        if not ws.exporter:
+            ws.exporter = True
+            link.connections -= 1
+            if link.remote == ws.client:
+                link.remote = ws.remote_before
+            if ws.hello_before is not None and link.last_hello == ws.hello_at:
+                _restore_hello(link, ws.hello_before)
+            self._gauge(site, link)
+        if msg.email is None:
+            await ws.send(protocol.export_result_message(msg.request, None))
+            return
+        rules = self._privacy[site]
+        try:
+            held = await self.holdings.holdings(rules.account, rules.sites, msg.email)
+        except Exception:
+            log.exception("site %s: export %s: the store could not be read", site, msg.request)
+            await ws.send(
+                protocol.export_result_message(
+                    msg.request, None, "the agent's store could not be read now; try again"
+                )
+            )
+            return
+        groups = export_groups(held)
+        log.info("site %s: export %s answered (%d groups)", site, msg.request, len(groups))
+        await ws.send(protocol.export_result_message(msg.request, groups))
 
     async def _cart_figures(self, site: str) -> dict[str, float | None] | None:
         """The site's cart figures for its welcome; None when the store cannot say now (the
@@ -687,6 +751,25 @@ class StreamServer:
             return False
         metrics.inc("woobrevo_acks_total", site=site)
         return True
+
+
+_HELLO_FIELDS = (
+    "last_hello",
+    "site_url",
+    "blog_id",
+    "plugin_version",
+    "wp_version",
+    "wc_version",
+)
+
+
+def _hello_fields(link: StreamLink) -> tuple[Any, ...]:
+    return tuple(getattr(link, name) for name in _HELLO_FIELDS)
+
+
+def _restore_hello(link: StreamLink, values: tuple[Any, ...]) -> None:
+    for name, value in zip(_HELLO_FIELDS, values, strict=True):
+        setattr(link, name, value)
 
 
 def _reap(pending: deque[asyncio.Task[bool]]) -> bool:

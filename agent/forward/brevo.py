@@ -1,16 +1,33 @@
 """The Brevo HTTP client: a thin aiohttp shell. It sends one request and reports what came back;
-the forwarder decides what that means (agent/core/retry.py)."""
+the forwarder decides what that means (agent/core/retry.py). Also the account's budgets (one
+per endpoint family, agent/core/planner.py) and `ContactPages`, the backfill's metered reading
+of the contacts Brevo already holds."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-__all__ = ["BrevoClient", "BrevoResponse"]
+from agent.config import BREVO_FAMILIES, BrevoSection
+from agent.core.planner import PLAN_LIMITS, Budget
+from agent.core.retry import VerdictKind, backoff_delay, classify
+from agent.errors import AgentError
+
+__all__ = [
+    "BrevoClient",
+    "BrevoListError",
+    "BrevoResponse",
+    "ContactPages",
+    "account_budgets",
+    "observe_limits",
+]
 
 log = logging.getLogger("agent.brevo")
 
@@ -85,7 +102,7 @@ class BrevoClient:
         if self.dry_run:
             if log.isEnabledFor(logging.INFO):  # a big batch's JSON is not free
                 text = "" if body is None else json.dumps(body, sort_keys=True, ensure_ascii=False)
-                log.info("dry-run %s %s%s %s", method, self.base_url, path, text)
+                log.info("dry-run %s %s%s %s", method, self.base_url, _shown_path(path), text)
             return BrevoResponse(_DRY_STATUS.get(path, 204), _dry_body(path), {})
         assert self._session is not None, "use `async with BrevoClient(...)`"
         url = self.base_url + path
@@ -102,10 +119,24 @@ class BrevoClient:
                 return BrevoResponse(resp.status, parsed, headers)
         except TimeoutError:
             return BrevoResponse(
-                None, None, {}, f"timed out after {self.timeout:.0f}s on {method} {path}"
+                None,
+                None,
+                {},
+                f"timed out after {self.timeout:.0f}s on {method} {_shown_path(path)}",
             )
         except aiohttp.ClientError as exc:
-            return BrevoResponse(None, None, {}, f"{type(exc).__name__} on {method} {path}: {exc}")
+            shown = _shown_path(path)
+            why = str(exc).replace(path, shown) if shown != path else str(exc)
+            return BrevoResponse(None, None, {}, f"{type(exc).__name__} on {method} {shown}: {why}")
+
+
+def _shown_path(path: str) -> str:
+    """A path as messages and logs show it: a contact named by its address (an erasure,
+    agent/core/privacy.py) becomes /contacts/{identifier}."""
+    head, _, rest = path.partition("?")
+    if head.startswith("/contacts/") and "@" in head:
+        return "/contacts/{identifier}" + (f"?{rest}" if rest else "")
+    return path
 
 
 _DRY_STATUS = {
@@ -124,3 +155,115 @@ def _dry_body(path: str) -> Any:
     if path == "/contacts/import":
         return {"processId": 0}
     return None
+
+
+# -- budgets ----------------------------------------------------------------------------------
+
+
+def account_budgets(cfg: BrevoSection) -> dict[str, Budget]:
+    """One budget per endpoint family: the plan's published limits (agent/core/planner.py)
+    with the config's `rate_limits` overrides."""
+    limits = dict(PLAN_LIMITS[cfg.plan])
+    for fam, windows in (cfg.rate_limits or {}).items():
+        limits[fam] = [(w.count, w.per) for w in windows]
+    return {fam: Budget.of(limits[fam]) for fam in BREVO_FAMILIES}
+
+
+def observe_limits(budget: Budget, now: float, headers: Mapping[str, str]) -> None:
+    """Correct a family's budget from an answer's `x-sib-ratelimit-*` headers (NOTES.md §4)."""
+
+    def num(name: str) -> float | None:
+        try:
+            return float(headers[name]) if name in headers else None
+        except ValueError:
+            return None
+
+    limit, remaining, reset = (
+        num("x-sib-ratelimit-limit"),
+        num("x-sib-ratelimit-remaining"),
+        num("x-sib-ratelimit-reset"),
+    )
+    budget.observe(
+        now,
+        int(limit) if limit is not None else None,
+        int(remaining) if remaining is not None else None,
+        reset,
+    )
+
+
+# -- the contacts Brevo holds (the backfill's pre-pass) -----------------------------------------
+
+
+class BrevoListError(AgentError):
+    """Brevo refused to list the account's contacts (a wrong key, or failures in a row)."""
+
+
+CONTACTS_PAGE = 1000  # GET /contacts: `limit` is at most 1000 (Brevo's openapi)
+
+
+class ContactPages:
+    """Brevo's `GET /contacts`, one page at a time, within the account's `contacts` budget
+    (the family the forwarder meters its contact calls in): waits when the budget is spent,
+    follows the rate-limit headers, waits out a 429, retries 5xx and network failures with
+    the one backoff policy, and raises `BrevoListError` on anything else."""
+
+    def __init__(
+        self,
+        client: BrevoClient,
+        budget: Budget,
+        *,
+        clock: Callable[[], float],
+        max_backoff: float = 60.0,
+        attempts: int = 8,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.client = client
+        self.budget = budget
+        self.clock = clock
+        self.max_backoff = max_backoff
+        self.attempts = attempts
+        self.sleep = sleep
+        self.calls = 0
+        self._rng = random.Random()
+
+    async def page(
+        self, offset: int, limit: int = CONTACTS_PAGE
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The contacts from `offset` on (oldest first) and the account's contact count."""
+        params = {"limit": str(limit), "offset": str(offset), "sort": "asc"}
+        failures = 0
+        while True:
+            while (wait := self.budget.delay(self.clock())) > 0:
+                await self.sleep(min(wait, 5.0))
+            self.budget.take(self.clock())
+            self.calls += 1
+            resp = await self.client.request("GET", "/contacts", params=params)
+            observe_limits(self.budget, self.clock(), resp.headers)
+            verdict = classify(resp.status, resp.headers)
+            if verdict.kind is VerdictKind.OK:
+                return _contacts_of(resp)
+            if verdict.kind is VerdictKind.RATE_LIMITED:
+                self.budget.block(self.clock(), verdict.wait)
+                continue
+            if verdict.kind is VerdictKind.RETRY and failures + 1 < self.attempts:
+                delay = backoff_delay(failures, max_delay=self.max_backoff, rng=self._rng)
+                failures += 1
+                log.warning(
+                    "brevo %s on GET /contacts (%s); retry in %.1fs",
+                    resp.status or "error",
+                    resp.message,
+                    delay,
+                )
+                await self.sleep(delay)
+                continue
+            raise BrevoListError(
+                f"brevo answered {resp.status or 'no answer'} {resp.code} to GET /contacts"
+                f" ({resp.message}); check brevo.api_key and the account"
+            )
+
+
+def _contacts_of(resp: BrevoResponse) -> tuple[list[dict[str, Any]], int]:
+    body = resp.body if isinstance(resp.body, dict) else {}
+    contacts = [c for c in body.get("contacts") or [] if isinstance(c, dict)]
+    count = body.get("count")
+    return contacts, count if isinstance(count, int) and not isinstance(count, bool) else 0

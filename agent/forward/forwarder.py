@@ -16,16 +16,15 @@ from agent.config import BREVO_FAMILIES, BrevoSection, SiteConfig
 from agent.core.jobs import Job, Kind
 from agent.core.planner import (
     BATCH_ONLY,
-    PLAN_LIMITS,
-    Budget,
     Plan,
     Request,
     batch_request,
     choose,
     single_request,
 )
+from agent.core.privacy import ERASE_ROUTE, erase_done, erase_job
 from agent.core.retry import Reaction, ReactionKind, VerdictKind, backoff_delay, classify, react
-from agent.forward.brevo import BrevoClient, BrevoResponse
+from agent.forward.brevo import BrevoClient, BrevoResponse, account_budgets, observe_limits
 from agent.metrics import Metrics
 from agent.store.ports import JobQueue
 
@@ -35,7 +34,16 @@ log = logging.getLogger("agent.forwarder")
 
 MAX_IN_FLIGHT = 8
 # Kinds in the order a backlog should reach Brevo: catalogue first, then people, then orders.
-KIND_ORDER = (Kind.CATEGORY, Kind.PRODUCT, Kind.CONTACT, Kind.COUPON, Kind.ORDER, Kind.EVENT)
+KIND_ORDER = (
+    Kind.CATEGORY,
+    Kind.PRODUCT,
+    Kind.CONTACT,
+    Kind.DOI,
+    Kind.COUPON,
+    Kind.ORDER,
+    Kind.EVENT,
+    Kind.ERASE,
+)
 
 
 class Forwarder:
@@ -119,10 +127,7 @@ class AccountWorker:
         self.progress = progress
         self.cfg = cfg
         self.account = cfg.account
-        limits = dict(PLAN_LIMITS[cfg.plan])
-        for fam, windows in (cfg.rate_limits or {}).items():
-            limits[fam] = [(w.count, w.per) for w in windows]
-        self.budgets = {fam: Budget.of(limits[fam]) for fam in BREVO_FAMILIES}
+        self.budgets = account_budgets(cfg)
         self.client = BrevoClient(
             cfg.base_url, cfg.api_key, timeout=cfg.timeout, dry_run=cfg.is_dry_run
         )
@@ -276,6 +281,11 @@ class AccountWorker:
 
     async def _build(self, jobs: list[Job], batch: bool) -> Request | None:
         kind = jobs[0].kind
+        # Contact and double opt-in jobs come claimed without the lists their emails left
+        # since they were queued (agent/store/consent.py `strip_suppressed`).
+        if kind is Kind.DOI and not jobs[0].body["includeListIds"]:
+            await self.store.complete(jobs)  # every list it named was left since: nothing to ask
+            return None
         collection_id = None
         if kind is Kind.COUPON:
             collection_id = await self._coupon_collection(jobs[0].body["collection"])
@@ -385,25 +395,7 @@ class AccountWorker:
         return None
 
     def _observe(self, family: str, resp: BrevoResponse) -> None:
-        h = resp.headers
-
-        def num(name: str) -> float | None:
-            try:
-                return float(h[name]) if name in h else None
-            except ValueError:
-                return None
-
-        limit, remaining, reset = (
-            num("x-sib-ratelimit-limit"),
-            num("x-sib-ratelimit-remaining"),
-            num("x-sib-ratelimit-reset"),
-        )
-        self.budgets[family].observe(
-            self.now(),
-            int(limit) if limit is not None else None,
-            int(remaining) if remaining is not None else None,
-            reset,
-        )
+        observe_limits(self.budgets[family], self.now(), resp.headers)
 
     async def _send(self, request: Request, slot: asyncio.Semaphore) -> None:
         try:
@@ -419,10 +411,14 @@ class AccountWorker:
             self.metrics.inc(
                 "woobrevo_brevo_calls_total",
                 family=request.family,
-                endpoint=request.path,
+                endpoint=_shown(request),
                 status=str(resp.status),
             )
             jobs = list(request.jobs)
+            if jobs[0].kind is Kind.ERASE and erase_done(resp.status):
+                self.failures[request.family] = 0
+                await self._erased(jobs[0], None)
+                return
             reaction = react(
                 classify(resp.status, resp.headers),
                 resp.status,
@@ -440,6 +436,24 @@ class AccountWorker:
             self.inflight[request.family] -= 1
             self.progress.set()
             self.wake()
+
+    async def _erased(self, job: Job, refused: tuple[str, str] | None) -> None:
+        """An erase job's answer: the store purges the email (agent/store/privacy.py); the log
+        and the metrics name the erasure and the site, never the address."""
+        number, site = erase_job(job)
+        await self.store.erasure_finished(job, refused)
+        outcome = "done" if refused is None else "refused"
+        self.metrics.inc("woobrevo_erasures_total", site=site, outcome=outcome)
+        if refused is None:
+            log.info("erasure %d for site %s done", number, site)
+        else:
+            log.warning(
+                "erasure %d for site %s done in the agent's store, but Brevo refused it (%s):"
+                " the contact may still be in Brevo; see `woobrevo-agent deadletters list`",
+                number,
+                site,
+                refused[0],
+            )
 
     async def _apply(
         self, reaction: Reaction, request: Request, resp: BrevoResponse, jobs: list[Job], now: float
@@ -459,7 +473,7 @@ class AccountWorker:
                     "brevo %s on %s %s (%s); retry in %.1fs",
                     resp.status or "error",
                     request.method,
-                    request.path,
+                    _shown(request),
                     resp.message,
                     reaction.wait,
                 )
@@ -487,10 +501,24 @@ class AccountWorker:
                 len(jobs),
             )
             await store.retry(jobs, now, reaction.reason, single_only=True, count_attempt=False)
+        elif jobs[0].kind is Kind.ERASE:
+            await self._erased(jobs[0], (resp.code, resp.message))
         else:
             job = jobs[0]
+            # The job id, not its key: a contact's key holds the address (docs/privacy.md).
             log.warning(
-                "brevo %s %s on %s %s: dead letter", resp.status, resp.code, job.kind, job.key
+                "brevo %s %s on %s job %d: dead letter (woobrevo-agent deadletters list)",
+                resp.status,
+                resp.code,
+                job.kind,
+                job.id,
             )
             self.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
             await store.dead_letter(job, resp.code, resp.message)
+
+
+def _shown(request: Request) -> str:
+    """The path a log line or a metric shows: an erase call's holds the address."""
+    if request.jobs and request.jobs[0].kind is Kind.ERASE:
+        return ERASE_ROUTE
+    return request.path

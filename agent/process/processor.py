@@ -12,9 +12,11 @@ from typing import Any
 from agent.config import SiteConfig
 from agent.core.aggregates import OrderFact, order_fact
 from agent.core.carts import Cart, CartOutcome, CartSite
+from agent.core.consent import ConsentView
 from agent.core.events import Event
 from agent.core.jobs import Outcome
 from agent.core.pipeline import SiteRules, decide
+from agent.core.privacy import Erasure, ErasureRules, erasure_of
 from agent.metrics import Metrics
 from agent.store.ports import InboxQueue
 
@@ -60,6 +62,7 @@ class Processor:
         # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).
         self._rules = {sid: SiteRules.of(site) for sid, site in sites.items()}
         self._carts = {sid: CartSite.of(site) for sid, site in sites.items()}
+        self._privacy = {sid: ErasureRules.of(site, sites.values()) for sid, site in sites.items()}
         # No site tracks carts: an order costs no look-up of its buyer's open carts.
         self._cart_step_or_none = (
             self._cart_step if any(c.rules.enabled for c in self._carts.values()) else None
@@ -85,7 +88,12 @@ class Processor:
         self._task = self._pruner = None
 
     def _decide(
-        self, site_id: str, event: Event, prior: dict[str, Any] | None, aggregates: Any
+        self,
+        site_id: str,
+        event: Event,
+        prior: dict[str, Any] | None,
+        aggregates: Any,
+        consent: ConsentView,
     ) -> Outcome:
         rules = self._rules.get(site_id)
         if rules is None:
@@ -99,6 +107,7 @@ class Processor:
             aggregates,
             now=self.clock(),
             historical_after=self.historical_after,
+            consent=consent,
         )
         for warning in outcome.warnings:
             log.warning("site %s: %s", site_id, warning)
@@ -106,6 +115,10 @@ class Processor:
 
     def _facts(self, site_id: str, event: Event) -> OrderFact | None:
         return order_fact(event) if site_id in self._rules else None
+
+    def _erasure(self, site_id: str, event: Event) -> Erasure | None:
+        rules = self._privacy.get(site_id)
+        return None if rules is None else erasure_of(rules, event)
 
     def _cart_step(self, site_id: str, event: Event, carts: Sequence[Cart]) -> CartOutcome | None:
         site = self._carts.get(site_id)
@@ -146,7 +159,11 @@ class Processor:
         async with self._lock:
             while True:
                 n = await self.store.process_pending(
-                    BATCH, self._decide, self._facts, carts=self._cart_step_or_none
+                    BATCH,
+                    self._decide,
+                    self._facts,
+                    carts=self._cart_step_or_none,
+                    privacy=self._erasure,
                 )
                 total += n
                 self.backlogged = n == BATCH

@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 
 from agent.core.aggregates import OrderFact, aggregate, email_facts
-from agent.core.carts import Cart, CartOutcome, cart_from_row, cart_row
+from agent.core.carts import Cart, CartOutcome, cart_from_row, cart_row, with_consent
+from agent.core.consent import ConsentRecord
 from agent.core.dedupe import Merged, Pending, coalesce, coalesces, reads_known
 from agent.core.jobs import Intent, Kind, canonical
+from agent.store.consent import consent_row, consent_upsert, suppression_rows
 from agent.store.schema import PENDING
 
 __all__ = ["Chunk"]
@@ -54,6 +56,7 @@ class Chunk:
         self.facts: dict[str, dict[int, OrderFact]] = {}  # site → order id → fact
         self.jobs: dict[tuple[str, str], QueuedJob] = {}
         self.carts: dict[tuple[str, int], Cart] = {}  # (site, cart id) → as this chunk left it
+        self.consents: dict[tuple[str, str], ConsentRecord] = {}  # (account, email) → record
         self.writes: list[tuple[str, tuple[Any, ...]] | QueuedJob] = []
         self.done: list[int] = []
 
@@ -89,6 +92,17 @@ class Chunk:
         ).fetchall()
         stored = {row[0]: OrderFact(*row[1:]) for row in rows}
         return aggregate(email_facts(email, stored, self.facts.get(site, {})), paid)
+
+    def record(self, account: str, email: str) -> ConsentRecord | None:
+        """An email's consent record (the pipeline's `ConsentView`, agent/core/consent.py)."""
+        key = (account, email)
+        if key in self.consents:
+            return self.consents[key]
+        return consent_row(self.db, account, email)
+
+    def suppressions(self, account: str, email: str) -> list[tuple[int, float]]:
+        """An email's suppressions as (list id, since) (the `ConsentView`'s other read)."""
+        return suppression_rows(self.db, account, email)
 
     def cart(self, site: str, cart_id: int) -> Cart | None:
         """A cart as kept (agent/core/carts.py)."""
@@ -168,6 +182,11 @@ class Chunk:
             )
         )
 
+    def set_consent(self, account: str, email: str, record: ConsentRecord) -> None:
+        """Keep a consent record the pipeline changed."""
+        self.consents[(account, email)] = record
+        self.writes.append(consent_upsert(account, email, record))
+
     def set_carts(self, site: str, outcome: CartOutcome) -> None:
         """Keep what the cart state machine decided: carts, their intents, the counters."""
         for cart in outcome.carts:
@@ -189,7 +208,7 @@ class Chunk:
                     ),
                 )
             )
-        for intent in outcome.intents:
+        for intent in with_consent(outcome, self):
             self.add_intent(outcome.account, site, intent)
         for name, n in outcome.counts:
             self.writes.append(

@@ -12,6 +12,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,8 +20,11 @@ import orjson
 from agent.core.aggregates import OrderFact, fact_after
 from agent.core.carts import Cart, order_buyer
 from agent.core.events import Event, Rejection, Resource
+from agent.core.minimize import minimize_value
+from agent.core.privacy import redact_raw
 from agent.store.chunk import Chunk
-from agent.store.ports import CartStep, Decide, IngestResult
+from agent.store.ports import CartStep, Decide, ErasureStep, IngestResult
+from agent.store.privacy import plan_erasure
 from agent.store.rows import (
     EVENT_COLUMNS,
     bump,
@@ -39,6 +43,16 @@ log = logging.getLogger("agent.store")
 PRUNE_BATCH = 100
 
 Facts = Callable[[str, Event], OrderFact | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Steps:
+    """The core's steps a processing pass runs (see `process_pending`)."""
+
+    decide: Decide
+    facts: Facts
+    carts: CartStep | None
+    privacy: ErasureStep | None
 
 
 class InboxMixin(StoreBase):
@@ -76,10 +90,10 @@ class InboxMixin(StoreBase):
             ).fetchone()
             if rej.id != "?" and exists:
                 continue
+            # Kept without payment details nor an erasure's address (agent/core/minimize.py).
+            kept = dump_raw(minimize_value(redact_raw(raw)))
             db.execute(
-                *dead_letter_insert(
-                    site, "event", ref, "event", rej.code, rej.message, dump_raw(raw), now
-                )
+                *dead_letter_insert(site, "event", ref, "event", rej.code, rej.message, kept, now)
             )
         if events:
             bump(db, site, "events_in", len(events))
@@ -88,21 +102,27 @@ class InboxMixin(StoreBase):
     # -- processing -----------------------------------------------------------------------
 
     async def process_pending(
-        self, limit: int, decide: Decide, facts: Facts, *, carts: CartStep | None = None
+        self,
+        limit: int,
+        decide: Decide,
+        facts: Facts,
+        *,
+        carts: CartStep | None = None,
+        privacy: ErasureStep | None = None,
     ) -> int:
         """Process up to `limit` new inbox rows in order, each in its own transaction.
 
         `facts(site, event)` returns an order's (email, status, total, created_at) so that
-        aggregates include it; `decide(site, event, prior_state, aggregates_for)` is the pure
-        pipeline; `carts(site, event, carts)` the cart state machine, for cart events and for
-        the open carts of an order's buyer (without it, cart events change nothing). Returns
-        how many rows were processed.
+        aggregates include it; `decide(site, event, prior_state, aggregates_for, consent)` is
+        the pure pipeline (`consent`, the chunk, reads consent records and suppressions); `carts(site, event, carts)` the cart state machine, for cart events and for
+        the open carts of an order's buyer (without it, cart events change nothing);
+        `privacy(site, event)` an erasure's Brevo job (agent/store/privacy.py). Returns how many
+        rows were processed.
         """
-        return await self._run(self._process_pending, limit, decide, facts, carts)
+        steps = _Steps(decide, facts, carts, privacy)
+        return await self._run(self._process_pending, limit, steps)
 
-    def _process_pending(
-        self, limit: int, decide: Decide, facts: Facts, carts: CartStep | None
-    ) -> int:
+    def _process_pending(self, limit: int, steps: _Steps) -> int:
         rows = self.db.execute(
             f"SELECT {EVENT_COLUMNS} FROM inbox WHERE state = 0"
             + self._not_held
@@ -118,7 +138,7 @@ class InboxMixin(StoreBase):
         chunk = Chunk(self.db)
         try:
             for row in rows:
-                self._process_row(chunk, row[1], event_from_row(row), decide, facts, carts)
+                self._process_row(chunk, row[1], event_from_row(row), steps)
                 chunk.done.append(row[0])
             with self._tx():
                 chunk.apply()
@@ -127,16 +147,14 @@ class InboxMixin(StoreBase):
             # the bad row becomes a dead letter and the rows behind it are not blocked.
             log.warning("processing a batch of %d failed; isolating the bad event", len(rows))
             for row in rows:
-                self._process_alone(row, decide, facts, carts)
+                self._process_alone(row, steps)
         return len(rows)
 
-    def _process_alone(
-        self, row: Sequence[Any], decide: Decide, facts: Facts, carts: CartStep | None
-    ) -> None:
+    def _process_alone(self, row: Sequence[Any], steps: _Steps) -> None:
         seq, site = row[0], row[1]
         try:
             chunk = Chunk(self.db)
-            self._process_row(chunk, site, event_from_row(row), decide, facts, carts)
+            self._process_row(chunk, site, event_from_row(row), steps)
             chunk.done.append(seq)
             with self._tx():
                 chunk.apply()
@@ -156,15 +174,11 @@ class InboxMixin(StoreBase):
                 )
                 db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
 
-    def _process_row(
-        self,
-        chunk: Chunk,
-        site: str,
-        event: Event,
-        decide: Decide,
-        facts: Facts,
-        carts: CartStep | None,
-    ) -> None:
+    def _process_row(self, chunk: Chunk, site: str, event: Event, steps: _Steps) -> None:
+        decide, facts, carts = steps.decide, steps.facts, steps.carts
+        if event.resource is Resource.PRIVACY:
+            plan_erasure(chunk, site, event, steps.privacy)
+            return
         if event.resource is Resource.CART:
             kept = chunk.cart(site, event.resource_id)
             self._run_carts(chunk, site, event, [] if kept is None else [kept], carts)
@@ -179,9 +193,11 @@ class InboxMixin(StoreBase):
         def aggregates(email: str, paid: Collection[str]) -> dict[str, Any]:
             return chunk.aggregates(site, email, paid)
 
-        outcome = decide(site, event, prior, aggregates)
+        outcome = decide(site, event, prior, aggregates, chunk)
         if outcome.object_state is not None:
             chunk.set_object(key, orjson.dumps(outcome.object_state).decode())
+        for email, record in outcome.consent:
+            chunk.set_consent(outcome.account, email, record)
         for intent in outcome.intents:
             chunk.add_intent(outcome.account, site, intent)
         buyer = order_buyer(event) if carts is not None else None

@@ -17,6 +17,7 @@ import orjson
 
 from agent.core.dedupe import claimable, known_after, largest_list_group
 from agent.core.jobs import Job, Kind
+from agent.store.consent import strip_suppressed
 from agent.store.rows import bump, dead_letter_insert, set_stat
 from agent.store.tx import StoreBase
 
@@ -81,6 +82,13 @@ class JobsMixin(StoreBase):
         extra = ""
         if single is not None:
             extra = f" AND single_only = {int(single)}"
+        if kind is Kind.ERASE:
+            # An erasure waits for its contact's upsert in flight: that one must not land
+            # after the erase and re-create the contact.
+            extra += (
+                " AND NOT EXISTS (SELECT 1 FROM jobs AS f WHERE f.account=jobs.account"
+                " AND f.state=1 AND f.key='contact:' || json_extract(jobs.body, '$.email'))"
+            )
         # The oldest first by the queue's index (not a sort of every due job), and the keys in
         # flight left out from their own small index, before the LIMIT.
         where = (
@@ -113,10 +121,13 @@ class JobsMixin(StoreBase):
             take = set(claimable(kind, [(r[0], r[2]) for r in rows]))
             taken = [r for r in rows if r[0] in take]
             db.executemany("UPDATE jobs SET state=1 WHERE id=?", [(r[0],) for r in taken])
-        return [
+        jobs = [
             Job(r[0], account, r[1], kind, r[2], json.loads(r[3]), bool(r[4]), r[5], bool(r[6]))
             for r in taken
         ]
+        if kind in (Kind.CONTACT, Kind.DOI):
+            strip_suppressed(self.db, account, jobs)  # at send time (agent/store/consent.py)
+        return jobs
 
     async def unclaim(self, account: str) -> None:
         """Put every claimed job of an account back in the queue (on shutdown)."""

@@ -9,24 +9,29 @@ these and nothing else. `SqliteStore` (agent/store/sqlite.py) implements all of 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.core.aggregates import OrderFact
 from agent.core.carts import Cart, CartOutcome
+from agent.core.consent import ConsentRecord, ConsentView
 from agent.core.events import Event, Rejection
 from agent.core.jobs import Job, Kind, Outcome
 from agent.core.pipeline import Aggregates
+from agent.core.privacy import Erasure
 
 __all__ = [
     "CartFigures",
     "CartFire",
     "CartStep",
     "CartTimers",
+    "ConsentStore",
     "DeadLetter",
     "DeadLetters",
     "Decide",
+    "ErasureStep",
+    "Holdings",
     "InboxQueue",
     "Ingest",
     "IngestResult",
@@ -38,7 +43,9 @@ __all__ = [
 
 # The pure pipeline as the store calls it: (site, event, prior state, aggregates) → outcome
 # (agent/core/pipeline.py `decide`, wrapped by agent/process/processor.py).
-Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates], Outcome]
+# The consent view (agent/core/consent.py) reads the records and suppressions as the event's
+# transaction sees them.
+Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates, ConsentView], Outcome]
 
 
 # The cart state machine as the store calls it (agent/core/carts.py `CartSite`, with the
@@ -47,6 +54,9 @@ Decide = Callable[[str, Event, dict[str, Any] | None, Aggregates], Outcome]
 CartStep = Callable[[str, Event, Sequence[Cart]], CartOutcome | None]
 # A cart whose timer came due → its outcome (None: the site is no longer in the config).
 CartFire = Callable[[str, Cart], CartOutcome | None]
+# A stored `privacy.erase` → its erasure (agent/core/privacy.py `erasure_of`, with the site's
+# rules); None for a site no longer in the config.
+ErasureStep = Callable[[str, Event], Erasure | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +153,28 @@ class InboxQueue(CartTimers, Protocol):
         facts: Callable[[str, Event], OrderFact | None],
         *,
         carts: CartStep | None = None,
+        privacy: ErasureStep | None = None,
     ) -> int: ...
 
     async def prune_inbox(self, before: float, *, batch: int = ...) -> int: ...
+
+
+class ConsentStore(Protocol):
+    """Consent records and suppressions per (Brevo account, email) (agent/store/consent.py):
+    the Brevo webhook door and backfill suppress, a Brevo `listAddition` lifts, the forwarder
+    reads the suppressions at send time. Emails are normalized (agent.core.normalize)."""
+
+    async def suppress(
+        self, account: str, email: str, list_ids: Sequence[int], reason: str, since: float
+    ) -> None: ...
+
+    async def lift(self, account: str, email: str, list_ids: Sequence[int]) -> None: ...
+
+    async def suppressed(
+        self, account: str, emails: Collection[str]
+    ) -> dict[str, frozenset[int]]: ...
+
+    async def consent_of(self, account: str, email: str) -> ConsentRecord | None: ...
 
 
 class JobQueue(MetaStore, Protocol):
@@ -181,6 +210,17 @@ class JobQueue(MetaStore, Protocol):
     ) -> None: ...
 
     async def dead_letter(self, job: Job, code: str, message: str) -> None: ...
+
+    async def erasure_finished(self, job: Job, refused: tuple[str, str] | None = None) -> None: ...
+
+
+class Holdings(Protocol):
+    """The stream door's read for an `export` frame: what the store holds about an email on a
+    Brevo account's sites (agent/core/privacy.py `export_groups` names the groups)."""
+
+    async def holdings(
+        self, account: str, sites: Sequence[str], email: str
+    ) -> dict[str, list[dict[str, Any]]]: ...
 
 
 class DeadLetters(Protocol):

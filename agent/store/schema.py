@@ -7,8 +7,9 @@ from pathlib import Path
 
 __all__ = ["INFLIGHT", "PENDING", "SCHEMA_VERSION", "connect"]
 
-# 2: `carts` (issue 13); a version-1 file gains the table when opened.
-SCHEMA_VERSION = 2
+# 2: `carts` (issue 13); 3: `consent` and `suppression` (issue 14). An older file gains the
+# new tables when opened (every CREATE below is IF NOT EXISTS).
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,6 +109,25 @@ CREATE TABLE IF NOT EXISTS carts (
 CREATE INDEX IF NOT EXISTS carts_due ON carts (due, site, cart_id) WHERE due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS carts_email ON carts (site, email) WHERE due IS NOT NULL;
 CREATE INDEX IF NOT EXISTS carts_customer ON carts (site, customer_id) WHERE due IS NOT NULL;
+-- marketing consent per (Brevo account, email) (agent/core/consent.py); doi: pending|confirmed
+CREATE TABLE IF NOT EXISTS consent (
+    account TEXT NOT NULL,
+    email TEXT NOT NULL,
+    subscribed INTEGER NOT NULL,
+    since REAL NOT NULL,
+    source TEXT NOT NULL,
+    doi TEXT,
+    PRIMARY KEY (account, email)
+);
+-- lists an email left in Brevo (list_id 0: every list: blocklisted or spam)
+CREATE TABLE IF NOT EXISTS suppression (
+    account TEXT NOT NULL,
+    email TEXT NOT NULL,
+    list_id INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (account, email, list_id)
+);
 CREATE TABLE IF NOT EXISTS stats (
     site TEXT NOT NULL,
     name TEXT NOT NULL,

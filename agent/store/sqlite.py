@@ -9,6 +9,8 @@
 - deadletters.py: list, retry, drop kept failures;
 - meta.py: keyed values, watermarks, object versions, /status counters;
 - carts.py: cart timers (the carts that came due fire, once) and the carts' figures;
+- consent.py: consent records and suppressions (the `ConsentStore` port);
+- privacy.py: an erasure's purge once Brevo answered, and what an exporter is shown;
 - rows.py: rows more than one of them writes.
 
 The rules these apply (coalescing, what Brevo already holds, which jobs a claim may take, an
@@ -21,14 +23,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent.store.carts import CartsMixin
+from agent.store.consent import ConsentMixin
 from agent.store.deadletters import DeadLettersMixin
 from agent.store.inbox import InboxMixin
 from agent.store.jobs import JobsMixin
+from agent.store.privacy import PrivacyMixin
 
 if TYPE_CHECKING:
     from agent.store.ports import (
         CartFigures,
         CartTimers,
+        ConsentStore,
         DeadLetters,
         InboxQueue,
         Ingest,
@@ -41,7 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(InboxMixin, JobsMixin, DeadLettersMixin, CartsMixin):
+class SqliteStore(InboxMixin, JobsMixin, DeadLettersMixin, PrivacyMixin, CartsMixin, ConsentMixin):
     """The embedded store. Use as `async with SqliteStore(path) as store:`.
 
     `SqliteStore(path, *, recover=True, writes="plain", held_sites=())`: see tx.py
@@ -63,6 +68,7 @@ if TYPE_CHECKING:
         Status,
         CartTimers,
         CartFigures,
+        ConsentStore,
     ]:
         """mypy fails here when the store stops satisfying one of its ports."""
-        return store, store, store, store, store, store, store, store, store
+        return store, store, store, store, store, store, store, store, store, store

@@ -90,6 +90,9 @@ class StoreBase:
             checkpoints=self.writes != "doors",
             recover=self.recover,
         )
+        # Deleted records and freed pages are zeroed, not left in the file: an erased email
+        # (agent/store/privacy.py) must not survive in free space.
+        self._db.execute("PRAGMA secure_delete=ON")
 
     def _close(self) -> None:
         assert self._db is not None

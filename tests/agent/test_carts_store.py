@@ -95,7 +95,7 @@ async def test_a_version_1_store_gains_the_carts_table(tmp_path: Path) -> None:
     db.commit()
     db.close()
     async with SqliteStore(path) as store:
-        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert await store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
         assert await store.next_cart_due() is None
 
 

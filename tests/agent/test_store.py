@@ -67,7 +67,7 @@ class Scripted:
         self.seen: dict[int, dict[str, Any]] = {}
 
     def __call__(
-        self, site: str, event: Event, prior: dict[str, Any] | None, agg: Aggregates
+        self, site: str, event: Event, prior: dict[str, Any] | None, agg: Aggregates, _: Any
     ) -> Outcome:
         self.seen[event.resource_id] = agg("ann@example.com", ("completed",))
         return Outcome(account=ACCOUNT, intents=self.intents.get(event.resource_id, ()))
@@ -177,8 +177,10 @@ async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
     feed.append(("coupon.created", ref("coupon.json")))
     feed.append(("customer.created", dict(ref("customer.json"), id=9999, email="not-an-email")))
 
-    def decide_(s: str, e: Event, prior: Any, agg: Any) -> Any:
-        return decide(SiteRules.of(site), e, prior, agg, now=NOW, historical_after=30 * 86400)
+    def decide_(s: str, e: Event, prior: Any, agg: Any, consent: Any) -> Any:
+        return decide(
+            SiteRules.of(site), e, prior, agg, now=NOW, historical_after=30 * 86400, consent=consent
+        )
 
     async def run(path: Path, chunk: int) -> dict[str, Any]:
         async with SqliteStore(path) as store:

@@ -402,6 +402,7 @@ async def test_hello_is_a_heartbeat_and_feeds_status(tmp_path: Path) -> None:
                         "recovery_rate": None,
                     },
                 },
+                "consent": {"mode": "implied"},
             }
             link = app.status.site("a").stream
             assert link.connections == 1

@@ -42,11 +42,106 @@ class ContactEndpoints(BrevoState):
             contact["ext_id"] = body["ext_id"]
         lists = set(contact["listIds"]) | set(body.get("listIds") or ())
         contact["listIds"] = sorted(lists - set(body.get("unlinkListIds") or ()))
+        # Brevo adds a contact to the lists it is given even after it left them (the danger
+        # issue 14 guards against): it is then in the list again, no longer unsubscribed.
+        self._resubscribe(contact, body.get("listIds") or ())
         self._touch(
             contact,
             emailBlacklisted=body.get("emailBlacklisted"),
             smsBlacklisted=body.get("smsBlacklisted"),
         )
+
+    def _resubscribe(self, contact: Mapping[str, Any], list_ids: Iterable[int]) -> None:
+        flags = self.contact_flags.get(contact["id"])
+        if flags and flags.get("listUnsubscribed") and list_ids:
+            flags["listUnsubscribed"] = sorted(set(flags["listUnsubscribed"]) - set(list_ids))
+
+    def seed_contact(
+        self,
+        email: str,
+        *,
+        lists: Iterable[int] = (),
+        blacklisted: bool = False,
+        unsubscribed: Iterable[int] = (),
+        attributes: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Put a contact in the account as Brevo would hold it after people acted there: in
+        `lists`, blocklisted (`emailBlacklisted`), or having left `unsubscribed` (Brevo takes
+        them out of those lists and names them in `listUnsubscribed`). For tests."""
+        for list_id in (*lists, *unsubscribed):
+            if list_id not in self.lists:
+                self._add_list(list_id, f"List {list_id}")
+        key = email.lower()
+        contact = self._drop_contact(key) if key in self.contacts else None
+        if contact is None:
+            contact = _new_contact(next(self._ids), key)
+        contact["attributes"].update(attributes or {})
+        gone = set(unsubscribed)
+        contact["listIds"] = sorted((set(contact["listIds"]) | set(lists)) - gone)
+        self._touch(contact, emailBlacklisted=blacklisted)
+        self.contact_flags[contact["id"]]["listUnsubscribed"] = sorted(gone)
+        self._put_contact(contact)
+        return contact
+
+    def confirm_doi(self, email: str) -> None:
+        """The person clicks the double opt-in link of the last DOI request for `email`:
+        Brevo creates or updates the contact and adds it to the request's includeListIds."""
+        request = next(
+            r for r in reversed(self.doi_requests) if r["email"].lower() == email.lower()
+        )
+        key = email.lower()
+        contact = self._drop_contact(key) if key in self.contacts else None
+        if contact is None:
+            contact = _new_contact(next(self._ids), key)
+        self._apply(contact, {"attributes": request.get("attributes") or {},
+                              "listIds": request["includeListIds"]})  # fmt: skip
+        self._put_contact(contact)
+
+    def _contact_answer(self, contact: Mapping[str, Any]) -> dict[str, Any]:
+        """A contact as GET /contacts and GET /contacts/{identifier} show it."""
+        flags = self.contact_flags[contact["id"]]
+        answer = {
+            "id": contact["id"],
+            "emailBlacklisted": flags["emailBlacklisted"],
+            "smsBlacklisted": flags["smsBlacklisted"],
+            "createdAt": flags["createdAt"],
+            "modifiedAt": flags["modifiedAt"],
+            "attributes": dict(contact["attributes"]),
+            "listIds": list(contact["listIds"]),
+            "listUnsubscribed": list(flags.get("listUnsubscribed", ())),
+        }
+        if contact["email"]:
+            answer["email"] = contact["email"]
+        if contact["ext_id"]:
+            answer["attributes"]["EXT_ID"] = contact["ext_id"]
+        return answer
+
+    def _list_contacts(self, call: Call) -> Answer:
+        """GET /contacts: every contact, newest first unless sort=asc, paged by limit/offset."""
+        limit = int(call.query.get("limit", 50))
+        offset = int(call.query.get("offset", 0))
+        contacts = sorted(self.contacts.values(), key=lambda c: c["id"])
+        if call.query.get("sort", "desc") == "desc":
+            contacts.reverse()
+        page = contacts[offset : offset + limit]
+        return 200, {"contacts": [self._contact_answer(c) for c in page], "count": len(contacts)}
+
+    def _double_optin(self, call: Call) -> Answer:
+        """POST /contacts/doubleOptinConfirmation: Brevo mails the template; the contact joins
+        includeListIds only once the person confirms (`confirm_doi`). Recorded in
+        `doi_requests`."""
+        body = call.body
+        if not _valid_email(body["email"]):
+            return error(400, "invalid_parameter", "Invalid email address")
+        problem = self._attribute_problem(body.get("attributes") or {}) or self._list_problem(
+            body["includeListIds"]
+        )
+        if problem is not None:
+            return error(400, "invalid_parameter", problem)
+        if not body["includeListIds"]:
+            return error(400, "invalid_parameter", "includeListIds must name at least one list")
+        self.doi_requests.append(dict(body))
+        return (204, None) if body["email"].lower() in self.contacts else (201, None)
 
     def _contact_problem(self, body: Mapping[str, Any], email: Any) -> Answer | None:
         """Checks Brevo makes beyond the schema, shared by create and update."""
@@ -130,24 +225,7 @@ class ContactEndpoints(BrevoState):
         key = self._identified(call)
         if key is None:
             return error(404, "document_not_found", "Contact does not exist")
-        contact = self.contacts[key]
-        flags = self.contact_flags[contact["id"]]
-        answer = {
-            "id": contact["id"],
-            "emailBlacklisted": flags["emailBlacklisted"],
-            "smsBlacklisted": flags["smsBlacklisted"],
-            "createdAt": flags["createdAt"],
-            "modifiedAt": flags["modifiedAt"],
-            "attributes": dict(contact["attributes"]),
-            "listIds": list(contact["listIds"]),
-            "listUnsubscribed": [],
-            "statistics": {},
-        }
-        if contact["email"]:
-            answer["email"] = contact["email"]
-        if contact["ext_id"]:
-            answer["attributes"]["EXT_ID"] = contact["ext_id"]
-        return 200, answer
+        return 200, {**self._contact_answer(self.contacts[key]), "statistics": {}}
 
     def _update_contact(self, call: Call) -> Answer:
         body = call.body
@@ -269,6 +347,7 @@ class ContactEndpoints(BrevoState):
                 contact = _new_contact(next(self._ids), key)
                 self._set_attributes(contact, attributes, keep_empty=keep_empty)
             contact["listIds"] = sorted(set(contact["listIds"]) | set(list_ids))
+            self._resubscribe(contact, list_ids)
             self._touch(contact, emailBlacklisted=True if body.get("emailBlacklist") else None)
             self._put_contact(contact)
         process_id = self._new_process({"import": {"invalid_emails": invalid}})

@@ -102,7 +102,8 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
     contact without one → {"id", "email", "attributes", "listIds", "ext_id"}), `contact_flags`
     (id → blacklist flags and dates), `attributes`, `lists`, `products`, `categories`,
     `orders` (id → last body), `events` (bodies, in order), `coupon_collections`, `coupons`
-    (collection id → codes), `processes`. Traffic: `requests`, `spec_violations`,
+    (collection id → codes), `processes`, `doi_requests` (double opt-in bodies, in order;
+    `seed_contact` and `confirm_doi` play what people do in Brevo). Traffic: `requests`, `spec_violations`,
     `unsupported` (valid calls the fake does not simulate, answered 501). The state is
     `BrevoState`'s (state.py); each family of endpoints is a mixin over it.
     """
@@ -174,6 +175,8 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
             ("DELETE", "/contacts/{identifier}"): self._delete_contact,
             ("POST", "/contacts/batch"): self._update_contacts,
             ("POST", "/contacts/import"): self._import_contacts,
+            ("GET", "/contacts"): self._list_contacts,
+            ("POST", "/contacts/doubleOptinConfirmation"): self._double_optin,
             ("GET", "/processes/{processId}"): self._get_process,
             ("GET", "/contacts/attributes"): self._list_attributes,
             ("POST", "/contacts/attributes/{attributeCategory}/{attributeName}"): (

@@ -96,6 +96,7 @@ class BrevoState:
         self.coupon_collections: dict[str, dict[str, Any]] = {}
         self.coupons: dict[str, set[str]] = {}
         self.processes: dict[int, dict[str, Any]] = {}
+        self.doi_requests: list[dict[str, Any]] = []
         self.ecommerce_activated = False
         self._by_id: dict[int, str] = {}
         self._by_ext: dict[str, str] = {}

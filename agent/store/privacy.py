@@ -1,0 +1,286 @@
+"""Erasure and export in the store (issue 14): an erasure's Brevo job is queued when its event
+is processed, and once Brevo answered, the email is purged from every table in the same
+transaction that ends the job; an exporter reads what is held about an email.
+
+The purge runs with `PRAGMA secure_delete=ON` (set on every connection, agent/store/tx.py), so
+freed pages and deleted records are zeroed in the file, and is followed by a WAL checkpoint
+(TRUNCATE), so the WAL keeps no page from before. A kill before its commit leaves the erase
+job claimed: the restart hands it back, Brevo is asked again (404: already gone = done) and the
+purge runs then.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from agent.core.events import Event
+from agent.core.jobs import Job
+from agent.core.privacy import erase_job, redact
+from agent.store.chunk import Chunk
+from agent.store.meta import MetaMixin
+from agent.store.ports import ErasureStep
+from agent.store.rows import bump, dead_letter_insert, set_stat
+
+__all__ = ["PrivacyMixin", "plan_erasure", "purge"]
+
+log = logging.getLogger("agent.store")
+
+# Tries of the WAL checkpoint after a purge while another connection reads (50 ms apart).
+CHECKPOINT_TRIES = 100
+
+
+def plan_erasure(chunk: Chunk, site: str, event: Event, step: ErasureStep | None) -> None:
+    """Process a `privacy.erase`: queue its Brevo job and cancel the pending jobs of its email
+    (none may re-create the contact after the erase), in the chunk's transaction."""
+    erasure = step(site, event) if step is not None else None
+    if erasure is None:
+        number = event.resource_id
+        chunk.writes.append(
+            dead_letter_insert(
+                site,
+                "event",
+                f"{site}:{event.id}",
+                event.resource.value,
+                "unknown_site",
+                f"erasure {number}: site {site!r} is not in the config any more; nothing was"
+                " erased in Brevo",
+                json.dumps({"topic": event.topic, "erasure": number}),
+            )
+        )
+        return
+    email = erasure.email
+    for key, job in list(chunk.jobs.items()):
+        if key[0] == erasure.account and _names(job.body, job.key, email):
+            del chunk.jobs[key]
+    chunk.writes.append(
+        (
+            "DELETE FROM jobs WHERE account=? AND state=0 AND kind!='erase'"
+            " AND (key=? OR instr(lower(body), ?) > 0)",
+            (erasure.account, f"contact:{email}", json.dumps(email, ensure_ascii=False).lower()),
+        )
+    )
+    chunk.add_intent(erasure.account, site, erasure.intent)
+
+
+def _names(body: Any, key: str, email: str) -> bool:
+    return key == f"contact:{email}" or json.dumps(email, ensure_ascii=False) in json.dumps(
+        body, ensure_ascii=False
+    )
+
+
+class PrivacyMixin(MetaMixin):
+    """The forwarder's end of an erasure (`erasure_finished`) and the exporter's read."""
+
+    async def erasure_finished(self, job: Job, refused: tuple[str, str] | None = None) -> None:
+        """Brevo answered an erase job (done, or `refused` for good as (code, message)): purge
+        its email from the store in one transaction, then truncate the WAL."""
+        await self._run(self._erasure_finished, job, refused)
+
+    def _erasure_finished(self, job: Job, refused: tuple[str, str] | None) -> None:
+        number, site = erase_job(job)
+        email = str(job.body["email"])
+        sites = [str(s) for s in job.body.get("sites") or [site]]
+        with self._tx() as db:
+            purge(db, email, job.account, sites)
+            db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
+            bump(db, site, "erasures_done", 1)
+            if refused is None:
+                set_stat(db, site, "last_success", time.time())
+            else:
+                code, message = refused
+                # Kept as an event's dead letter without the address: a retry cannot resend it
+                # (the address is gone); the operator erases the contact in Brevo by hand.
+                db.execute(
+                    *dead_letter_insert(
+                        site,
+                        "event",
+                        f"{site}:erasure-{number}",
+                        job.kind.value,
+                        code,
+                        f"erasure {number}: Brevo refused it ({redact(message, email)}); the"
+                        " contact may still be in Brevo: erase it there by hand",
+                        json.dumps({"erasure": number, "mode": job.body.get("mode")}),
+                        account=job.account,
+                    )
+                )
+        self._truncate_wal()
+
+    def _truncate_wal(self) -> None:
+        """Checkpoint the WAL and truncate it to nothing; another connection still reading an
+        older snapshot makes it wait (CHECKPOINT_TRIES)."""
+        for _ in range(CHECKPOINT_TRIES):
+            busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if not busy:
+                return
+            time.sleep(0.05)
+        log.warning(
+            "after an erasure the WAL could not be truncated (another connection kept reading);"
+            " the next checkpoint overwrites it"
+        )
+
+    # -- export ---------------------------------------------------------------------------
+
+    async def holdings(
+        self, account: str, sites: Sequence[str], email: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        """What the store holds about `email` for a Brevo account and its sites, per group of
+        agent/core/privacy.py `export_groups`."""
+        return await self._run(self._holdings, account, list(sites), email)
+
+    def _holdings(
+        self, account: str, sites: list[str], email: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        db, low = self.db, email.lower()
+        marks = ",".join("?" * len(sites))
+        quoted = json.dumps(low, ensure_ascii=False)
+        out: dict[str, list[dict[str, Any]]] = {}
+
+        def rows(name: str, sql: str, args: Sequence[Any], fields: Sequence[str]) -> None:
+            out[name] = [dict(zip(fields, r, strict=True)) for r in db.execute(sql, args)]
+
+        if _has_table(db, "consent"):
+            rows(
+                "consent",
+                "SELECT subscribed, since, source, doi FROM consent WHERE account=? AND email=?",
+                (account, low),
+                ("subscribed", "since", "source", "doi"),
+            )
+            for row in out["consent"]:
+                row["subscribed"] = bool(row["subscribed"])
+        if _has_table(db, "suppression"):
+            rows(
+                "suppressions",
+                "SELECT list_id, reason, since FROM suppression WHERE account=? AND email=?"
+                " ORDER BY list_id",
+                (account, low),
+                ("list_id", "reason", "since"),
+            )
+        rows(
+            "events",
+            f"SELECT event_id, topic, received_at FROM inbox WHERE site IN ({marks})"
+            " AND instr(lower(payload), ?) > 0 ORDER BY seq",
+            (*sites, low),
+            ("event", "topic", "received"),
+        )
+        rows(
+            "jobs",
+            "SELECT kind, created_at FROM jobs WHERE account=? AND (key=? OR"
+            " instr(lower(body), ?) > 0) ORDER BY id",
+            (account, f"contact:{low}", quoted),
+            ("kind", "created"),
+        )
+        rows(
+            "dead_letters",
+            f"SELECT kind, code, created_at FROM dead_letters WHERE site IN ({marks})"
+            " AND instr(lower(body), ?) > 0 ORDER BY id",
+            (*sites, low),
+            ("kind", "code", "created"),
+        )
+        rows(
+            "orders",
+            f"SELECT order_id, status, total, created_at FROM order_facts WHERE site IN ({marks})"
+            " AND email=? ORDER BY order_id",
+            (*sites, low),
+            ("order", "status", "total", "created"),
+        )
+        carts = db.execute(
+            f"SELECT cart_id, status, state FROM carts WHERE site IN ({marks}) AND email=?"
+            " ORDER BY cart_id",
+            (*sites, low),
+        ).fetchall()
+        out["carts"] = [_cart(cid, status, state) for cid, status, state in carts]
+        return out
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _status(self) -> dict[str, dict[str, Any]]:
+        out = super()._status()
+        pending: dict[str, int] = dict(
+            self.db.execute("SELECT site, COUNT(*) FROM jobs WHERE kind='erase' GROUP BY site")
+        )
+        for site in set(out) | set(pending):
+            row = out.setdefault(
+                site, {"inbox_depth": 0, "pending_jobs": 0, "dead_letters": 0, "last_success": None}
+            )
+            done = row.pop("erasures_done", 0)
+            row["erasures"] = {"done": int(done), "pending": pending.get(site, 0)}
+        return out
+
+
+def _cart(cart_id: int, status: str, state: str) -> dict[str, Any]:
+    kept = orjson.loads(state)
+    snapshot = kept.get("snapshot") or {}
+    return {
+        "cart": cart_id,
+        "status": status,
+        "total": (snapshot.get("totals") or {}).get("total"),
+        "currency": snapshot.get("currency"),
+        "changed": kept.get("changed_at"),
+    }
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return (
+        db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
+        is not None
+    )
+
+
+def purge(db: sqlite3.Connection, email: str, account: str, sites: Sequence[str]) -> None:
+    """Take `email` (any case) out of every table, in the caller's transaction: inbox payloads
+    and object states lose it (the rows stay: an inbox id still dedupes a replay), order facts,
+    carts, jobs, Brevo records, dead letters, keyed values, consent and suppressions that name
+    it go."""
+    low = email.lower()
+    marks = ",".join("?" * len(sites))
+    for seq, payload, extra in db.execute(
+        f"SELECT seq, payload, extra FROM inbox WHERE site IN ({marks})"
+        " AND (instr(lower(payload), ?) > 0 OR instr(lower(extra), ?) > 0)",
+        (*sites, low, low),
+    ).fetchall():
+        db.execute(
+            "UPDATE inbox SET payload=?, extra=? WHERE seq=?",
+            (_redacted(payload, email), _redacted(extra, email), seq),
+        )
+    for site, resource, rid, state in db.execute(
+        f"SELECT site, resource, resource_id, state FROM objects WHERE site IN ({marks})"
+        " AND instr(lower(state), ?) > 0",
+        (*sites, low),
+    ).fetchall():
+        db.execute(
+            "UPDATE objects SET state=? WHERE site=? AND resource=? AND resource_id=?",
+            (_redacted(state, email), site, resource, rid),
+        )
+    db.execute(f"DELETE FROM order_facts WHERE site IN ({marks}) AND lower(email)=?", (*sites, low))
+    db.execute(
+        f"DELETE FROM carts WHERE site IN ({marks})"
+        " AND (lower(email)=? OR instr(lower(state), ?) > 0)",
+        (*sites, low, low),
+    )
+    for table, where in (
+        ("jobs", "instr(lower(key), ?) > 0 OR instr(lower(body), ?) > 0"),
+        ("forwarded", "instr(lower(key), ?) > 0 OR instr(lower(state), ?) > 0"),
+    ):
+        db.execute(f"DELETE FROM {table} WHERE account=? AND ({where})", (account, low, low))
+    db.execute(
+        "DELETE FROM dead_letters WHERE instr(lower(body), ?) > 0 OR instr(lower(message), ?) > 0"
+        " OR instr(lower(ref), ?) > 0",
+        (low, low, low),
+    )
+    db.execute(
+        "DELETE FROM meta WHERE instr(lower(key), ?) > 0 OR instr(lower(value), ?) > 0", (low, low)
+    )
+    for table in ("consent", "suppression"):
+        if _has_table(db, table):
+            db.execute(f"DELETE FROM {table} WHERE lower(email)=?", (low,))
+
+
+def _redacted(text: str, email: str) -> str:
+    return orjson.dumps(redact(orjson.loads(text), email)).decode()
