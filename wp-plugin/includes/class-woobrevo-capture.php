@@ -215,14 +215,15 @@ final class WooBrevo_Capture {
 	}
 
 	/**
-	 * User meta changes are noisy (one call per key): only watched keys count.
+	 * User meta changes are noisy (one call per key): only watched keys count, and the consent
+	 * record (every customer payload carries it).
 	 *
 	 * @param int    $user_id User id.
 	 * @param string $key     Meta key.
 	 * @return void
 	 */
 	private function user_meta_changed( int $user_id, string $key ): void {
-		if ( in_array( $key, self::watched_keys( 'customer' ), true ) ) {
+		if ( WooBrevo_Consent::META_KEY === $key || in_array( $key, self::watched_keys( 'customer' ), true ) ) {
 			$this->record( 'customer', $user_id, 'updated' );
 		}
 	}

@@ -43,6 +43,15 @@ final class WooBrevo_Options {
 	/** The site's cart figures from the agent's last welcome that carried them, and when (not autoloaded). */
 	public const CART_FIGURES = 'woobrevo_cart_figures';
 
+	/** Opt-in: the box on or off, its text, the forms that show it; the welcome's `consent.mode`. */
+	public const OPTIN_ENABLED = 'woobrevo_optin_enabled';
+	public const OPTIN_LABEL   = 'woobrevo_optin_label';
+	public const OPTIN_FORMS   = 'woobrevo_optin_forms';
+	public const CONSENT_MODE  = 'woobrevo_consent_mode';
+
+	/** The last erasure id sent (`privacy.erase` payload id; WooBrevo_Privacy). */
+	public const ERASURE_SEQ = 'woobrevo_erasure_seq';
+
 	/** Connection state for the status panel. */
 	public const LAST_ACK   = 'woobrevo_last_ack';
 	public const LAST_ERROR = 'woobrevo_last_error';
@@ -86,6 +95,11 @@ final class WooBrevo_Options {
 		self::CART_LINK_LIFETIME,
 		self::CART_SECRET,
 		self::CART_FIGURES,
+		self::ERASURE_SEQ,
+		self::OPTIN_ENABLED,
+		self::OPTIN_LABEL,
+		self::OPTIN_FORMS,
+		self::CONSENT_MODE,
 	);
 
 	/** Every transient with a fixed name (removed on uninstall; notices expire within a minute). */

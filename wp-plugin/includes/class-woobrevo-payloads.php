@@ -18,6 +18,15 @@ final class WooBrevo_Payloads {
 	/** Most objects one collection request asks for (WooCommerce's `per_page` maximum). */
 	public const MAX_PER_PAGE = 100;
 
+	/** Order fields about the payment, never shipped: the agent maps none of them (docs/privacy.md). */
+	public const PAYMENT_FIELDS = array( 'payment_method_title', 'transaction_id', 'payment_url', 'customer_ip_address', 'customer_user_agent' );
+
+	/** Meta keys about the payment, never shipped, whoever wrote them (gateways' own keys). */
+	public const PAYMENT_META_PATTERN = '/^(?:_stripe_|_wcpay_|_ppcp_|_paypal_|_payment_)|^_transaction_id$|card|_cc_|iban/i';
+
+	/** What replaces a card-like number in a shipped string. */
+	public const REMOVED = '[removed]';
+
 	/**
 	 * The REST v3 body for an outbox row. Deleted objects give ['id' => N] (+ 'parent_id' for
 	 * variations). Returns null if the object vanished before shipping (the shipper then ships it
@@ -35,6 +44,9 @@ final class WooBrevo_Payloads {
 		$extra    = isset( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : array();
 		if ( 'cart' === $resource ) {
 			return WooBrevo_Carts::stored_snapshot( $id ); // Taken in the shopper's request: no REST route has carts.
+		}
+		if ( 'privacy' === $resource ) {
+			return WooBrevo_Privacy::erase_payload( $id, $extra );
 		}
 		if ( str_ends_with( (string) $row['topic'], '.deleted' ) ) {
 			$body = array( 'id' => $id );
@@ -79,7 +91,7 @@ final class WooBrevo_Payloads {
 			$resource = (string) $row['resource'];
 			$id       = (int) $row['resource_id'];
 			try {
-				if ( 'cart' === $resource || str_ends_with( (string) $row['topic'], '.deleted' ) ) {
+				if ( 'cart' === $resource || 'privacy' === $resource || str_ends_with( (string) $row['topic'], '.deleted' ) ) {
 					$out[ $key ] = $this->build( $row, $watch_meta );
 					continue;
 				}
@@ -177,12 +189,160 @@ final class WooBrevo_Payloads {
 	 * @return array
 	 */
 	private function complete( array $data, string $resource, int $id, array $watch_meta ): array {
+		$data = self::add_consent( $data, $resource, $id );
 		$data = $this->add_protected_meta( $data, $resource, $id, self::keys_for( $watch_meta, $resource ) );
+		$data = self::minimized( $data, $resource );
 		if ( 'customer' === $resource && function_exists( 'wc_get_customer_order_count' ) ) {
 			// The wc/v2 names; wc/v3 customer objects carry neither (NOTES §5).
 			$data['orders_count'] = (int) wc_get_customer_order_count( $id );
 			$data['total_spent']  = (string) wc_get_customer_total_spent( $id );
 			$data                 = self::without_count_caches( $data, self::keys_for( $watch_meta, $resource ) );
+		}
+		return $data;
+	}
+
+	/**
+	 * The body without payment details (minimization, docs/privacy.md): an order loses its
+	 * PAYMENT_FIELDS; every object loses the meta_data entries whose key is a payment key
+	 * (PAYMENT_META_PATTERN, watched or not, at any depth); in an order or a customer, any
+	 * card-like number left in a string value becomes REMOVED. The agent strips them again
+	 * before its inbox.
+	 *
+	 * @param array  $data     REST body.
+	 * @param string $resource Resource.
+	 * @return array
+	 */
+	public static function minimized( array $data, string $resource ): array {
+		if ( 'order' === $resource ) {
+			foreach ( self::PAYMENT_FIELDS as $field ) {
+				unset( $data[ $field ] );
+			}
+		}
+		$data = self::without_payment_meta( $data );
+		// A shopper's objects only: a product's 13-digit GTIN or SKU can pass the Luhn check.
+		return in_array( $resource, array( 'order', 'customer' ), true ) ? self::without_card_numbers( $data ) : $data;
+	}
+
+	/**
+	 * An array without the payment meta entries of any `meta_data` list in it, at any depth (an
+	 * order's line items have theirs).
+	 *
+	 * @param array $data Array.
+	 * @return array
+	 */
+	private static function without_payment_meta( array $data ): array {
+		foreach ( $data as $key => $value ) {
+			if ( ! is_array( $value ) ) {
+				continue;
+			}
+			if ( 'meta_data' === $key ) {
+				$kept = array();
+				foreach ( $value as $meta ) {
+					$entry = $meta instanceof JsonSerializable ? $meta->jsonSerialize() : $meta;
+					if ( ! is_array( $entry ) || ! preg_match( self::PAYMENT_META_PATTERN, (string) ( $entry['key'] ?? '' ) ) ) {
+						$kept[] = $meta;
+					}
+				}
+				$data[ $key ] = $kept;
+				continue;
+			}
+			$data[ $key ] = self::without_payment_meta( $value );
+		}
+		return $data;
+	}
+
+	/**
+	 * A value with every card-like number in its strings replaced by REMOVED: 13-19 digits, single
+	 * spaces or dashes allowed between them, passing the Luhn check. Meta objects are read as the
+	 * {id, key, value} they encode to; other objects are kept as they are.
+	 *
+	 * @param mixed $value Value.
+	 * @return mixed
+	 */
+	public static function without_card_numbers( $value ) {
+		if ( is_string( $value ) ) {
+			if ( ! preg_match( '/[0-9]{4}/', $value ) ) {
+				return $value; // Cheap exit: no run of digits long enough to start a card number.
+			}
+			return (string) preg_replace_callback(
+				'/(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])/',
+				static function ( array $m ): string {
+					return self::luhn( (string) preg_replace( '/[^0-9]/', '', $m[0] ) ) ? self::REMOVED : $m[0];
+				},
+				$value
+			);
+		}
+		if ( $value instanceof JsonSerializable && ! is_array( $value ) ) {
+			$encoded = $value->jsonSerialize();
+			if ( is_array( $encoded ) && self::has_card_number( $encoded ) ) {
+				return self::without_card_numbers( $encoded );
+			}
+			return $value;
+		}
+		if ( is_array( $value ) ) {
+			foreach ( $value as $key => $item ) {
+				$value[ $key ] = self::without_card_numbers( $item );
+			}
+		}
+		return $value;
+	}
+
+	/**
+	 * Whether a value holds a card-like number somewhere in its strings.
+	 *
+	 * @param mixed $value Value.
+	 * @return bool
+	 */
+	private static function has_card_number( $value ): bool {
+		return self::without_card_numbers( $value ) !== $value;
+	}
+
+	/**
+	 * The Luhn check of a string of digits.
+	 *
+	 * @param string $digits Digits only.
+	 * @return bool
+	 */
+	public static function luhn( string $digits ): bool {
+		$sum    = 0;
+		$double = false;
+		for ( $i = strlen( $digits ) - 1; $i >= 0; $i-- ) {
+			$digit = (int) $digits[ $i ];
+			if ( $double ) {
+				$digit *= 2;
+				if ( $digit > 9 ) {
+					$digit -= 9;
+				}
+			}
+			$sum   += $digit;
+			$double = ! $double;
+		}
+		return 0 === $sum % 10;
+	}
+
+	/**
+	 * Adds the consent record (`_woobrevo_consent`) to an order's or a customer's meta_data when
+	 * there is one and the REST body lacks it (the customer controller hides `_` keys), whatever
+	 * the agent watches: the agent's consent mode reads it (docs/privacy.md).
+	 *
+	 * @param array  $data     REST body.
+	 * @param string $resource Resource.
+	 * @param int    $id       Object id.
+	 * @return array
+	 */
+	private static function add_consent( array $data, string $resource, int $id ): array {
+		if ( 'order' !== $resource && 'customer' !== $resource ) {
+			return $data;
+		}
+		foreach ( (array) ( $data['meta_data'] ?? array() ) as $meta ) {
+			$key = $meta instanceof JsonSerializable ? ( $meta->jsonSerialize()['key'] ?? '' ) : ( is_array( $meta ) ? ( $meta['key'] ?? '' ) : '' );
+			if ( WooBrevo_Consent::META_KEY === $key ) {
+				return $data; // The order controller lists `_` keys that are not props: there already.
+			}
+		}
+		$entry = WooBrevo_Consent::meta_entry( $resource, $id );
+		if ( null !== $entry ) {
+			$data['meta_data'][] = $entry;
 		}
 		return $data;
 	}

@@ -44,6 +44,13 @@ final class WooBrevo_Plugin {
 	private WooBrevo_Carts $carts;
 
 	/**
+	 * The opt-in box and consent records.
+	 *
+	 * @var WooBrevo_Consent
+	 */
+	private WooBrevo_Consent $consent;
+
+	/**
 	 * Settings screen.
 	 *
 	 * @var WooBrevo_Settings
@@ -58,13 +65,22 @@ final class WooBrevo_Plugin {
 	private WooBrevo_Network $network;
 
 	/**
+	 * Personal-data eraser and exporter.
+	 *
+	 * @var WooBrevo_Privacy
+	 */
+	private WooBrevo_Privacy $privacy;
+
+	/**
 	 * Constructor.
 	 */
 	private function __construct() {
 		$this->capture  = new WooBrevo_Capture();
 		$this->carts    = new WooBrevo_Carts();
+		$this->consent  = new WooBrevo_Consent();
 		$this->settings = new WooBrevo_Settings();
 		$this->network  = new WooBrevo_Network();
+		$this->privacy  = new WooBrevo_Privacy();
 	}
 
 	/**
@@ -196,6 +212,7 @@ final class WooBrevo_Plugin {
 		$s = $this->settings;
 		$n = $this->network;
 		$k = $this->carts;
+		$o = $this->consent;
 		return array(
 			// Schema and multisite life cycle.
 			array( 'init', array( 'WooBrevo_Schema', 'maybe_upgrade' ), 5, 0 ),
@@ -257,6 +274,18 @@ final class WooBrevo_Plugin {
 			array( 'rest_api_init', array( $k, 'action_rest_api_init' ), 10, 0 ),
 			array( 'wp_enqueue_scripts', array( $k, 'action_wp_enqueue_scripts' ), 10, 0 ),
 			array( 'wp_loaded', array( $k, 'action_wp_loaded' ), 30, 0 ),
+			// Opt-in: the box on the classic and block checkouts, registration and My Account; the
+			// record is written before the order's first save (classic) or right after the Store
+			// API processed it (block), so the order ships with it.
+			array( 'woocommerce_review_order_before_submit', array( $o, 'action_woocommerce_review_order_before_submit' ), 10, 0 ),
+			array( 'woocommerce_checkout_process', array( $o, 'action_woocommerce_checkout_process' ), 10, 0 ),
+			array( 'woocommerce_checkout_create_order', array( $o, 'action_woocommerce_checkout_create_order' ), 10, 1 ),
+			array( 'woocommerce_init', array( $o, 'action_woocommerce_init' ), 10, 0 ),
+			array( 'woocommerce_store_api_checkout_order_processed', array( $o, 'action_woocommerce_store_api_checkout_order_processed' ), 5, 1 ),
+			array( 'woocommerce_register_form', array( $o, 'action_woocommerce_register_form' ), 10, 0 ),
+			array( 'woocommerce_created_customer', array( $o, 'action_woocommerce_created_customer' ), 5, 1 ),
+			array( 'woocommerce_edit_account_form', array( $o, 'action_woocommerce_edit_account_form' ), 10, 0 ),
+			array( 'woocommerce_save_account_details', array( $o, 'action_woocommerce_save_account_details' ), 10, 1 ),
 			// wp-admin post paths (trash, restore, delete) and posts-storage meta.
 			array( 'trashed_post', array( $c, 'action_trashed_post' ), 10, 1 ),
 			array( 'untrashed_post', array( $c, 'action_untrashed_post' ), 10, 2 ),
@@ -275,6 +304,9 @@ final class WooBrevo_Plugin {
 			array( 'added_option', array( $s, 'action_added_option' ), 10, 1 ),
 			array( 'updated_option', array( $s, 'action_updated_option' ), 10, 1 ),
 			array( 'network_admin_menu', array( $n, 'action_network_admin_menu' ), 10, 0 ),
+			// Personal data (Tools → Erase / Export Personal Data); the eraser runs after the others.
+			array( 'wp_privacy_personal_data_erasers', array( $this->privacy, 'filter_wp_privacy_personal_data_erasers' ), 1000, 1 ),
+			array( 'wp_privacy_personal_data_exporters', array( $this->privacy, 'filter_wp_privacy_personal_data_exporters' ), 10, 1 ),
 		);
 	}
 

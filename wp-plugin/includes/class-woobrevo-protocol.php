@@ -126,14 +126,34 @@ final class WooBrevo_Protocol {
 	}
 
 	/**
+	 * An `export` request (sent after `welcome`): what the agent holds about one e-mail on
+	 * this site's account, answered by an `export_result` with the same request id.
+	 *
+	 * @param string $request Request id, echoed in the answer.
+	 * @param string $email   The person's e-mail.
+	 * @return string JSON.
+	 */
+	public static function export( string $request, string $email ): string {
+		return self::json(
+			array(
+				'type'    => 'export',
+				'request' => $request,
+				'email'   => $email,
+			)
+		);
+	}
+
+	/**
 	 * Parses one message from the agent.
 	 *
 	 * - `welcome`: {type, site, max_batch, max_message_bytes, watch_meta, server_time, carts,
-	 *   cart_figures}, limits defaulted and bounded (max_batch ≥ 1, max_message_bytes ≥
-	 *   MIN_MESSAGE_BYTES), cart_figures null unless `carts.figures` is whole and well typed;
+	 *   cart_figures, consent}, limits defaulted and bounded (max_batch ≥ 1, max_message_bytes ≥
+	 *   MIN_MESSAGE_BYTES), cart_figures null unless `carts.figures` is whole and well typed,
+	 *   consent null unless `consent.mode` is implied or required;
 	 * - `ack`: {type, batch (null when missing), accepted: string[], rejected: list of {id, code, message}},
 	 *   entries that cannot name an event dropped;
 	 * - `error`: {type, code, message};
+	 * - `export_result`: {type, request, groups}, groups as export_groups() keeps them;
 	 * - any other type: {type} only (fields not listed are ignored, docs/protocol.md "Messages").
 	 *
 	 * @param string $text A text frame.
@@ -151,6 +171,12 @@ final class WooBrevo_Protocol {
 				return self::parse_welcome( $message );
 			case 'ack':
 				return self::parse_ack( $message );
+			case 'export_result':
+				return array(
+					'type'    => 'export_result',
+					'request' => self::text( $message['request'] ?? null, '' ),
+					'groups'  => self::export_groups( $message['groups'] ?? null ),
+				);
 			case 'error':
 				return array(
 					'type'    => 'error',
@@ -176,7 +202,7 @@ final class WooBrevo_Protocol {
 	 * The fields of a welcome the plugin uses.
 	 *
 	 * @param array<string, mixed> $message Decoded welcome.
-	 * @return array{type: string, site: string, max_batch: int, max_message_bytes: int, watch_meta: array<string, mixed>, server_time: string, carts: array{enabled: bool, link_lifetime: int}, cart_figures: array{active: int, abandoned: int, recovered: int, expired: int, recovered_revenue: float, recovery_rate: float|null}|null}
+	 * @return array{type: string, site: string, max_batch: int, max_message_bytes: int, watch_meta: array<string, mixed>, server_time: string, carts: array{enabled: bool, link_lifetime: int}, cart_figures: array{active: int, abandoned: int, recovered: int, expired: int, recovered_revenue: float, recovery_rate: float|null}|null, consent: array{mode: string}|null}
 	 */
 	private static function parse_welcome( array $message ): array {
 		return array(
@@ -188,7 +214,65 @@ final class WooBrevo_Protocol {
 			'server_time'       => self::text( $message['server_time'] ?? null, '' ),
 			'carts'             => self::carts( $message['carts'] ?? null ),
 			'cart_figures'      => self::cart_figures( is_array( $message['carts'] ?? null ) ? ( $message['carts']['figures'] ?? null ) : null ),
+			'consent'           => self::consent( $message['consent'] ?? null ),
 		);
+	}
+
+	/**
+	 * A welcome's `consent` field: {mode: implied|required}, or null when the agent sent none
+	 * (an older agent) or a mode the plugin does not know.
+	 *
+	 * @param mixed $value The field.
+	 * @return array{mode: string}|null
+	 */
+	private static function consent( $value ): ?array {
+		$mode = is_array( $value ) ? ( $value['mode'] ?? null ) : null;
+		return in_array( $mode, array( 'implied', 'required' ), true ) ? array( 'mode' => $mode ) : null;
+	}
+
+	/**
+	 * An export_result's groups: each {id, label, items: [{id, data: [{name, value}]}]} with every
+	 * field a string (scalars are turned into text); a group without an id, an item without an id
+	 * or a pair without a name is dropped, so what WordPress shows is always well formed.
+	 *
+	 * @param mixed $value The field.
+	 * @return list<array{id: string, label: string, items: list<array{id: string, data: list<array{name: string, value: string}>}>}>
+	 */
+	private static function export_groups( $value ): array {
+		$groups = array();
+		foreach ( is_array( $value ) ? $value : array() as $group ) {
+			$id = is_array( $group ) ? self::text( $group['id'] ?? null, '' ) : '';
+			if ( '' === $id ) {
+				continue;
+			}
+			$items = array();
+			foreach ( self::items( $group['items'] ?? null ) as $item ) {
+				$item_id = is_array( $item ) ? self::text( $item['id'] ?? null, '' ) : '';
+				if ( '' === $item_id ) {
+					continue;
+				}
+				$data = array();
+				foreach ( self::items( $item['data'] ?? null ) as $pair ) {
+					$name = is_array( $pair ) ? self::text( $pair['name'] ?? null, '' ) : '';
+					if ( '' !== $name ) {
+						$data[] = array(
+							'name'  => $name,
+							'value' => self::text( $pair['value'] ?? null, '' ),
+						);
+					}
+				}
+				$items[] = array(
+					'id'   => $item_id,
+					'data' => $data,
+				);
+			}
+			$groups[] = array(
+				'id'    => $id,
+				'label' => self::text( $group['label'] ?? null, $id ),
+				'items' => $items,
+			);
+		}
+		return $groups;
 	}
 
 	/**

@@ -47,6 +47,10 @@ final class WooBrevo_Settings {
 		'carts_enabled'      => array( WooBrevo_Options::CARTS_ENABLED, '1' ),
 		'cart_link_lifetime' => array( WooBrevo_Options::CART_LINK_LIFETIME, WooBrevo_Protocol::DEFAULT_CART_LINK_LIFETIME ),
 		'cart_figures'       => array( WooBrevo_Options::CART_FIGURES, array() ), // {figures, at}: the last welcome's cart figures.
+		'optin_enabled'      => array( WooBrevo_Options::OPTIN_ENABLED, '0' ),
+		'optin_label'        => array( WooBrevo_Options::OPTIN_LABEL, '' ), // Empty: WooBrevo_Consent::label()'s default.
+		'optin_forms'        => array( WooBrevo_Options::OPTIN_FORMS, WooBrevo_Consent::FORMS ),
+		'consent_mode'       => array( WooBrevo_Options::CONSENT_MODE, '' ), // The last welcome's consent.mode; '' before the first welcome.
 	);
 
 	/** Settings kept out of WordPress's autoloaded options (read only on the settings screen, or secret). */
@@ -62,7 +66,7 @@ final class WooBrevo_Settings {
 	/**
 	 * Reads a setting of the current site.
 	 *
-	 * @param string $key One of agent_url, token, payload_user, tls_verify, ca_file, watch_meta, last_ack, last_error, connected, max_batch, max_message_bytes, guest_carts, carts_enabled, cart_link_lifetime, cart_figures.
+	 * @param string $key One of agent_url, token, payload_user, tls_verify, ca_file, watch_meta, last_ack, last_error, connected, max_batch, max_message_bytes, guest_carts, carts_enabled, cart_link_lifetime, cart_figures, optin_enabled, optin_label, optin_forms, consent_mode.
 	 * @return mixed
 	 * @throws InvalidArgumentException For an unknown key.
 	 */
@@ -298,6 +302,7 @@ final class WooBrevo_Settings {
 							<p class="description"><?php esc_html_e( "A guest's cart is captured once the e-mail address is typed at checkout. Logged-in shoppers' carts are always captured while the agent asks for carts.", 'woobrevo' ); ?></p>
 						</td>
 					</tr>
+					<?php self::render_optin_settings(); ?>
 				</table>
 				<?php submit_button( __( 'Save settings', 'woobrevo' ) ); ?>
 			</form>
@@ -312,7 +317,9 @@ final class WooBrevo_Settings {
 				<tr><th><?php esc_html_e( 'Last ack', 'woobrevo' ); ?></th><td><?php echo esc_html( self::time_text( $last_ack ) ); ?></td></tr>
 				<tr><th><?php esc_html_e( 'Outbox depth', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) $outbox->depth() ); ?></td></tr>
 				<tr><th><?php esc_html_e( 'Last error', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) self::get( 'last_error' ) ); ?></td></tr>
+				<tr><th><?php esc_html_e( 'Consent mode', 'woobrevo' ); ?></th><td class="woobrevo-consent-mode"><?php echo esc_html( self::consent_mode_text( WooBrevo_Consent::agent_mode() ) ); ?></td></tr>
 			</table>
+			<?php self::render_consent_warnings(); ?>
 			<h2><?php esc_html_e( 'Abandoned carts', 'woobrevo' ); ?></h2>
 			<?php self::render_cart_figures(); ?>
 			<h2><?php esc_html_e( 'Rejected events', 'woobrevo' ); ?></h2>
@@ -377,6 +384,81 @@ final class WooBrevo_Settings {
 			?>
 		</p>
 		<?php
+	}
+
+	/**
+	 * The opt-in rows of the settings form: the box on or off, its text, the forms showing it,
+	 * and whether the block checkout can show it on this WooCommerce.
+	 *
+	 * @return void
+	 */
+	private static function render_optin_settings(): void {
+		$forms = array(
+			'checkout'     => __( 'Checkout (classic and block)', 'woobrevo' ),
+			'registration' => __( 'Registration', 'woobrevo' ),
+			'my_account'   => __( 'My Account (account details)', 'woobrevo' ),
+		);
+		$shown = WooBrevo_Consent::forms();
+		?>
+		<tr>
+			<th scope="row"><?php esc_html_e( 'Marketing opt-in', 'woobrevo' ); ?></th>
+			<td>
+				<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::OPTIN_ENABLED ); ?>" value="1" <?php checked( '1', (string) self::get( 'optin_enabled' ) ); ?> /> <?php esc_html_e( 'Show an optional "subscribe" box', 'woobrevo' ); ?></label>
+				<p><label for="<?php echo esc_attr( WooBrevo_Options::OPTIN_LABEL ); ?>"><?php esc_html_e( 'Text of the box', 'woobrevo' ); ?></label> <input name="<?php echo esc_attr( WooBrevo_Options::OPTIN_LABEL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::OPTIN_LABEL ); ?>" type="text" class="regular-text" value="<?php echo esc_attr( WooBrevo_Consent::label() ); ?>" /></p>
+				<fieldset><legend class="screen-reader-text"><?php esc_html_e( 'Forms that show the box', 'woobrevo' ); ?></legend>
+				<?php foreach ( $forms as $form => $text ) : ?>
+					<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::OPTIN_FORMS ); ?>[]" value="<?php echo esc_attr( $form ); ?>" <?php checked( in_array( $form, $shown, true ) ); ?> /> <?php echo esc_html( $text ); ?></label><br />
+				<?php endforeach; ?>
+				</fieldset>
+				<p class="description"><?php esc_html_e( 'Each choice is kept on the order and the customer with its time, the form and the exact text shown, and sent to the agent. An unticked box at checkout never unsubscribes anyone.', 'woobrevo' ); ?></p>
+				<?php if ( ! WooBrevo_Consent::block_checkout_supported() ) : ?>
+					<p class="description woobrevo-optin-block-unsupported"><?php echo esc_html( self::block_checkout_unsupported_text() ); ?></p>
+				<?php endif; ?>
+			</td>
+		</tr>
+		<?php
+	}
+
+	/**
+	 * Why the block checkout shows no box on this WooCommerce.
+	 *
+	 * @return string
+	 */
+	public static function block_checkout_unsupported_text(): string {
+		/* translators: %s: the running WooCommerce version. */
+		return sprintf( __( 'The block checkout cannot show the box with WooCommerce %s (its checkout fields API needs WooCommerce 8.9 or newer); the classic checkout, registration and My Account show it.', 'woobrevo' ), defined( 'WC_VERSION' ) ? (string) WC_VERSION : '?' );
+	}
+
+	/**
+	 * The status panel's consent mode.
+	 *
+	 * @param string $mode implied, required or '' (not known yet).
+	 * @return string
+	 */
+	private static function consent_mode_text( string $mode ): string {
+		switch ( $mode ) {
+			case 'required':
+				return __( 'required: only people who opted in join marketing lists', 'woobrevo' );
+			case 'implied':
+				return __( 'implied: every customer joins marketing lists', 'woobrevo' );
+		}
+		return __( 'not known yet: it comes with the next answer from the agent', 'woobrevo' );
+	}
+
+	/**
+	 * The status panel's consent warnings: required mode with the box off, and a block
+	 * checkout that cannot show the box.
+	 *
+	 * @return void
+	 */
+	private static function render_consent_warnings(): void {
+		$warning = WooBrevo_Consent::mode_warning();
+		if ( '' !== $warning ) {
+			echo '<div class="notice notice-warning inline woobrevo-consent-warning"><p>' . esc_html( $warning ) . '</p></div>';
+		}
+		if ( '1' === (string) self::get( 'optin_enabled' ) && WooBrevo_Consent::enabled_for( 'checkout' ) && ! WooBrevo_Consent::block_checkout_supported() ) {
+			echo '<div class="notice notice-info inline woobrevo-optin-block-unsupported"><p>' . esc_html( self::block_checkout_unsupported_text() ) . '</p></div>';
+		}
 	}
 
 	/**
@@ -489,6 +571,12 @@ final class WooBrevo_Settings {
 		self::set( 'tls_verify', empty( $_POST[ WooBrevo_Options::TLS_VERIFY ] ) ? '0' : '1' );
 		self::set( 'ca_file', isset( $_POST[ WooBrevo_Options::CA_FILE ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::CA_FILE ] ) ) : '' );
 		self::set( 'guest_carts', empty( $_POST[ WooBrevo_Options::GUEST_CARTS ] ) ? '0' : '1' );
+		self::set( 'optin_enabled', empty( $_POST[ WooBrevo_Options::OPTIN_ENABLED ] ) ? '0' : '1' );
+		if ( isset( $_POST[ WooBrevo_Options::OPTIN_LABEL ] ) ) {
+			self::set( 'optin_label', sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::OPTIN_LABEL ] ) ) );
+		}
+		$forms = isset( $_POST[ WooBrevo_Options::OPTIN_FORMS ] ) ? array_map( static fn( $form ) => sanitize_key( (string) $form ), (array) wp_unslash( $_POST[ WooBrevo_Options::OPTIN_FORMS ] ) ) : array();
+		self::set( 'optin_forms', array_values( array_intersect( WooBrevo_Consent::FORMS, $forms ) ) );
 		return true;
 	}
 

@@ -407,6 +407,8 @@ final class WooBrevo_Shipper {
 		if ( isset( $welcome['carts'] ) && is_array( $welcome['carts'] ) ) {
 			WooBrevo_Carts::remember_settings( $welcome['carts'] );
 		}
+		// The status panel's consent mode; an agent that sends none behaves as `implied` (docs/protocol.md).
+		WooBrevo_Consent::remember_settings( is_array( $welcome['consent'] ?? null ) ? $welcome['consent'] : array( 'mode' => 'implied' ) );
 		if ( isset( $welcome['cart_figures'] ) && is_array( $welcome['cart_figures'] ) ) {
 			// The status panel's "Abandoned carts", as of this welcome (every tick brings fresh ones).
 			WooBrevo_Settings::set(
@@ -687,7 +689,8 @@ final class WooBrevo_Shipper {
 			(int) $row['resource_id'],
 			(string) $row['occurred_at'],
 			$payload,
-			! empty( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : null
+			// A privacy row's extra is its payload (WooBrevo_Privacy), not the event's `extra`.
+			'privacy' !== $row['resource'] && ! empty( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : null
 		);
 	}
 

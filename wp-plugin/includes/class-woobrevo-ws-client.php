@@ -10,7 +10,7 @@ declare(strict_types=1);
 defined( 'ABSPATH' ) || exit;
 
 /**
- * A blocking websocket client with bounded waits, for the shipper.
+ * A blocking websocket client with bounded waits, for the shipper and the personal-data exporter.
  *
  * Every failure is an exception whose message is safe to show an admin (it never contains the
  * token) and whose code tells the caller what to do:
@@ -105,6 +105,66 @@ final class WooBrevo_Ws_Client {
 		$this->write_all( $this->upgrade_request( $target, $key ), $deadline, 'sending the handshake to ' . $target['shown'] );
 		list( $status_line, $headers ) = $this->read_response_head( $target['shown'], $deadline );
 		$this->check_response( $status_line, $headers, $key, $target['shown'] );
+	}
+
+	/**
+	 * Asks the agent what it holds about one e-mail (the exporter's question): a connection of
+	 * its own with the site token, hello and welcome, one `export`, then its `export_result`,
+	 * all within $timeout seconds; closed before returning. It sends no events, so the agent
+	 * keeps the shipper's connection as it is.
+	 *
+	 * @param string               $url     ws:// or wss:// agent URL.
+	 * @param string               $token   Site token.
+	 * @param string               $hello   The `hello` message (WooBrevo_Protocol::hello()).
+	 * @param string               $email   The person's e-mail.
+	 * @param array<string, mixed> $options See DEFAULTS.
+	 * @param float                $timeout Seconds for the whole exchange.
+	 * @return list<array{id: string, label: string, items: list<array{id: string, data: list<array{name: string, value: string}>}>}> The agent's groups.
+	 * @throws RuntimeException|UnexpectedValueException When the agent cannot be reached, refuses,
+	 *         answers with an `error`, or does not answer in time (see the class comment).
+	 */
+	public function export( string $url, string $token, string $hello, string $email, array $options = array(), float $timeout = 5.0 ): array {
+		$deadline = microtime( true ) + $timeout;
+		$options  = array_merge( $options, array( 'timeout' => min( (float) ( $options['timeout'] ?? $timeout ), $timeout ) ) );
+		$this->connect( $url, $token, $options );
+		try {
+			$this->send_text( $hello );
+			$this->await( 'welcome', null, $deadline );
+			$request = 'export-' . bin2hex( ( $this->random )( 6 ) );
+			$this->send_text( WooBrevo_Protocol::export( $request, $email ) );
+			$result = $this->await( 'export_result', $request, $deadline );
+		} catch ( Throwable $e ) {
+			$this->drop();
+			throw $e;
+		}
+		$this->close( WooBrevo_Ws_Frame::CLOSE_NORMAL, '', 0.5 );
+		return $result['groups'];
+	}
+
+	/**
+	 * Receives protocol messages until one of $type (with request id $request, when given) comes;
+	 * others are skipped, an `error` is thrown.
+	 *
+	 * @param string      $type     Message type waited for.
+	 * @param string|null $request  Request id the message must carry, or null.
+	 * @param float       $deadline microtime(true) limit.
+	 * @return array<string, mixed> The message, as WooBrevo_Protocol::parse() gives it.
+	 * @throws RuntimeException On an `error`, or when nothing comes in time (code 1006).
+	 */
+	private function await( string $type, ?string $request, float $deadline ): array {
+		while ( true ) {
+			$text = $this->receive( max( 0.0, $deadline - microtime( true ) ) );
+			if ( null === $text ) {
+				throw new RuntimeException( sprintf( 'no %s from the agent in time', $type ), WooBrevo_Ws_Frame::CLOSE_ABNORMAL );
+			}
+			$message = WooBrevo_Protocol::parse( $text );
+			if ( 'error' === $message['type'] ) {
+				throw new RuntimeException( $this->scrub( sprintf( 'the agent answered %s: %s', $message['code'], $message['message'] ) ) );
+			}
+			if ( $type === $message['type'] && ( null === $request || $request === $message['request'] ) ) {
+				return $message;
+			}
+		}
 	}
 
 	/**

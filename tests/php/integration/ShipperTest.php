@@ -138,6 +138,7 @@ final class ShipperTest extends TestCase {
 		$watch = WooBrevo_Settings::get( 'watch_meta' );
 		$this->assertContains( 'loyalty_points', $watch['customer'] ?? array() );
 		$this->assertSame( 604800, WooBrevo_Settings::get( 'cart_link_lifetime' ), "the welcome's carts field (or its default) is stored" );
+		$this->assertSame( 'implied', WooBrevo_Settings::get( 'consent_mode' ), "the welcome's consent mode (the agent's default) is stored" );
 		$status = json_decode( (string) file_get_contents( sprintf( 'http://127.0.0.1:%d/status', self::$agent['http_port'] ) ), true );
 		$this->assertIsArray( $status );
 		$this->assertStringContainsString( '"default"', (string) json_encode( $status ) );

@@ -138,9 +138,18 @@ final class ProtocolTest extends TestCase {
 					'recovered_revenue' => 39.0,
 					'recovery_rate'     => 0.25,
 				),
+				'consent'           => null,
 			),
 			WooBrevo_Protocol::parse( self::WELCOME )
 		);
+	}
+
+	public function test_welcome_consent_mode_known_or_none(): void {
+		$this->assertSame( array( 'mode' => 'required' ), WooBrevo_Protocol::parse( '{"type":"welcome","consent":{"mode":"required"}}' )['consent'] );
+		$this->assertSame( array( 'mode' => 'implied' ), WooBrevo_Protocol::parse( '{"type":"welcome","consent":{"mode":"implied","extra":1}}' )['consent'] );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome"}' )['consent'], 'an older agent sends none' );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome","consent":{"mode":"opt-out"}}' )['consent'] );
+		$this->assertNull( WooBrevo_Protocol::parse( '{"type":"welcome","consent":"required"}' )['consent'] );
 	}
 
 	public function test_welcome_cart_figures_whole_and_well_typed_or_none(): void {

@@ -557,6 +557,9 @@ abstract class WC_Abstract_Order extends WCD_Post_Data {
 		'shipping_total'       => '0',
 		'payment_method'       => '',
 		'payment_method_title' => '',
+		'transaction_id'       => '',
+		'customer_ip_address'  => '',
+		'customer_user_agent'  => '',
 		'created_via'          => '',
 		'customer_note'        => '',
 		'order_key'            => '',
@@ -675,6 +678,21 @@ class WC_Order extends WC_Abstract_Order {
 
 	public function get_remaining_refund_amount() {
 		return wc_format_decimal( (float) $this->get_total() - $this->get_total_refunded(), 2 );
+	}
+
+	/** WC_Order::payment_complete(): the transaction id, the paid date, processing, saved. */
+	public function payment_complete( $transaction_id = '' ) {
+		if ( ! $this->id || ! in_array( $this->get_status(), array( 'on-hold', 'pending', 'failed', 'cancelled' ), true ) ) {
+			return false;
+		}
+		if ( '' !== (string) $transaction_id ) {
+			$this->set_prop( 'transaction_id', (string) $transaction_id );
+		}
+		$this->set_prop( 'date_paid', gmdate( 'Y-m-d H:i:s' ) );
+		$this->set_status( 'processing' );
+		$this->save();
+		do_action( 'woocommerce_payment_complete', $this->id, $transaction_id );
+		return true;
 	}
 
 	public function update_status( $new_status, $note = '', $manual = false ) {

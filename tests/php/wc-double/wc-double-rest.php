@@ -282,7 +282,7 @@ function wcd_order_body( WC_Order $o ): array {
 	$body = wcd_template( 'order' );
 	unset( $body['_links'] );
 	$body['id'] = $o->get_id();
-	foreach ( array( 'parent_id', 'status', 'currency', 'total', 'discount_total', 'shipping_total', 'customer_id', 'order_key', 'billing', 'shipping', 'payment_method', 'payment_method_title', 'created_via', 'customer_note' ) as $field ) {
+	foreach ( array( 'parent_id', 'status', 'currency', 'total', 'discount_total', 'shipping_total', 'customer_id', 'order_key', 'billing', 'shipping', 'payment_method', 'payment_method_title', 'transaction_id', 'customer_ip_address', 'customer_user_agent', 'created_via', 'customer_note' ) as $field ) {
 		$body[ $field ] = $o->{'get_' . $field}();
 	}
 	$body['customer_id'] = (int) $body['customer_id'];

@@ -4,7 +4,8 @@
  * WooCommerce is given through WOOBREVO_WC_DIR). It provides only what WooBrevo touches:
  * WC_VERSION, WooCommerce/WC(), the CRUD classes and functions, FeaturesUtil, OrderUtil and the
  * wc/v3 REST routes for single objects, shaped like real WooCommerce 10.0.2 responses (templates/),
- * and the Store API's cart/update-customer route the block checkout posts the e-mail to.
+ * the Store API's cart/update-customer route the block checkout posts the e-mail to, and the
+ * block checkout's additional fields API (wc-double-checkout-fields.php).
  *
  * @package WooBrevo\Tests
  */
@@ -19,6 +20,17 @@ require_once __DIR__ . '/wc-double-utilities.php';
 require_once __DIR__ . '/wc-double-data.php';
 require_once __DIR__ . '/wc-double-rest.php';
 require_once __DIR__ . '/wc-double-cart.php';
+require_once __DIR__ . '/wc-double-checkout-fields.php';
+
+// The blocks package loads on plugins_loaded, before init (WooCommerce's Bootstrap).
+add_action(
+	'plugins_loaded',
+	static function () {
+		do_action( 'woocommerce_blocks_loaded' );
+	},
+	10
+);
+require_once __DIR__ . '/wc-double-card.php';
 
 /** The main class, as far as anything asks for it. */
 final class WooCommerce {
@@ -88,6 +100,40 @@ function wc_get_order( $the_order = false ) {
 		return new WC_Order_Refund( $id );
 	}
 	return false;
+}
+
+/**
+ * wc_get_orders() for the arguments WooBrevo passes: `customer` (e-mails, matched against the
+ * billing e-mail, or user ids; any of them), `limit` (-1: all), `return` (ids or objects). Orders only, newest first.
+ *
+ * @return int[]|WC_Order[]
+ */
+function wc_get_orders( $args = array() ) {
+	$ids = get_posts(
+		array(
+			'post_type'   => wcd_hpos_enabled() ? 'shop_order_placehold' : 'shop_order',
+			'post_status' => array_keys( wc_get_order_statuses() ),
+			'fields'      => 'ids',
+			'numberposts' => -1,
+			'orderby'     => 'ID',
+			'order'       => 'DESC',
+		)
+	);
+	$out = array();
+	foreach ( $ids as $id ) {
+		$order   = new WC_Order( (int) $id );
+		$wanted  = (array) ( $args['customer'] ?? array() );
+		$matches = array() === $wanted;
+		foreach ( $wanted as $customer ) {
+			$matches = $matches || ( is_numeric( $customer ) ? (int) $order->get_customer_id() === (int) $customer : strtolower( (string) $order->get_billing_email() ) === strtolower( (string) $customer ) );
+		}
+		if ( ! $matches ) {
+			continue;
+		}
+		$out[] = 'ids' === ( $args['return'] ?? 'objects' ) ? (int) $id : $order;
+	}
+	$limit = (int) ( $args['limit'] ?? 10 );
+	return $limit > 0 ? array_slice( $out, 0, $limit ) : $out;
 }
 
 /**
