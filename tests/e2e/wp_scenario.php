@@ -20,13 +20,31 @@
  * cart-email VISITOR EMAIL classic|block         a guest types the e-mail at checkout (the classic
  *                                                checkout's endpoint, or the Store API's customer update)
  * cart-empty VISITOR                             empties the cart
- * checkout VISITOR classic|block                 places the order from the cart, then the cart empties
+ * checkout VISITOR classic|block [--subscribe]   places the order from the cart, then the cart empties;
+ *                                                the opt-in box as the shopper sees it, ticked with --subscribe
  * restore-link URL                               the cart a restore link names (null: refused)
  *
  * Each cart command prints `cart_id` and `topics` (the cart rows this request wrote to the
  * outbox) and `snapshot` (what they ship). The visitor's browser lives between processes in an
  * option: its WooCommerce session keys, session id and cart, loaded at the start of the request
  * as WooCommerce loads a cart from its session (so an unchanged cart writes nothing).
+ *
+ * The opt-in (a form shows the box only as the plugin renders it; the command posts what the
+ * form holds, ticked or not, with the form's nonce):
+ *
+ * optin-settings on|off [TEXT]      the box on every form (checkout, registration, My Account), its text
+ * register EMAIL [--subscribe]      the My Account registration form
+ * account-optin USER_ID on|off      My Account → Account details saved with the box ticked or not
+ *
+ * Each prints `shown` (the form had the box) and `record` (the consent record afterwards).
+ *
+ * Personal data, through WordPress's own tools (a request confirmed by the admin, then what
+ * Tools → Erase / Export Personal Data runs: the admin-ajax handler, per eraser or exporter and page):
+ *
+ * erase EMAIL                      every eraser; prints `responses` (per eraser), `status` (the
+ *                                  request's, request-completed at the end) and `topics` (the outbox)
+ * export EMAIL                     every exporter; prints `data` (the export items)
+ * pay ORDER_ID                     pays the order through the double's card gateway `wcd_card`
  *
  * Prints one JSON object. Each process ends with WordPress's `shutdown`, where the plugin's own
  * shipper runs as it does after a real request (CLI: no response to wait for).
@@ -169,13 +187,57 @@ function woobrevo_e2e_last_row(): int {
 }
 
 /**
- * Places the order of the visitor's cart as a checkout does: the order from the cart's lines,
- * the checkout's "order processed" action, the payment, then the emptied cart.
+ * Renders a form's part (an action) as the shopper's page would, and posts what it holds: the
+ * form's nonce, our hidden field and the box (ticked or not) when the plugin showed it.
  *
- * @param string $checkout classic or block.
- * @return WC_Order
+ * @param string $hook         The action that renders into the form.
+ * @param string $nonce_field  The form's nonce field.
+ * @param string $nonce_action Its action.
+ * @param bool   $tick         Whether the shopper ticks the box.
+ * @return bool Whether the form had the box.
  */
-function woobrevo_e2e_checkout( string $checkout ): WC_Order {
+function woobrevo_e2e_post_form( string $hook, string $nonce_field, string $nonce_action, bool $tick ): bool {
+	ob_start();
+	do_action( $hook );
+	$html  = (string) ob_get_clean();
+	$shown = (bool) preg_match( '/name="' . WooBrevo_Consent::FIELD_SHOWN . '" value="([a-z_]+)"/', $html, $m );
+	$_POST = array( $nonce_field => wp_create_nonce( $nonce_action ) );
+	if ( $shown ) {
+		$_POST[ WooBrevo_Consent::FIELD_SHOWN ] = $m[1];
+		if ( $tick ) {
+			$_POST[ WooBrevo_Consent::FIELD ] = '1';
+		}
+	}
+	return $shown;
+}
+
+/**
+ * The block checkout's opt-in field for this shopper: registered on `woocommerce_init` as
+ * WooCommerce's request for this user would have it (this process began as no one).
+ *
+ * @return object|null WooCommerce's CheckoutFields with the field, or null when it is not offered.
+ */
+function woobrevo_e2e_block_field() {
+	if ( ! WooBrevo_Consent::block_checkout_supported() ) {
+		return null;
+	}
+	$fields = Automattic\WooCommerce\Blocks\Package::container()->get( Automattic\WooCommerce\Blocks\Domain\Services\CheckoutFields::class );
+	$fields->deregister_checkout_field( WooBrevo_Consent::BLOCK_FIELD );
+	WooBrevo_Consent::reset_request();
+	return ( new WooBrevo_Consent() )->action_woocommerce_init() ? $fields : null;
+}
+
+/**
+ * Places the order of the visitor's cart as a checkout does: the order from the cart's lines,
+ * the opt-in as the shopper left it (classic: posted with the checkout, on the order before its
+ * save; block: the additional field persisted as the Store API does), the checkout's "order
+ * processed" action, the payment, then the emptied cart.
+ *
+ * @param string $checkout  classic or block.
+ * @param bool   $subscribe Whether the shopper ticks the opt-in box (when there is one).
+ * @return array{0: WC_Order, 1: bool} The order, and whether the checkout had the box.
+ */
+function woobrevo_e2e_checkout( string $checkout, bool $subscribe = false ): array {
 	$user_id = get_current_user_id();
 	$email   = $user_id ? wp_get_current_user()->user_email : (string) WC()->session->get( WooBrevo_Carts::SESSION_EMAIL );
 	$order   = wc_create_order( array( 'customer_id' => $user_id ) );
@@ -189,6 +251,19 @@ function woobrevo_e2e_checkout( string $checkout ): WC_Order {
 	$order->set_billing_country( 'FR' );
 	$order->calculate_totals();
 	$order->set_status( 'pending' );
+	$shown = false;
+	if ( 'block' === $checkout ) {
+		$fields = woobrevo_e2e_block_field();
+		$shown  = null !== $fields;
+		if ( $shown ) {
+			$fields->persist_field_for_order( WooBrevo_Consent::BLOCK_FIELD, $subscribe, $order, 'other', false );
+		}
+	} else {
+		$shown = woobrevo_e2e_post_form( 'woocommerce_review_order_before_submit', 'woocommerce-process-checkout-nonce', 'woocommerce-process_checkout', $subscribe );
+		do_action( 'woocommerce_checkout_process' ); // WC_Checkout::process_checkout(), once its nonce is checked.
+		do_action( 'woocommerce_checkout_create_order', $order, array() );
+		$_POST = array();
+	}
 	$order->save();
 	if ( 'block' === $checkout ) {
 		do_action( 'woocommerce_store_api_checkout_order_processed', $order );
@@ -197,7 +272,92 @@ function woobrevo_e2e_checkout( string $checkout ): WC_Order {
 	}
 	$order->update_status( 'processing' );
 	WC()->cart->empty_cart();
-	return $order;
+	return array( $order, $shown );
+}
+
+/** Ends an admin-ajax handler's wp_send_json() without ending the process. */
+final class WooBrevo_E2E_Ajax_Done extends Exception {
+}
+
+/**
+ * Runs an admin-ajax handler as wp-admin's privacy tools call it and returns its JSON answer.
+ *
+ * @param callable $handler The wp_ajax_* function.
+ * @param array    $post    The POST fields.
+ * @return array
+ */
+function woobrevo_e2e_ajax( callable $handler, array $post ): array {
+	$_POST    = $post;
+	$_REQUEST = $post;
+	$die      = static function () {
+		return static function () {
+			throw new WooBrevo_E2E_Ajax_Done();
+		};
+	};
+	add_filter( 'wp_doing_ajax', '__return_true' );
+	add_filter( 'wp_die_ajax_handler', $die );
+	ob_start();
+	try {
+		$handler();
+	} catch ( WooBrevo_E2E_Ajax_Done $e ) { // phpcs:ignore Generic.CodeAnalysis.EmptyStatement.DetectedCatch -- wp_send_json() ended the handler.
+	} finally {
+		$out = (string) ob_get_clean();
+		remove_filter( 'wp_doing_ajax', '__return_true' );
+		remove_filter( 'wp_die_ajax_handler', $die );
+		$_POST    = array();
+		$_REQUEST = array();
+	}
+	$answer = json_decode( $out, true );
+	if ( ! is_array( $answer ) || empty( $answer['success'] ) ) {
+		fwrite( STDERR, "admin-ajax answered: $out\n" );
+		exit( 1 );
+	}
+	return (array) $answer['data'];
+}
+
+/**
+ * A personal-data request the admin confirmed, then every eraser (or exporter) page by page, as
+ * wp-admin's privacy screens run them.
+ *
+ * @param string $email  The person's e-mail.
+ * @param string $action remove_personal_data or export_personal_data.
+ * @return array{0: int, 1: array} The request id and the answers, per tool key.
+ */
+function woobrevo_e2e_privacy_request( string $email, string $action ): array {
+	require_once ABSPATH . 'wp-admin/includes/ajax-actions.php';
+	require_once ABSPATH . 'wp-admin/includes/privacy-tools.php';
+	// wp-admin/includes/admin-filters.php: a request is completed after its last eraser's last page.
+	add_filter( 'wp_privacy_personal_data_erasure_page', 'wp_privacy_process_personal_data_erasure_page', 10, 5 );
+	$request_id = wp_create_user_request( $email, $action, array(), 'confirmed' );
+	if ( is_wp_error( $request_id ) ) {
+		fwrite( STDERR, $request_id->get_error_message() . "\n" );
+		exit( 1 );
+	}
+	$erase   = 'remove_personal_data' === $action;
+	$tools   = $erase ? apply_filters( 'wp_privacy_personal_data_erasers', array() ) : apply_filters( 'wp_privacy_personal_data_exporters', array() );
+	$answers = array();
+	foreach ( array_keys( $tools ) as $index => $key ) {
+		for ( $page = 1; $page <= 50; $page++ ) {
+			$answer = woobrevo_e2e_ajax(
+				$erase ? 'wp_ajax_wp_privacy_erase_personal_data' : 'wp_ajax_wp_privacy_export_personal_data',
+				array(
+					'id'                         => $request_id,
+					'security'                   => wp_create_nonce( ( $erase ? 'wp-privacy-erase-personal-data-' : 'wp-privacy-export-personal-data-' ) . $request_id ),
+					$erase ? 'eraser' : 'exporter' => $index + 1,
+					'page'                       => $page,
+				)
+			);
+			$answers[ $key ][] = $answer;
+			if ( ! empty( $answer['done'] ) ) {
+				break;
+			}
+		}
+	}
+	if ( ! $erase ) {
+		// wp_privacy_process_personal_data_export_page() completes it once the file is sent; no file here.
+		_wp_privacy_completed_request( (int) $request_id );
+	}
+	return array( (int) $request_id, $answers );
 }
 
 switch ( $woobrevo_cmd ) {
@@ -353,14 +513,68 @@ switch ( $woobrevo_cmd ) {
 	case 'checkout':
 		list( $visitor, $checkout ) = $woobrevo_args;
 		woobrevo_e2e_visitor_load( $visitor );
-		$after = woobrevo_e2e_last_row();
-		$order = woobrevo_e2e_checkout( $checkout );
+		$after                 = woobrevo_e2e_last_row();
+		list( $order, $shown ) = woobrevo_e2e_checkout( $checkout, in_array( '--subscribe', $woobrevo_args, true ) );
+		$record                = wc_get_order( $order->get_id() )->get_meta( WooBrevo_Consent::META_KEY, true );
 		woobrevo_e2e_visitor_save(
 			$visitor,
 			$after,
 			array(
 				'order_id' => (int) $order->get_id(),
 				'total'    => (string) $order->get_total(),
+				'shown'    => $shown,
+				'record'   => is_array( $record ) ? $record : null,
+			)
+		);
+		break;
+
+	case 'optin-settings':
+		WooBrevo_Settings::set( 'optin_enabled', 'on' === $woobrevo_args[0] ? '1' : '0' );
+		WooBrevo_Settings::set( 'optin_label', $woobrevo_args[1] ?? '' );
+		WooBrevo_Settings::set( 'optin_forms', WooBrevo_Consent::FORMS );
+		woobrevo_e2e_out(
+			array(
+				'enabled' => WooBrevo_Settings::get( 'optin_enabled' ),
+				'label'   => WooBrevo_Consent::label(),
+				'mode'    => WooBrevo_Consent::agent_mode(),
+				'block'   => WooBrevo_Consent::block_checkout_supported(),
+			)
+		);
+		add_filter( 'woobrevo_ship_on_shutdown', '__return_false' );
+		break;
+
+	case 'register':
+		$email = $woobrevo_args[0];
+		wp_set_current_user( 0 );
+		$shown = woobrevo_e2e_post_form( 'woocommerce_register_form', 'woocommerce-register-nonce', 'woocommerce-register', in_array( '--subscribe', $woobrevo_args, true ) );
+		$id    = wc_create_new_customer( $email, sanitize_user( strstr( $email, '@', true ) ), 'pw-' . wp_generate_password( 12, false ) );
+		$_POST = array();
+		if ( is_wp_error( $id ) ) {
+			fwrite( STDERR, $id->get_error_message() . "\n" );
+			exit( 1 );
+		}
+		woobrevo_e2e_out(
+			array(
+				'customer_id' => (int) $id,
+				'shown'       => $shown,
+				'record'      => WooBrevo_Consent::of_user( (int) $id ),
+			)
+		);
+		break;
+
+	case 'account-optin':
+		$id = (int) $woobrevo_args[0];
+		wp_set_current_user( $id );
+		$shown = woobrevo_e2e_post_form( 'woocommerce_edit_account_form', 'save-account-details-nonce', 'save_account_details', 'on' === $woobrevo_args[1] );
+		// WC_Form_Handler::save_account_details(): the customer saved, then the action.
+		( new WC_Customer( $id ) )->save();
+		do_action( 'woocommerce_save_account_details', $id );
+		$_POST = array();
+		woobrevo_e2e_out(
+			array(
+				'customer_id' => $id,
+				'shown'       => $shown,
+				'record'      => WooBrevo_Consent::of_user( $id ),
 			)
 		);
 		break;
@@ -370,6 +584,46 @@ switch ( $woobrevo_cmd ) {
 		$token = (string) ( $query[ WooBrevo_Carts::QUERY_ARG ] ?? '' );
 		woobrevo_e2e_out( array( 'cart_id' => WooBrevo_Carts::verify( $token, WooBrevo_Carts::secret(), time() ) ) );
 		add_filter( 'woobrevo_ship_on_shutdown', '__return_false' );
+		break;
+
+	case 'erase':
+		$after                     = woobrevo_e2e_last_row();
+		list( $request, $answers ) = woobrevo_e2e_privacy_request( $woobrevo_args[0], 'remove_personal_data' );
+		global $wpdb;
+		$table = ( new WooBrevo_Outbox() )->table();
+		woobrevo_e2e_out(
+			array(
+				'request'   => $request,
+				'status'    => get_post_status( $request ),
+				'responses' => $answers,
+				'topics'    => $wpdb->get_results( $wpdb->prepare( "SELECT topic, resource_id FROM {$table} WHERE id > %d ORDER BY id", $after ), ARRAY_A ), // phpcs:ignore -- the table name is ours.
+			)
+		);
+		break;
+
+	case 'export':
+		list( $request, $answers ) = woobrevo_e2e_privacy_request( $woobrevo_args[0], 'export_personal_data' );
+		$data                      = array();
+		foreach ( $answers as $pages ) {
+			foreach ( $pages as $answer ) {
+				$data = array_merge( $data, (array) ( $answer['data'] ?? array() ) );
+			}
+		}
+		woobrevo_e2e_out( array( 'data' => $data ) );
+		add_filter( 'woobrevo_ship_on_shutdown', '__return_false' );
+		break;
+
+	case 'pay':
+		require_once dirname( __DIR__ ) . '/php/wc-double/wc-double-card.php'; // Loaded by the double; a real WooCommerce needs it here.
+		$paid  = ( new WCD_Gateway_Card() )->process_payment( (int) $woobrevo_args[0] );
+		$order = wc_get_order( (int) $woobrevo_args[0] );
+		woobrevo_e2e_out(
+			array(
+				'result'         => $paid['result'],
+				'status'         => $order->get_status(),
+				'transaction_id' => $paid['transaction_id'],
+			)
+		);
 		break;
 
 	case 'flush':
