@@ -19,6 +19,7 @@ from agent.core.dedupe import claimable, known_after, largest_list_group
 from agent.core.jobs import Job, Kind
 from agent.store.consent import strip_suppressed
 from agent.store.rows import bump, dead_letter_insert, set_stat
+from agent.store.schema import ERASED_INFLIGHT
 from agent.store.tx import StoreBase
 
 __all__ = ["JobsMixin"]
@@ -85,9 +86,12 @@ class JobsMixin(StoreBase):
         if kind is Kind.ERASE:
             # An erasure waits for its contact's upsert in flight: that one must not land
             # after the erase and re-create the contact.
+            # Nor may any call of its email in flight when the erasure came (state 2).
             extra += (
                 " AND NOT EXISTS (SELECT 1 FROM jobs AS f WHERE f.account=jobs.account"
                 " AND f.state=1 AND f.key='contact:' || json_extract(jobs.body, '$.email'))"
+                " AND NOT EXISTS (SELECT 1 FROM jobs AS f WHERE f.account=jobs.account"
+                f" AND f.state={ERASED_INFLIGHT})"
             )
         # The oldest first by the queue's index (not a sort of every due job), and the keys in
         # flight left out from their own small index, before the LIMIT.
@@ -135,6 +139,9 @@ class JobsMixin(StoreBase):
         def run() -> None:
             with self._tx() as db:
                 db.execute("UPDATE jobs SET state=0 WHERE account=? AND state=1", (account,))
+                db.execute(
+                    f"DELETE FROM jobs WHERE account=? AND state={ERASED_INFLIGHT}", (account,)
+                )
 
         await self._run(run)
 
@@ -191,11 +198,16 @@ class JobsMixin(StoreBase):
             with self._tx(sync=False) as db:
                 db.executemany(
                     "UPDATE jobs SET state=0, not_before=?, attempts=attempts+?, last_error=?,"
-                    " single_only=MAX(single_only, ?) WHERE id=?",
+                    " single_only=MAX(single_only, ?) WHERE id=? AND state=1",
                     [
                         (not_before, int(count_attempt), error[:500], int(single_only), j.id)
                         for j in again
                     ],
+                )
+                # An erasure of its email came while it was in flight: dropped.
+                db.executemany(
+                    f"DELETE FROM jobs WHERE id=? AND state={ERASED_INFLIGHT}",
+                    [(j.id,) for j in again],
                 )
 
         await self._run(run)
@@ -205,6 +217,11 @@ class JobsMixin(StoreBase):
         await self._write(lambda db: self._dead_letter(db, job, code, message))
 
     def _dead_letter(self, db: sqlite3.Connection, job: Job, code: str, message: str) -> None:
+        erased = db.execute(
+            f"DELETE FROM jobs WHERE id=? AND state={ERASED_INFLIGHT}", (job.id,)
+        ).rowcount
+        if erased:  # an erasure of its email came while it was in flight: nothing to keep
+            return
         db.execute("DELETE FROM jobs WHERE id=?", (job.id,))
         db.execute(
             *dead_letter_insert(

@@ -27,6 +27,7 @@ from agent.store.chunk import Chunk
 from agent.store.meta import MetaMixin
 from agent.store.ports import ErasureStep
 from agent.store.rows import bump, dead_letter_insert, set_stat
+from agent.store.schema import ERASED_INFLIGHT, INFLIGHT, PENDING
 
 __all__ = ["PrivacyMixin", "plan_erasure", "purge"]
 
@@ -59,11 +60,15 @@ def plan_erasure(chunk: Chunk, site: str, event: Event, step: ErasureStep | None
     for key, job in list(chunk.jobs.items()):
         if key[0] == erasure.account and _names(job.body, job.key, email):
             del chunk.jobs[key]
+    names = (erasure.account, f"contact:{email}", json.dumps(email, ensure_ascii=False).lower())
+    match = " AND kind!='erase' AND (key=? OR instr(lower(body), ?) > 0)"
+    chunk.writes.append((f"DELETE FROM jobs WHERE account=? AND state={PENDING}" + match, names))
+    # A job in flight now is dropped when it comes back, not queued again (agent/store/jobs.py);
+    # the erase job waits for it, so its answer cannot land after the erase.
     chunk.writes.append(
         (
-            "DELETE FROM jobs WHERE account=? AND state=0 AND kind!='erase'"
-            " AND (key=? OR instr(lower(body), ?) > 0)",
-            (erasure.account, f"contact:{email}", json.dumps(email, ensure_ascii=False).lower()),
+            f"UPDATE jobs SET state={ERASED_INFLIGHT} WHERE account=? AND state={INFLIGHT}" + match,
+            names,
         )
     )
     chunk.add_intent(erasure.account, site, erasure.intent)

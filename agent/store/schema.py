@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-__all__ = ["INFLIGHT", "PENDING", "SCHEMA_VERSION", "connect"]
+__all__ = ["ERASED_INFLIGHT", "INFLIGHT", "PENDING", "SCHEMA_VERSION", "connect"]
 
 # 2: `carts` (issue 13); 3: `consent` and `suppression` (issue 14). An older file gains the
 # new tables when opened (every CREATE below is IF NOT EXISTS).
@@ -137,7 +137,9 @@ CREATE TABLE IF NOT EXISTS stats (
 """
 
 # Job states (`jobs.state`); an inbox row is 0 until processed, then 1.
-PENDING, INFLIGHT = 0, 1
+# A job's state: queued, claimed (a Brevo call may be in flight), or claimed when an erasure of
+# its email came (agent/store/privacy.py): its answer is then dropped, never queued again.
+PENDING, INFLIGHT, ERASED_INFLIGHT = 0, 1, 2
 
 # The doors process checkpoints the WAL only past this many pages (40 MB): the worker's commits
 # checkpoint it at SQLite's default 1,000; this bounds it while the worker is down.
@@ -170,4 +172,5 @@ def connect(
     )
     if recover:
         db.execute("UPDATE jobs SET state = ? WHERE state = ?", (PENDING, INFLIGHT))
+        db.execute("DELETE FROM jobs WHERE state = ?", (ERASED_INFLIGHT,))
     return db

@@ -4,6 +4,7 @@ read byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -173,6 +174,40 @@ async def test_erase_cancels_the_jobs_waiting_for_that_email(tmp_path: Path) -> 
         assert not [r for r in after if LOW in json.dumps(r.json).lower()], after
         (delete,) = [r for r in fake.requests if r.method == "DELETE"]
         assert delete.status == 404  # the contact never reached Brevo: already gone = done
+
+
+@pytest.mark.parametrize("answer", [503, 204])
+async def test_a_call_in_flight_when_the_erasure_comes_never_lands_after_it(
+    tmp_path: Path, answer: int
+) -> None:
+    """The order's Brevo call is on the wire when the erasure is processed. Answered 503, it
+    is dropped, not queued again; answered 204, it stands. Either way the erase waits for that
+    answer, so nothing re-creates the contact after the DELETE and the store keeps no trace."""
+    async with BrevoFake() as fake:
+        cfg = Config.model_validate(_data(tmp_path, fake))
+        async with App(cfg) as app:
+            fake.stall(path="/orders/status")  # held before Brevo acts on it
+            async with client(app) as ws:
+                await hello(ws)
+                await send(ws, "b1", [order_event("o-1", 902)])
+                await fake.wait_for(lambda: fake.stalled_count >= 1, 15)
+                await send(ws, "b2", [erase_event("e-1", 8)])
+            await until(lambda: _pending(app), 15, what="the erase job queued")
+            await asyncio.sleep(0.3)  # time for a wrong erase to go out before the answer
+            assert not [r for r in fake.requests if r.method == "DELETE"]
+            if answer == 503:  # Brevo fails the call on the wire
+                fake.fail_next(1, 503, path="/orders/status")
+            fake.release()
+            await until(lambda: _done(app), 15, what="the erasure done")
+            await app.wait_idle(within=15)
+            assert traces(cfg) == []
+            assert (await app.store.counts())["jobs"] == 0
+        assert LOW not in fake.contacts
+        (delete,) = [r for r in fake.requests if r.method == "DELETE"]
+        orders = [r for r in fake.requests if r.path == "/orders/status"]
+        assert [r.status for r in orders] == [answer]  # sent once: a 503 is not retried
+        assert all(r.time < delete.time for r in fake.requests if r is not delete)
+        fake.assert_no_spec_violations()
 
 
 async def _pending(app: App) -> bool:

@@ -402,6 +402,11 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
         """The response, and whether the request was beyond its family's limit."""
         budget = self._budgets[family]
         fault = self._scripted_fault(family, path, route)
+        if fault is None and self._holds(family, path, route):
+            await self._hold()
+            # A failure scripted while the request was held is its answer (Brevo failing
+            # while a call is on the wire).
+            fault = self._scripted_fault(family, path, route)
         if fault is not None:
             now = self._clock()
             headers = budget.exhausted(now) if fault.status == 429 else budget.headers(now)
@@ -410,8 +415,6 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
                 payload = {"code": _code_for(fault.status), "message": "scripted failure"}
             return _respond(fault.status, payload, {**headers, **fault.headers}), False
 
-        if self._stall is not None and not self._stall_applied and self._stall(family, path, route):
-            await self._hold()
         if self._closing:
             return _respond(503, {"code": "service_unavailable", "message": "closing"}, {}), False
 
@@ -465,6 +468,12 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
                     self._faults.remove(fault)
                 return fault
         return None
+
+    def _holds(self, family: str, path: str, route: str | None) -> bool:
+        """Whether `stall` (before Brevo acts) holds this request."""
+        return (
+            self._stall is not None and not self._stall_applied and self._stall(family, path, route)
+        )
 
     async def _hold(self) -> None:
         released = self._released
