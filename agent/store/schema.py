@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from agent.errors import AgentError
+
 __all__ = ["ERASED_INFLIGHT", "INFLIGHT", "PENDING", "SCHEMA_VERSION", "connect"]
 
 # 2: `carts` (issue 13); 3: `consent` and `suppression` (issue 14). An older file gains the
@@ -146,6 +148,25 @@ PENDING, INFLIGHT, ERASED_INFLIGHT = 0, 1, 2
 DOORS_CHECKPOINT_PAGES = 10_000
 
 
+def _refuse_newer(db: sqlite3.Connection, path: Path) -> None:
+    """A file a newer agent wrote holds tables and states this one does not know (and would
+    silently ignore, e.g. who unsubscribed): refuse it rather than run on part of it."""
+    has_meta = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    ).fetchone()
+    if not has_meta:
+        return
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    found = int(row[0]) if row and str(row[0]).isdigit() else 0
+    if found > SCHEMA_VERSION:
+        db.close()
+        raise AgentError(
+            f"{path} was written by a newer WooBrevo agent (store schema {found}; this agent"
+            f" knows up to {SCHEMA_VERSION}): run that newer agent again, or restore the copy"
+            ' of the state folder taken before the upgrade (docs/install.md, "Upgrading")'
+        )
+
+
 def connect(
     path: Path, *, busy_timeout: float, checkpoints: bool, recover: bool
 ) -> sqlite3.Connection:
@@ -163,6 +184,7 @@ def connect(
     if not checkpoints:
         db.execute(f"PRAGMA wal_autocheckpoint={DOORS_CHECKPOINT_PAGES}")
     db.execute("PRAGMA foreign_keys=ON")
+    _refuse_newer(db, path)
     db.executescript(_SCHEMA)
     db.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) ON CONFLICT (key)"
