@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -448,13 +449,31 @@ async def _last_delivery(
 # -- the stream ---------------------------------------------------------------------------------
 
 
+def stream_url(cfg: Config) -> str:
+    """The agent URL to set in the plugin. `agent.public_url` is the webhook address: behind
+    a proxy (another port than `agent.listen.http`) the proxy forwards the stream path there
+    too; without one, the stream has its own listener (`agent.listen.stream`)."""
+    agent = cfg.agent
+    public = urlsplit(agent.public_url) if agent.public_url else None
+    if public is not None and public.port != split_hostport(agent.listen.http)[1]:
+        scheme = "wss" if public.scheme == "https" else "ws"
+        return f"{scheme}://{public.netloc}{public.path.rstrip('/')}{STREAM_PATH}"
+    host, port = split_hostport(agent.listen.stream)
+    if public is not None and public.hostname:
+        host = public.hostname
+    if host in (None, "0.0.0.0", "::"):
+        host = "<this host>"
+    elif ":" in host:
+        host = f"[{host}]"
+    scheme = "wss" if agent.tls is not None else "ws"
+    return f"{scheme}://{host}:{port}{STREAM_PATH}"
+
+
 async def _stream_check(cfg: Config, site: SiteConfig, status: dict[str, Any] | None) -> Check:
     name = "stream last seen"
     if site.woo.mode == "polling":
         return Check(name, Result.SKIP, "mode polling: no plugin, the agent polls the store")
-    base = (cfg.agent.public_url or "wss://<agent>").rstrip("/")
-    url = base.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + STREAM_PATH
-    fix = FIX_STREAM.format(url=url, site=site.id)
+    fix = FIX_STREAM.format(url=stream_url(cfg), site=site.id)
     if status is not None:
         row = (status.get("sites") or {}).get(site.id) or {}
         age = row.get("last_seen_age")

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from websockets.asyncio.client import connect
 
 from agent.app import App
-from agent.cli.doctor import run_doctor
+from agent.cli.doctor import run_doctor, stream_url
 from agent.config import Config, WooSection
 from agent.core.checks import (
     Check,
@@ -228,6 +228,34 @@ async def test_webhook_disabled_by_woocommerce(tmp_path: Path, brevo: BrevoFake)
     row = got["webhooks"]
     assert row.result is Result.FAIL
     assert "disabled" in row.detail and "webhooks install --site shop" in row.detail
+
+
+@pytest.mark.parametrize(
+    ("agent", "url"),
+    [
+        ({}, "ws://127.0.0.1:8765/v1/stream"),
+        (
+            {"listen": {"stream": "0.0.0.0:9000", "http": "0.0.0.0:9001"}},
+            "ws://<this host>:9000/v1/stream",
+        ),
+        # public_url on the HTTP listener itself: no proxy, the stream has its own port
+        ({"public_url": "http://203.0.113.5:8766"}, "ws://203.0.113.5:8765/v1/stream"),
+        (
+            {"public_url": "http://203.0.113.5:8766", "tls": {"cert": "c.pem", "key": "k.pem"}},
+            "wss://203.0.113.5:8765/v1/stream",
+        ),
+        # a proxy in front: it forwards the stream path on the same public address
+        ({"public_url": "https://agent.example.com"}, "wss://agent.example.com/v1/stream"),
+        (
+            {"public_url": "https://agent.example.com:8443/woobrevo/"},
+            "wss://agent.example.com:8443/woobrevo/v1/stream",
+        ),
+    ],
+)
+def test_the_stream_url_doctor_suggests(agent: dict[str, Any], url: str) -> None:
+    cfg = Config.model_validate({"agent": agent, "brevo": {}, "connectors": {"woocommerce": {
+        "store_url": "https://shop.example.com"}}})  # fmt: skip
+    assert stream_url(cfg) == url
 
 
 async def test_stream_never_seen(tmp_path: Path, brevo: BrevoFake) -> None:
