@@ -17,3 +17,7 @@ The code map follows an event (docs/architecture.md has the picture):
                  builds everything); `config.py`, `status.py`, `metrics.py`, `http.py` (health,
                  metrics, /status), `tokens.py`, `errors.py` sit beside the path.
 """
+
+# The one version of the agent and the plugin: pyproject.toml reads it (dynamic metadata), and
+# wp-plugin/woobrevo.php and readme.txt carry the same (tests/test_version.py; bin/bump-version).
+__version__ = "0.1.0"

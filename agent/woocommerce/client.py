@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 from yarl import URL
 
+from agent import __version__
 from agent.core.retry import backoff
 from agent.core.woo import AuthMode, auth_problem
 from agent.woocommerce.budget import RateBudget
@@ -45,7 +46,7 @@ log = logging.getLogger("agent.woocommerce")
 ParamValue = str | int | float | bool | Sequence[str | int]
 Params = Mapping[str, ParamValue]
 
-USER_AGENT: Final = "WooBrevo-Agent/0.1 (aiohttp)"
+USER_AGENT: Final = f"WooBrevo-Agent/{__version__} (aiohttp)"
 _METHODS_WITHOUT_SIDE_EFFECTS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
