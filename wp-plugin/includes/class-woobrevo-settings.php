@@ -251,7 +251,7 @@ final class WooBrevo_Settings {
 			<h1>WooBrevo</h1>
 			<?php if ( is_array( $notice ) ) : ?>
 				<?php delete_transient( WooBrevo_Options::NOTICE_TRANSIENT_PREFIX . get_current_user_id() ); ?>
-				<div class="notice notice-<?php echo esc_attr( $notice['type'] ); ?>"><p><?php echo esc_html( $notice['message'] ); ?></p></div>
+				<div class="notice notice-<?php echo esc_attr( $notice['type'] ); ?> woobrevo-notice" role="<?php echo esc_attr( 'error' === $notice['type'] ? 'alert' : 'status' ); ?>"><p><?php echo esc_html( $notice['message'] ); ?></p></div>
 			<?php endif; ?>
 			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
 				<input type="hidden" name="action" value="woobrevo_save" />
@@ -259,13 +259,14 @@ final class WooBrevo_Settings {
 				<table class="form-table" role="presentation">
 					<tr>
 						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>"><?php esc_html_e( 'Agent URL', 'woobrevo' ); ?></label></th>
-						<td><input name="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" /></td>
+						<td><input name="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" aria-describedby="woobrevo-agent-url-description" />
+							<p class="description" id="woobrevo-agent-url-description"><?php esc_html_e( "The agent's stream address, ws:// or wss:// (a URL without a path gets /v1/stream).", 'woobrevo' ); ?></p></td>
 					</tr>
 					<tr>
 						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>"><?php esc_html_e( 'Site token', 'woobrevo' ); ?></label></th>
 						<td>
-							<input name="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" id="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( self::token_placeholder( $token ) ); ?>" />
-							<p class="description"><?php echo esc_html( self::token_description( $token ) ); ?></p>
+							<input name="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" id="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( self::token_placeholder( $token ) ); ?>" aria-describedby="woobrevo-token-description" />
+							<p class="description" id="woobrevo-token-description"><?php echo esc_html( self::token_description( $token ) ); ?></p>
 							<?php if ( '' !== $token ) : ?>
 								<label><input type="checkbox" name="woobrevo_clear_token" value="1" /> <?php esc_html_e( 'Remove the stored token', 'woobrevo' ); ?></label>
 							<?php endif; ?>
@@ -275,17 +276,34 @@ final class WooBrevo_Settings {
 						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::PAYLOAD_USER ); ?>"><?php esc_html_e( 'Payload user', 'woobrevo' ); ?></label></th>
 						<td>
 							<?php
-							wp_dropdown_users(
+							$users = wp_dropdown_users(
 								array(
 									'name'             => WooBrevo_Options::PAYLOAD_USER,
 									'id'               => WooBrevo_Options::PAYLOAD_USER,
 									'selected'         => (int) self::get( 'payload_user' ),
 									'show_option_none' => __( 'First administrator', 'woobrevo' ),
 									'role__in'         => array( 'administrator', 'shop_manager' ),
+									'echo'             => false,
+								)
+							);
+							// The help text below describes the list (wp_dropdown_users() takes no ARIA attributes).
+							echo wp_kses(
+								str_replace( '<select ', '<select aria-describedby="woobrevo-payload-user-description" ', $users ),
+								array(
+									'select' => array(
+										'name'             => true,
+										'id'               => true,
+										'class'            => true,
+										'aria-describedby' => true,
+									),
+									'option' => array(
+										'value'    => true,
+										'selected' => true,
+									),
 								)
 							);
 							?>
-							<p class="description"><?php esc_html_e( 'REST payloads are built as this user; it needs read access to orders, products, coupons and customers.', 'woobrevo' ); ?></p>
+							<p class="description" id="woobrevo-payload-user-description"><?php esc_html_e( 'REST payloads are built as this user; it needs read access to orders, products, coupons and customers.', 'woobrevo' ); ?></p>
 						</td>
 					</tr>
 					<tr>
@@ -298,18 +316,18 @@ final class WooBrevo_Settings {
 					<tr>
 						<th scope="row"><?php esc_html_e( 'Abandoned carts', 'woobrevo' ); ?></th>
 						<td>
-							<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::GUEST_CARTS ); ?>" value="1" <?php checked( '1', (string) self::get( 'guest_carts' ) ); ?> /> <?php esc_html_e( 'Capture guest carts', 'woobrevo' ); ?></label>
-							<p class="description"><?php esc_html_e( "A guest's cart is captured once the e-mail address is typed at checkout. Logged-in shoppers' carts are always captured while the agent asks for carts.", 'woobrevo' ); ?></p>
+							<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::GUEST_CARTS ); ?>" value="1" <?php checked( '1', (string) self::get( 'guest_carts' ) ); ?> aria-describedby="woobrevo-guest-carts-description" /> <?php esc_html_e( 'Capture guest carts', 'woobrevo' ); ?></label>
+							<p class="description" id="woobrevo-guest-carts-description"><?php esc_html_e( "A guest's cart is captured once the e-mail address is typed at checkout. Logged-in shoppers' carts are always captured while the agent asks for carts.", 'woobrevo' ); ?></p>
 						</td>
 					</tr>
 					<?php self::render_optin_settings(); ?>
 				</table>
-				<?php submit_button( __( 'Save settings', 'woobrevo' ) ); ?>
+				<?php submit_button( __( 'Save settings', 'woobrevo' ), 'primary', 'woobrevo-save' ); ?>
 			</form>
 			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
 				<input type="hidden" name="action" value="woobrevo_test_connection" />
 				<?php wp_nonce_field( 'woobrevo_test_connection' ); ?>
-				<?php submit_button( __( 'Test connection', 'woobrevo' ), 'secondary' ); ?>
+				<?php submit_button( __( 'Test connection', 'woobrevo' ), 'secondary', 'woobrevo-test-connection' ); ?>
 			</form>
 			<h2><?php esc_html_e( 'Status', 'woobrevo' ); ?></h2>
 			<table class="widefat striped woobrevo-status">
@@ -403,14 +421,14 @@ final class WooBrevo_Settings {
 		<tr>
 			<th scope="row"><?php esc_html_e( 'Marketing opt-in', 'woobrevo' ); ?></th>
 			<td>
-				<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::OPTIN_ENABLED ); ?>" value="1" <?php checked( '1', (string) self::get( 'optin_enabled' ) ); ?> /> <?php esc_html_e( 'Show an optional "subscribe" box', 'woobrevo' ); ?></label>
+				<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::OPTIN_ENABLED ); ?>" value="1" <?php checked( '1', (string) self::get( 'optin_enabled' ) ); ?> aria-describedby="woobrevo-optin-description" /> <?php esc_html_e( 'Show an optional "subscribe" box', 'woobrevo' ); ?></label>
 				<p><label for="<?php echo esc_attr( WooBrevo_Options::OPTIN_LABEL ); ?>"><?php esc_html_e( 'Text of the box', 'woobrevo' ); ?></label> <input name="<?php echo esc_attr( WooBrevo_Options::OPTIN_LABEL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::OPTIN_LABEL ); ?>" type="text" class="regular-text" value="<?php echo esc_attr( WooBrevo_Consent::label() ); ?>" /></p>
 				<fieldset><legend class="screen-reader-text"><?php esc_html_e( 'Forms that show the box', 'woobrevo' ); ?></legend>
 				<?php foreach ( $forms as $form => $text ) : ?>
 					<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::OPTIN_FORMS ); ?>[]" value="<?php echo esc_attr( $form ); ?>" <?php checked( in_array( $form, $shown, true ) ); ?> /> <?php echo esc_html( $text ); ?></label><br />
 				<?php endforeach; ?>
 				</fieldset>
-				<p class="description"><?php esc_html_e( 'Each choice is kept on the order and the customer with its time, the form and the exact text shown, and sent to the agent. An unticked box at checkout never unsubscribes anyone.', 'woobrevo' ); ?></p>
+				<p class="description" id="woobrevo-optin-description"><?php esc_html_e( 'Each choice is kept on the order and the customer with its time, the form and the exact text shown, and sent to the agent. An unticked box at checkout never unsubscribes anyone.', 'woobrevo' ); ?></p>
 				<?php if ( ! WooBrevo_Consent::block_checkout_supported() ) : ?>
 					<p class="description woobrevo-optin-block-unsupported"><?php echo esc_html( self::block_checkout_unsupported_text() ); ?></p>
 				<?php endif; ?>
@@ -662,8 +680,9 @@ final class WooBrevo_Settings {
 			/* translators: %s: why no connection was tried, e.g. another shipper is running for this site. */
 			return array( 'error', sprintf( __( 'Not tested: %s. Try again in a moment.', 'woobrevo' ), (string) $stats['skipped'] ) );
 		}
-		/* translators: 1: events sent, 2: events acknowledged by the agent. */
-		return array( 'success', sprintf( __( 'Connected; %1$d events sent, %2$d acked.', 'woobrevo' ), (int) ( $stats['sent'] ?? 0 ), (int) ( $stats['acked'] ?? 0 ) ) );
+		$sent = (int) ( $stats['sent'] ?? 0 );
+		/* translators: 1: events sent, 2: events the agent acknowledged (stored). */
+		return array( 'success', sprintf( _n( 'Connected; %1$d event sent, %2$d acknowledged by the agent.', 'Connected; %1$d events sent, %2$d acknowledged by the agent.', $sent, 'woobrevo' ), $sent, (int) ( $stats['acked'] ?? 0 ) ) );
 	}
 
 	/**
