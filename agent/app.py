@@ -19,7 +19,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Literal
 
-from agent.config import Config, SiteConfig, load_config
+from agent.config import Config, ConfigError, SiteConfig, load_config, secret_values
 from agent.doors.brevo_hooks import BrevoHookDoor
 from agent.doors.poller import Pollers
 from agent.doors.stream import StreamServer, StreamTestHooks, tls_context
@@ -27,10 +27,12 @@ from agent.doors.webhooks import WebhookDoor
 from agent.errors import AgentError
 from agent.forward.forwarder import Forwarder
 from agent.http import HttpServer
+from agent.logs import protect
 from agent.metrics import Metrics
 from agent.process.processor import Processor
 from agent.process.worker import WorkerLink
-from agent.status import RuntimeStatus
+from agent.reload import Reloaded, describe_changes, file_digest, read_file, restart_needed
+from agent.status import ConfigStatus, RuntimeStatus
 from agent.store import SqliteStore
 from agent.tokens import TokenRegistry
 
@@ -71,14 +73,23 @@ class App:
         # Only the process that sends Brevo jobs hands a crash's in-flight jobs back.
         # With two processes the worker lets the doors' writes (acks wait for them) go first,
         # and does the WAL checkpoints (agent/store/schema.py).
+        # Sites whose stored events and jobs wait, kept: switched off (`enabled: false`), or
+        # removed from the config by a reload since start (`reload`).
+        self._held = {s.id for s in self.sites.values() if not s.woo.enabled}
+        self._removed: set[str] = set()
+        self._reloading = asyncio.Lock()
         self.store = SqliteStore(
             cfg.agent.store_path,
             recover=role != "doors",
             writes="doors" if role == "doors" else "worker" if role == "worker" else "plain",
-            held_sites=[s.id for s in self.sites.values() if not s.woo.enabled],
+            held_sites=self._held,
         )
         # Secret-free runtime status: the doors write it, /status reads it (agent/status.py).
-        self.status = RuntimeStatus(self.sites, started_at=clock())
+        self.status = RuntimeStatus(
+            self.sites,
+            started_at=clock(),
+            config=ConfigStatus(path=cfg.source, sha256=cfg.digest, loaded_at=clock()),
+        )
         # Each tells the other one thing: the forwarder lets partial batches fill up while the
         # processor is backlogged, and the processor wakes the forwarder after new jobs.
         self.forwarder = Forwarder(
@@ -108,7 +119,14 @@ class App:
             await self._stack.enter_async_context(self.store)
             if self.role == "doors":
                 self.worker = await self._stack.enter_async_context(
-                    WorkerLink(self.worker_argv, ingested=self.store.ingested, metrics=self.metrics)
+                    WorkerLink(
+                        self.worker_argv,
+                        # The bytes the config was loaded from (a Config built in memory:
+                        # its file as it is now).
+                        config=self.cfg.file_bytes or read_file(self.cfg.source),
+                        ingested=self.store.ingested,
+                        metrics=self.metrics,
+                    )
                 )
             else:
                 await self._stack.enter_async_context(self.processor)
@@ -127,11 +145,11 @@ class App:
         """Start the websocket door, the HTTP server (webhooks, health, metrics, status) and
         the pollers, each as an async context manager on `stack`."""
         cfg, agent = self.cfg, self.cfg.agent
-        tokens = TokenRegistry(cfg, self.store, sites=self.sites, reload=load_config)
+        self.tokens = TokenRegistry(cfg, self.store, sites=self.sites, reload=load_config)
         self.stream = await stack.enter_async_context(
             StreamServer(
                 self.store,
-                tokens,
+                self.tokens,
                 self.sites,
                 self.status,
                 figures=self.store,
@@ -145,7 +163,7 @@ class App:
                 hooks=self.stream_hooks,
             )
         )
-        webhooks = WebhookDoor(
+        self.webhooks = webhooks = WebhookDoor(
             self.store,
             self.sites,
             self.status,
@@ -156,7 +174,7 @@ class App:
             proxies=agent.trusted_proxies,
         )
         # Brevo's marketing webhooks: who unsubscribed or rejoined a list (suppressions).
-        brevo_hooks = BrevoHookDoor(
+        self.brevo_hooks = brevo_hooks = BrevoHookDoor(
             self.store,
             self.sites,
             self.status,
@@ -192,6 +210,96 @@ class App:
                 stale_after=agent.stream.stale_after,
             )
         )
+
+    async def stop_accepting(self) -> None:
+        """A stop's first step: close both listeners, so that nothing new arrives while the
+        batches and requests in flight finish (leaving `async with` then closes the rest)."""
+        if self.with_doors:
+            self.stream.stop_accepting()
+            await self.http.stop_accepting()
+
+    async def reload(self, raw: bytes | None = None) -> Reloaded:
+        """Re-read the config file (`raw`: its bytes, as the doors process read them) and apply
+        it without a restart; refused, with the old config kept, when it is invalid or changes
+        a key that needs a restart (agent/reload.py). With two processes, the worker applies it
+        first and the doors only once it has. Logged, and recorded for /status."""
+        async with self._reloading:
+            result = await self._reload(raw)
+        config = self.status.config
+        if config is not None:
+            if result.ok:
+                config.sha256, config.loaded_at = result.sha256, result.at
+            config.last_reload = result.record()
+        if result.ok:
+            log.info("%s", result.summary())
+        else:
+            log.error("%s", result.summary())
+        return result
+
+    async def _reload(self, raw: bytes | None) -> Reloaded:
+        at = self.clock()
+        path = self.cfg.source
+        digest = ""
+        try:
+            if path == "<memory>":
+                raise ConfigError(path, ["this agent was not started from a config file"])
+            raw = read_file(path) if raw is None else raw
+            digest = file_digest(raw)
+            new = load_config(path, raw=raw)
+            problems = restart_needed(self.cfg, new)
+            if problems:
+                raise ConfigError(path, problems)
+            if self.with_doors:
+                tls_context(new)  # the new certificate and key load, or the reload is refused
+        except ConfigError as exc:
+            return Reloaded(ok=False, at=at, sha256=digest, error=str(exc))
+        if self.worker is not None:
+            ok, why = await self.worker.reload(raw)
+            if not ok:
+                error = f"the worker process did not apply it: {why}"
+                return Reloaded(ok=False, at=at, sha256=digest, error=error)
+        changes = describe_changes(self.cfg, new)
+        try:
+            await self._apply(new)
+        except Exception as exc:  # a loop boundary: the agent must go on, and say so
+            log.exception("applying the reloaded config failed half-way")
+            error = f"applying it failed half-way ({exc}); restart the agent"
+            return Reloaded(ok=False, at=at, sha256=digest, error=error)
+        return Reloaded(ok=True, at=at, sha256=digest, changes=tuple(changes))
+
+    async def _apply(self, new: Config) -> None:
+        """Hand every component its part of `new` (already checked by `_reload`)."""
+        protect(secret_values(new))  # its secrets are masked in every line from now on
+        sites = {s.id: s for s in new.resolved_sites()}
+        self._removed = (self._removed | (set(self.sites) - set(sites))) - set(sites)
+        held = {sid for sid, s in sites.items() if not s.woo.enabled} | self._removed
+        # What stops now stops before the rules change; what resumes, once they have.
+        await self.store.hold(self._held | held)
+        self.cfg = new
+        self.sites.clear()
+        self.sites.update(sites)  # the doors and /status read this very mapping
+        for sid in sites:
+            self.status.site(sid)
+        agent = new.agent
+        if self.role != "doors":
+            self.processor.reconfigure(
+                sites,
+                historical_after=agent.historical_after,
+                inbox_retention=agent.inbox_retention,
+            )
+            await self.forwarder.reconfigure(sites.values())
+        if self.with_doors:
+            self.tokens.reconfigure(new, sites)
+            tls = (agent.tls.cert, agent.tls.key) if agent.tls is not None else None
+            await self.stream.reconfigure(
+                sites, limits=agent.stream, proxies=agent.trusted_proxies, tls=tls
+            )
+            self.webhooks.reconfigure(proxies=agent.trusted_proxies)
+            self.brevo_hooks.reconfigure(proxies=agent.trusted_proxies)
+            self.http.reconfigure(stale_after=agent.stream.stale_after)
+            await self.pollers.reconfigure(sites, stale_after=agent.stream.stale_after)
+        await self.store.hold(held)
+        self._held = held
 
     async def wait_idle(self, within: float | None = None) -> None:
         """Return when every stored event is processed and every Brevo job is done or dead

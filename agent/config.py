@@ -7,6 +7,7 @@ works; the agent's own keys (`agent`, `brevo`, `sites`) sit beside it. See
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import re
@@ -37,6 +38,7 @@ from agent.core.woo import (
     auth_problem,
 )
 from agent.errors import ConfigError
+from agent.logs import redact
 
 __all__ = [
     "AgentSection",
@@ -53,6 +55,7 @@ __all__ = [
     "config_warnings",
     "load_config",
     "parse_duration",
+    "secret_values",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
@@ -141,6 +144,13 @@ class AgentSection(_Model):
     )
     stream: StreamSection = StreamSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description=(
+            "text: one human line a record; json: one JSON object a line with site, door, event"
+            " and job ids, for journald and log shippers (--log-format wins; agent/logs.py)"
+        ),
+    )
     processing: Literal["process", "inline"] = Field(
         "process",
         description=(
@@ -525,6 +535,18 @@ class WooSection(_Model):
                 raise ValueError(f"{status!r} is not an order status slug (e.g. on-hold)")
         return tuple(dict.fromkeys(v))
 
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, v: str | None) -> str | None:
+        # Not quoted back: a URL copied with its ?consumer_key=…&consumer_secret=… would
+        # print them (agent/logs.py).
+        if v is not None and (urlsplit(v.strip()).query or urlsplit(v.strip()).fragment):
+            raise ValueError(
+                "expected the store's home URL without a query or fragment; the REST keys go"
+                " in consumer_key and consumer_secret, never in the URL"
+            )
+        return v
+
     @field_validator("token_sha256")
     @classmethod
     def _token(cls, v: str | None) -> str | None:
@@ -585,6 +607,10 @@ class Config(_Model):
     connectors: Connectors = Connectors()
     sites: list[SiteEntry] | None = None
     source: str = Field("<memory>", exclude=True)
+    # The file's bytes as loaded, and their SHA-256 (set by load_config): the worker process
+    # gets these very bytes (agent/process/worker.py), /status shows the digest.
+    file_bytes: bytes = Field(b"", exclude=True, repr=False)
+    digest: str = Field("", exclude=True)
 
     @model_validator(mode="after")
     def _unique_sites(self) -> Config:
@@ -616,6 +642,7 @@ class Config(_Model):
 
 
 _ENV_REF = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
+_CREDENTIAL_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 SECRET_KEYS = {"api_key", "consumer_key", "consumer_secret", "webhook_secret", "token_sha256"}
 
 
@@ -641,6 +668,30 @@ def _interpolate(node: Any, env: Mapping[str, str], path: str, problems: list[st
 
         return _ENV_REF.sub(sub, node)
     return node
+
+
+def _with_credentials(env: Mapping[str, str]) -> Mapping[str, str]:
+    """`env`, plus systemd's credentials where `env` lacks the name: the unit's
+    `LoadCredential=BREVO_API_KEY:/etc/woobrevo/brevo-key` puts a file named BREVO_API_KEY in
+    `$CREDENTIALS_DIRECTORY` (systemd.exec(5), "Credentials"), and it then serves `${NAME}` and
+    the variables of `_env_defaults` as the variable would. Only names shaped like variables."""
+    folder = env.get("CREDENTIALS_DIRECTORY")
+    if not folder:
+        return env
+    found: dict[str, str] = {}
+    try:
+        entries = sorted(Path(folder).iterdir())
+    except OSError as exc:
+        raise ConfigError(folder, [f"cannot list $CREDENTIALS_DIRECTORY: {exc.strerror}"]) from None
+    for entry in entries:
+        if entry.name in env or not _CREDENTIAL_NAME.fullmatch(entry.name):
+            continue
+        try:
+            found[entry.name] = entry.read_text(encoding="utf-8").removesuffix("\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(str(entry), [f"cannot read the credential: {why}"]) from None
+    return {**found, **env}
 
 
 def _env_defaults(data: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -725,7 +776,9 @@ def _allowed_hint(parent_loc: tuple[int | str, ...]) -> str:
         if nxt is None:
             return ""
         model = nxt
-    keys = [k for k in model.model_fields if k not in ("source", "overrides")]
+    keys = [
+        k for k in model.model_fields if k not in ("source", "file_bytes", "digest", "overrides")
+    ]
     return f" (expected one of: {', '.join(keys)})" if keys else ""
 
 
@@ -854,7 +907,10 @@ def _cart_warnings(where: str, woo: WooSection) -> list[str]:
     if woo.mode == "polling":
         door = "mode is polling (no plugin)"
     elif woo.webhook_secret and not woo.token_sha256:
-        door = "this site has a webhook_secret and no token_sha256 (webhooks only?)"
+        door = (
+            "this site has a webhook_secret and no token_sha256 in the config (webhooks only,"
+            " unless its token was stored with `token create --store`)"
+        )
     else:
         return []
     return [
@@ -864,14 +920,20 @@ def _cart_warnings(where: str, woo: WooSection) -> list[str]:
     ]
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, interpolate and validate a config file; ConfigError says what and where."""
-    env = os.environ if env is None else env
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, *, raw: bytes | None = None
+) -> Config:
+    """Read, interpolate and validate a config file; ConfigError says what and where. `raw`:
+    the file's bytes, already read (a reload hands the worker process the doors' copy)."""
+    env = _with_credentials(os.environ if env is None else env)
     file = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes() if raw is None else raw
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(file, [f"cannot read the file: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(file, [f"not UTF-8 text (byte {exc.start}: {exc.reason})"]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -892,14 +954,48 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(file, problems)
     _env_defaults(data, env)
     data["source"] = file
+    data["file_bytes"], data["digest"] = raw, hashlib.sha256(raw).hexdigest()
     try:
         cfg = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(file, _explain(exc)) from None
+        # A value quoted back (a host:port that is in fact an API key) is masked.
+        raise ConfigError(file, _hide_secrets(_explain(exc), data)) from None
     problems = _semantic_checks(cfg)
     if problems:
-        raise ConfigError(file, problems)
+        raise ConfigError(file, _hide_secrets(problems, data))
     return cfg
+
+
+def _hide_secrets(problems: list[str], data: Any) -> list[str]:
+    """`problems` with the file's secret values, and anything credential-like, masked."""
+    found: list[str] = []
+
+    def walk(node: Any, key: str = "") -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, str(k))
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+        elif key in SECRET_KEYS and isinstance(node, str):
+            found.append(node)
+
+    walk(data)
+    return [redact(p, found) for p in problems]
+
+
+def secret_values(cfg: Config) -> set[str]:
+    """Every secret the config holds, as written and as sent (Basic auth's base64 of
+    key:secret): what no log line may show (agent/logs.py masks them)."""
+    woos = [cfg.connectors.woocommerce, *(s.woo for s in cfg.resolved_sites())]
+    brevos = [cfg.brevo, *(s.brevo for s in cfg.resolved_sites())]
+    found = {b.api_key for b in brevos} | {b.webhook_secret for b in brevos}
+    for woo in woos:
+        found |= {woo.consumer_key, woo.consumer_secret, woo.webhook_secret}
+        if woo.consumer_key and woo.consumer_secret:
+            pair = f"{woo.consumer_key}:{woo.consumer_secret}".encode()
+            found.add(base64.b64encode(pair).decode("ascii"))
+    return {value for value in found if value}
 
 
 def masked(cfg: Config) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from agent.config import SiteConfig
 from agent.core.brevo_hooks import BREVO_HOOK_ROUTE
@@ -21,6 +22,7 @@ from agent.core.webhooks import WEBHOOK_ROUTE
 from agent.doors.brevo_hooks import BrevoHookDoor
 from agent.doors.stream import split_hostport
 from agent.doors.webhooks import WebhookDoor
+from agent.logs import log_context
 from agent.metrics import Metrics
 from agent.status import RuntimeStatus
 from agent.store.ports import Status
@@ -31,8 +33,23 @@ log = logging.getLogger("agent.http")
 
 # Prometheus text exposition format 0.0.4.
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SHUTDOWN_GRACE = 10.0  # seconds a request under way gets to finish when the agent stops
 
 Series = Sequence[tuple[str, dict[str, str], float]]  # Metrics.series(), another process's
+
+# The door behind each webhook route, named in the log lines of its requests (agent/logs.py).
+_DOORS = {WEBHOOK_ROUTE: "webhook", BREVO_HOOK_ROUTE: "brevo_webhook"}
+
+
+@web.middleware
+async def _log_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While a webhook is handled, every line logged names its door and site."""
+    info = request.match_info
+    door = _DOORS.get(info.route.resource.canonical) if info.route.resource else None
+    if door is None:
+        return await handler(request)
+    with log_context(site=info.get("site"), door=door):
+        return await handler(request)
 
 
 class HttpServer:
@@ -70,14 +87,20 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> HttpServer:
-        web_app = web.Application(client_max_size=self.webhooks.max_body)
+        web_app = web.Application(
+            client_max_size=self.webhooks.max_body, middlewares=[_log_context]
+        )
         web_app.router.add_post(WEBHOOK_ROUTE, self.webhooks.handle)
         web_app.router.add_post(BREVO_HOOK_ROUTE, self.brevo_hooks.handle)
         web_app.router.add_get("/healthz", self.healthz)
         web_app.router.add_get("/readyz", self.readyz)
         web_app.router.add_get("/metrics", self.metrics)
         web_app.router.add_get("/status", self.status)
-        runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        # On stop, requests under way get SHUTDOWN_GRACE seconds (aiohttp's default is 60),
+        # part of the stop path that TimeoutStopSec bounds (docs/operations.md, "Stopping").
+        runner = web.AppRunner(
+            web_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+        )
         await runner.setup()
         try:
             host, port = split_hostport(self._listen)
@@ -93,6 +116,16 @@ class HttpServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def reconfigure(self, *, stale_after: float) -> None:
+        """A config reload (agent/reload.py); `sites` is the App's mapping, updated in place."""
+        self._stale_after = stale_after
+
+    async def stop_accepting(self) -> None:
+        """Close the listening socket; requests under way go on (a stop's first step)."""
+        if self._runner is not None:
+            for site in self._runner.sites:
+                await site.stop()
 
     async def close(self) -> None:
         """Stop listening; requests in flight finish first (aiohttp's graceful shutdown)."""
@@ -199,8 +232,11 @@ class HttpServer:
                 "erasures": erasures,
                 "counters": row,
             }
+        config = self._status.config
         return {
             "server_time": now,
             "uptime": round(now - self._status.started_at, 3),
+            # path, loaded_at, sha256 of the file's bytes, last_reload: never a value from it
+            "config": None if config is None else config.as_dict(),
             "sites": sites,
         }

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "BrevoHookSeen",
+    "ConfigStatus",
     "PollingStatus",
     "RuntimeStatus",
     "SiteStatus",
@@ -86,12 +87,30 @@ class SiteStatus:
     mode: str | None = None  # the poller's effective mode; None: the configured one stands
 
 
-class RuntimeStatus:
-    """One record per configured site, created up front (the doors never add sites)."""
+@dataclass(slots=True)
+class ConfigStatus:
+    """The config in force: its file, when it was loaded, the SHA-256 of its bytes, and how
+    the last reload went (`systemctl reload`, agent/reload.py). Never a value from the file."""
 
-    def __init__(self, sites: Iterable[str], started_at: float) -> None:
+    path: str
+    sha256: str
+    loaded_at: float
+    last_reload: dict[str, Any] | None = None  # {"at", "ok", "error"}
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class RuntimeStatus:
+    """One record per configured site, created up front; a reload adds the new sites' (and
+    keeps a removed site's, which its closing connections still write)."""
+
+    def __init__(
+        self, sites: Iterable[str], started_at: float, config: ConfigStatus | None = None
+    ) -> None:
         self.started_at = started_at
         self.sites: dict[str, SiteStatus] = {sid: SiteStatus() for sid in sites}
+        self.config = config
 
     def site(self, sid: str) -> SiteStatus:
         return self.sites.setdefault(sid, SiteStatus())

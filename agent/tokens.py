@@ -137,7 +137,7 @@ class TokenRegistry:
         reload: Callable[[Path], Config] | None = None,
     ) -> None:
         self.store = store
-        self.sites = frozenset(sites)  # sites the running agent serves (new ones need a restart)
+        self.sites = frozenset(sites)  # sites the running agent serves (a reload changes them)
         self._reload = reload
         self._path = Path(cfg.source) if reload is not None and cfg.source != "<memory>" else None
         self._config = _config_hashes(cfg)
@@ -167,6 +167,12 @@ class TokenRegistry:
             return
         self._config = _config_hashes(cfg)
         log.info("config changed; %d token hashes reloaded", len(self._config))
+
+    def reconfigure(self, cfg: Config, sites: Collection[str]) -> None:
+        """A config reload (agent/reload.py): the sites served now and the config's hashes."""
+        self.sites = frozenset(sites)
+        self._config = _config_hashes(cfg)
+        self._stamp = self._file_stamp()
 
     async def authenticate(self, token: str | None) -> str | None:
         """The site `token` names, or None (missing, unknown, revoked, or for an unknown site)."""

@@ -5,7 +5,7 @@ Not imported by anything: vulture reads this file beside the code (pyproject.tom
 
 from agent.core.events import Action
 from agent.core.protocol import CloseCode
-from agent.status import PollingStatus, WebhookSeen
+from agent.status import ConfigStatus, PollingStatus, WebhookSeen
 
 # Looked up by value: the action of a topic (`_ACTION_OF`), never named in code.
 _ = (Action.CREATED, Action.UPDATED, Action.RESTORED)
@@ -14,3 +14,4 @@ _ = (Action.CREATED, Action.UPDATED, Action.RESTORED)
 _ = CloseCode.MESSAGE_TOO_BIG
 # Runtime records read whole by /status (`dataclasses.asdict`), field by field by nobody.
 _ = (PollingStatus.last_poll, PollingStatus.last_error, WebhookSeen.last_topic)
+_ = (ConfigStatus.loaded_at, ConfigStatus.last_reload)

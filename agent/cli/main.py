@@ -12,22 +12,32 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent import __version__, systemd
 from agent.app import App, Role
 from agent.cli.sync import add_sync_parsers
 from agent.cli.tokens import add_token_parsers
 from agent.cli.webhooks import add_webhook_parsers
-from agent.config import Config, ConfigError, config_warnings, load_config, masked
+from agent.config import (
+    Config,
+    ConfigError,
+    config_warnings,
+    load_config,
+    masked,
+    secret_values,
+)
 from agent.core.events import Door, Event, Rejection, parse_event
 from agent.core.times import display_time
 from agent.doors.stream import StreamTestHooks, tls_context
 from agent.errors import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, AgentError
-from agent.process.worker import NICE, serve_worker
+from agent.logs import FORMATS, QUIET_LIBRARIES, LogFormat, protect, redact, setup_logging
+from agent.process.worker import NICE, SILENT_AFTER, read_config, serve_worker
 from agent.store import SqliteStore
 
 __all__ = ["main"]
@@ -35,16 +45,17 @@ __all__ = ["main"]
 log = logging.getLogger("agent.cli")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+def _setup_logging(cfg: Config, level: str | None = None, fmt: LogFormat | None = None) -> None:
+    """Logs at `level` in `fmt` (the command line's), else the config's (agent/logs.py)."""
+    setup_logging(
+        level or cfg.agent.log_level, fmt or cfg.agent.log_format, secrets=secret_values(cfg)
     )
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
+    cfg = load_config(args.config)
+    protect(secret_values(cfg))  # whatever the command logs or prints from now on
+    return cfg
 
 
 def _store(cfg: Config) -> SqliteStore:
@@ -61,17 +72,26 @@ async def _run(
     until_idle: bool,
     stream_hooks: StreamTestHooks | None = None,
     worker_argv: Sequence[str] = (),
+    log_level: str | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    # SIGHUP (`systemctl reload`): re-read the config (agent/reload.py). Caught from the start,
+    # so an early one waits for the agent to be up instead of killing it (SIGHUP's default).
+    hup = asyncio.Event()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGHUP, hup.set)
     # `processing: process` splits the agent in two (agent/process/worker.py); --until-idle waits for
     # the work itself, so it runs in one process.
     role: Role = "doors" if worker_argv and not until_idle else "all"
     for warning in config_warnings(cfg):
         log.warning("config: %s", warning)
+    # Only this process (systemd's MAINPID) speaks sd_notify: the worker is started without
+    # NOTIFY_SOCKET (packaging/woobrevo-agent.service, NotifyAccess=main).
+    systemd.scrub_child_environment()
     async with App(cfg, stream_hooks=stream_hooks, role=role, worker_argv=worker_argv) as app:
         _tune_gc()
         # The doors' threads (event loop, parse, store) hand each batch to one another, and a
@@ -82,6 +102,7 @@ async def _run(
         for site in app.sites.values():
             mode = "dry-run" if site.brevo.is_dry_run else site.brevo.base_url
             log.info("site %s: brevo %s (%s plan)", site.id, mode, site.brevo.plan)
+        reloads = asyncio.create_task(_reloads(app, hup, log_level), name="reloads")
         if until_idle:
             idle = asyncio.create_task(app.wait_idle())
             stopper = asyncio.create_task(stop.wait())
@@ -93,22 +114,114 @@ async def _run(
             else:
                 idle.cancel()
         else:
-            await stop.wait()
+            await _serve(app, stop)
         log.info("stopping")
+        reloads.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloads
+        # Listeners first; leaving App then lets batches and Brevo calls in flight finish
+        # (docs/operations.md, "Stopping").
+        await app.stop_accepting()
     return EXIT_OK
+
+
+async def _serve(app: App, stop: asyncio.Event) -> None:
+    """Until `stop`: systemd's READY=1 once the doors listen and the worker answers, STATUS=
+    lines, WATCHDOG=1 from this loop (withheld while the worker is stuck), STOPPING=1."""
+    worker = app.worker
+    wedge = _wedge_hook(os.environ)
+    hooks = [] if wedge is None else [asyncio.create_task(_wedge_loop(app, wedge))]
+
+    def healthy(timeout: float) -> bool:
+        return worker is None or not worker.wedged(max(SILENT_AFTER, timeout))
+
+    await systemd.serve(
+        stop,
+        started=None if worker is None else worker.answering,
+        status=lambda: _status_line(app),
+        healthy=healthy,
+    )
+    for task in hooks:
+        task.cancel()
+
+
+async def _status_line(app: App) -> str:
+    """The STATUS= line: "2 of 3 sites connected, backlog 120 events, 45 Brevo jobs"."""
+    per_site = await app.store.status()
+    connected = sum(1 for sid in app.sites if app.status.site(sid).stream.connections > 0)
+    backlog = sum(int(s.get("inbox_depth", 0)) for s in per_site.values())
+    jobs = sum(int(s.get("pending_jobs", 0)) for s in per_site.values())
+    return (
+        f"{connected} of {len(app.sites)} sites connected, backlog {backlog} events,"
+        f" {jobs} Brevo jobs"
+    )
+
+
+def _wedge_hook(env: Mapping[str, str]) -> float | None:
+    """WOOBREVO_TEST_WEDGE_LOOP=<seconds> (test only, tests/agent/test_systemd.py): that long
+    after the worker answers, block the event loop, as a stuck call would (the watchdog's
+    pings must stop)."""
+    text = env.get("WOOBREVO_TEST_WEDGE_LOOP", "")
+    if not text:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise AgentError("WOOBREVO_TEST_WEDGE_LOOP takes seconds") from None
+    log.warning("WOOBREVO_TEST_WEDGE_LOOP=%g (test only): the event loop will block", seconds)
+    return seconds
+
+
+async def _wedge_loop(app: App, after: float) -> None:
+    if app.worker is not None:
+        await app.worker.answering.wait()
+    await asyncio.sleep(after)
+    log.warning("WOOBREVO_TEST_WEDGE_LOOP: blocking the event loop now")
+    time.sleep(3600)  # noqa: ASYNC251 - the point: a loop stuck in a blocking call
+
+
+async def _reloads(app: App, hup: asyncio.Event, log_level: str | None) -> None:
+    """Each SIGHUP: reload the config, between systemd's RELOADING=1 and READY=1 (with a
+    STATUS= line saying how it went); SIGHUPs during a reload make one more after it."""
+    while True:
+        await hup.wait()
+        hup.clear()
+        systemd.notify("RELOADING=1", f"MONOTONIC_USEC={systemd.monotonic_usec()}")
+        try:
+            result = await app.reload()
+        except Exception:  # a loop boundary: the next SIGHUP must still be heard
+            log.exception("config reload failed")
+            systemd.notify("READY=1", "STATUS=config reload failed; see the log")
+            continue
+        if result.ok:
+            _log_level(app.cfg, log_level)
+            for warning in config_warnings(app.cfg):
+                log.warning("config: %s", warning)
+        # One line: a newline would start another assignment (sd_notify(3)).
+        systemd.notify("READY=1", "STATUS=" + " ".join(result.summary().split()))
+
+
+def _log_level(cfg: Config, pinned: str | None) -> None:
+    """A reloaded `agent.log_level`, unless the command line's `--log-level` set it."""
+    if pinned is None:
+        number = getattr(logging, cfg.agent.log_level.upper(), logging.INFO)
+        logging.getLogger().setLevel(number)
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(max(logging.INFO, number))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Forward until stopped (or, with --until-idle, until nothing is pending)."""
     cfg = _load(args)
-    _setup_logging(args.log_level or cfg.agent.log_level)
+    _setup_logging(cfg, args.log_level, args.log_format)
     stream_hooks = _stream_test_hooks(os.environ)
     worker_argv: list[str] = []
     if cfg.agent.processing == "process":
-        level = args.log_level or cfg.agent.log_level
         worker_argv = [sys.executable, "-m", "agent.cli", "worker", "--config", str(args.config)]
-        worker_argv += ["--log-level", level]
-    return asyncio.run(_run(cfg, args.until_idle, stream_hooks, worker_argv))
+        if args.log_level:  # else the worker takes (and reloads) the config's
+            worker_argv += ["--log-level", args.log_level]
+        worker_argv += ["--log-format", args.log_format or cfg.agent.log_format]
+    return asyncio.run(_run(cfg, args.until_idle, stream_hooks, worker_argv, args.log_level))
 
 
 def _tune_gc() -> None:
@@ -123,23 +236,40 @@ def _tune_gc() -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """The worker process of `run` (agent/process/worker.py): started by `run`, not by hand."""
-    cfg = _load(args)
-    _setup_logging(args.log_level or cfg.agent.log_level)
+    # The config the doors process runs with comes first on stdin (the file may have changed
+    # since, or be half-edited); --config only names it.
+    raw, pending = read_config()
+    cfg = load_config(args.config, raw=raw)
+    protect(secret_values(cfg))
+    _setup_logging(cfg, args.log_level, args.log_format)
     with contextlib.suppress(OSError):
         os.nice(NICE)  # before any thread starts: every thread inherits it
-    return asyncio.run(_worker(cfg))
+    return asyncio.run(_worker(cfg, args.log_level, pending))
 
 
-async def _worker(cfg: Config) -> int:
+async def _worker(cfg: Config, log_level: str | None = None, pending: bytes = b"") -> int:
     loop = asyncio.get_running_loop()
     # Ctrl-C reaches the whole process group: the doors process stops first and closes our
     # stdin, which stops us after in-flight Brevo calls; SIGTERM alone stops us the same way.
+    # A reload comes through the pipe from the doors process, never as our own SIGHUP.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     async with App(cfg, role="worker") as app:
         _tune_gc()
+
+        async def reload(raw: bytes) -> tuple[bool, str | None]:
+            result = await app.reload(raw)
+            if result.ok:
+                _log_level(app.cfg, log_level)
+            return result.ok, result.error
+
         serving = asyncio.create_task(
             serve_worker(
-                ingested=app.store.ingested, ready=app.forwarder.ready, metrics=app.metrics
+                ingested=app.store.ingested,
+                ready=app.forwarder.ready,
+                metrics=app.metrics,
+                reload=reload,
+                pending=pending,
             )
         )
         with contextlib.suppress(NotImplementedError):
@@ -262,7 +392,7 @@ async def _ingest(
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Feed a JSONL file of events through the same entry point as every door."""
     cfg = _load(args)
-    _setup_logging(cfg.agent.log_level)
+    _setup_logging(cfg)
     cfg.site(args.site)  # unknown site → ConfigError naming the known ones
     events, rejected, errors = read_events_file(Path(args.file), historical=args.historical)
     for e in errors:
@@ -387,6 +517,7 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     p = argparse.ArgumentParser(prog="woobrevo-agent", description="WooCommerce → Brevo sync agent")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -396,9 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = with_config(sub.add_parser("run", help="forward events to Brevo until stopped"))
     run.add_argument("--until-idle", action="store_true", help="exit 0 once nothing is pending")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", choices=FORMATS, help="text (default) or json lines")
     run.set_defaults(fn=cmd_run)
     worker = with_config(sub.add_parser("worker", help="(started by `run`) the worker process"))
     worker.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    worker.add_argument("--log-format", choices=FORMATS)
     worker.set_defaults(fn=cmd_worker)
 
     chk = with_config(
@@ -434,15 +567,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    # Until a command sets its own (with its config's secrets): warnings, credentials masked.
+    setup_logging("warning")
     try:
         code: int = args.fn(args)
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        print(redact(str(exc)), file=sys.stderr)
         return EXIT_CONFIG
     except AgentError as exc:
-        print(f"woobrevo-agent: {exc}", file=sys.stderr)
+        print(f"woobrevo-agent: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
+        return EXIT_FAIL
+    except Exception:
+        # A bug: its traceback goes through the log (masked, one line in json).
+        log.exception("woobrevo-agent %s failed", args.command)
         return EXIT_FAIL
     return code
 

@@ -21,12 +21,13 @@ from typing import Any
 from agent.app import App
 from agent.cli.doctor import agent_status, run_doctor
 from agent.cli.progress import BarProgress, LineProgress
-from agent.config import Config, SiteConfig, load_config
+from agent.config import Config, SiteConfig, load_config, secret_values
 from agent.core.backfill import backfill_order, parse_since, seconds_until
 from agent.core.checks import exit_code, render_table
 from agent.doors.backfill import Backfill, BackfillConflict, BrevoPrepass
 from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.forward.brevo import BrevoClient, BrevoListError, ContactPages, account_budgets
+from agent.logs import FORMATS, bind, json_output, setup_logging
 from agent.store import SqliteStore
 from agent.woocommerce.errors import WooError
 from agent.woocommerce.factory import polling_problem, site_client
@@ -96,6 +97,7 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
         print(plan, file=sys.stderr)
         return EXIT_FAIL
     resources, since, wait = plan
+    bind(site=site.id, door="backfill")  # every line of this run names them (agent/logs.py)
     if wait > 0:
         at = datetime.now().astimezone().timestamp() + wait
         when = datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -220,11 +222,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     # On a terminal the bars are the report (log lines would tear them); in a log, warnings
     # (an unreadable phone number, a refused write) belong beside the progress lines.
     default = "error" if sys.stderr.isatty() and not args.plain else "warning"
-    logging.basicConfig(
-        level=getattr(logging, (args.log_level or default).upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    fmt = args.log_format or cfg.agent.log_format
+    setup_logging(args.log_level or default, fmt, secrets=secret_values(cfg))
 
     async def main() -> int:
         task = asyncio.current_task()
@@ -238,7 +237,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             print("backfill interrupted; run the same command again to resume", file=sys.stderr)
             return EXIT_FAIL
 
-    return asyncio.run(main())
+    # With JSON logs, the progress and result lines are JSON lines too (agent/logs.py).
+    with json_output("agent.backfill") if fmt == "json" else contextlib.nullcontext():
+        return asyncio.run(main())
 
 
 # -- doctor -----------------------------------------------------------------------------------
@@ -247,7 +248,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     """One row per check with its fix; exit 1 when one fails."""
     cfg = load_config(args.config)
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    setup_logging("error", cfg.agent.log_format, secrets=secret_values(cfg))
     checks = asyncio.run(run_doctor(cfg, args.site, fix=args.fix, slow_after=args.slow_after))
     width = shutil.get_terminal_size((110, 20)).columns
     print(f"site {args.site}: {cfg.site(args.site).woo.store_url or '(no store_url)'}")
@@ -291,6 +292,7 @@ def add_sync_parsers(sub: Any) -> None:
         "--progress-every", type=float, default=10.0, help="seconds between plain progress lines"
     )
     bf.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    bf.add_argument("--log-format", choices=FORMATS, help="text (default) or json lines")
     bf.set_defaults(fn=cmd_backfill)
 
     dr = sub.add_parser(

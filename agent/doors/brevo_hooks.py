@@ -62,6 +62,11 @@ class BrevoHookDoor:
         self.max_body = max_body
         self.proxies = proxies
 
+    def reconfigure(self, *, proxies: Sequence[Network]) -> None:
+        """A config reload (agent/reload.py). `sites` is the App's own mapping, updated in
+        place: a site added is served, a removed one answered 404, new secrets checked."""
+        self.proxies = proxies
+
     def _refused(self, site: SiteConfig, given: str | None) -> str | None:
         """Why the request's secret is refused, or None when it is the site's."""
         secret = site.brevo.webhook_secret

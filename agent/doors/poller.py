@@ -56,6 +56,7 @@ from agent.core.polling import (
 from agent.core.rest import chunks, deleted_events, fields_for, to_events
 from agent.core.times import gmt, gmt_seconds
 from agent.core.woo import SINGULAR
+from agent.logs import bind
 from agent.metrics import Metrics, count_ingest
 from agent.status import PollingStatus, RuntimeStatus
 from agent.store.ports import SiteState
@@ -89,13 +90,38 @@ class Pollers:
         clock: Callable[[], float],
         stale_after: float,
     ) -> None:
-        self.sites = {
-            sid: SitePoller(
-                site, store, metrics=metrics, status=status, clock=clock, stale_after=stale_after
-            )
-            for sid, site in sites.items()
-            if site.woo.enabled
-        }
+        self._store, self._metrics, self._status, self._clock = store, metrics, status, clock
+        self.stale_after = stale_after
+        self.sites = {sid: self._poller(site) for sid, site in sites.items() if site.woo.enabled}
+
+    def _poller(self, site: SiteConfig) -> SitePoller:
+        return SitePoller(
+            site,
+            self._store,
+            metrics=self._metrics,
+            status=self._status,
+            clock=self._clock,
+            stale_after=self.stale_after,
+        )
+
+    async def reconfigure(self, sites: Mapping[str, SiteConfig], *, stale_after: float) -> None:
+        """A config reload (agent/reload.py): stop the pollers of sites removed or switched
+        off, start those of sites added or switched on, and restart the poller of a site whose
+        woocommerce keys changed (its watermarks are in the store: it goes on from them)."""
+        wanted = {sid: site for sid, site in sites.items() if site.woo.enabled}
+        moved = stale_after != self.stale_after
+        self.stale_after = stale_after
+        for sid, poller in list(self.sites.items()):
+            site = wanted.get(sid)
+            if site is None or moved or site.woo != poller.site.woo:
+                await self.sites.pop(sid).close()
+        for sid, site in wanted.items():
+            if sid not in self.sites:
+                poller = self._poller(site)
+                await poller.start()
+                self.sites[sid] = poller
+            else:
+                self.sites[sid].site = site  # the same woocommerce keys; its brevo block is new
 
     async def __aenter__(self) -> Pollers:
         try:
@@ -179,6 +205,7 @@ class SitePoller:
             self.client = None
 
     async def _loop(self) -> None:
+        bind(site=self.sid, door="poll")  # this task's lines, and its background jobs'
         while True:
             try:
                 await self.tick()

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, overload
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 from websockets.typing import Data, DataLike
 
 from agent.config import Config, SiteConfig, StreamSection
@@ -39,6 +41,7 @@ from agent.core.protocol import (
 )
 from agent.core.proxies import Network, client_address
 from agent.errors import ConfigError
+from agent.logs import bind
 from agent.metrics import Metrics, count_ingest
 from agent.status import RuntimeStatus, StreamLink
 from agent.store.ports import CartFigures, Holdings, Ingest, IngestResult
@@ -56,6 +59,9 @@ PARSE_INLINE_BYTES = 16 * 1024
 PIPELINE_DEPTH = 4
 # Seconds between re-checks of open connections' tokens: a revoked one is closed (1008).
 TOKEN_RECHECK = 5.0
+# On stop, how long the batches in flight get to commit and send their acks before the
+# connections close (docs/operations.md, "Stopping").
+DRAIN_GRACE = 10.0
 # Read slots (`agent.stream.read_slots`, 4 by default): connections that may be reading a
 # message at once. A message costs ~2x its size in user space (the parser's buffer, then the
 # frame it keeps and the decoded text) from its first byte until the handler has parsed it and
@@ -153,6 +159,16 @@ class _ReadSlots:
             self.taken += 1
             conn.admitted()
 
+    def resize(self, size: int) -> None:
+        """A reload's `read_slots`: more slots admit waiting connections now; fewer take
+        effect as the slots in use are given back."""
+        self.size = size
+        while self.waiting and self.taken < self.size:
+            conn = next(iter(self.waiting))
+            del self.waiting[conn]
+            self.taken += 1
+            conn.admitted()
+
     def leave(self, conn: _SiteConnection) -> None:
         """A waiting connection closed: it gives up its place."""
         self.waiting.pop(conn, None)
@@ -175,6 +191,8 @@ class _SiteConnection(ServerConnection):
     hello_before: tuple[Any, ...] | None = None  # the link's hello fields before its hello
     hello_at: float | None = None  # when its own hello came
     read_slots: _ReadSlots  # set by _bound_to()
+    # The limits it was opened (and welcomed) with: a reload's new ones are for new connections.
+    limits: StreamSection  # set by _bound_to()
     _slot = False  # holds a read slot
     _waiting = False  # paused until a read slot frees up
     _queue_full = False  # paused by websockets: 16 received frames not yet taken
@@ -299,11 +317,22 @@ def _tls_layer_of(transport: asyncio.BaseTransport) -> Any:
     return None
 
 
-def _bound_to(slots: _ReadSlots) -> type[_SiteConnection]:
-    """The connection class of one server (serve() takes a class; the slots are per server)."""
+def _bound_to(slots: _ReadSlots, current: Callable[[], StreamSection]) -> type[_SiteConnection]:
+    """The connection class of one server (serve() takes a class; the slots are per server).
+    Each connection takes the server's limits as they are when it opens (`current()`: a
+    reload changes them), keepalive included, over what serve() was started with."""
 
     class _Connection(_SiteConnection):
         read_slots = slots
+
+        def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
+            self.limits = limits = current()
+            kwargs.update(
+                ping_interval=limits.ping_interval,
+                ping_timeout=limits.ping_timeout,
+                close_timeout=limits.ping_timeout,
+            )
+            super().__init__(protocol, server, **kwargs)
 
     return _Connection
 
@@ -349,7 +378,14 @@ class StreamServer:
         self._parse_pool: ThreadPoolExecutor | None = None
         # Open connections and the SHA-256 of the token each came with (never the token).
         self._digests: dict[ServerConnection, str] = {}
+        # Each open connection's batches received and not yet acked (drained on stop).
+        self._in_flight: dict[_SiteConnection, deque[asyncio.Task[bool]]] = {}
         self._recheck: asyncio.Task[None] | None = None
+        self._slots = _ReadSlots(limits.read_slots)
+        self._site_rules(sites)
+
+    def _site_rules(self, sites: Mapping[str, SiteConfig]) -> None:
+        """What `welcome` and `export` read of each site's config."""
         self._watch = {
             sid: protocol.watch_meta(site.woo.customer_mapping) for sid, site in sites.items()
         }
@@ -382,7 +418,7 @@ class StreamServer:
             host,
             port,
             process_request=self._process_request,
-            create_connection=_bound_to(_ReadSlots(self.limits.read_slots)),
+            create_connection=_bound_to(self._slots, lambda: self.limits),
             # No permessage-deflate: the plugin's client does not offer it, and each deflate
             # context costs hundreds of KB per connection (RFC 7692 §7.1.2.1 windows).
             compression=None,
@@ -408,15 +444,61 @@ class StreamServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket; open connections go on (a stop's first step)."""
+        if self._server is not None:
+            self._server.server.close()
+
+    async def reconfigure(
+        self,
+        sites: Mapping[str, SiteConfig],
+        *,
+        limits: StreamSection,
+        proxies: Sequence[Network],
+        tls: tuple[Path, Path] | None,
+    ) -> None:
+        """A config reload (agent/reload.py). New connections get the new limits (open ones
+        keep those they were welcomed with), `welcome` the sites' new settings, and new TLS
+        handshakes the certificate and key read now from `tls` (open connections keep theirs).
+        The connections of a site no longer served are closed (1008, `site removed`)."""
+        self._site_rules(sites)
+        self.limits = limits
+        self.proxies = proxies
+        self.throttle.limit = limits.max_failed_handshakes_per_minute
+        self._slots.resize(limits.read_slots)
+        if tls is not None and self.tls is not None:
+            # The listening socket keeps this context: loading into it is what new handshakes
+            # see (OpenSSL copies the certificate into each new connection).
+            self.tls.load_cert_chain(*tls)
+        gone = [ws for ws in list(self._in_flight) if ws.site not in sites]
+        await asyncio.gather(*(self._site_removed(ws) for ws in gone))
+
+    async def _site_removed(self, ws: _SiteConnection) -> None:
+        self._digests.pop(ws, None)  # the token re-check need not close it again
+        err = ProtocolError(
+            protocol.ErrorCode.TOKEN_REVOKED,
+            f"site {ws.site} was removed from the agent's config; its token is refused from now on",
+        )
+        log.warning("site %s removed by a config reload; closing its connection", ws.site)
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(ws.limits.ping_timeout):
+                await ws.send(protocol.error_message(err))
+                await ws.close(CloseCode.POLICY_VIOLATION, "site removed")
+
     async def close(self) -> None:
-        """Stop accepting, close every connection with 1001, wait for handlers (acks in flight
-        finish first: a handler mid-commit completes before the store closes)."""
+        """Stop accepting, let the batches in flight commit and ack (up to DRAIN_GRACE), close
+        every connection with 1001, wait for handlers (a handler mid-commit completes before
+        the store closes)."""
         if self._recheck is not None:
             self._recheck.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recheck
             self._recheck = None
         if self._server is not None:
+            self.stop_accepting()
+            in_flight = [task for pending in self._in_flight.values() for task in pending]
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=DRAIN_GRACE)
             self._server.close(code=CloseCode.GOING_AWAY, reason="agent shutting down")
             await self._server.wait_closed()
             self._server = None
@@ -441,6 +523,7 @@ class StreamServer:
         """Path, throttle and token, all before the upgrade (docs/protocol.md, "Connection")."""
         if urlsplit(request.path).path != STREAM_PATH:
             return conn.respond(http.HTTPStatus.NOT_FOUND, f"the stream is at {STREAM_PATH}\n")
+        bind(door="stream")  # this connection's task: every line it logs says so (agent/logs.py)
         addr = client_address(
             _address(conn), request.headers.get_all("X-Forwarded-For"), self.proxies
         )
@@ -464,6 +547,7 @@ class StreamServer:
             return resp
         assert isinstance(conn, _SiteConnection)
         conn.site, conn.token_sha256, conn.client = site, digest, addr
+        bind(site=site)
         return None
 
     # -- connection -----------------------------------------------------------------------
@@ -525,10 +609,12 @@ class StreamServer:
         and acks leave in order; a global cap bounds the parsed batches held in memory."""
         hello_seen = False
         pending: deque[asyncio.Task[bool]] = deque()
+        self._in_flight[ws] = pending
         most_in_flight = 0
         try:
             while True:
-                wait = self.limits.idle_timeout if hello_seen else self.limits.handshake_timeout
+                limits = ws.limits
+                wait = limits.idle_timeout if hello_seen else limits.handshake_timeout
                 try:
                     async with asyncio.timeout(wait):
                         frame = await ws.recv()
@@ -546,7 +632,7 @@ class StreamServer:
                 handed_over = False
                 msg: protocol.Message | ProtocolError | None = None
                 try:
-                    msg = await self._parse(frame, hello_seen)
+                    msg = await self._parse(frame, hello_seen, limits.max_batch)
                     del frame
                     if isinstance(msg, ProtocolError):
                         await _settle(pending)  # acks of earlier batches go out before the error
@@ -579,8 +665,11 @@ class StreamServer:
         finally:
             # The peer left or the agent is stopping: commits under way still complete (their
             # acks may not reach the plugin, which then resends: a replay, stored once).
-            with contextlib.suppress(ConnectionClosed):
-                await asyncio.shield(_settle(pending))
+            try:
+                with contextlib.suppress(ConnectionClosed):
+                    await asyncio.shield(_settle(pending))
+            finally:
+                self._in_flight.pop(ws, None)
 
     async def _message(
         self, ws: _SiteConnection, site: str, link: StreamLink, msg: Hello | Export | PeerError
@@ -617,13 +706,13 @@ class StreamServer:
             await ws.close(CloseCode.NORMAL, "idle")
 
     async def _parse(
-        self, frame: str | bytes, hello_seen: bool
+        self, frame: str | bytes, hello_seen: bool, max_batch: int
     ) -> protocol.Message | ProtocolError:
         """Parse a frame; a big one on the parse thread, so that the loop meanwhile hands the
         previous batch to the store (whose commit runs with the GIL released) and answers
         other connections, instead of waiting ~10 ms per 100 events."""
         parse = functools.partial(
-            protocol.parse_message, frame, hello_seen=hello_seen, max_batch=self.limits.max_batch
+            protocol.parse_message, frame, hello_seen=hello_seen, max_batch=max_batch
         )
         if len(frame) < PARSE_INLINE_BYTES or self._parse_pool is None:
             return parse()
@@ -648,8 +737,8 @@ class StreamServer:
         await ws.send(
             protocol.welcome_message(
                 site,
-                max_batch=self.limits.max_batch,
-                max_message_bytes=self.limits.max_message_bytes,
+                max_batch=ws.limits.max_batch,
+                max_message_bytes=ws.limits.max_message_bytes,
                 watch=self._watch.get(site, protocol.watch_meta({})),
                 now=now,
                 carts=carts,
@@ -709,6 +798,7 @@ class StreamServer:
     ) -> bool:
         """Commit the batch, then ack it once `previous` (the batch before) is acked; releases
         the batch's parse slot. False when the connection must end."""
+        bind(batch=msg.batch)  # a task of its own: its lines name the batch
         hooks = self.hooks
         result: IngestResult | None = None
         try:

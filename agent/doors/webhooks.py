@@ -54,6 +54,11 @@ class WebhookDoor:
         self.max_body = max_body
         self.proxies = proxies
 
+    def reconfigure(self, *, proxies: Sequence[Network]) -> None:
+        """A config reload (agent/reload.py). `sites` is the App's own mapping, updated in
+        place: a site added is served, a removed one answered 404, new secrets checked."""
+        self.proxies = proxies
+
     async def handle(self, request: web.Request) -> web.Response:
         """Verify, store, answer."""
         site_id = request.match_info["site"]

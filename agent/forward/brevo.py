@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 
+from agent import __version__
 from agent.config import BREVO_FAMILIES, BrevoSection
 from agent.core.planner import PLAN_LIMITS, Budget
 from agent.core.retry import VerdictKind, backoff_delay, classify
@@ -26,6 +27,7 @@ __all__ = [
     "BrevoResponse",
     "ContactPages",
     "account_budgets",
+    "carry_budgets",
     "observe_limits",
 ]
 
@@ -66,7 +68,7 @@ class BrevoClient:
         *,
         timeout: float = 30.0,
         dry_run: bool = False,
-        user_agent: str = "woobrevo-agent",
+        user_agent: str = f"woobrevo-agent/{__version__}",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key or ""
@@ -167,6 +169,23 @@ def account_budgets(cfg: BrevoSection) -> dict[str, Budget]:
     for fam, windows in (cfg.rate_limits or {}).items():
         limits[fam] = [(w.count, w.per) for w in windows]
     return {fam: Budget.of(limits[fam]) for fam in BREVO_FAMILIES}
+
+
+def carry_budgets(old: Mapping[str, Budget], new: Mapping[str, Budget]) -> dict[str, Budget]:
+    """`new` (a reloaded plan or `rate_limits`) with what `old` already spent: a 429's block,
+    and each window's count where the new one meters the same period. A reload neither hands
+    out a fresh allowance nor forgets that Brevo said to wait."""
+    for fam, budget in new.items():
+        before = old.get(fam)
+        if before is None:
+            continue
+        budget.blocked_until = before.blocked_until
+        spent = {w.period: w for w in before.windows}
+        for window in budget.windows:
+            same = spent.get(window.period)
+            if same is not None:
+                window.start, window.used = same.start, same.used
+    return dict(new)
 
 
 def observe_limits(budget: Budget, now: float, headers: Mapping[str, str]) -> None:

@@ -24,7 +24,14 @@ from agent.core.planner import (
 )
 from agent.core.privacy import ERASE_ROUTE, erase_done, erase_job
 from agent.core.retry import Reaction, ReactionKind, VerdictKind, backoff_delay, classify, react
-from agent.forward.brevo import BrevoClient, BrevoResponse, account_budgets, observe_limits
+from agent.forward.brevo import (
+    BrevoClient,
+    BrevoResponse,
+    account_budgets,
+    carry_budgets,
+    observe_limits,
+)
+from agent.logs import bind
 from agent.metrics import Metrics
 from agent.store.ports import JobQueue
 
@@ -33,6 +40,11 @@ __all__ = ["AccountWorker", "Forwarder"]
 log = logging.getLogger("agent.forwarder")
 
 MAX_IN_FLIGHT = 8
+# On close, how long requests already sent get to be answered and recorded: a request
+# cancelled after Brevo acted on it is sent again at the next start (a duplicate write).
+# Below the worker's STOP_GRACE (agent/process/worker.py), which is below systemd's
+# TimeoutStopSec (packaging/woobrevo-agent.service).
+DRAIN_GRACE = 20.0
 # Kinds in the order a backlog should reach Brevo: catalogue first, then people, then orders.
 KIND_ORDER = (
     Kind.CATEGORY,
@@ -62,17 +74,40 @@ class Forwarder:
     ) -> None:
         self.workers: dict[str, AccountWorker] = {}
         self.progress = asyncio.Event()
-        for site in sites:
-            # A site switched off (`enabled: false`) sends nothing: its jobs wait in the store.
-            if site.woo.enabled and site.brevo.account not in self.workers:
-                self.workers[site.brevo.account] = AccountWorker(
-                    site.brevo,
-                    store,
-                    metrics=metrics,
-                    clock=clock,
-                    backlogged=backlogged,
-                    progress=self.progress,
-                )
+        self._store, self._metrics, self._clock, self._backlogged = (
+            store, metrics, clock, backlogged
+        )  # fmt: skip
+        for account, cfg in _accounts(sites).items():
+            self.workers[account] = self._worker(cfg)
+
+    def _worker(self, cfg: BrevoSection) -> AccountWorker:
+        return AccountWorker(
+            cfg,
+            self._store,
+            metrics=self._metrics,
+            clock=self._clock,
+            backlogged=self._backlogged,
+            progress=self.progress,
+        )
+
+    async def reconfigure(self, sites: Iterable[SiteConfig]) -> None:
+        """A config reload (agent/reload.py): start the accounts now named, stop those no
+        longer named (their requests in flight are answered first, their jobs stay queued),
+        and hand the others their new settings (plan, limits, timings). A new endpoint or
+        timeout needs a new client: that account's worker is stopped and started again."""
+        wanted = _accounts(sites)
+        for account in [a for a in self.workers if a not in wanted]:
+            log.info("brevo account %s: no site sends to it any more; stopping", account)
+            await self.workers.pop(account).close()
+        for account, cfg in wanted.items():
+            worker = self.workers.get(account)
+            if worker is not None and not worker.reconfigure(cfg):
+                log.info("brevo account %s: new endpoint or timeout; restarting it", account)
+                await worker.close()
+                worker = None
+            if worker is None:
+                worker = self.workers[account] = self._worker(cfg)
+                await worker.start()
 
     async def __aenter__(self) -> Forwarder:
         for w in self.workers.values():
@@ -148,6 +183,22 @@ class AccountWorker:
         self._activation_due = 0.0
         self._activation_failures = 0
 
+    def reconfigure(self, cfg: BrevoSection) -> bool:
+        """Take a reloaded config for this account: plan, rate limits (what the windows have
+        spent carries over), live window, backoff, coupon collection. False when it changes
+        what the client was opened with (endpoint, key, timeout): the caller starts a new
+        worker instead."""
+        old = self.cfg
+        client = ("base_url", "api_key", "timeout", "is_dry_run")
+        if any(getattr(old, name) != getattr(cfg, name) for name in client):
+            return False
+        if (old.plan, old.rate_limits) != (cfg.plan, cfg.rate_limits):
+            self.budgets = carry_budgets(self.budgets, account_budgets(cfg))
+            log.info("brevo account %s: rate budgets now %s plan", self.account, cfg.plan)
+        self.cfg = cfg
+        self.wake()  # a loop holding for the budget looks again
+        return True
+
     async def start(self) -> None:
         """Open the client and start one loop per kind."""
         await self.client.__aenter__()
@@ -156,10 +207,20 @@ class AccountWorker:
         ]
 
     async def close(self) -> None:
-        """Cancel loops and requests; the store puts claimed jobs back on the next start."""
-        for t in [*self._tasks, *self._inflight]:
+        """Stop claiming, let requests in flight be answered and recorded (up to DRAIN_GRACE),
+        cancel what is left; claimed jobs go back to the queue."""
+        for t in self._tasks:
             t.cancel()
-        for t in [*self._tasks, *self._inflight]:
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self._inflight:
+            n = len(self._inflight)
+            log.info("brevo account %s: waiting for %d request(s) in flight", self.account, n)
+            await asyncio.wait(set(self._inflight), timeout=DRAIN_GRACE)
+        for t in list(self._inflight):
+            t.cancel()
+        for t in list(self._inflight):
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await self._give_back_claimed()
@@ -398,6 +459,9 @@ class AccountWorker:
         observe_limits(self.budgets[family], self.now(), resp.headers)
 
     async def _send(self, request: Request, slot: asyncio.Semaphore) -> None:
+        # A task of its own: every line about this request names its job(s) (agent/logs.py).
+        first, n = request.jobs[0], len(request.jobs)
+        bind(site=first.site, job_id=first.id, jobs=n if n > 1 else None, account=self.account)
         try:
             resp = await self.client.request(request.method, request.path, request.body)
         except BaseException:
@@ -515,6 +579,16 @@ class AccountWorker:
             )
             self.metrics.inc("woobrevo_dead_letters_total", kind=job.kind.value)
             await store.dead_letter(job, resp.code, resp.message)
+
+
+def _accounts(sites: Iterable[SiteConfig]) -> dict[str, BrevoSection]:
+    """The Brevo accounts the sites send to, each with the first such site's settings. A site
+    switched off (`enabled: false`) sends nothing: its jobs wait in the store."""
+    out: dict[str, BrevoSection] = {}
+    for site in sites:
+        if site.woo.enabled and site.brevo.account not in out:
+            out[site.brevo.account] = site.brevo
+    return out
 
 
 def _shown(request: Request) -> str:

@@ -18,7 +18,7 @@ from agent.core.jobs import Outcome
 from agent.core.pipeline import SiteRules, decide
 from agent.core.privacy import Erasure, ErasureRules, erasure_of
 from agent.metrics import Metrics
-from agent.store.ports import InboxQueue
+from agent.store.ports import CartStep, InboxQueue
 
 __all__ = ["Processor"]
 
@@ -59,6 +59,19 @@ class Processor:
         # forwarder lets partial batches fill up (agent/forward/forwarder.py).
         self.backlogged = False
         self._pruner: asyncio.Task[None] | None = None
+        self._rules: dict[str, SiteRules] = {}
+        self._carts: dict[str, CartSite] = {}
+        self._privacy: dict[str, ErasureRules] = {}
+        self._cart_step_or_none: CartStep | None = None
+        self.reconfigure(sites, historical_after=historical_after, inbox_retention=inbox_retention)
+
+    def reconfigure(
+        self, sites: Mapping[str, SiteConfig], *, historical_after: float, inbox_retention: float
+    ) -> None:
+        """Take these sites' rules (at start, and on a config reload: the next chunk uses them;
+        agent/reload.py)."""
+        self.historical_after = historical_after
+        self.inbox_retention = inbox_retention
         # What the pipeline reads of each site's config, built once (agent/core/pipeline.py).
         self._rules = {sid: SiteRules.of(site) for sid, site in sites.items()}
         self._carts = {sid: CartSite.of(site) for sid, site in sites.items()}
@@ -109,8 +122,9 @@ class Processor:
             historical_after=self.historical_after,
             consent=consent,
         )
-        for warning in outcome.warnings:
-            log.warning("site %s: %s", site_id, warning)
+        for warning in outcome.warnings:  # each names its event (agent/logs.py)
+            ids = {"site": site_id, "door": event.door.value, "event_id": event.id}
+            log.warning("site %s: %s", site_id, warning, extra=ids)
         return outcome
 
     def _facts(self, site_id: str, event: Event) -> OrderFact | None:

@@ -68,6 +68,17 @@ class StoreBase:
         self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
+    async def hold(self, sites: Collection[str]) -> None:
+        """Hold these sites from now on (a reload: disabled or removed sites) instead of the
+        ones given before. Set on the store's thread, so no query runs half with each."""
+
+        def swap() -> None:
+            self._held = tuple(sorted(sites))
+            marks = ",".join("?" * len(self._held))
+            self._not_held = f" AND site NOT IN ({marks})" if self._held else ""
+
+        await self._run(swap)
+
     # -- lifetime -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

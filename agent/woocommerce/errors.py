@@ -165,7 +165,8 @@ def classify_response(call: Call, status: int, body: bytes, headers: Mapping[str
     resource, object_id = _resource_and_id(call.path)
 
     if 300 <= status < 400:
-        target = headers.get("Location", "another address")
+        # Without its query: a redirect may carry the request's own (`auth: query` keys).
+        target = headers.get("Location", "another address").partition("?")[0]
         return WooStoreError(
             f"{call.endpoint}: the store redirects ({status} to {target}). Set `store_url` to the "
             "address the store redirects to (scheme, www and path included): credentials are not "

@@ -388,6 +388,10 @@ async def test_dry_run_logs_each_exact_request(
     assert body["id"] == "19" and body["amount"] == 37.28
 
 
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def _run_agent(config: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -450,7 +454,10 @@ async def test_kill_9_while_forwarding_then_restart(
             # on the way when the agent dies.
             fake.stall(path="/orders/status", applied=True)
             await fake.wait_for(lambda: fake.stalled_count >= 2, timeout=30 * UNIT)
-            os.kill(proc.pid, signal.SIGKILL)
+            # kill -9 the agent: both processes, as systemd's SIGKILL to the unit's cgroup (a
+            # worker left alive would let its calls be answered and recorded, as on a stop).
+            for pid in [proc.pid, *_children(proc.pid)]:
+                os.kill(pid, signal.SIGKILL)
             await asyncio.to_thread(proc.wait, 10)
         finally:
             if proc.poll() is None:
