@@ -23,7 +23,7 @@ from agent.config import Config, ConfigError, SiteConfig, load_config, secret_va
 from agent.doors.brevo_hooks import BrevoHookDoor
 from agent.doors.poller import Pollers
 from agent.doors.stream import StreamServer, StreamTestHooks, tls_context
-from agent.doors.webhooks import WebhookDoor
+from agent.doors.webhooks import BodyGate, WebhookDoor
 from agent.errors import AgentError
 from agent.forward.forwarder import Forwarder
 from agent.http import HttpServer
@@ -163,14 +163,16 @@ class App:
                 hooks=self.stream_hooks,
             )
         )
+        # One limit for everything the agent reads from the network (docs/protocol.md); one
+        # gate over both webhook doors' bodies (agent.webhooks, docs/doors.md).
+        self.bodies = bodies = BodyGate(agent.webhooks, max_body=agent.stream.max_message_bytes)
         self.webhooks = webhooks = WebhookDoor(
             self.store,
             self.sites,
             self.status,
             metrics=self.metrics,
             clock=self.clock,
-            # One limit for everything the agent reads from the network (docs/protocol.md).
-            max_body=agent.stream.max_message_bytes,
+            bodies=bodies,
             proxies=agent.trusted_proxies,
         )
         # Brevo's marketing webhooks: who unsubscribed or rejoined a list (suppressions).
@@ -180,7 +182,7 @@ class App:
             self.status,
             metrics=self.metrics,
             clock=self.clock,
-            max_body=agent.stream.max_message_bytes,
+            bodies=bodies,
             proxies=agent.trusted_proxies,
         )
         # Brevo readiness and the worker's series come from whichever process forwards.
@@ -296,6 +298,7 @@ class App:
             )
             self.webhooks.reconfigure(proxies=agent.trusted_proxies)
             self.brevo_hooks.reconfigure(proxies=agent.trusted_proxies)
+            self.bodies.reconfigure(agent.webhooks)
             self.http.reconfigure(stale_after=agent.stream.stale_after)
             await self.pollers.reconfigure(sites, stale_after=agent.stream.stale_after)
         await self.store.hold(held)
@@ -349,5 +352,5 @@ async def forwarding_lock(state_dir: Path, wait: float = LOCK_WAIT) -> AsyncIter
 
 
 def _open_lock_file(path: Path) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as the store's
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)

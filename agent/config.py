@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.core.minimize import DROPPED_FIELDS, payment_words
 from agent.core.pipeline import LIFECYCLE_DEFAULTS
 from agent.core.proxies import Network, parse_network
 from agent.core.woo import (
@@ -51,6 +52,7 @@ __all__ = [
     "Duration",
     "PollingSection",
     "SiteConfig",
+    "WebhooksSection",
     "WooSection",
     "config_warnings",
     "load_config",
@@ -126,6 +128,92 @@ class StreamSection(_Model):
             " (docs/protocol.md, Pipelining)"
         ),
     )
+    read_slots_per_site: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description=(
+            "read slots one site's connections may hold at once (default: half of read_slots,"
+            " rounded up), so one site's slow writers cannot take every slot"
+        ),
+    )
+    message_timeout: Duration = Field(
+        30.0,
+        description=(
+            "a message must arrive whole within this long of its first byte being read (waiting"
+            " for a read slot does not count); else error message_timeout and close 1008"
+        ),
+    )
+    max_pending_handshakes: int = Field(
+        256,
+        ge=1,
+        le=65536,
+        description=(
+            "connections not upgraded yet; past it the oldest one that sent no request yet is"
+            " closed for the newcomer (or the newcomer, when all have sent theirs)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _slots_and_deadline(self) -> StreamSection:
+        if self.read_slots_per_site is not None and self.read_slots_per_site > self.read_slots:
+            raise ValueError(
+                f"read_slots_per_site ({self.read_slots_per_site}) is above read_slots"
+                f" ({self.read_slots}): a site can never hold more slots than there are; lower"
+                " it or raise read_slots"
+            )
+        if self.message_timeout <= 0:
+            raise ValueError(f"message_timeout must be above 0s; got {self.message_timeout:g}s")
+        return self
+
+    @property
+    def site_slots(self) -> int:
+        """The read slots one site may hold: `read_slots_per_site`, or half of `read_slots`
+        rounded up (docs/protocol.md, Pipelining)."""
+        return self.read_slots_per_site or -(-self.read_slots // 2)
+
+
+class WebhooksSection(_Model):
+    """How the webhook doors read request bodies (docs/doors.md, "Bodies")."""
+
+    body_timeout: Duration = Field(
+        10.0,
+        description=(
+            "longest time a webhook's body may take to arrive; after it the request is answered"
+            " 408 and its connection closed"
+        ),
+    )
+    max_pending_bodies: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description=(
+            "webhook bodies read at once over both webhook doors (each up to"
+            " agent.stream.max_message_bytes); a request beyond it gets 503 with Retry-After"
+            " before its body is read"
+        ),
+    )
+    max_pending_bodies_per_address: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description=(
+            "webhook bodies read at once from one sender's address (the client's behind a"
+            " trusted proxy); beyond it 503, so one sender cannot take every slot"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _per_address(self) -> WebhooksSection:
+        if self.body_timeout <= 0:
+            raise ValueError(f"body_timeout must be above 0s; got {self.body_timeout:g}s")
+        if self.max_pending_bodies_per_address > self.max_pending_bodies:
+            raise ValueError(
+                f"max_pending_bodies_per_address ({self.max_pending_bodies_per_address}) is"
+                f" above max_pending_bodies ({self.max_pending_bodies}): one address can never"
+                " have more bodies read than all of them; lower it or raise max_pending_bodies"
+            )
+        return self
 
 
 class AgentSection(_Model):
@@ -143,6 +231,7 @@ class AgentSection(_Model):
         ),
     )
     stream: StreamSection = StreamSection()
+    webhooks: WebhooksSection = WebhooksSection()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field(
         "text",
@@ -306,12 +395,23 @@ class WebhookEvent(_Model):
         return v
 
 
-# Payment details never leave the agent (issue 2): a mapping may not name them.
-FORBIDDEN_PATH = re.compile(
-    r"(^|\.)(payment_method|payment_method_title|transaction_id|date_paid|date_paid_gmt)$"
-    r"|^meta_data\.(_?(stripe|wc_stripe|ppcp|paypal|square|braintree|card|cc|payment)\w*)$",
-    re.IGNORECASE,
-)
+# Payment details never leave the agent (issues 2 and 16): a mapping may not name them. The
+# fields are the order's payment fields; a meta key is refused by the payment rule itself
+# (agent/core/minimize.py), so a mapping cannot ask for what minimization drops.
+PAYMENT_FIELDS = DROPPED_FIELDS | {"payment_method", "date_paid", "date_paid_gmt"}
+
+
+def _payment_path(path: str) -> str | None:
+    """Why a mapping path names payment data, or None."""
+    parts = path.split(".")
+    if parts[-1].lower() in PAYMENT_FIELDS:
+        return f"{parts[-1]} is one of the order's payment fields"
+    for i, part in enumerate(parts[:-1]):
+        if part == "meta_data" and (words := payment_words(parts[i + 1])):
+            return f"meta key {parts[i + 1]!r} names a payment record ({', '.join(words)})"
+    return None
+
+
 _ATTRIBUTE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 _PATH = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z0-9_-]+)*$")
 
@@ -325,8 +425,12 @@ def _check_mapping(v: dict[str, str]) -> dict[str, str]:
                 f"{path!r} is not a WooCommerce path (examples: first_name, billing.phone, "
                 "meta_data.loyalty_points, orders_count)"
             )
-        if FORBIDDEN_PATH.search(path):
-            raise ValueError(f"{path!r} is payment data, which never leaves the agent")
+        if why := _payment_path(path):
+            raise ValueError(
+                f"{path!r} is payment data, which never leaves the agent: {why}. The plugin"
+                " and the agent drop it before anything is stored (docs/privacy.md), so it"
+                " would never have a value: remove it or map another field"
+            )
         if path == "email":
             continue
         if not _ATTRIBUTE.match(attr):
@@ -813,6 +917,30 @@ def _semantic_checks(cfg: Config) -> list[str]:
                 "its own brevo_id_prefix (e.g. `brevo_id_prefix: shop2-`)"
             )
         by_account[key] = site.id
+    return problems + _shared_tokens(cfg, sites)
+
+
+def _shared_tokens(cfg: Config, sites: list[SiteConfig]) -> list[str]:
+    """A token names one site: the same token_sha256 on two would send one site's events
+    to the other (the handshake takes the last), so it is refused here and at reload."""
+    problems = []
+    by_hash: dict[str, tuple[int, str]] = {}
+    for i, site in enumerate(sites):
+        digest = site.woo.token_sha256
+        if not digest:
+            continue
+        if digest in by_hash:
+            j, first = by_hash[digest]
+            own = cfg.sites is not None and "token_sha256" in cfg.sites[i].override_keys
+            inherited = "" if own else " (inherited from connectors.woocommerce.token_sha256)"
+            problems.append(
+                f"sites[{j}] {first!r} and sites[{i}] {site.id!r} have the same token_sha256"
+                f"{inherited}: a token names one site, and a plugin sending it would be taken"
+                f" for {site.id!r} only; give each site its own token (`woobrevo-agent token"
+                f" create --site {site.id}`)"
+            )
+        else:
+            by_hash[digest] = (i, site.id)
     return problems
 
 
@@ -920,6 +1048,59 @@ def _cart_warnings(where: str, woo: WooSection) -> list[str]:
     ]
 
 
+# A config's YAML may share blocks with anchors and aliases (`<<: *defaults`), but not make
+# a few hundred bytes stand for billions of values (an alias bomb ran `check` for minutes and
+# over 1 GB, issue 16 finding 7): these bound the document as its aliases expand it.
+MAX_YAML_ALIASES = 1_000
+MAX_YAML_VALUES = 100_000
+MAX_YAML_DEPTH = 64
+
+
+class _YamlBudget(yaml.YAMLError):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}: {message}")
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, counting each node's values with its aliases expanded (an alias
+    counts as the whole node it names) and refusing the document past the budgets above."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._sizes: dict[int, int] = {}
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+        alias = self.check_event(yaml.AliasEvent)
+        if alias:
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _YamlBudget(line, f"more than {MAX_YAML_ALIASES:,} aliases (*name)")
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _YamlBudget(line, f"nested more than {MAX_YAML_DEPTH} levels deep")
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if alias and id(node) not in self._sizes:  # its node is still being read
+            raise _YamlBudget(line, "an alias (*name) inside the value it names: a loop")
+        if id(node) not in self._sizes:  # new (an alias gives back a node already counted)
+            items = node.value if isinstance(node, yaml.CollectionNode) else []
+            flat = [
+                part for item in items for part in (item if isinstance(item, tuple) else [item])
+            ]
+            size = 1 + sum(self._sizes.get(id(child), 1) for child in flat)
+            if size > MAX_YAML_VALUES:
+                raise _YamlBudget(
+                    line,
+                    f"its aliases expand this value to more than {MAX_YAML_VALUES:,} values"
+                    " (a YAML alias bomb?); write the blocks out, or share fewer of them",
+                )
+            self._sizes[id(node)] = size
+        return node
+
+
 def load_config(
     path: str | Path, env: Mapping[str, str] | None = None, *, raw: bytes | None = None
 ) -> Config:
@@ -935,13 +1116,24 @@ def load_config(
     except UnicodeDecodeError as exc:
         raise ConfigError(file, [f"not UTF-8 text (byte {exc.start}: {exc.reason})"]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_BoundedLoader)  # a SafeLoader, bounded
+    except _YamlBudget as exc:
+        raise ConfigError(file, [f"YAML refused at {exc}"]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
         raise ConfigError(file, [f"YAML syntax error at {where}: {exc.problem}"]) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(file, [f"YAML syntax error: {exc}"]) from exc
+    except RecursionError:
+        raise ConfigError(
+            file, [f"YAML nested too deep (at most {MAX_YAML_DEPTH} levels)"]
+        ) from None
+    except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
+        # A tag YAML cannot apply to its value (`!!int x`, `!!bool x`, `!!timestamp x`).
+        raise ConfigError(
+            file, [f"YAML value refused: a tag (!!…) that does not fit its value ({exc!r:.200})"]
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

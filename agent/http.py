@@ -10,10 +10,13 @@ door's `?token=` never reaches one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from agent.config import SiteConfig
@@ -34,11 +37,74 @@ log = logging.getLogger("agent.http")
 # Prometheus text exposition format 0.0.4.
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SHUTDOWN_GRACE = 10.0  # seconds a request under way gets to finish when the agent stops
+# Seconds aiohttp goes on reading (and dropping) the small unread body of a refused webhook so
+# that its sender reads the answer, not a reset (agent/doors/webhooks.py `refuse`); aiohttp's
+# default is 10 s, time a sender that never finishes would hold its connection for.
+LINGER = 2.0
 
 Series = Sequence[tuple[str, dict[str, str], float]]  # Metrics.series(), another process's
 
 # The door behind each webhook route, named in the log lines of its requests (agent/logs.py).
 _DOORS = {WEBHOOK_ROUTE: "webhook", BREVO_HOOK_ROUTE: "brevo_webhook"}
+
+
+async def _expect(request: web.Request) -> None:
+    """aiohttp's answer to `Expect:`, without echoing the header back: a value that is not
+    UTF-8 made aiohttp's own handler fail with a 500 and a traceback (tests/fuzz)."""
+    if request.version != HttpVersion11:
+        return
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the body's answer starts afresh, as aiohttp does
+        return
+    raise web.HTTPExpectationFailed(text="only Expect: 100-continue is understood")
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """Every path no route takes (registered last, so that `_expect` answers there too):
+    405 where another method has a route, else 404, as aiohttp answers them."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        _, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+    raise web.HTTPNotFound()
+
+
+class _MalformedRequests(logging.Filter):
+    """aiohttp logs every malformed request (bad request line, chunk framing, data after
+    `Connection: close`…) at ERROR with its traceback: anyone could fill the journal. Such a
+    record becomes one WARNING line a minute, with how many there were and the last reason."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        super().__init__()
+        self.every = every
+        self.seen = 0
+        self.last: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        self.seen += 1
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every:
+            return False
+        self.last = now
+        reason = " ".join(str(exc.message or type(exc).__name__).split())[:200]
+        record.msg = "refused %d malformed HTTP request(s) (400) in the last %gs; the last: %s"
+        record.args = (self.seen, self.every, reason)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        self.seen = 0
+        return True
+
+
+_MALFORMED = _MalformedRequests()
+logging.getLogger("aiohttp.server").addFilter(_MALFORMED)
 
 
 @web.middleware
@@ -88,18 +154,30 @@ class HttpServer:
 
     async def __aenter__(self) -> HttpServer:
         web_app = web.Application(
-            client_max_size=self.webhooks.max_body, middlewares=[_log_context]
+            client_max_size=self.webhooks.bodies.max_body, middlewares=[_log_context]
         )
-        web_app.router.add_post(WEBHOOK_ROUTE, self.webhooks.handle)
-        web_app.router.add_post(BREVO_HOOK_ROUTE, self.brevo_hooks.handle)
-        web_app.router.add_get("/healthz", self.healthz)
-        web_app.router.add_get("/readyz", self.readyz)
-        web_app.router.add_get("/metrics", self.metrics)
-        web_app.router.add_get("/status", self.status)
+        routes: list[tuple[str, str, Handler]] = [
+            ("POST", WEBHOOK_ROUTE, self.webhooks.handle),
+            ("POST", BREVO_HOOK_ROUTE, self.brevo_hooks.handle),
+            ("GET", "/healthz", self.healthz),
+            ("GET", "/readyz", self.readyz),
+            ("GET", "/metrics", self.metrics),
+            ("GET", "/status", self.status),
+            ("*", "/{unrouted:.*}", _unrouted),
+        ]
+        for method, path, handler in routes:
+            if method == "GET":  # and HEAD, as add_get does
+                web_app.router.add_get(path, handler, expect_handler=_expect)
+            else:
+                web_app.router.add_route(method, path, handler, expect_handler=_expect)
         # On stop, requests under way get SHUTDOWN_GRACE seconds (aiohttp's default is 60),
         # part of the stop path that TimeoutStopSec bounds (docs/operations.md, "Stopping").
         runner = web.AppRunner(
-            web_app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE
+            web_app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE,
+            lingering_time=LINGER,
         )
         await runner.setup()
         try:
@@ -140,15 +218,12 @@ class HttpServer:
         return web.json_response({"ok": True})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready when the store takes a write and Brevo is usable (or dry-run)."""
-        checks: dict[str, str] = {}
-        ready = True
-        try:
-            await self._store.set_meta("readyz", repr(self._clock()))
-            checks["store"] = "ok"
-        except Exception as exc:  # the probe's whole point is to report any failure
-            ready = False
-            checks["store"] = f"not writable: {type(exc).__name__}: {exc}"
+        """Ready when the store is sound and Brevo is usable (or dry-run). Writes nothing:
+        the store's health is a read-only probe of the file, cached a few seconds, and what
+        the agent's own statements met (a damaged page, a write refused by a full disk)."""
+        problem = await self._store.health()
+        ready = problem is None
+        checks = {"store": problem or "ok"}
         # Brevo readiness is the forwarder's, in whichever process it runs (agent/process/worker.py).
         ok, why = self._brevo_ready()
         ready = ready and ok

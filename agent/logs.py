@@ -17,6 +17,11 @@
   config (`protect`, with their URL and Basic-auth encodings) and what looks like a credential
   (`Bearer …`, `Basic …`, `xkeysib-…`, `ck_…`/`cs_…`, `consumer_secret=…`, `token=…`,
   `api-key: …`) become `****`.
+- **One record, one line.** Text a client sent (the plugin's `error` message, a webhook's
+  topic, an event id) could carry a newline and a forged line after it, or a terminal escape:
+  the text format escapes every control character of a message (`\n`, `\x1b`), and the doors
+  pass such text through `untrusted` (escaped and length-capped) before they log it. The JSON
+  format is safe by its encoding.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "protect",
     "redact",
     "setup_logging",
+    "untrusted",
 ]
 
 LogFormat = Literal["text", "json"]
@@ -55,6 +61,12 @@ MASK = "****"
 # Shorter values are not looked for: replacing a 3-letter word everywhere would garble every
 # line and protect nothing (no key or secret the agent takes is that short).
 MIN_SECRET = 6
+# C0 and C1 control characters, DEL, and Unicode's line and paragraph separators: what could
+# end a log line early, forge the next one or drive a terminal (issue 16, finding 6).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# How much of a client's text a log line quotes (`untrusted`).
+UNTRUSTED_CHARS = 500
 
 # Libraries whose debug lines carry credentials or personal data: websockets prints every
 # handshake header (the stream's `Authorization: Bearer <token>`) and the first bytes of every
@@ -139,6 +151,27 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (
+        f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+    )
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (`\n`, `\x1b`, `\u2028`): one line."""
+    return _CONTROL.sub(_escape, text)
+
+
+def untrusted(value: object, limit: int = UNTRUSTED_CHARS) -> str:
+    """A client's text made safe to log: at most `limit` characters (the rest counted), its
+    control characters escaped."""
+    text = str(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}… ({len(text) - limit} more characters)"
+    return one_line(text)
+
+
 # -- context ------------------------------------------------------------------------------
 
 
@@ -185,10 +218,15 @@ def _fields_of(record: logging.LogRecord) -> dict[str, object]:
 
 
 class TextFormatter(logging.Formatter):
-    """The human line (`TEXT_FORMAT`), redacted."""
+    """The human line (`TEXT_FORMAT`), redacted; its message is one line whatever it quotes
+    (a traceback, after it, keeps its own lines)."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))

@@ -1,4 +1,5 @@
-"""`woobrevo-agent`: run, check, ingest, status, deadletters (and the doors' own commands)."""
+"""`woobrevo-agent`: run, check, ingest, status, deadletters, store check (and the doors' own
+commands)."""
 
 from __future__ import annotations
 
@@ -33,12 +34,14 @@ from agent.config import (
     secret_values,
 )
 from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.storable import loads
 from agent.core.times import display_time
 from agent.doors.stream import StreamTestHooks, tls_context
 from agent.errors import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, AgentError
 from agent.logs import FORMATS, QUIET_LIBRARIES, LogFormat, protect, redact, setup_logging
 from agent.process.worker import NICE, SILENT_AFTER, read_config, serve_worker
 from agent.store import SqliteStore
+from agent.store.schema import DAMAGE_CODES, RECOVERY_DOC, check_store
 
 __all__ = ["main"]
 
@@ -212,6 +215,9 @@ def _log_level(cfg: Config, pinned: str | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Forward until stopped (or, with --until-idle, until nothing is pending)."""
+    # Whatever the agent (and the worker it starts) creates is its user's alone: the state
+    # folder holds whole payloads (agent/store/schema.py also makes the store itself 0600).
+    os.umask(0o077)
     cfg = _load(args)
     _setup_logging(cfg, args.log_level, args.log_format)
     stream_hooks = _stream_test_hooks(os.environ)
@@ -348,6 +354,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- store --------------------------------------------------------------------------------
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """`store check`: SQLite's integrity and foreign key checks of the state file."""
+    cfg = _load(args)
+    path = cfg.agent.store_path
+    problems = check_store(path)
+    if not problems:
+        print(f"{path}: ok")
+        return EXIT_OK
+    print(f"{path}: {len(problems)} problem(s)")
+    for problem in problems:
+        print(f"  {problem}")
+    print(f"the agent will not start on it; the recovery steps: {RECOVERY_DOC}", file=sys.stderr)
+    return EXIT_FAIL
+
+
 # -- ingest -------------------------------------------------------------------------------
 
 
@@ -363,11 +387,11 @@ def read_events_file(
             if not line.strip():
                 continue
             try:
-                raw = json.loads(line)
+                raw, checked = loads(line)  # deep nesting, NaN…: that line alone refused
             except json.JSONDecodeError as exc:
                 errors.append(f"{path}:{n}: not JSON ({exc.msg} at column {exc.colno})")
                 continue
-            parsed = parse_event(raw, door=Door.FILE, historical=historical)
+            parsed = parse_event(raw, door=Door.FILE, historical=historical, json_checked=checked)
             if isinstance(parsed, Rejection):
                 rejected.append(
                     (Rejection(parsed.id, parsed.code, f"line {n}: {parsed.message}"), raw)
@@ -559,6 +583,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--site")
     dl.set_defaults(fn=cmd_deadletters)
 
+    sto = with_config(sub.add_parser("store", help="check the state file (SQLite's integrity)"))
+    sto.add_argument("action", choices=["check"])
+    sto.set_defaults(fn=cmd_store)
+
     for add in (add_token_parsers, add_webhook_parsers, add_sync_parsers):
         add(sub)
     return p
@@ -579,7 +607,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAIL
     except KeyboardInterrupt:
         return EXIT_FAIL
-    except Exception:
+    except Exception as exc:
+        sqlite_code = getattr(exc, "sqlite_errorcode", None)
+        if sqlite_code is not None and sqlite_code & 0xFF in DAMAGE_CODES:  # past the open
+            print(
+                f"woobrevo-agent: the store is damaged: SQLite says {exc}; `woobrevo-agent"
+                f" store check --config FILE` lists what is wrong ({RECOVERY_DOC})",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
         # A bug: its traceback goes through the log (masked, one line in json).
         log.exception("woobrevo-agent %s failed", args.command)
         return EXIT_FAIL

@@ -151,6 +151,8 @@ def parse_delivery(body: bytes, now: float) -> list[BrevoHookAction | Ignored] |
         doc = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         return f"the body is not JSON ({exc}); Brevo sends a JSON object (or an array of them)"
+    except RecursionError:  # nested past ~1,000 levels: no Brevo event is
+        return "the body nests too deep; Brevo sends a JSON object (or an array of them)"
     if not isinstance(doc, list | dict):
         return f"expected a JSON object or an array of them, got {type(doc).__name__}"
     items = doc if isinstance(doc, list) else [doc]

@@ -14,6 +14,7 @@ import orjson
 
 from agent.core.minimize import minimize, minimize_value
 from agent.core.normalize import normalize_email
+from agent.core.storable import problem
 from agent.core.times import parse_time
 
 __all__ = [
@@ -152,9 +153,18 @@ class _Refused(Exception):
         self.code, self.message = code, message
 
 
+# The largest id the inbox's INTEGER column holds (SQLite integers are signed 64-bit).
+_MAX_ID = 2**63 - 1
+
+
 def _positive_id(value: object, code: str, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise _Refused(code, f"{name}: expected a positive integer")
+    if value > _MAX_ID:
+        raise _Refused(
+            "integer_out_of_range",
+            f"{name}: {value} is past 2^63-1, the largest id the store keeps",
+        )
     return value
 
 
@@ -224,7 +234,7 @@ def _check_cart(p: dict[str, Any]) -> None:
     if email is not None and (not isinstance(email, str) or "@" not in email):
         raise _Refused("invalid_payload", "payload.email: expected an address or null")
     customer = p.get("customer_id", 0)
-    if isinstance(customer, bool) or not isinstance(customer, int) or customer < 0:
+    if isinstance(customer, bool) or not isinstance(customer, int) or not 0 <= customer <= _MAX_ID:
         raise _Refused("invalid_payload", "payload.customer_id: expected 0 or a customer id")
     items = p.get("items")
     if not isinstance(items, list):
@@ -268,21 +278,32 @@ def _event_id(raw_id: object, topic: str, payload: dict[str, Any], occurred_at: 
 
 
 def parse_event(
-    raw: object, *, door: Door, historical: bool = False, index: int | None = None
+    raw: object,
+    *,
+    door: Door,
+    historical: bool = False,
+    index: int | None = None,
+    json_checked: bool = False,
 ) -> Event | Rejection:
-    """Validate one raw event object; a Rejection names the field and what was expected."""
+    """Validate one raw event object; a Rejection names the field and what was expected.
+
+    `json_checked`: `raw` came from orjson (agent/core/storable.py `loads`), so only the
+    payload's depth is left to check of what the store cannot keep, not every number.
+    """
     where = f"events[{index}]" if index is not None else "event"
     if not isinstance(raw, dict):
         return Rejection("?", "invalid_event", f"{where}: expected an object")
     raw_id = raw.get("id")
     try:
-        return _parse(raw, raw_id, door, historical)
+        return _parse(raw, raw_id, door, historical, json_checked)
     except _Refused as refused:
         shown_id = raw_id if isinstance(raw_id, str) and EVENT_ID.match(raw_id) else "?"
         return Rejection(shown_id, refused.code, f"{where}: {refused.message}")
 
 
-def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) -> Event:
+def _parse(
+    raw: dict[str, Any], raw_id: object, door: Door, historical: bool, json_checked: bool
+) -> Event:
     topic = raw.get("topic")
     payload = raw.get("payload")
     if not isinstance(topic, str) or "." not in topic:
@@ -291,6 +312,13 @@ def _parse(raw: dict[str, Any], raw_id: object, door: Door, historical: bool) ->
         )
     if not isinstance(payload, dict):
         raise _Refused("invalid_payload", "payload: expected the WooCommerce REST object")
+    # What the store cannot write (too deep, an integer past 64 bits, a lone surrogate, NaN)
+    # is refused here, for this event alone, before anything walks it (issue 16, finding 3).
+    found = problem(payload, "payload", checked=json_checked)
+    if found is None and raw.get("extra") is not None:
+        found = problem(raw["extra"], "extra", checked=json_checked)
+    if found is not None:
+        raise _Refused(found.code, found.message)
     # Payment details never go further (agent/core/minimize.py): every door passes here. A
     # content id is still the hash of what came (ids stay what they were before minimizing).
     received, payload = payload, minimize(payload)

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
 
-import orjson
-
 from agent.core.events import EVENT_ID, Door, Event, Rejection, parse_event
 from agent.core.normalize import normalize_email
+from agent.core.storable import loads, problem
 from agent.core.times import utc_stamp
 
 __all__ = [
@@ -61,6 +60,7 @@ class ErrorCode(StrEnum):
     BATCH_TOO_LARGE = "batch_too_large"
     BINARY_FRAME = "binary_frame"
     TOKEN_REVOKED = "token_revoked"
+    MESSAGE_TIMEOUT = "message_timeout"
 
 
 class CloseCode(IntEnum):
@@ -162,9 +162,9 @@ def _parse_hello(obj: Mapping[str, Any]) -> Hello | ProtocolError:
     return Hello(blog_id=blog_id, **texts)
 
 
-def _parse_events(obj: Mapping[str, Any], max_batch: int) -> Events | ProtocolError:
+def _parse_events(obj: Mapping[str, Any], max_batch: int, checked: bool) -> Events | ProtocolError:
     batch = obj.get("batch")
-    if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID:
+    if not isinstance(batch, str) or not 0 < len(batch) <= MAX_BATCH_ID or not _utf8(batch):
         return ProtocolError(
             ErrorCode.BAD_MESSAGE, f"events.batch: expected a string of 1-{MAX_BATCH_ID} characters"
         )
@@ -196,7 +196,7 @@ def _parse_events(obj: Mapping[str, Any], max_batch: int) -> Events | ProtocolEr
     events: list[Event] = []
     rejected: list[tuple[Rejection, object]] = []
     for i, raw in enumerate(raw_events):
-        parsed = parse_event(raw, door=Door.STREAM, index=i)
+        parsed = parse_event(raw, door=Door.STREAM, index=i, json_checked=checked)
         if isinstance(parsed, Rejection):
             rejected.append((parsed, raw))
         else:
@@ -212,12 +212,10 @@ def parse_message(
         return ProtocolError(
             ErrorCode.BINARY_FRAME, "binary frames are not part of protocol v1; send text"
         )
-    try:
-        # orjson: twice the stdlib's speed on a 100-order batch, and it refuses what JSON does
-        # not allow (NaN, Infinity, lone surrogates) and integers beyond 64 bits.
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        return ProtocolError(ErrorCode.BAD_JSON, f"not JSON: {exc}")
+    read = _read(text)
+    if isinstance(read, ProtocolError):
+        return read
+    obj, checked = read
     if not isinstance(obj, dict):
         return ProtocolError(
             ErrorCode.BAD_JSON, f"expected a JSON object, got {type(obj).__name__}"
@@ -228,7 +226,7 @@ def parse_message(
     if kind == "events":
         if not hello_seen:
             return ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello before events")
-        return _parse_events(obj, max_batch)
+        return _parse_events(obj, max_batch, checked)
     if kind == "export":
         if not hello_seen:
             return ProtocolError(ErrorCode.HELLO_REQUIRED, "send hello before export")
@@ -247,6 +245,34 @@ def parse_message(
         ErrorCode.BAD_MESSAGE,
         f"type: unknown {kind[:64]!r} (expected hello, events, export or error)",
     )
+
+
+def _read(text: str) -> tuple[Any, bool] | ProtocolError:
+    """A frame's JSON and whether orjson read it (agent/core/storable.py `loads`).
+
+    orjson (twice the stdlib's speed on a 100-order batch) unless it refuses the text or would
+    turn an integer past 64 bits into a float: then the json module, so that an events batch
+    holding one event the store cannot keep (NaN, such an integer, a lone surrogate, nesting
+    past 1,024 levels) loses only that event. Any other message holding one is refused whole.
+    """
+    try:
+        obj, checked = loads(text)
+    except ValueError as exc:
+        return ProtocolError(ErrorCode.BAD_JSON, f"not JSON: {exc}")
+    if not checked and not (isinstance(obj, dict) and obj.get("type") == "events"):
+        found = problem(obj, "message")
+        if found is not None:
+            return ProtocolError(ErrorCode.BAD_JSON, f"not JSON the agent takes: {found.message}")
+    return obj, checked
+
+
+def _utf8(text: str) -> bool:
+    """Whether `text` is Unicode text (no lone surrogate: it goes into logs and the ack)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def watch_meta(
@@ -344,8 +370,14 @@ def bearer_token(header: str | None) -> str | None:
 class HandshakeThrottle:
     """Refused handshakes per address in a sliding window; past `limit`, refuse with 429.
 
+    A token is checked only once a check is begun (`begin`), and at most `limit` checks of an
+    address are counted at a time, refused or still under way: 1,000 handshakes at once from
+    one address see at most `limit` token checks, not as many as get past the first look
+    (issue 16). `end` says how each ended.
+
     Pure: the caller passes the time. Memory is bounded by `max_addresses` (oldest evicted), so
-    a scan from many addresses cannot grow it without limit.
+    a scan from many addresses cannot grow it without limit; the checks under way are bounded
+    by the connections open.
     """
 
     def __init__(self, limit: int, window: float = 60.0, max_addresses: int = 10_000) -> None:
@@ -353,20 +385,32 @@ class HandshakeThrottle:
         self.window = window
         self.max_addresses = max_addresses
         self._fails: dict[str, deque[float]] = {}
+        self._checking: dict[str, int] = {}
 
     def retry_after(self, addr: str, now: float) -> float | None:
         """Seconds until `addr` may try again, or None when it is not throttled."""
-        fails = self._fails.get(addr)
-        if fails is None:
-            return None
-        while fails and fails[0] <= now - self.window:
-            fails.popleft()
-        if not fails:
-            del self._fails[addr]
-            return None
-        if len(fails) < self.limit:
+        fails = self._recent(addr, now)
+        if fails is None or len(fails) < self.limit:
             return None
         return max(fails[0] + self.window - now, 1.0)
+
+    def begin(self, addr: str, now: float) -> bool:
+        """Count one token check from `addr` under way, if refusals and checks under way leave
+        room for it; False: wait until one of those ends (`end`), then ask again."""
+        fails = self._recent(addr, now)
+        checking = self._checking.get(addr, 0)
+        if (len(fails) if fails else 0) + checking >= self.limit:
+            return False
+        self._checking[addr] = checking + 1
+        return True
+
+    def end(self, addr: str, now: float, *, refused: bool) -> None:
+        """A check `begin` counted is over; a refused token counts as a refused handshake."""
+        left = self._checking.pop(addr, 1) - 1
+        if left > 0:
+            self._checking[addr] = left
+        if refused:
+            self.failure(addr, now)
 
     def failure(self, addr: str, now: float) -> None:
         """Count one refused handshake from `addr`."""
@@ -377,3 +421,15 @@ class HandshakeThrottle:
                 del self._fails[next(iter(self._fails))]
         fails.append(now)
         self._fails[addr] = fails  # re-inserted last: dict order is least recently failed first
+
+    def _recent(self, addr: str, now: float) -> deque[float] | None:
+        """`addr`'s refusals within the window (older ones dropped), or None."""
+        fails = self._fails.get(addr)
+        if fails is None:
+            return None
+        while fails and fails[0] <= now - self.window:
+            fails.popleft()
+        if not fails:
+            del self._fails[addr]
+            return None
+        return fails

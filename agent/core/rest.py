@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agent.core.events import Door, Event, Rejection, parse_event
+from agent.core.events import EVENT_ID, Door, Event, Rejection, parse_event
 from agent.core.woo import COMPUTED_PATHS, SINGULAR
 
 __all__ = ["FIELDS", "chunks", "deleted_events", "fields_for", "to_events", "topic_for"]
@@ -126,10 +126,20 @@ def to_events(
         raw = {"topic": topic_for(resource, item), "resource": SINGULAR[resource], "payload": item}
         parsed = parse_event(raw, door=door, historical=historical)
         if isinstance(parsed, Rejection):
-            rejected.append((parsed, raw))
+            rejected.append((_named(parsed, raw), raw))
         else:
             events.append(parsed)
     return events, rejected
+
+
+def _named(rejection: Rejection, raw: Mapping[str, Any]) -> Rejection:
+    """A refused listed object named by topic, id and version, so that the overlapping windows
+    that list it again keep one dead letter of it, not one a round."""
+    payload = raw["payload"]
+    name = f"{raw['topic']}:{payload.get('id')}:{payload.get('date_modified_gmt')}"
+    if rejection.id != "?" or not EVENT_ID.match(name):
+        return rejection
+    return Rejection(name, rejection.code, rejection.message)
 
 
 def deleted_events(resource: str, ids: Iterable[int], *, door: Door) -> list[Event]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.core.events import EVENT_ID, Door, Event, Rejection, content_event_id, parse_event
+from agent.core.storable import loads, problem
 from agent.core.times import utc_stamp
 from agent.core.woo import PLURAL
 
@@ -79,7 +79,10 @@ def verify_signature(body: bytes, secret: str, header: str | None) -> bool:
     JSON (WooCommerce signs PHP's json_encode output: `\\/`, `\\uXXXX`)."""
     if not header or not secret:
         return False
-    return hmac.compare_digest(sign(body, secret).encode("ascii"), header.strip().encode("utf-8"))
+    given = header.strip()
+    if not given.isascii():  # base64 is ASCII; aiohttp hands other bytes over as surrogates,
+        return False  # which no codec encodes (found by tests/fuzz/test_webhook_fuzz.py)
+    return hmac.compare_digest(sign(body, secret).encode("ascii"), given.encode("ascii"))
 
 
 def is_ping(topic: str | None, signature: str | None, body: bytes) -> bool:
@@ -109,8 +112,10 @@ def delivery_event(
     safe_delivery = delivery_id if delivery_id and EVENT_ID.match(delivery_id) else None
     ref = f"webhook:{topic}:{safe_delivery}" if safe_delivery and EVENT_ID.match(topic) else "?"
     try:
-        payload = json.loads(body)
-    except (ValueError, RecursionError):
+        # What the store cannot keep (NaN, a lone surrogate, nesting past 1,024 levels…) is
+        # read, then refused with its reason below (agent/core/storable.py).
+        payload, checked = loads(body)
+    except ValueError:
         text = body[:4096].decode("utf-8", "replace")
         return Rejection(ref, "invalid_payload", f"webhook {topic}: body is not JSON"), {
             "body": text
@@ -128,6 +133,12 @@ def delivery_event(
         msg = f"webhook {topic}: WooCommerce sent a REST error, not the object: {payload['code']}"
         msg += f" ({status}): {payload['message']}" if status else f": {payload['message']}"
         return Rejection(ref, "rest_error", msg[:1000]), payload
+    found = problem(payload, "payload", checked=checked)
+    if found is not None:  # before the content id, which hashes the payload's JSON
+        return Rejection(ref, found.code, f"webhook {topic}: {found.message}"), {
+            "topic": topic,
+            "payload": payload,
+        }
     version = (safe_delivery or utc_stamp(now)) if topic.endswith(".deleted") else None
     raw: dict[str, Any] = {
         "id": content_event_id(topic, payload, version),
@@ -135,7 +146,7 @@ def delivery_event(
         "payload": payload,
         "occurred_at": utc_stamp(now),
     }
-    parsed = parse_event(raw, door=Door.WEBHOOK)
+    parsed = parse_event(raw, door=Door.WEBHOOK, json_checked=checked)
     if isinstance(parsed, Rejection):
         return Rejection(parsed.id, parsed.code, f"webhook {parsed.message}"), raw
     return parsed

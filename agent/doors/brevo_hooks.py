@@ -5,6 +5,8 @@ complained (spam) and who rejoined a list, and the door records it through the `
 port as suppressions of the site's Brevo account (docs/privacy.md). It answers 200 only once
 they are stored (Brevo retries a failed delivery), 401 to a wrong secret, 404 to an unknown
 site and 400 to a body it cannot read. The secret and the email never reach a log line.
+The site, the secret and the Content-Type are checked before any of the body is read, and the
+body is read through the `BodyGate` the WooCommerce door uses (agent/doors/webhooks.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from agent.core.brevo_hooks import (
     token_matches,
 )
 from agent.core.proxies import Network, client_address
+from agent.doors.webhooks import BodyGate, Refusal, json_refusal, refuse
 from agent.metrics import Metrics
 from agent.status import RuntimeStatus
 from agent.store.ports import ConsentStore
@@ -51,7 +54,7 @@ class BrevoHookDoor:
         *,
         metrics: Metrics,
         clock: Callable[[], float],
-        max_body: int,
+        bodies: BodyGate,
         proxies: Sequence[Network] = (),
     ) -> None:
         self.store = store
@@ -59,7 +62,7 @@ class BrevoHookDoor:
         self.status = status
         self.metrics = metrics
         self.clock = clock
-        self.max_body = max_body
+        self.bodies = bodies
         self.proxies = proxies
 
     def reconfigure(self, *, proxies: Sequence[Network]) -> None:
@@ -67,42 +70,43 @@ class BrevoHookDoor:
         place: a site added is served, a removed one answered 404, new secrets checked."""
         self.proxies = proxies
 
-    def _refused(self, site: SiteConfig, given: str | None) -> str | None:
+    def _refused(self, site: SiteConfig, given: str | None) -> Refusal | None:
         """Why the request's secret is refused, or None when it is the site's."""
         secret = site.brevo.webhook_secret
         if not secret:
-            return "no brevo.webhook_secret is configured for this site"
-        if given is None:
-            return "no secret: send Authorization: Bearer <brevo.webhook_secret> or ?token=…"
-        if not token_matches(given, secret):
-            return "the secret does not match brevo.webhook_secret"
-        return None
+            why = "no brevo.webhook_secret is configured for this site"
+        elif given is None:
+            why = "no secret: send Authorization: Bearer <brevo.webhook_secret> or ?token=…"
+        elif not token_matches(given, secret):
+            why = "the secret does not match brevo.webhook_secret"
+        else:
+            return None
+        return Refusal(401, "bad_secret", why, "bad_secret")
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """Check the secret, record what Brevo reports, answer."""
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Check the site, the secret and the headers, read the body, record what Brevo
+        reports, answer."""
         site_id = request.match_info["site"]
         site = self.sites.get(site_id)
         if site is None:
-            return _answer(
-                404, error="unknown_site", message=f"no site {site_id!r} in the agent's config"
-            )
+            message = f"no site {site_id[:60]!r} in the agent's config"
+            return await refuse(request, Refusal(404, "unknown_site", message, "unknown_site"))
         given = given_token(request.headers.get("Authorization"), request.query.get("token"))
-        why = self._refused(site, given)
-        if why is not None:
-            self.metrics.inc(REQUESTS, site=site_id, outcome="bad_secret")
-            sender = client_address(
-                request.remote or "?", request.headers.getall("X-Forwarded-For", []), self.proxies
-            )
-            log.warning("site %s brevo webhook refused from %s: %s", site_id, sender, why)
-            return _answer(401, error="bad_secret", message=why)
-        if request.content_length is not None and request.content_length > self.max_body:
-            self.metrics.inc(REQUESTS, site=site_id, outcome="too_large")
-            return _answer(
-                413, error="too_large", message=f"bodies are limited to {self.max_body} bytes"
-            )
-        # aiohttp stops reading at client_max_size and answers 413 itself (chunked bodies).
+        sender = client_address(
+            request.remote or "?", request.headers.getall("X-Forwarded-For", []), self.proxies
+        )
+        refusal = self._refused(site, given)
+        refusal = refusal or json_refusal(request, "Brevo")
+        read = await self.bodies.read(request, sender) if refusal is None else refusal
+        if isinstance(read, Refusal):
+            self.metrics.inc(REQUESTS, site=site_id, outcome=read.outcome)
+            if read.outcome != "busy":  # the gate logs those, at a bounded rate
+                log.warning(
+                    "site %s brevo webhook refused from %s: %s", site_id, sender, read.message
+                )
+            return await refuse(request, read)
         now = self.clock()
-        outcomes = parse_delivery(await request.read(), now)
+        outcomes = parse_delivery(read, now)
         if isinstance(outcomes, str):
             self.metrics.inc(REQUESTS, site=site_id, outcome="unreadable")
             log.warning("site %s brevo webhook unreadable: %s", site_id, outcomes)

@@ -22,8 +22,9 @@ from urllib.parse import urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import DATA_OPCODES, Frame
 from websockets.http11 import Request, Response
-from websockets.protocol import State
+from websockets.protocol import Event, State
 from websockets.server import ServerProtocol
 from websockets.typing import Data, DataLike
 
@@ -41,7 +42,7 @@ from agent.core.protocol import (
 )
 from agent.core.proxies import Network, client_address
 from agent.errors import ConfigError
-from agent.logs import bind
+from agent.logs import bind, untrusted
 from agent.metrics import Metrics, count_ingest
 from agent.status import RuntimeStatus, StreamLink
 from agent.store.ports import CartFigures, Holdings, Ingest, IngestResult
@@ -85,6 +86,24 @@ SLOT_READ = 64 * 1024
 # or the record that completes a message could never be decrypted.
 TLS_PAUSED_BYTES = 17 * 1024
 TLS_SLOT_READ = 16 * 1024
+# Handshakes refused or dropped before the upgrade (no or bad token, throttled, over
+# max_pending_handshakes, no upgrade within handshake_timeout) are logged at most once per
+# REFUSALS_LOGGED_EVERY seconds: the first of a quiet spell as it happens, then one line of
+# counts per spell while they go on (1,000 idle sockets wrote 2,000 lines; issue 16).
+REFUSALS_LOGGED_EVERY = 60.0
+_REFUSALS = {
+    "no_token": "no token",
+    "bad_token": "bad token",
+    "throttled": "throttled (429)",
+    "pending_cap": "over max_pending_handshakes",
+    "handshake_timeout": "no upgrade within handshake_timeout",
+}
+_ADDRESSES_NAMED = 3  # addresses a summary line names (of up to _ADDRESSES_COUNTED counted)
+_ADDRESSES_COUNTED = 1000
+# The websockets library's logger for this door, at WARNING: its INFO lines are one per
+# connection ("connection closed", "HTTP response sent"); its errors still show.
+_LIBRARY_LOG = logging.getLogger("websockets.server.stream")
+_LIBRARY_LOG.setLevel(logging.WARNING)
 
 BatchHook = Callable[[str, Events], None]
 
@@ -135,52 +154,160 @@ def split_hostport(value: str) -> tuple[str | None, int]:
     return (host.removeprefix("[").removesuffix("]") or None), int(port)
 
 
-class _ReadSlots:
-    """At most `size` connections of one server read a message at once; the others wait, FIFO."""
+class _RefusalLog:
+    """Refused handshakes in the log, at most one line per `every` seconds: the first of a
+    quiet spell as it happens (`stream handshake from ADDR refused: bad token`), then, while
+    more come, one line per spell with their counts by reason and who sent them."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.counts: dict[str, int] = {}
+        self.addresses: dict[str, None] = {}  # first seen first, up to _ADDRESSES_COUNTED
+        self._since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def note(self, reason: str, addr: str) -> None:
+        """One refusal."""
+        if self._timer is None:
+            log.warning("stream handshake from %s refused: %s", addr, _REFUSALS[reason])
+            self._spell()
+            return
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        if len(self.addresses) < _ADDRESSES_COUNTED:
+            self.addresses[addr] = None
+
+    def close(self) -> None:
+        """Log what is counted and stop (the door is closing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._summary(again=False)
+
+    def _spell(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._since = loop.time()
+        self._timer = loop.call_later(self.every, self._summary)
+
+    def _summary(self, again: bool = True) -> None:
+        self._timer = None
+        if not self.counts:
+            return  # a quiet spell: the next refusal is logged as it happens
+        counts = ", ".join(f"{n} {_REFUSALS[r]}" for r, n in sorted(self.counts.items()))
+        named = list(self.addresses)[:_ADDRESSES_NAMED]
+        more = len(self.addresses) - len(named)
+        if more:
+            named.append(f"{more}{'+' if len(self.addresses) >= _ADDRESSES_COUNTED else ''} more")
+        log.warning(
+            "stream handshakes refused in the last %.0fs: %s (from %s)",
+            asyncio.get_running_loop().time() - self._since,
+            counts,
+            ", ".join(named),
+        )
+        self.counts.clear()
+        self.addresses.clear()
+        if again:
+            self._spell()
+
+
+class _ReadSlots:
+    """At most `size` connections of one server read a message at once, and at most `per_site`
+    of them one site's (`agent.stream.read_slots_per_site`: one site's slow writers cannot take
+    every slot, issue 16); the others wait, first come first in, except that a connection whose
+    site holds its share lets those of other sites go first."""
+
+    def __init__(self, size: int, per_site: int) -> None:
         self.size = size
+        self.per_site = per_site
         self.taken = 0
+        self.by_site: dict[str, int] = {}  # slots held, per site
         self.waiting: dict[_SiteConnection, None] = {}  # an ordered set: first come, first in
 
     def take(self, conn: _SiteConnection) -> bool:
-        """A slot now, or False: `conn` waits and `conn.admitted()` is called when its turn comes."""
-        if self.taken < self.size and not self.waiting:
-            self.taken += 1
+        """A slot now, or False: `conn` waits and `conn.admitted()` is called when its turn comes.
+        (Whoever waits cannot have a slot now: every change admits those that can, `_admit`.)"""
+        if self._room(conn.site):
+            self._give(conn.site)
             return True
         self.waiting[conn] = None
         return False
 
-    def give_back(self) -> None:
+    def give_back(self, conn: _SiteConnection) -> None:
+        """`conn` is done reading its message (or closed): its slot goes to the next one."""
         self.taken -= 1
-        while self.waiting and self.taken < self.size:
-            conn = next(iter(self.waiting))
-            del self.waiting[conn]
-            self.taken += 1
-            conn.admitted()
+        held = self.by_site.pop(conn.site) - 1
+        if held:
+            self.by_site[conn.site] = held
+        self._admit()
 
-    def resize(self, size: int) -> None:
-        """A reload's `read_slots`: more slots admit waiting connections now; fewer take
-        effect as the slots in use are given back."""
-        self.size = size
-        while self.waiting and self.taken < self.size:
-            conn = next(iter(self.waiting))
-            del self.waiting[conn]
-            self.taken += 1
-            conn.admitted()
+    def resize(self, size: int, per_site: int) -> None:
+        """A reload's `read_slots` and share: more slots admit waiting connections now; fewer
+        take effect as the slots in use are given back."""
+        self.size, self.per_site = size, per_site
+        self._admit()
 
     def leave(self, conn: _SiteConnection) -> None:
         """A waiting connection closed: it gives up its place."""
         self.waiting.pop(conn, None)
 
+    def _room(self, site: str) -> bool:
+        return self.taken < self.size and self.by_site.get(site, 0) < self.per_site
+
+    def _give(self, site: str) -> None:
+        self.taken += 1
+        self.by_site[site] = self.by_site.get(site, 0) + 1
+
+    def _admit(self) -> None:
+        for conn in list(self.waiting):
+            if self.taken >= self.size:
+                return
+            if self._room(conn.site):
+                del self.waiting[conn]
+                self._give(conn.site)
+                conn.admitted()
+
+
+class _Handshakes:
+    """The connections of one server not upgraded yet: from the TCP accept (over wss://, the
+    end of the TLS handshake, which asyncio bounds by `handshake_timeout`) until the upgrade or
+    the close; at most `size` (`agent.stream.max_pending_handshakes`). A newcomer past it
+    closes the one that has waited longest without sending its HTTP request, or itself when
+    every one has sent its request (those are being checked: milliseconds). Closing the oldest
+    idle one, not the newcomer, keeps the door open to a real site while idle sockets pile up:
+    to push its connection out, a flood must open `size` more before its request arrives."""
+
+    def __init__(self, size: int, refused: Callable[[str, str], None]) -> None:
+        self.size = size
+        self.refused = refused  # (reason, address): the server counts and logs it
+        self.open: dict[_SiteConnection, None] = {}  # an ordered set: oldest first
+
+    def arrive(self, conn: _SiteConnection) -> _SiteConnection | None:
+        """Count `conn`; returns the connection to close for it (maybe `conn`), or None."""
+        shed: _SiteConnection | None = None
+        if len(self.open) >= self.size:
+            shed = next((c for c in self.open if c.request is None), conn)
+            self.open.pop(shed, None)
+        if shed is not conn:
+            self.open[conn] = None
+        return shed
+
+    def done(self, conn: _SiteConnection) -> bool:
+        """`conn` was upgraded or closed; whether it was still counted."""
+        if conn in self.open:
+            del self.open[conn]
+            return True
+        return False
+
 
 class _SiteConnection(ServerConnection):
     """A connection that knows the one site its token named (set before the upgrade), and that
     holds one of its server's read slots from the first chunk of a message until the handler
-    comes back for the next one (see read slots above). Reads websockets internals
-    (protocol.reader, recv_messages, pending_pings, as in websockets 17) and, for wss://,
-    asyncio's TLS read buffer (asyncio.sslproto, Python 3.11+):
-    tests/agent/test_stream_admission.py."""
+    comes back for the next one (see read slots above). A message it has begun must arrive
+    whole within `message_timeout` of its first byte read (`overdue` past that: its slot is
+    given back, it reads no more, and the handler closes it); while one is on its way (waiting
+    for a slot, or being read) the handler's idle wait does not run out. Reads websockets
+    internals (protocol.reader, recv_messages, pending_pings, process_event, as in websockets
+    17) and, for wss://, asyncio's TLS read buffer (asyncio.sslproto, Python 3.11+):
+    tests/agent/test_stream_admission.py, tests/agent/test_stream_attacks.py."""
 
     site: str = ""
     token_sha256: str = ""  # the hash of its token, for the re-checks (never the token)
@@ -191,12 +318,22 @@ class _SiteConnection(ServerConnection):
     hello_before: tuple[Any, ...] | None = None  # the link's hello fields before its hello
     hello_at: float | None = None  # when its own hello came
     read_slots: _ReadSlots  # set by _bound_to()
+    handshakes: _Handshakes  # set by _bound_to()
     # The limits it was opened (and welcomed) with: a reload's new ones are for new connections.
     limits: StreamSection  # set by _bound_to()
+    overdue = False  # a message of it took longer than message_timeout
+    opened_at = 0.0  # loop time of connection_made
     _slot = False  # holds a read slot
     _waiting = False  # paused until a read slot frees up
     _queue_full = False  # paused by websockets: 16 received frames not yet taken
+    _discarding = False  # failed (RFC 6455 §7.1.7): what comes is read and dropped
     _reading_paused = False
+    _fragmented = False  # a message's first fragments are in, its last is not
+    _deadline: asyncio.TimerHandle | None = None  # message_timeout of the message being read
+    _deadline_at = 0.0
+    _deadline_left: float | None = None  # its time left while reading is paused mid-message
+    _wait: asyncio.Timeout | None = None  # the handler's wait for the next message
+    _idle_wait = False  # ... and it is the idle timeout (not the hello's)
     _tcp: asyncio.BaseTransport | None = None  # plain TCP: its read size follows the slot
     _tls: Any = None  # wss://: asyncio's TLS protocol, whose read buffer follows the slot
 
@@ -215,17 +352,38 @@ class _SiteConnection(ServerConnection):
                     high=TLS_PAUSED_BYTES, low=TLS_PAUSED_BYTES
                 )
         self._read_size(WAITING_READ)
+        self.opened_at = self.loop.time()
+        shed = self.handshakes.arrive(self)
+        if shed is not None:  # no longer counted: its close is not a handshake timeout
+            self.handshakes.refused("pending_cap", _address(shed))
+            shed.transport.abort()
+
+    def process_event(self, event: Event) -> None:
+        super().process_event(event)
+        if isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            self._fragmented = not event.fin
+            if event.fin:  # a message is in whole: its deadline is met
+                self._end_deadline()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        # Part of a frame is left in the parser's buffer: a message has begun and needs a slot.
-        # (A chunk of whole small messages, pongs or a hello, needs none.)
-        if self._slot or self._waiting or self.protocol.state is not State.OPEN:
+        # Part of a frame is left in the parser's buffer, or fragments of a message are in but
+        # not its last: a message has begun and needs a slot. (A chunk of whole small messages,
+        # pongs or a hello, needs none.)
+        if self.overdue or self.protocol.state is not State.OPEN:
             return
-        if self.protocol.reader.buffer:
+        if not self._begun():  # (what began was a control frame: a pong split in two)
+            self._end_deadline()
+            return
+        if self._wait is not None and self._idle_wait and not self._wait.expired():
+            self._wait.reschedule(None)  # on its way: not idle
+        if self._slot:
+            self._start_deadline()  # a next message may have begun
+        elif not self._waiting:
             if self.read_slots.take(self):
                 self._slot = True
                 self._read_size(SLOT_READ)
+                self._start_deadline()
             else:
                 self._waiting = True
                 # The bytes it just sent show it alive; its pong would queue behind the message
@@ -235,11 +393,24 @@ class _SiteConnection(ServerConnection):
                 self._set_reading()
 
     def admitted(self) -> None:
-        """Its turn: read the rest of the message."""
+        """Its turn: read the rest of the message (its deadline starts now)."""
         self._waiting = False
         self._slot = True
         self._read_size(SLOT_READ)
         self._set_reading()
+        self._start_deadline()
+
+    def watch(self, wait: asyncio.Timeout | None, *, idle: bool) -> None:
+        """The handler waits for the next message under `wait` (None: it stopped waiting); an
+        `idle` wait does not run out while a message is on its way, and any wait ends at once
+        when a message is overdue."""
+        self._wait, self._idle_wait = wait, idle
+        if wait is None:
+            return
+        if self.overdue:
+            wait.reschedule(self.loop.time())
+        elif idle and (self._waiting or self._begun()):
+            wait.reschedule(None)
 
     @overload
     async def recv(self, decode: Literal[True]) -> str: ...
@@ -254,10 +425,10 @@ class _SiteConnection(ServerConnection):
         # The handler is done with the previous message (parsed and handed over to the commit,
         # under MAX_PARSED_BATCHES, or dropped): its slot goes to the next waiting connection,
         # unless the next message is already being read (mid-message, a connection keeps it).
-        if self._slot and not self.protocol.reader.buffer and not len(self.recv_messages.frames):
+        if self._slot and not self._begun() and not len(self.recv_messages.frames):
             self._slot = False
             self._read_size(WAITING_READ)
-            self.read_slots.give_back()
+            self.read_slots.give_back(self)
         return await super().recv(decode)
 
     async def ping(self, data: DataLike | None = None) -> Awaitable[float]:
@@ -267,14 +438,83 @@ class _SiteConnection(ServerConnection):
             return alive
         return await super().ping(data)
 
+    async def abandon(self, code: CloseCode, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7) with the close frame `code`, `reason`: what the
+        peer sends from now on is read and dropped, so its close (or its TCP FIN) is seen while
+        the rest of an overdue message is not kept; after `close_timeout` the TCP connection
+        is dropped."""
+        with contextlib.suppress(ConnectionClosed):
+            async with self.send_context():
+                self.protocol.fail(code, reason)
+                self._discarding = True
+                self._set_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if (
+            self.handshakes.done(self)
+            and self.response is None
+            and self.loop.time() - self.opened_at >= self.limits.handshake_timeout - 0.05
+        ):  # no upgrade request answered: handshake_timeout aborted it (asyncio's timer may
+            # fire up to its clock resolution early; a peer that leaves sooner is not counted)
+            self.handshakes.refused("handshake_timeout", _address(self))
+        self._end_deadline()
         if self._slot:
             self._slot = False
-            self.read_slots.give_back()
+            self.read_slots.give_back(self)
         elif self._waiting:
             self._waiting = False
             self.read_slots.leave(self)
         super().connection_lost(exc)
+
+    def _begun(self) -> bool:
+        """A message has begun and is not in whole yet."""
+        return bool(self.protocol.reader.buffer) or self._fragmented
+
+    def _start_deadline(self) -> None:
+        """Run the deadline of the message being read, if one is and it is not running: the
+        full `message_timeout` for a new message, what was left for one paused midway."""
+        if (
+            self._deadline is not None
+            or not self._slot
+            or self._reading_paused
+            or self.overdue
+            or not self._begun()
+        ):
+            return
+        left = self._deadline_left
+        self._deadline_at = self.loop.time() + (
+            self.limits.message_timeout if left is None else left
+        )
+        self._deadline = self.loop.call_at(self._deadline_at, self._overdue)
+
+    def _hold_deadline(self) -> None:
+        """Reading paused mid-message (by the handler, not the peer): the clock stops."""
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+            self._deadline_left = self._deadline_at - self.loop.time()
+
+    def _end_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._deadline_left = None
+
+    def _overdue(self) -> None:
+        """message_timeout passed with the message not in: its slot goes to the next
+        connection, the rest of it is not read, and the handler's wait ends (it closes)."""
+        self._deadline = None
+        if not self._begun():  # nothing is on its way after all
+            self._deadline_left = None
+            return
+        self.overdue = True
+        if self._slot:
+            self._slot = False
+            self._read_size(WAITING_READ)
+            self.read_slots.give_back(self)
+        self._set_reading()
+        if self._wait is not None and not self._wait.expired():
+            self._wait.reschedule(self.loop.time())
 
     def _read_size(self, size: int) -> None:
         if self._tcp is not None:
@@ -292,13 +532,15 @@ class _SiteConnection(ServerConnection):
         self._set_reading()
 
     def _set_reading(self) -> None:
-        paused = self._waiting or self._queue_full
+        paused = (self._waiting or self._queue_full or self.overdue) and not self._discarding
         if paused != self._reading_paused:
             self._reading_paused = paused
             if paused:
                 self.transport.pause_reading()
+                self._hold_deadline()
             else:
                 self.transport.resume_reading()
+                self._start_deadline()
 
 
 def _tls_layer_of(transport: asyncio.BaseTransport) -> Any:
@@ -317,13 +559,17 @@ def _tls_layer_of(transport: asyncio.BaseTransport) -> Any:
     return None
 
 
-def _bound_to(slots: _ReadSlots, current: Callable[[], StreamSection]) -> type[_SiteConnection]:
-    """The connection class of one server (serve() takes a class; the slots are per server).
-    Each connection takes the server's limits as they are when it opens (`current()`: a
-    reload changes them), keepalive included, over what serve() was started with."""
+def _bound_to(
+    slots: _ReadSlots, pending: _Handshakes, current: Callable[[], StreamSection]
+) -> type[_SiteConnection]:
+    """The connection class of one server (serve() takes a class; the slots and the pending
+    handshakes are per server). Each connection takes the server's limits as they are when it
+    opens (`current()`: a reload changes them), keepalive included, over what serve() was
+    started with."""
 
     class _Connection(_SiteConnection):
         read_slots = slots
+        handshakes = pending
 
         def __init__(self, protocol: ServerProtocol, server: Server, **kwargs: Any) -> None:
             self.limits = limits = current()
@@ -381,7 +627,11 @@ class StreamServer:
         # Each open connection's batches received and not yet acked (drained on stop).
         self._in_flight: dict[_SiteConnection, deque[asyncio.Task[bool]]] = {}
         self._recheck: asyncio.Task[None] | None = None
-        self._slots = _ReadSlots(limits.read_slots)
+        self._slots = _ReadSlots(limits.read_slots, limits.site_slots)
+        self._handshakes = _Handshakes(limits.max_pending_handshakes, self._refused)
+        self._refusals = _RefusalLog(REFUSALS_LOGGED_EVERY)
+        # Per address with token checks under way: set when one ends (the throttle's turns).
+        self._turns: dict[str, asyncio.Event] = {}
         self._site_rules(sites)
 
     def _site_rules(self, sites: Mapping[str, SiteConfig]) -> None:
@@ -418,7 +668,7 @@ class StreamServer:
             host,
             port,
             process_request=self._process_request,
-            create_connection=_bound_to(self._slots, lambda: self.limits),
+            create_connection=_bound_to(self._slots, self._handshakes, lambda: self.limits),
             # No permessage-deflate: the plugin's client does not offer it, and each deflate
             # context costs hundreds of KB per connection (RFC 7692 §7.1.2.1 windows).
             compression=None,
@@ -431,6 +681,9 @@ class StreamServer:
             max_size=self.limits.max_message_bytes,
             ssl=context,
             server_header=None,
+            # Its INFO lines are one per connection ("connection closed", "HTTP response sent"):
+            # a flood of sockets would flood the log. The door logs what matters itself.
+            logger=_LIBRARY_LOG,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         log.info(
@@ -465,7 +718,8 @@ class StreamServer:
         self.limits = limits
         self.proxies = proxies
         self.throttle.limit = limits.max_failed_handshakes_per_minute
-        self._slots.resize(limits.read_slots)
+        self._slots.resize(limits.read_slots, limits.site_slots)
+        self._handshakes.size = limits.max_pending_handshakes
         if tls is not None and self.tls is not None:
             # The listening socket keeps this context: loading into it is what new handshakes
             # see (OpenSSL copies the certificate into each new connection).
@@ -505,6 +759,7 @@ class StreamServer:
         if self._parse_pool is not None:
             self._parse_pool.shutdown(wait=True)
             self._parse_pool = None
+        self._refusals.close()
 
     # -- status ---------------------------------------------------------------------------
 
@@ -527,21 +782,27 @@ class StreamServer:
         addr = client_address(
             _address(conn), request.headers.get_all("X-Forwarded-For"), self.proxies
         )
-        now = self.clock()
-        wait = self.throttle.retry_after(addr, now)
+        wait = await self._turn(addr)
         if wait is not None:
-            self.metrics.inc("woobrevo_stream_refused_total", reason="throttled")
+            self._refused("throttled", addr)
             resp = conn.respond(http.HTTPStatus.TOO_MANY_REQUESTS, "too many refused handshakes\n")
             resp.headers["Retry-After"] = str(int(wait + 0.999))
             return resp
         token = protocol.bearer_token(request.headers.get("Authorization"))
         digest = token_hash(token) if token else None
-        site = await self.tokens.authenticate_digest(digest) if digest else None
+        site: str | None = None
+        checked = False
+        try:
+            site = await self.tokens.authenticate_digest(digest) if digest else None
+            checked = True
+        finally:
+            # Cancelled (handshake_timeout, a stop): not a refusal, but the turn is over.
+            self.throttle.end(addr, self.clock(), refused=checked and site is None)
+            turn = self._turns.pop(addr, None)
+            if turn is not None:
+                turn.set()
         if site is None or digest is None:
-            self.throttle.failure(addr, now)
-            reason = "no_token" if token is None else "bad_token"
-            self.metrics.inc("woobrevo_stream_refused_total", reason=reason)
-            log.warning("stream handshake from %s refused: %s", addr, reason.replace("_", " "))
+            self._refused("no_token" if token is None else "bad_token", addr)
             resp = conn.respond(http.HTTPStatus.UNAUTHORIZED, "token refused\n")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="woobrevo"'
             return resp
@@ -550,10 +811,33 @@ class StreamServer:
         bind(site=site)
         return None
 
+    async def _turn(self, addr: str) -> float | None:
+        """Wait until a token from `addr` may be checked: None, and the check is counted (the
+        caller ends it with `throttle.end`); or the seconds until `addr` may try again (429).
+        At most `max_failed_handshakes_per_minute` checks of one address are counted at a
+        time, refused or under way, so 1,000 handshakes at once see at most that many checks;
+        the others wait here (within handshake_timeout) for one to end, then are refused with
+        429 or checked in turn."""
+        while True:
+            now = self.clock()
+            wait = self.throttle.retry_after(addr, now)
+            if wait is not None:
+                return wait
+            if self.throttle.begin(addr, now):
+                return None
+            await self._turns.setdefault(addr, asyncio.Event()).wait()
+
+    def _refused(self, reason: str, addr: str) -> None:
+        """A handshake refused or dropped before the upgrade: counted, and logged at most once
+        per REFUSALS_LOGGED_EVERY seconds (_RefusalLog)."""
+        self.metrics.inc("woobrevo_stream_refused_total", reason=reason)
+        self._refusals.note(reason, addr)
+
     # -- connection -----------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert isinstance(ws, _SiteConnection)
+        self._handshakes.done(ws)  # upgraded
         site = ws.site
         link = self.status.site(site).stream
         link.connections += 1
@@ -615,11 +899,12 @@ class StreamServer:
             while True:
                 limits = ws.limits
                 wait = limits.idle_timeout if hello_seen else limits.handshake_timeout
-                try:
-                    async with asyncio.timeout(wait):
-                        frame = await ws.recv()
-                except TimeoutError:
-                    await self._timed_out(ws, site, pending, hello_seen, wait)
+                frame = await _next_message(ws, wait, idle=hello_seen)
+                if frame is None:
+                    if ws.overdue:
+                        await self._too_slow(ws, site, pending)
+                    else:
+                        await self._timed_out(ws, site, pending, hello_seen, wait)
                     return
                 if len(frame) >= RELEASE_AFTER_BYTES:
                     # The websockets parser keeps its last frame until the next one arrives;
@@ -681,7 +966,9 @@ class StreamServer:
         if isinstance(msg, Export):
             await self._export(ws, site, link, msg)
         else:
-            log.warning("site %s reports error %s: %s", site, msg.code, msg.message)
+            # The plugin's own words: escaped and capped, a forged log line stays in this one.
+            code, text = untrusted(msg.code, 64), untrusted(msg.message)
+            log.warning("site %s reports error %s: %s", site, code, text)
         return False
 
     async def _timed_out(
@@ -704,6 +991,28 @@ class StreamServer:
         else:
             log.info("site %s idle for %gs; closing", site, waited)
             await ws.close(CloseCode.NORMAL, "idle")
+
+    async def _too_slow(
+        self, ws: _SiteConnection, site: str, pending: deque[asyncio.Task[bool]]
+    ) -> None:
+        """A message was not in whole within message_timeout of its first byte read: once the
+        batches before it are acked, `error` message_timeout and close 1008 (the rest of it is
+        not read: its slot went to the next connection; docs/protocol.md)."""
+        if not await _settle(pending):
+            return
+        limit = ws.limits.message_timeout
+        err = ProtocolError(
+            protocol.ErrorCode.MESSAGE_TIMEOUT,
+            f"a message must arrive whole within {limit:g}s of its first byte"
+            " (agent.stream.message_timeout); this one did not, and was dropped: resend it",
+        )
+        self.metrics.inc("woobrevo_stream_protocol_errors_total", site=site, code=err.code.value)
+        log.warning("site %s protocol error %s: %s", site, err.code.value, err.message)
+        # Bounded: a peer that reads nothing must not hold the handler.
+        with contextlib.suppress(ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(ws.limits.ping_timeout):
+                await ws.send(protocol.error_message(err))
+        await ws.abandon(err.close_code, err.code.value)
 
     async def _parse(
         self, frame: str | bytes, hello_seen: bool, max_batch: int
@@ -825,18 +1134,20 @@ class StreamServer:
             metrics,
             "stream",
             site,
-            events=len(msg.events),
+            events=len(result.accepted),
             new=result.new,
-            rejected=len(msg.rejected),
+            rejected=len(result.rejected),
         )
         if hooks.ack_delay > 0:
             await asyncio.sleep(hooks.ack_delay)
         if previous is not None and not await previous:
             return False
+        rejected = list(result.rejected)
+        if len(rejected) > len(msg.rejected):  # some the store refused: back in batch order
+            order = {eid: i for i, eid in enumerate(msg.ids)}
+            rejected.sort(key=lambda r: order.get(r.id, 0))
         try:
-            await ws.send(
-                protocol.ack_message(msg.batch, list(result.accepted), list(result.rejected))
-            )
+            await ws.send(protocol.ack_message(msg.batch, list(result.accepted), rejected))
         except ConnectionClosed:
             return False
         metrics.inc("woobrevo_acks_total", site=site)
@@ -860,6 +1171,19 @@ def _hello_fields(link: StreamLink) -> tuple[Any, ...]:
 def _restore_hello(link: StreamLink, values: tuple[Any, ...]) -> None:
     for name, value in zip(_HELLO_FIELDS, values, strict=True):
         setattr(link, name, value)
+
+
+async def _next_message(ws: _SiteConnection, wait: float, *, idle: bool) -> Data | None:
+    """The connection's next message, or None when `wait` ran out first (or a message of it
+    is overdue: `ws.overdue`). An `idle` wait does not run out while a message is on its way."""
+    try:
+        async with asyncio.timeout(wait) as timer:
+            ws.watch(timer, idle=idle)
+            return await ws.recv()
+    except TimeoutError:
+        return None
+    finally:
+        ws.watch(None, idle=False)
 
 
 def _reap(pending: deque[asyncio.Task[bool]]) -> bool:

@@ -45,6 +45,8 @@ MAX_IN_FLIGHT = 8
 # Below the worker's STOP_GRACE (agent/process/worker.py), which is below systemd's
 # TimeoutStopSec (packaging/woobrevo-agent.service).
 DRAIN_GRACE = 20.0
+# Seconds between tries to record a Brevo answer the store refused (a full disk), doubling.
+RECORD_RETRY_FIRST, RECORD_RETRY_MAX = 0.5, 15.0
 # Kinds in the order a backlog should reach Brevo: catalogue first, then people, then orders.
 KIND_ORDER = (
     Kind.CATEGORY,
@@ -478,28 +480,50 @@ class AccountWorker:
                 endpoint=_shown(request),
                 status=str(resp.status),
             )
-            jobs = list(request.jobs)
-            if jobs[0].kind is Kind.ERASE and erase_done(resp.status):
-                self.failures[request.family] = 0
-                await self._erased(jobs[0], None)
-                return
-            reaction = react(
-                classify(resp.status, resp.headers),
-                resp.status,
-                resp.code,
-                resp.message,
-                jobs=len(jobs),
-                attempts=max(j.attempts for j in jobs),
-                failures=self.failures[request.family],
-                max_backoff=self.cfg.max_backoff,
-                rng=self._rng,
-            )
-            await self._apply(reaction, request, resp, jobs, self.now())
+            await self._record(request, resp)
         finally:
             slot.release()
             self.inflight[request.family] -= 1
             self.progress.set()
             self.wake()
+
+    async def _record(self, request: Request, resp: BrevoResponse) -> None:
+        """Record Brevo's answer in the store, however long the store refuses the write (a
+        full disk): the answer is known, so its jobs must not stay claimed (nothing would hand
+        them back before a restart, and no later job of their keys would go) nor be sent again.
+        The request's slot stays taken meanwhile, so a failing store also slows the sending."""
+        jobs = list(request.jobs)
+        wait = RECORD_RETRY_FIRST
+        while True:
+            try:
+                if jobs[0].kind is Kind.ERASE and erase_done(resp.status):
+                    self.failures[request.family] = 0
+                    await self._erased(jobs[0], None)
+                    return
+                reaction = react(
+                    classify(resp.status, resp.headers),
+                    resp.status,
+                    resp.code,
+                    resp.message,
+                    jobs=len(jobs),
+                    attempts=max(j.attempts for j in jobs),
+                    failures=self.failures[request.family],
+                    max_backoff=self.cfg.max_backoff,
+                    rng=self._rng,
+                )
+                await self._apply(reaction, request, resp, jobs, self.now())
+                return
+            except Exception as exc:  # the store refused the write (a full disk, a lost database)
+                log.warning(
+                    "could not record Brevo's answer %s to %s %s (%s); trying again in %.0fs",
+                    resp.status or "error",
+                    request.method,
+                    _shown(request),
+                    exc,
+                    wait,
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECORD_RETRY_MAX)
 
     async def _erased(self, job: Job, refused: tuple[str, str] | None) -> None:
         """An erase job's answer: the store purges the email (agent/store/privacy.py); the log

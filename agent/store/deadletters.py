@@ -88,7 +88,11 @@ class DeadLettersMixin(StoreBase):
                                 f"dead letter {r.id}: the event is still invalid ({r.message})"
                             )
                             continue
-                        insert_events(db, r.site, [event], now)
+                        if insert_events(db, r.site, [event], now)[1]:
+                            problems.append(
+                                f"dead letter {r.id}: the store still cannot write the event"
+                            )
+                            continue
                 db.execute("UPDATE dead_letters SET state='retried' WHERE id=?", (r.id,))
                 done += 1
         if done:

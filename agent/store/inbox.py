@@ -22,6 +22,7 @@ from agent.core.carts import Cart, order_buyer
 from agent.core.events import Event, Rejection, Resource
 from agent.core.minimize import minimize_value
 from agent.core.privacy import redact_raw
+from agent.core.storable import keepable
 from agent.store.chunk import Chunk
 from agent.store.ports import CartStep, Decide, ErasureStep, IngestResult
 from agent.store.privacy import plan_erasure
@@ -55,6 +56,21 @@ class _Steps:
     privacy: ErasureStep | None
 
 
+def _store_refused(event: Event, why: str) -> tuple[Rejection, object]:
+    """An event the inbox could not write, as a rejection and what its dead letter keeps."""
+    raw = {
+        "id": event.id,
+        "topic": event.topic,
+        "resource": event.resource.value,
+        "resource_id": event.resource_id,
+        "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None,
+        "payload": event.payload,
+        "extra": event.extra,
+    }
+    message = f"event {event.id}: the store could not write it ({why[:300]})"
+    return Rejection(event.id, "store_refused", message), raw
+
+
 class InboxMixin(StoreBase):
     """Ingest (the doors' port), processing (the processor's) and retention of the inbox."""
 
@@ -82,7 +98,11 @@ class InboxMixin(StoreBase):
         rejected: Sequence[tuple[Rejection, object]],
         now: float,
     ) -> IngestResult:
-        new = insert_events(db, site, events, now)
+        new, refused = insert_events(db, site, events, now)
+        if refused:  # the store could not write these: rejected alone, kept as dead letters
+            rejected = [*rejected, *(_store_refused(e, why) for e, why in refused)]
+            gone = {id(e) for e, _ in refused}
+            events = [e for e in events if id(e) not in gone]
         for rej, raw in rejected:
             ref = f"{site}:{rej.id}"
             exists = db.execute(
@@ -90,10 +110,12 @@ class InboxMixin(StoreBase):
             ).fetchone()
             if rej.id != "?" and exists:
                 continue
-            # Kept without payment details nor an erasure's address (agent/core/minimize.py).
-            kept = dump_raw(minimize_value(redact_raw(raw)))
+            # Kept without payment details nor an erasure's address (agent/core/minimize.py);
+            # cut to what the json module writes and the helpers walk (agent/core/storable.py).
+            kept = dump_raw(minimize_value(redact_raw(keepable(raw))))
+            message = rej.message.encode("utf-8", "backslashreplace").decode("utf-8")
             db.execute(
-                *dead_letter_insert(site, "event", ref, "event", rej.code, rej.message, kept, now)
+                *dead_letter_insert(site, "event", ref, "event", rej.code, message, kept, now)
             )
         if events:
             bump(db, site, "events_in", len(events))

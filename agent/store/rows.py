@@ -30,33 +30,62 @@ EVENT_COLUMNS = (
 )
 
 
-def insert_events(db: sqlite3.Connection, site: str, events: Sequence[Event], now: float) -> int:
-    """INSERT OR IGNORE the events into the inbox; returns how many were new."""
-    rows = [
-        (
-            site,
-            e.id,
-            e.topic,
-            e.resource.value,
-            e.action.value,
-            e.resource_id,
-            e.occurred_at.isoformat() if e.occurred_at else None,
-            now,
-            e.door.value,
-            int(e.historical),
-            orjson.dumps(e.payload).decode(),
-            orjson.dumps(e.extra).decode(),
-        )
-        for e in events
-    ]
-    before = db.total_changes
-    db.executemany(
-        "INSERT OR IGNORE INTO inbox (site, event_id, topic, resource, action, resource_id,"
-        " occurred_at, received_at, door, historical, payload, extra)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        rows,
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO inbox (site, event_id, topic, resource, action, resource_id,"
+    " occurred_at, received_at, door, historical, payload, extra)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+# What one row can make the database refuse, while the others go in: a value SQLite cannot
+# bind (an integer past 64 bits: OverflowError; a lone surrogate: UnicodeEncodeError, a
+# ValueError) or hold. Not OperationalError: a full disk or a lock fails the whole write.
+_ROW_ERRORS = (OverflowError, ValueError, sqlite3.InterfaceError, sqlite3.DataError)
+
+
+def _event_row(site: str, e: Event, now: float) -> tuple[Any, ...]:
+    return (
+        site,
+        e.id,
+        e.topic,
+        e.resource.value,
+        e.action.value,
+        e.resource_id,
+        e.occurred_at.isoformat() if e.occurred_at else None,
+        now,
+        e.door.value,
+        int(e.historical),
+        orjson.dumps(e.payload).decode(),
+        orjson.dumps(e.extra).decode(),
     )
-    return db.total_changes - before
+
+
+def insert_events(
+    db: sqlite3.Connection, site: str, events: Sequence[Event], now: float
+) -> tuple[int, list[tuple[Event, str]]]:
+    """INSERT OR IGNORE the events into the inbox; returns how many were new, and the events
+    the store could not write, each with why (parse_event refuses those first: this is the
+    second line, so that one such event never fails the others, issue 16 finding 3)."""
+    rows: list[tuple[Event, tuple[Any, ...]]] = []
+    refused: list[tuple[Event, str]] = []
+    for e in events:
+        try:
+            rows.append((e, _event_row(site, e, now)))
+        except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
+            refused.append((e, f"{type(exc).__name__}: {exc}"))
+    before = db.total_changes
+    db.execute("SAVEPOINT events")
+    try:
+        db.executemany(_INSERT_EVENT, [row for _, row in rows])
+        new = db.total_changes - before
+    except _ROW_ERRORS:
+        db.execute("ROLLBACK TO events")  # one row refused: each alone, the others kept
+        new = 0  # total_changes counts the rows rolled back too
+        for e, row in rows:
+            try:
+                new += db.execute(_INSERT_EVENT, row).rowcount
+            except _ROW_ERRORS as exc:
+                refused.append((e, f"{type(exc).__name__}: {exc}"))
+    db.execute("RELEASE events")
+    return new, refused
 
 
 def event_from_row(row: Sequence[Any]) -> Event:
@@ -109,8 +138,11 @@ def dump_raw(raw: object) -> str:
     """JSON of what a door refused, or of its repr when it is not JSON."""
     try:
         return json.dumps(raw)
-    except (TypeError, ValueError):
-        return json.dumps(repr(raw))
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return json.dumps(repr(raw)[:100_000])
+        except (ValueError, RecursionError):  # an int past 4,300 digits, a structure too deep
+            return json.dumps(f"<a {type(raw).__name__} that could not be written>")
 
 
 def bump(db: sqlite3.Connection, site: str, name: str, n: float) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from agent.store.schema import connect
+from agent.store.schema import DAMAGE_CODES, RECOVERY_DOC, connect, probe
 
 __all__ = ["BUSY_STEP", "BUSY_TIMEOUT", "WORKER_GAP", "StoreBase", "Tx", "WriteRole"]
 
@@ -32,6 +32,15 @@ BUSY_TIMEOUT = 5.0
 BUSY_STEP = 0.0002
 # How long the worker leaves the write lock free after each of its commits (`Tx`).
 WORKER_GAP = 0.001
+# How long a probe of the file's health (`StoreBase.health`, /readyz) is taken as still true.
+HEALTH_TTL = 5.0
+# How long a failed write (a full disk, an I/O error) keeps the store unhealthy unless a write
+# succeeds first.
+FAULT_TTL = 60.0
+# SQLite's result codes for a file that cannot take writes or be read now (not damage).
+FAULT_CODES = frozenset(
+    {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
+)
 
 
 class StoreBase:
@@ -67,6 +76,12 @@ class StoreBase:
         self.ingested = asyncio.Event()
         self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # The file's health (`health`): damage SQLite reported to any statement (for good),
+        # the last failed write (until a write succeeds), the last probe and when it ran.
+        self._damage: str | None = None
+        self._fault: tuple[float, str] | None = None
+        self._probed: tuple[float, str | None] = (float("-inf"), None)
+        self._probing: asyncio.Task[str | None] | None = None
 
     async def hold(self, sites: Collection[str]) -> None:
         """Hold these sites from now on (a reload: disabled or removed sites) instead of the
@@ -100,6 +115,9 @@ class StoreBase:
             busy_timeout=BUSY_TIMEOUT,
             checkpoints=self.writes != "doors",
             recover=self.recover,
+            # The file is checked whole once per start of the agent, by the process that
+            # opens it first (the doors', or the only one); not by operator commands.
+            check=self.writes == "doors" or (self.writes == "plain" and self.recover),
         )
         # Deleted records and freed pages are zeroed, not left in the file: an erased email
         # (agent/store/privacy.py) must not survive in free space.
@@ -112,7 +130,49 @@ class StoreBase:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, fn, *args)
+        try:
+            return await loop.run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:
+            self._note(exc)
+            raise
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _note(self, exc: BaseException) -> None:
+        """Remember a store error that says the file is damaged or cannot take writes."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is None:
+            return
+        if code & 0xFF in DAMAGE_CODES:
+            self._damage = self._damage or (
+                f"{self.path} is damaged: SQLite says {exc} ({RECOVERY_DOC})"
+            )
+        elif code & 0xFF in FAULT_CODES:
+            self._fault = (time.monotonic(), f"{self.path}: a write failed: SQLite says {exc}")
+
+    async def health(self) -> str | None:
+        """None when the store is sound, else what is wrong: damage any statement met, a
+        write that failed in the last FAULT_TTL seconds with none succeeding since, or what a
+        read-only probe of the file finds (`schema.probe`, at most every HEALTH_TTL seconds,
+        on a connection of its own: it reads the file as it is on disk, and writes nothing)."""
+        if self._damage is not None:
+            return self._damage
+        now = time.monotonic()
+        if self._fault is not None and now - self._fault[0] < FAULT_TTL:
+            return self._fault[1]
+        at, found = self._probed
+        if now - at < HEALTH_TTL:
+            return found
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(asyncio.to_thread(probe, self.path))
+        try:
+            found = await asyncio.shield(self._probing)
+        except Exception as exc:  # the probe's whole point is to report any failure
+            found = f"{type(exc).__name__}: {exc}"
+        if found is not None:
+            found = f"{self.path}: {found} ({RECOVERY_DOC})"
+        self._probed = (time.monotonic(), found)
+        return found
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -148,6 +208,10 @@ class StoreBase:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            self._fault = None  # a commit went through: the disk takes writes again
+            for ok, value in outcomes:
+                if not ok:
+                    self._note(value)
             for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
                 if fut.done():
                     continue
@@ -166,6 +230,11 @@ class StoreBase:
                 try:
                     out.append((True, fn(db)))
                 except Exception as exc:
+                    if not db.in_transaction:
+                        # SQLite rolled the whole transaction back itself (a full disk, an I/O
+                        # error: sqlite.org/lang_transaction.html, "Response To Errors Within A
+                        # Transaction"): every write of the group failed with this one.
+                        raise
                     db.execute("ROLLBACK TO w")
                     out.append((False, exc))
                 db.execute("RELEASE w")
@@ -209,7 +278,7 @@ class Tx:
         try:
             if exc_type is None:
                 self.db.execute("COMMIT")
-            else:
+            elif self.db.in_transaction:  # else SQLite rolled it back already (a full disk)
                 self.db.execute("ROLLBACK")
         finally:
             if not self.sync:

@@ -27,6 +27,7 @@ from yarl import URL
 
 from agent import __version__
 from agent.core.retry import backoff
+from agent.core.storable import loads
 from agent.core.woo import AuthMode, auth_problem
 from agent.woocommerce.budget import RateBudget
 from agent.woocommerce.errors import (
@@ -468,7 +469,9 @@ class WooClient:
         if not body:
             return None
         try:
-            return json.loads(body)
+            # One object the store cannot keep (nested past 1,024 levels, NaN…) must not fail
+            # the page: read, it is refused alone and dead-lettered (agent/core/storable.py).
+            return loads(body)[0]
         except ValueError:
             kind = headers.get("Content-Type", "unknown content type")
             raise WooStoreError(

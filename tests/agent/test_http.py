@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -50,14 +52,7 @@ async def test_health_and_readiness(tmp_path: Path) -> None:
         status, _, text = await get(app, "/readyz")
         assert status == 200
         assert json.loads(text) == {"ready": True, "checks": {"store": "ok", "brevo": "ok"}}
-
-        async def full_disk(key: str, value: str) -> None:
-            raise OSError(28, "No space left on device")
-
-        app.store.set_meta = full_disk  # type: ignore[method-assign]
-        status, _, text = await get(app, "/readyz")
-        assert status == 503
-        assert "No space left" in json.loads(text)["checks"]["store"]
+        # A damaged store, a full disk: tests/agent/test_store_health.py.
 
 
 PROM_LINE = re.compile(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$')
@@ -86,6 +81,7 @@ async def test_metrics_count_doors_in_prometheus_format(tmp_path: Path) -> None:
                 pass
         body = (DOCS_EXAMPLES / "webhook_delivery_order_updated.body.json").read_bytes()
         headers = {
+            "Content-Type": "application/json",
             "X-WC-Webhook-Topic": "order.updated",
             "X-WC-Webhook-Signature": sign(body, SECRETS["a"]),
         }
@@ -162,3 +158,48 @@ async def test_no_secret_in_any_endpoint(tmp_path: Path) -> None:
         for secret in secrets:
             assert secret not in text
             assert secret[:12] not in text
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.attack(
+    "fuzz: Expect with a non-UTF-8 value was a 500; malformed requests logged tracebacks"
+)
+async def test_unrouted_paths_odd_expects_and_malformed_requests(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running(secret_config(tmp_path)) as app:
+        port = app.http.port
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"http://127.0.0.1:{port}/webhooks/woocommerce/a") as r:
+                assert r.status == 405 and r.headers["Allow"] == "POST"
+            async with s.get(f"http://127.0.0.1:{port}/nowhere") as r:
+                assert r.status == 404
+            async with s.head(f"http://127.0.0.1:{port}/healthz") as r:
+                assert r.status == 200
+        # An Expect value aiohttp's own handler could not echo: 417, no 500.
+        for path in (b"/healthz", b"/nowhere", b"/webhooks/woocommerce/a"):
+            answer = await _raw(port, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n"
+                                b"Expect: \xbf\r\nContent-Length: 0\r\n\r\n")  # fmt: skip
+            assert answer.startswith(b"HTTP/1.1 417"), answer[:80]
+        # 100-continue still works on a door.
+        answer = await _raw(port, b"POST /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                            b"Content-Length: 0\r\n\r\n")  # fmt: skip
+        assert answer.startswith(b"HTTP/1.1 100 Continue"), answer[:80]
+        # Malformed requests: refused 400, and at most one summary line, no traceback.
+        caplog.clear()
+        for _ in range(20):
+            answer = await _raw(port, b"POST * HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+            assert answer.split(b" ")[1] == b"400", answer[:80]
+        assert (await get(app, "/healthz"))[0] == 200
+    server = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(server) <= 1 and all(r.exc_info is None for r in server), server
+    assert all(r.levelno == logging.WARNING for r in server)

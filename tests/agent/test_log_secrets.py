@@ -299,6 +299,7 @@ async def drive_webhooks(agent: Agent) -> dict[str, str]:
              {"token": WRONG_BREVO_HOOK}),
         ]  # fmt: skip
         for what, status, url, data, headers, params in calls:
+            headers = {"Content-Type": "application/json", **headers}  # as both senders do
             async with s.post(url, data=data, headers=headers, params=params) as r:
                 answers[what] = await r.text()
                 assert r.status == status, (what, r.status, answers[what])

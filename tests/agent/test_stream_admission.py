@@ -35,8 +35,8 @@ class SpySlots(stream._ReadSlots):
     """The real slots, recording the most ever taken and ever waiting, and every connection
     that waited."""
 
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
+    def __init__(self, size: int, per_site: int) -> None:
+        super().__init__(size, per_site)
         self.most_taken = 0
         self.most_waiting = 0
         self.waited: list[Any] = []
