@@ -61,6 +61,9 @@ final class WooBrevo_Options {
 	/** Events the agent rejected (a capped list, not autoloaded). */
 	public const REJECTED = 'woobrevo_rejected';
 
+	/** Events the shipper sent with values replaced, and why (a capped list, not autoloaded). */
+	public const TRIMMED = 'woobrevo_trimmed';
+
 	/** The shipper's backoff: consecutive failures, and no attempt before this unix time. */
 	public const BACKOFF_STEP  = 'woobrevo_backoff_step';
 	public const BACKOFF_UNTIL = 'woobrevo_backoff_until';
@@ -85,6 +88,7 @@ final class WooBrevo_Options {
 		self::LAST_ERROR,
 		self::CONNECTED,
 		self::REJECTED,
+		self::TRIMMED,
 		self::LAST_TICK,
 		self::BACKOFF_UNTIL,
 		self::BACKOFF_STEP,

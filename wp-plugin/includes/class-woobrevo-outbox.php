@@ -15,7 +15,7 @@ defined( 'ABSPATH' ) || exit;
  */
 final class WooBrevo_Outbox {
 
-	/** How many rejected events the admin sees (newest first). */
+	/** How many rejected (or trimmed) events the admin sees (newest first). */
 	private const REJECTED_KEEP = 100;
 
 	/**
@@ -251,6 +251,47 @@ final class WooBrevo_Outbox {
 	}
 
 	/**
+	 * Keeps, where the admin sees it, that an event was sent with values replaced because the
+	 * agent could not have stored them (WooBrevo_Protocol::contained()); capped list, newest first.
+	 *
+	 * @param array    $row      A claimed row.
+	 * @param string[] $problems What was replaced, one line each.
+	 * @return void
+	 */
+	public function record_trimmed( array $row, array $problems ): void {
+		$list  = get_option( WooBrevo_Options::TRIMMED, array() );
+		$list  = is_array( $list ) ? $list : array();
+		$shown = array_slice( $problems, 0, 3 );
+		if ( count( $problems ) > 3 ) {
+			/* translators: %d: how many more values were replaced. */
+			$shown[] = sprintf( __( 'and %d more', 'woobrevo' ), count( $problems ) - 3 );
+		}
+		array_unshift(
+			$list,
+			array(
+				'event_id'    => (string) ( $row['event_id'] ?? '' ),
+				'resource'    => (string) ( $row['resource'] ?? '' ),
+				'resource_id' => (int) ( $row['resource_id'] ?? 0 ),
+				'topic'       => (string) ( $row['topic'] ?? '' ),
+				'message'     => substr( implode( '; ', $shown ), 0, 500 ),
+				'at'          => time(),
+			)
+		);
+		update_option( WooBrevo_Options::TRIMMED, array_slice( $list, 0, self::REJECTED_KEEP ), false );
+	}
+
+	/**
+	 * Events sent with values replaced, newest first.
+	 *
+	 * @param int $limit Most entries.
+	 * @return array<int, array<string, mixed>>
+	 */
+	public function trimmed( int $limit = 50 ): array {
+		$list = get_option( WooBrevo_Options::TRIMMED, array() );
+		return is_array( $list ) ? array_slice( $list, 0, max( 0, $limit ) ) : array();
+	}
+
+	/**
 	 * Rejected events, newest first.
 	 *
 	 * @param int $limit Most entries.
@@ -304,6 +345,7 @@ final class WooBrevo_Outbox {
 	 * @return string|null
 	 */
 	private static function encode_extra( array $extra ): ?string {
-		return $extra ? (string) wp_json_encode( $extra ) : null;
+		// Invalid UTF-8 in a value (a name typed in another charset) is replaced, not a reason to lose the extra.
+		return $extra ? (string) wp_json_encode( $extra, JSON_INVALID_UTF8_SUBSTITUTE ) : null;
 	}
 }

@@ -18,11 +18,37 @@ final class WooBrevo_Payloads {
 	/** Most objects one collection request asks for (WooCommerce's `per_page` maximum). */
 	public const MAX_PER_PAGE = 100;
 
-	/** Order fields about the payment, never shipped: the agent maps none of them (docs/privacy.md). */
-	public const PAYMENT_FIELDS = array( 'payment_method_title', 'transaction_id', 'payment_url', 'customer_ip_address', 'customer_user_agent' );
+	/** Order fields about the payment, never shipped: the agent maps none of them (docs/privacy.md). `order_key` opens the order's pages. */
+	public const PAYMENT_FIELDS = array( 'payment_method_title', 'transaction_id', 'payment_url', 'customer_ip_address', 'customer_user_agent', 'order_key' );
 
-	/** Meta keys about the payment, never shipped, whoever wrote them (gateways' own keys). */
-	public const PAYMENT_META_PATTERN = '/^(?:_stripe_|_wcpay_|_ppcp_|_paypal_|_payment_)|^_transaction_id$|card|_cc_|iban/i';
+	/** Fields holding the catalogue's own codes (an EAN-13 can pass the Luhn check): never taken for a card number. */
+	public const CATALOGUE_FIELDS = array( 'sku', 'global_unique_id' );
+
+	/**
+	 * The payment rule (agent/core/minimize.py holds the same; docs/privacy.md explains it): a
+	 * meta key is cut into words, and one of these words makes it a payment key wherever it stands.
+	 */
+	private const PAYMENT_WORDS = array(
+		'pay', 'payment', 'payments', 'payer', 'payee', 'payout', 'payouts', 'transaction', 'transactions', 'txn', 'charge', 'charges', 'chargeback', 'capture', 'captured', 'authorization', 'intent', 'intents', 'intention', 'mandate', 'mandates', 'receipt', 'gateway', 'refundable',
+		'card', 'cards', 'creditcard', 'cc', 'cvv', 'cvc', 'cvv2', 'last4', 'iban', 'sepa', 'bic', 'bank', 'routing', 'ach',
+		'token', 'tokens', 'secret', 'secrets', 'fingerprint', 'nonce',
+		'stripe', 'paypal', 'ppcp', 'ppec', 'wcpay', 'woopayments', 'mollie', 'braintree', 'authnet', 'authorizenet', 'klarna', 'kco', 'afterpay', 'clearpay', 'affirm', 'adyen', 'razorpay', 'sofort', 'giropay', 'bancontact', 'przelewy24', 'sezzle', 'skrill', 'bluesnap', 'eway', 'opayo', 'sagepay', 'worldpay', 'mercadopago', 'paystack',
+	);
+
+	/** Two neighbouring words that make a payment key together. */
+	private const PAYMENT_PAIRS = array( 'account number', 'account four', 'routing number', 'sort code', 'source id', 'billing agreement', 'authorize net', 'last four', 'last 4', 'order key', 'customer profile' );
+
+	/** Gateways whose name is also an everyday word: payment keys when the key begins with it (after `wc_`). */
+	private const LEADING_GATEWAYS = array( 'square', 'amazon', 'authorize', 'elavon', 'cybersource', 'moneris', 'heartland' );
+
+	/** Words beginning with "pay" that are not payment data. */
+	private const NOT_PAY = array( 'payload', 'payloads', 'paying' );
+
+	/** Words a gateway id often ends in: the id without them (its stem) prefixes its keys too. */
+	private const GENERIC_ID_WORDS = array( 'gateway', 'payment', 'payments', 'pay', 'credit', 'card', 'cc', 'checkout', 'method' );
+
+	/** Words of a meta key whose value is a barcode (products): never taken for a card number. */
+	private const BARCODE_WORDS = array( 'gtin', 'ean', 'upc', 'isbn', 'barcode', 'mpn', 'jan' );
 
 	/** What replaces a card-like number in a shipped string. */
 	public const REMOVED = '[removed]';
@@ -203,10 +229,11 @@ final class WooBrevo_Payloads {
 
 	/**
 	 * The body without payment details (minimization, docs/privacy.md): an order loses its
-	 * PAYMENT_FIELDS; every object loses the meta_data entries whose key is a payment key
-	 * (PAYMENT_META_PATTERN, watched or not, at any depth); in an order or a customer, any
-	 * card-like number left in a string value becomes REMOVED. The agent strips them again
-	 * before its inbox.
+	 * PAYMENT_FIELDS; every object loses the meta_data entries whose key is payment meta
+	 * (is_payment_meta: by its words, by the order's own gateway, by every gateway registered in
+	 * WooCommerce; watched or not, at any depth); any card-like number left in a string value
+	 * becomes REMOVED, except in the catalogue's own codes. The agent strips them again before
+	 * its inbox.
 	 *
 	 * @param array  $data     REST body.
 	 * @param string $resource Resource.
@@ -218,19 +245,159 @@ final class WooBrevo_Payloads {
 				unset( $data[ $field ] );
 			}
 		}
-		$data = self::without_payment_meta( $data );
-		// A shopper's objects only: a product's 13-digit GTIN or SKU can pass the Luhn check.
-		return in_array( $resource, array( 'order', 'customer' ), true ) ? self::without_card_numbers( $data ) : $data;
+		$data = self::without_payment_meta( $data, self::registered_gateway_ids() );
+		return self::without_card_numbers( $data );
+	}
+
+	/**
+	 * The ids of the payment gateways registered in WooCommerce (enabled or not): their keys are
+	 * payment meta on every object, a customer's included. Empty when WooCommerce cannot list them.
+	 *
+	 * @return string[]
+	 */
+	public static function registered_gateway_ids(): array {
+		if ( ! function_exists( 'WC' ) || ! is_object( WC() ) || ! method_exists( WC(), 'payment_gateways' ) ) {
+			return array();
+		}
+		try {
+			$gateways = WC()->payment_gateways()->payment_gateways();
+		} catch ( Throwable $e ) {
+			return array(); // A gateway that fails to load: the order's own gateway and the words still apply.
+		}
+		$ids = array();
+		foreach ( (array) $gateways as $gateway ) {
+			if ( is_object( $gateway ) && isset( $gateway->id ) && is_string( $gateway->id ) && '' !== $gateway->id ) {
+				$ids[] = $gateway->id;
+			}
+		}
+		return array_values( array_unique( $ids ) );
+	}
+
+	/**
+	 * Whether a meta key is payment data: one of its words names a payment concept (or begins or
+	 * ends with "pay"), two neighbouring words do, it begins with a gateway whose name is an
+	 * everyday word, or it begins with the id (or the id's stem) of one of $gateways.
+	 *
+	 * @param mixed    $key      Meta key.
+	 * @param string[] $gateways Gateway ids.
+	 * @return bool
+	 */
+	public static function is_payment_meta( $key, array $gateways = array() ): bool {
+		if ( ! is_string( $key ) || '' === $key ) {
+			return false;
+		}
+		if ( array() !== self::payment_words( $key ) ) {
+			return true;
+		}
+		$flat = self::flat( $key );
+		$bare = str_starts_with( $flat, 'wc_' ) ? substr( $flat, 3 ) : $flat;
+		foreach ( $gateways as $gateway ) {
+			foreach ( self::gateway_prefixes( (string) $gateway ) as $prefix ) {
+				foreach ( array( $flat, $bare ) as $candidate ) {
+					if ( $candidate === $prefix || str_starts_with( $candidate, $prefix . '_' ) ) {
+						return true;
+					}
+				}
+			}
+		}
+		return false;
+	}
+
+	/**
+	 * The words (or word pairs, or leading gateway name) that make a key payment meta; empty when none.
+	 *
+	 * @param string $key Meta key.
+	 * @return string[]
+	 */
+	public static function payment_words( string $key ): array {
+		static $cache = array();
+		if ( isset( $cache[ $key ] ) ) {
+			return $cache[ $key ];
+		}
+		$words = self::words( $key );
+		$found = array();
+		foreach ( $words as $i => $word ) {
+			$pay = strlen( $word ) > 3 && ( str_starts_with( $word, 'pay' ) || str_ends_with( $word, 'pay' ) ) && ! in_array( $word, self::NOT_PAY, true );
+			if ( $pay || in_array( $word, self::PAYMENT_WORDS, true ) ) {
+				$found[] = $word;
+			}
+			if ( isset( $words[ $i + 1 ] ) && in_array( $word . ' ' . $words[ $i + 1 ], self::PAYMENT_PAIRS, true ) ) {
+				$found[] = $word . '_' . $words[ $i + 1 ];
+			}
+		}
+		$first = ( isset( $words[0], $words[1] ) && 'wc' === $words[0] ) ? $words[1] : ( $words[0] ?? '' );
+		if ( in_array( $first, self::LEADING_GATEWAYS, true ) ) {
+			$found[] = $first;
+		}
+		if ( strlen( $key ) <= 255 && count( $cache ) < 4096 ) {
+			$cache[ $key ] = $found; // Keys repeat from object to object; keep the cache bounded.
+		}
+		return $found;
+	}
+
+	/**
+	 * The key prefixes of a gateway id: the id and its stem, 3 characters or more
+	 * (`wcd_card` gives `wcd_card` and `wcd`; `ppcp-gateway` gives `ppcp_gateway` and `ppcp`).
+	 *
+	 * @param string $gateway_id Gateway id.
+	 * @return string[]
+	 */
+	public static function gateway_prefixes( string $gateway_id ): array {
+		$flat  = self::flat( substr( $gateway_id, 0, 100 ) );
+		$words = '' === $flat ? array() : explode( '_', $flat );
+		while ( $words && in_array( $words[0], array( 'wc', 'woocommerce' ), true ) ) {
+			array_shift( $words );
+		}
+		$stem = $words;
+		while ( $stem && in_array( end( $stem ), self::GENERIC_ID_WORDS, true ) ) {
+			array_pop( $stem );
+		}
+		$out = array();
+		foreach ( array( $flat, implode( '_', $words ), implode( '_', $stem ) ) as $prefix ) {
+			if ( strlen( $prefix ) >= 3 ) {
+				$out[ $prefix ] = true;
+			}
+		}
+		return array_keys( $out );
+	}
+
+	/**
+	 * A key's words: cut at every character but letters and digits, and at camelCase humps, lower case.
+	 *
+	 * @param string $key Key.
+	 * @return string[]
+	 */
+	private static function words( string $key ): array {
+		$split = (string) preg_replace( '/(?<=[a-z0-9])(?=[A-Z])/', '_', $key );
+		$words = preg_split( '/[^a-z0-9]+/', strtolower( $split ), -1, PREG_SPLIT_NO_EMPTY );
+		return is_array( $words ) ? $words : array();
+	}
+
+	/**
+	 * A key or a gateway id as compared with each other: lower case, its runs of letters and
+	 * digits joined by `_` (not cut at humps: `NorthWind` is the id of `_northwind_ref`).
+	 *
+	 * @param string $text Key or id.
+	 * @return string
+	 */
+	private static function flat( string $text ): string {
+		$words = preg_split( '/[^a-z0-9]+/', strtolower( $text ), -1, PREG_SPLIT_NO_EMPTY );
+		return is_array( $words ) ? implode( '_', $words ) : '';
 	}
 
 	/**
 	 * An array without the payment meta entries of any `meta_data` list in it, at any depth (an
-	 * order's line items have theirs).
+	 * order's line items have theirs). An array's own `payment_method` adds that gateway for
+	 * everything inside it.
 	 *
-	 * @param array $data Array.
+	 * @param array    $data     Array.
+	 * @param string[] $gateways Gateway ids whose keys are payment meta.
 	 * @return array
 	 */
-	private static function without_payment_meta( array $data ): array {
+	private static function without_payment_meta( array $data, array $gateways ): array {
+		if ( isset( $data['payment_method'] ) && is_string( $data['payment_method'] ) && '' !== $data['payment_method'] ) {
+			$gateways[] = $data['payment_method'];
+		}
 		foreach ( $data as $key => $value ) {
 			if ( ! is_array( $value ) ) {
 				continue;
@@ -239,14 +406,14 @@ final class WooBrevo_Payloads {
 				$kept = array();
 				foreach ( $value as $meta ) {
 					$entry = $meta instanceof JsonSerializable ? $meta->jsonSerialize() : $meta;
-					if ( ! is_array( $entry ) || ! preg_match( self::PAYMENT_META_PATTERN, (string) ( $entry['key'] ?? '' ) ) ) {
+					if ( ! is_array( $entry ) || ! self::is_payment_meta( $entry['key'] ?? null, $gateways ) ) {
 						$kept[] = $meta;
 					}
 				}
 				$data[ $key ] = $kept;
 				continue;
 			}
-			$data[ $key ] = self::without_payment_meta( $value );
+			$data[ $key ] = self::without_payment_meta( $value, $gateways );
 		}
 		return $data;
 	}
@@ -254,14 +421,16 @@ final class WooBrevo_Payloads {
 	/**
 	 * A value with every card-like number in its strings replaced by REMOVED: 13-19 digits, single
 	 * spaces or dashes allowed between them, passing the Luhn check. Meta objects are read as the
-	 * {id, key, value} they encode to; other objects are kept as they are.
+	 * {id, key, value} they encode to; other objects are kept as they are. The catalogue's codes
+	 * stay: CATALOGUE_FIELDS, and the value of a meta entry whose key names a barcode.
 	 *
 	 * @param mixed $value Value.
+	 * @param bool  $code  Whether $value is one of the catalogue's codes.
 	 * @return mixed
 	 */
-	public static function without_card_numbers( $value ) {
+	public static function without_card_numbers( $value, bool $code = false ) {
 		if ( is_string( $value ) ) {
-			if ( ! preg_match( '/[0-9]{4}/', $value ) ) {
+			if ( $code || ! preg_match( '/[0-9]{4}/', $value ) ) {
 				return $value; // Cheap exit: no run of digits long enough to start a card number.
 			}
 			return (string) preg_replace_callback(
@@ -280,8 +449,10 @@ final class WooBrevo_Payloads {
 			return $value;
 		}
 		if ( is_array( $value ) ) {
+			$barcode = isset( $value['key'] ) && is_string( $value['key'] ) && array_intersect( self::words( $value['key'] ), self::BARCODE_WORDS );
 			foreach ( $value as $key => $item ) {
-				$value[ $key ] = self::without_card_numbers( $item );
+				$is_code       = in_array( $key, self::CATALOGUE_FIELDS, true ) || ( $barcode && in_array( $key, array( 'value', 'display_value' ), true ) );
+				$value[ $key ] = self::without_card_numbers( $item, $is_code );
 			}
 		}
 		return $value;

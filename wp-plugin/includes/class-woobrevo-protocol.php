@@ -48,6 +48,16 @@ final class WooBrevo_Protocol {
 	private const JSON_FLAGS = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_INVALID_UTF8_SUBSTITUTE;
 
 	/**
+	 * Deepest nesting of arrays and objects in an event's payload (and its extra), the payload
+	 * itself being level 1. The agent refuses an event nested deeper than it can store (docs/protocol.md,
+	 * "Limits"); the plugin keeps far below that, so its events are never refused for depth.
+	 */
+	public const MAX_DEPTH = 64;
+
+	/** What stands in an event for a value nested deeper than MAX_DEPTH. */
+	public const TOO_DEEP = '[woobrevo: nested deeper than 64 levels; not sent]';
+
+	/**
 	 * The `hello` (first message of every connection, and the heartbeat).
 	 *
 	 * @param string $site_url       The site's home URL.
@@ -97,6 +107,111 @@ final class WooBrevo_Protocol {
 			$event['extra'] = $extra;
 		}
 		return self::json( $event );
+	}
+
+	/**
+	 * event(), or null when the event cannot be encoded as it is: nested deeper than MAX_DEPTH,
+	 * a NAN or INF number, a value JSON has no form for (json_encode() fails). Invalid UTF-8 is
+	 * no reason: it is replaced by U+FFFD, as in every message.
+	 *
+	 * @param string                    $id          Event id.
+	 * @param string                    $topic       `<resource>.<action>`.
+	 * @param string                    $resource    Resource.
+	 * @param int                       $resource_id The object's id.
+	 * @param string                    $occurred_at UTC ISO 8601 with Z.
+	 * @param mixed                     $payload     The REST object.
+	 * @param array<string, mixed>|null $extra       Optional `extra`.
+	 * @return string|null JSON.
+	 */
+	public static function event_if_encodable( string $id, string $topic, string $resource, int $resource_id, string $occurred_at, $payload, ?array $extra = null ): ?string {
+		$event = array(
+			'id'          => $id,
+			'topic'       => $topic,
+			'resource'    => $resource,
+			'resource_id' => $resource_id,
+			'occurred_at' => $occurred_at,
+			'payload'     => array() === $payload ? new stdClass() : $payload,
+		);
+		if ( ! empty( $extra ) ) {
+			$event['extra'] = $extra;
+		}
+		// Checked first: json_encode() walks the whole value whatever its depth argument, and
+		// a value some thousands of levels deep crashes PHP there.
+		if ( ! self::fits( $event['payload'], self::MAX_DEPTH ) || ! self::fits( $extra, self::MAX_DEPTH ) ) {
+			return null;
+		}
+		// json_encode()'s depth counts the event object too: payload level N is depth N + 1.
+		$json = json_encode( $event, self::JSON_FLAGS, self::MAX_DEPTH + 1 ); // phpcs:ignore WordPress.WP.AlternativeFunctions.json_encode_json_encode -- a pure class: no WordPress here.
+		return false === $json ? null : $json;
+	}
+
+	/**
+	 * Whether a value is one contained() leaves as it is: arrays and objects nested at most
+	 * $levels deep, no NAN or INF, nothing JSON has no form for. Stops at the first problem;
+	 * recursion is bounded by $levels.
+	 *
+	 * @param mixed $value  A payload or an extra.
+	 * @param int   $levels Levels of nesting allowed from here (the value itself is level 1).
+	 * @return bool
+	 */
+	public static function fits( $value, int $levels ): bool {
+		if ( $value instanceof JsonSerializable ) {
+			$value = $value->jsonSerialize();
+		}
+		if ( is_float( $value ) ) {
+			return is_finite( $value );
+		}
+		if ( null === $value || is_scalar( $value ) ) {
+			return true;
+		}
+		if ( ( ! is_array( $value ) && ! is_object( $value ) ) || $levels < 1 ) {
+			return false;
+		}
+		foreach ( is_object( $value ) ? get_object_vars( $value ) : $value as $item ) {
+			if ( ! self::fits( $item, $levels - 1 ) ) {
+				return false;
+			}
+		}
+		return true;
+	}
+
+	/**
+	 * A value as the agent can store it, and what had to change: arrays and objects nested
+	 * deeper than $levels become TOO_DEEP, NAN and INF numbers and values JSON has no form for
+	 * (resources) become null. Objects are read as json_encode() reads them (JsonSerializable,
+	 * else their public properties) and stay objects. Recursion is bounded by $levels.
+	 *
+	 * @param mixed  $value  A payload or an extra.
+	 * @param int    $levels Levels of nesting allowed from here (the value itself is level 1).
+	 * @param string $path   Where $value is, for the problems ("payload.meta_data.0.value").
+	 * @return array{0: mixed, 1: string[]} The value, and one line per change ("PATH: why").
+	 */
+	public static function contained( $value, int $levels = self::MAX_DEPTH, string $path = 'payload' ): array {
+		if ( $value instanceof JsonSerializable ) {
+			$value = $value->jsonSerialize();
+		}
+		if ( is_float( $value ) && ! is_finite( $value ) ) {
+			return array( null, array( $path . ': not a finite number (' . ( is_nan( $value ) ? 'NAN' : 'INF' ) . '), sent as null' ) );
+		}
+		if ( null === $value || is_scalar( $value ) ) {
+			return array( $value, array() );
+		}
+		if ( ! is_array( $value ) && ! is_object( $value ) ) {
+			return array( null, array( $path . ': a ' . gettype( $value ) . ' has no JSON form, sent as null' ) );
+		}
+		if ( $levels < 1 ) {
+			$steps = explode( '.', $path );
+			$where = count( $steps ) > 6 ? implode( '.', array_slice( $steps, 0, 4 ) ) . '.….' . end( $steps ) : $path;
+			return array( self::TOO_DEEP, array( $where . ': nested deeper than ' . self::MAX_DEPTH . ' levels, replaced by a marker' ) );
+		}
+		$object   = is_object( $value );
+		$out      = array();
+		$problems = array();
+		foreach ( $object ? get_object_vars( $value ) : $value as $key => $item ) {
+			list( $out[ $key ], $found ) = self::contained( $item, $levels - 1, $path . '.' . $key );
+			$problems                    = array_merge( $problems, $found );
+		}
+		return array( $object ? (object) $out : $out, $problems );
 	}
 
 	/**

@@ -15,8 +15,15 @@ defined( 'ABSPATH' ) || exit;
  */
 final class WooBrevo_Settings {
 
-	/** Who may see and change the settings. */
+	/** Who may see the screen and change the settings other than the connection's. */
 	public const CAPABILITY = 'manage_woocommerce';
+
+	/**
+	 * Who may change the connection (agent URL, token, TLS verification, CA file): an
+	 * administrator. A shop manager (manage_woocommerce only) could otherwise point the stored
+	 * token at a server of their own and read it there.
+	 */
+	public const CONNECTION_CAPABILITY = 'manage_options';
 
 	/** Screen slug. */
 	public const PAGE = 'woobrevo';
@@ -55,6 +62,9 @@ final class WooBrevo_Settings {
 
 	/** Settings kept out of WordPress's autoloaded options (read only on the settings screen, or secret). */
 	private const NOT_AUTOLOADED = array( 'token', 'cart_figures' );
+
+	/** Why the last save_from_request() was refused, for the notice (null: saved, or refused for capability or nonce). */
+	private ?string $refusal = null;
 
 	/**
 	 * Sites (blog ids) whose connection settings changed in this request; shipped at `shutdown`.
@@ -160,6 +170,82 @@ final class WooBrevo_Settings {
 	}
 
 	/**
+	 * An agent URL's scheme, host and port ("wss://agent.example:443"; the port defaulted by the
+	 * scheme), or '' for no URL: two URLs with the same origin reach the same server.
+	 *
+	 * @param string $url Agent URL.
+	 * @return string
+	 */
+	public static function agent_origin( string $url ): string {
+		$parts = wp_parse_url( trim( $url ) );
+		if ( ! is_array( $parts ) || empty( $parts['scheme'] ) || empty( $parts['host'] ) ) {
+			return '' === trim( $url ) ? '' : 'invalid:' . trim( $url );
+		}
+		$scheme = strtolower( (string) $parts['scheme'] );
+		$port   = isset( $parts['port'] ) ? (int) $parts['port'] : ( in_array( $scheme, array( 'wss', 'https' ), true ) ? 443 : 80 );
+		return $scheme . '://' . strtolower( (string) $parts['host'] ) . ':' . $port;
+	}
+
+	/**
+	 * Whether a host is this machine's loopback (localhost, 127.0.0.0/8, ::1): what crosses no network.
+	 *
+	 * @param string $host Host of a URL (an IPv6 address in brackets or not).
+	 * @return bool
+	 */
+	public static function is_loopback_host( string $host ): bool {
+		$host = strtolower( trim( $host, '[]' ) );
+		if ( 'localhost' === $host || str_ends_with( $host, '.localhost' ) ) {
+			return true;
+		}
+		if ( false !== filter_var( $host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV4 ) ) {
+			return str_starts_with( $host, '127.' );
+		}
+		return false !== filter_var( $host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV6 ) && inet_pton( $host ) === inet_pton( '::1' );
+	}
+
+	/**
+	 * What is unsafe about a connection's settings, one sentence each: a ws:// URL to another
+	 * machine (the token and every event travel in clear), a wss:// one without certificate
+	 * verification (anyone on the path can pose as the agent). A ws:// URL has no certificate
+	 * to verify, so the second is not said of it.
+	 *
+	 * @param string $url        Agent URL.
+	 * @param string $tls_verify '1' when the agent's certificate is verified.
+	 * @return string[]
+	 */
+	public static function connection_warnings( string $url, string $tls_verify ): array {
+		$parts    = wp_parse_url( trim( $url ) );
+		$scheme   = is_array( $parts ) ? strtolower( (string) ( $parts['scheme'] ?? '' ) ) : '';
+		$host     = is_array( $parts ) ? (string) ( $parts['host'] ?? '' ) : '';
+		$warnings = array();
+		if ( 'ws' === $scheme && '' !== $host && ! self::is_loopback_host( $host ) ) {
+			/* translators: %s: the agent's host. */
+			$warnings[] = sprintf( __( "The agent URL is ws:// to %s, another machine: the site token and every event (names, e-mail addresses, orders) cross the network unencrypted. Use a wss:// URL (the agent's own TLS, or a reverse proxy with TLS).", 'woobrevo' ), $host );
+		}
+		if ( '1' !== $tls_verify && 'ws' !== $scheme ) {
+			$warnings[] = __( 'The agent\'s certificate is not verified: anyone on the network path can pose as the agent and receive the site token and every event. Tick "Verify the agent\'s certificate"; for a self-signed or private certificate, give its CA in "CA file" instead.', 'woobrevo' );
+		}
+		return $warnings;
+	}
+
+	/**
+	 * The status panel's "Connection security" line when nothing is unsafe.
+	 *
+	 * @param string $url Agent URL.
+	 * @return string
+	 */
+	private static function security_text( string $url ): string {
+		$parts = wp_parse_url( trim( $url ) );
+		if ( ! is_array( $parts ) || empty( $parts['host'] ) ) {
+			return __( 'no agent URL set', 'woobrevo' );
+		}
+		if ( 'ws' === strtolower( (string) ( $parts['scheme'] ?? '' ) ) ) {
+			return __( 'unencrypted, on this machine only (loopback)', 'woobrevo' );
+		}
+		return __( "encrypted (wss://), the agent's certificate verified", 'woobrevo' );
+	}
+
+	/**
 	 * Stores every agent URL, whatever writes it (the screen, `wp option update`), through stream_url().
 	 *
 	 * @param mixed $value The value being saved.
@@ -246,6 +332,8 @@ final class WooBrevo_Settings {
 		$token    = (string) self::get( 'token' );
 		$last_ack = (int) self::get( 'last_ack' );
 		$notice   = get_transient( WooBrevo_Options::NOTICE_TRANSIENT_PREFIX . get_current_user_id() );
+		$warnings = self::connection_warnings( (string) self::get( 'agent_url' ), (string) self::get( 'tls_verify' ) );
+		$locked   = ! current_user_can( self::CONNECTION_CAPABILITY ); // A shop manager: the connection is read-only.
 		?>
 		<div class="wrap woobrevo-settings">
 			<h1>WooBrevo</h1>
@@ -253,21 +341,27 @@ final class WooBrevo_Settings {
 				<?php delete_transient( WooBrevo_Options::NOTICE_TRANSIENT_PREFIX . get_current_user_id() ); ?>
 				<div class="notice notice-<?php echo esc_attr( $notice['type'] ); ?> woobrevo-notice" role="<?php echo esc_attr( 'error' === $notice['type'] ? 'alert' : 'status' ); ?>"><p><?php echo esc_html( $notice['message'] ); ?></p></div>
 			<?php endif; ?>
+			<?php foreach ( $warnings as $warning ) : ?>
+				<div class="notice notice-warning woobrevo-security-warning" role="alert"><p><?php echo esc_html( $warning ); ?></p></div>
+			<?php endforeach; ?>
 			<form method="post" action="<?php echo esc_url( admin_url( 'admin-post.php' ) ); ?>">
 				<input type="hidden" name="action" value="woobrevo_save" />
 				<?php wp_nonce_field( 'woobrevo_save' ); ?>
+				<?php if ( $locked ) : ?>
+					<div class="notice notice-info inline woobrevo-connection-locked"><p><?php esc_html_e( 'Only an administrator can change the agent URL, the site token and the TLS settings.', 'woobrevo' ); ?></p></div>
+				<?php endif; ?>
 				<table class="form-table" role="presentation">
 					<tr>
 						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>"><?php esc_html_e( 'Agent URL', 'woobrevo' ); ?></label></th>
-						<td><input name="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" aria-describedby="woobrevo-agent-url-description" />
-							<p class="description" id="woobrevo-agent-url-description"><?php esc_html_e( "The agent's stream address, ws:// or wss:// (a URL without a path gets /v1/stream).", 'woobrevo' ); ?></p></td>
+						<td><input name="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" id="<?php echo esc_attr( WooBrevo_Options::AGENT_URL ); ?>" type="url" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'agent_url' ) ); ?>" placeholder="wss://agent.example.com/v1/stream" aria-describedby="woobrevo-agent-url-description" <?php disabled( $locked ); ?> />
+							<p class="description" id="woobrevo-agent-url-description"><?php esc_html_e( "The agent's stream address, ws:// or wss:// (a URL without a path gets /v1/stream). A URL with another host, port or scheme needs the site token typed again.", 'woobrevo' ); ?></p></td>
 					</tr>
 					<tr>
 						<th scope="row"><label for="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>"><?php esc_html_e( 'Site token', 'woobrevo' ); ?></label></th>
 						<td>
-							<input name="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" id="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( self::token_placeholder( $token ) ); ?>" aria-describedby="woobrevo-token-description" />
+							<input name="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" id="<?php echo esc_attr( WooBrevo_Options::TOKEN ); ?>" type="password" class="regular-text" value="" autocomplete="new-password" placeholder="<?php echo esc_attr( self::token_placeholder( $token ) ); ?>" aria-describedby="woobrevo-token-description" <?php disabled( $locked ); ?> />
 							<p class="description" id="woobrevo-token-description"><?php echo esc_html( self::token_description( $token ) ); ?></p>
-							<?php if ( '' !== $token ) : ?>
+							<?php if ( '' !== $token && ! $locked ) : ?>
 								<label><input type="checkbox" name="woobrevo_clear_token" value="1" /> <?php esc_html_e( 'Remove the stored token', 'woobrevo' ); ?></label>
 							<?php endif; ?>
 						</td>
@@ -309,8 +403,8 @@ final class WooBrevo_Settings {
 					<tr>
 						<th scope="row"><?php esc_html_e( 'TLS', 'woobrevo' ); ?></th>
 						<td>
-							<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::TLS_VERIFY ); ?>" value="1" <?php checked( '1', (string) self::get( 'tls_verify' ) ); ?> /> <?php esc_html_e( "Verify the agent's certificate", 'woobrevo' ); ?></label>
-							<p><label for="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>"><?php esc_html_e( 'CA file', 'woobrevo' ); ?></label> <input name="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" id="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" type="text" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'ca_file' ) ); ?>" placeholder="/etc/ssl/certs/ca-certificates.crt" /></p>
+							<label><input type="checkbox" name="<?php echo esc_attr( WooBrevo_Options::TLS_VERIFY ); ?>" value="1" <?php checked( '1', (string) self::get( 'tls_verify' ) ); ?> <?php disabled( $locked ); ?> /> <?php esc_html_e( "Verify the agent's certificate", 'woobrevo' ); ?></label>
+							<p><label for="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>"><?php esc_html_e( 'CA file', 'woobrevo' ); ?></label> <input name="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" id="<?php echo esc_attr( WooBrevo_Options::CA_FILE ); ?>" type="text" class="regular-text" value="<?php echo esc_attr( (string) self::get( 'ca_file' ) ); ?>" placeholder="/etc/ssl/certs/ca-certificates.crt" <?php disabled( $locked ); ?> /></p>
 						</td>
 					</tr>
 					<tr>
@@ -335,6 +429,13 @@ final class WooBrevo_Settings {
 				<tr><th><?php esc_html_e( 'Last ack', 'woobrevo' ); ?></th><td><?php echo esc_html( self::time_text( $last_ack ) ); ?></td></tr>
 				<tr><th><?php esc_html_e( 'Outbox depth', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) $outbox->depth() ); ?></td></tr>
 				<tr><th><?php esc_html_e( 'Last error', 'woobrevo' ); ?></th><td><?php echo esc_html( (string) self::get( 'last_error' ) ); ?></td></tr>
+				<tr><th><?php esc_html_e( 'Connection security', 'woobrevo' ); ?></th><td class="woobrevo-connection-security">
+					<?php if ( array() !== $warnings ) : ?>
+						<strong><?php esc_html_e( 'Unsafe:', 'woobrevo' ); ?></strong> <?php echo esc_html( implode( ' ', $warnings ) ); ?>
+					<?php else : ?>
+						<?php echo esc_html( self::security_text( (string) self::get( 'agent_url' ) ) ); ?>
+					<?php endif; ?>
+				</td></tr>
 				<tr><th><?php esc_html_e( 'Consent mode', 'woobrevo' ); ?></th><td class="woobrevo-consent-mode"><?php echo esc_html( self::consent_mode_text( WooBrevo_Consent::agent_mode() ) ); ?></td></tr>
 			</table>
 			<?php self::render_consent_warnings(); ?>
@@ -360,7 +461,39 @@ final class WooBrevo_Settings {
 					</tbody>
 				</table>
 			<?php endif; ?>
+			<?php self::render_trimmed( $outbox ); ?>
 		</div>
+		<?php
+	}
+
+	/**
+	 * The status panel's events sent with values the agent could not have stored replaced
+	 * (WooBrevo_Protocol::contained()); nothing when there are none.
+	 *
+	 * @param WooBrevo_Outbox $outbox The site's outbox.
+	 * @return void
+	 */
+	private static function render_trimmed( WooBrevo_Outbox $outbox ): void {
+		$trimmed = $outbox->trimmed( 50 );
+		if ( array() === $trimmed ) {
+			return;
+		}
+		?>
+		<h2><?php esc_html_e( 'Events sent with values replaced', 'woobrevo' ); ?></h2>
+		<p class="description"><?php esc_html_e( 'These values could not have been stored by the agent (nested too deep, not a number JSON allows); the rest of each event was sent.', 'woobrevo' ); ?></p>
+		<table class="widefat striped woobrevo-trimmed">
+			<thead><tr><th><?php esc_html_e( 'When', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Event', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Object', 'woobrevo' ); ?></th><th><?php esc_html_e( 'Replaced', 'woobrevo' ); ?></th></tr></thead>
+			<tbody>
+			<?php foreach ( $trimmed as $item ) : ?>
+				<tr>
+					<td><?php echo esc_html( gmdate( 'Y-m-d H:i:s', (int) $item['at'] ) ); ?></td>
+					<td><?php echo esc_html( (string) $item['event_id'] ); ?></td>
+					<td><?php echo esc_html( $item['topic'] . ' #' . $item['resource_id'] ); ?></td>
+					<td><?php echo esc_html( (string) $item['message'] ); ?></td>
+				</tr>
+			<?php endforeach; ?>
+			</tbody>
+		</table>
 		<?php
 	}
 
@@ -565,11 +698,14 @@ final class WooBrevo_Settings {
 	}
 
 	/**
-	 * Saves the form: capability and nonce first, then sanitized values. Returns false when refused.
+	 * Saves the form: capability and nonce first, then sanitized values. Returns false when
+	 * refused, having saved nothing; refusal() then says why when it is not the capability or
+	 * the nonce (a connection change the user may not make, or a new agent without the token).
 	 *
 	 * @return bool
 	 */
 	public function save_from_request(): bool {
+		$this->refusal = null;
 		if ( ! current_user_can( self::CAPABILITY ) ) {
 			return false;
 		}
@@ -577,17 +713,32 @@ final class WooBrevo_Settings {
 		if ( ! wp_verify_nonce( $nonce, 'woobrevo_save' ) ) {
 			return false;
 		}
-		$url = isset( $_POST[ WooBrevo_Options::AGENT_URL ] ) ? esc_url_raw( wp_unslash( $_POST[ WooBrevo_Options::AGENT_URL ] ), array( 'ws', 'wss' ) ) : '';
-		self::set( 'agent_url', $url );
-		$token = isset( $_POST[ WooBrevo_Options::TOKEN ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::TOKEN ] ) ) : '';
-		if ( '' !== $token ) {
-			self::set( 'token', $token );
-		} elseif ( ! empty( $_POST['woobrevo_clear_token'] ) ) {
-			self::set( 'token', '' );
+		// The connection fields, each null when not posted (a disabled field is not: the screen
+		// disables them for a shop manager). The TLS box, not posted when unticked, counts as
+		// posted with the URL.
+		$connection    = array(
+			'agent_url'   => isset( $_POST[ WooBrevo_Options::AGENT_URL ] ) ? self::stream_url( esc_url_raw( wp_unslash( $_POST[ WooBrevo_Options::AGENT_URL ] ), array( 'ws', 'wss' ) ) ) : null,
+			'token'       => isset( $_POST[ WooBrevo_Options::TOKEN ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::TOKEN ] ) ) : '',
+			'clear_token' => ! empty( $_POST['woobrevo_clear_token'] ),
+			'tls_verify'  => empty( $_POST[ WooBrevo_Options::TLS_VERIFY ] ) ? ( isset( $_POST[ WooBrevo_Options::AGENT_URL ] ) ? '0' : null ) : '1',
+			'ca_file'     => isset( $_POST[ WooBrevo_Options::CA_FILE ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::CA_FILE ] ) ) : null,
+		);
+		$this->refusal = self::connection_refusal( $connection );
+		if ( null !== $this->refusal ) {
+			return false;
+		}
+		if ( current_user_can( self::CONNECTION_CAPABILITY ) ) {
+			// A field not posted is empty (an unticked box is not posted either).
+			self::set( 'agent_url', $connection['agent_url'] ?? '' );
+			if ( '' !== $connection['token'] ) {
+				self::set( 'token', $connection['token'] );
+			} elseif ( $connection['clear_token'] ) {
+				self::set( 'token', '' );
+			}
+			self::set( 'tls_verify', $connection['tls_verify'] ?? '0' );
+			self::set( 'ca_file', $connection['ca_file'] ?? '' );
 		}
 		self::set( 'payload_user', isset( $_POST[ WooBrevo_Options::PAYLOAD_USER ] ) ? max( 0, absint( wp_unslash( $_POST[ WooBrevo_Options::PAYLOAD_USER ] ) ) ) : 0 );
-		self::set( 'tls_verify', empty( $_POST[ WooBrevo_Options::TLS_VERIFY ] ) ? '0' : '1' );
-		self::set( 'ca_file', isset( $_POST[ WooBrevo_Options::CA_FILE ] ) ? sanitize_text_field( wp_unslash( $_POST[ WooBrevo_Options::CA_FILE ] ) ) : '' );
 		self::set( 'guest_carts', empty( $_POST[ WooBrevo_Options::GUEST_CARTS ] ) ? '0' : '1' );
 		self::set( 'optin_enabled', empty( $_POST[ WooBrevo_Options::OPTIN_ENABLED ] ) ? '0' : '1' );
 		if ( isset( $_POST[ WooBrevo_Options::OPTIN_LABEL ] ) ) {
@@ -599,13 +750,66 @@ final class WooBrevo_Settings {
 	}
 
 	/**
+	 * Why a posted connection must not be saved, or null.
+	 *
+	 * - A user without CONNECTION_CAPABILITY (a shop manager) changes none of it: the screen
+	 *   shows it read-only, and a request that changes it anyway is refused.
+	 * - A new agent (another scheme, host or port) needs the token typed again, or the stored
+	 *   one removed. Otherwise whoever may change the URL could send the stored token to a
+	 *   server of their choosing and read it there. The save is refused rather than the token
+	 *   cleared: a slip of the URL then breaks nothing, and the token is never sent to a server
+	 *   nobody typed it for.
+	 *
+	 * @param array{agent_url: ?string, token: string, clear_token: bool, tls_verify: ?string, ca_file: ?string} $posted The posted connection fields (save_from_request()).
+	 * @return string|null
+	 */
+	private static function connection_refusal( array $posted ): ?string {
+		$stored_url = (string) self::get( 'agent_url' );
+		if ( ! current_user_can( self::CONNECTION_CAPABILITY ) ) {
+			$changed = ( null !== $posted['agent_url'] && $posted['agent_url'] !== $stored_url )
+				|| '' !== $posted['token'] || $posted['clear_token']
+				|| ( null !== $posted['tls_verify'] && $posted['tls_verify'] !== (string) self::get( 'tls_verify' ) )
+				|| ( null !== $posted['ca_file'] && $posted['ca_file'] !== (string) self::get( 'ca_file' ) );
+			return $changed ? __( 'Not saved: only an administrator can change the agent URL, the site token and the TLS settings.', 'woobrevo' ) : null;
+		}
+		$new_url = (string) $posted['agent_url']; // Not posted: no URL (save_from_request()).
+		if ( '' === $new_url || '' === (string) self::get( 'token' ) || '' !== $posted['token'] || $posted['clear_token']
+			|| self::agent_origin( $new_url ) === self::agent_origin( $stored_url ) ) {
+			return null;
+		}
+		return sprintf(
+			/* translators: 1: the new agent URL, 2: the agent URL stored now (or "none"). */
+			__( 'Not saved: the agent URL %1$s names another server than %2$s (host, port or scheme). Type the site token again to send it there, or tick "Remove the stored token": the stored token is only sent to the agent it was entered for.', 'woobrevo' ),
+			$new_url,
+			'' !== $stored_url ? $stored_url : __( 'none', 'woobrevo' )
+		);
+	}
+
+	/**
+	 * Why the last save_from_request() saved nothing, beyond capability and nonce; null when it saved.
+	 *
+	 * @return string|null
+	 */
+	public function refusal(): ?string {
+		return $this->refusal;
+	}
+
+	/**
 	 * Form handler (admin-post.php?action=woobrevo_save).
 	 *
 	 * @return void
 	 */
 	public function action_admin_post_woobrevo_save(): void {
-		if ( ! current_user_can( self::CAPABILITY ) || ! check_admin_referer( 'woobrevo_save' ) || ! $this->save_from_request() ) {
+		if ( ! current_user_can( self::CAPABILITY ) || ! check_admin_referer( 'woobrevo_save' ) ) {
 			wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
+		}
+		if ( ! $this->save_from_request() ) {
+			if ( null === $this->refusal ) {
+				wp_die( esc_html__( 'Sorry, you are not allowed to do that.', 'woobrevo' ), 403 );
+			}
+			$this->notice( 'error', $this->refusal );
+			wp_safe_redirect( admin_url( 'admin.php?page=' . self::PAGE ) );
+			exit;
 		}
 		$this->notice( 'success', __( 'Settings saved.', 'woobrevo' ) );
 		wp_safe_redirect( admin_url( 'admin.php?page=' . self::PAGE ) );

@@ -76,6 +76,9 @@ final class WooBrevo_Shipper {
 		'watch_meta'        => array(),
 	);
 
+	/** @var bool This tick or connection left a row's problem in last_error (a payload not built, an event over the message limit): success keeps it. */
+	private bool $row_problem = false;
+
 	/** @var string|null Name of the lock held by this shipper. */
 	private ?string $lock = null;
 
@@ -149,7 +152,8 @@ final class WooBrevo_Shipper {
 			'skipped'    => $this->skip_reason( $by_admin ),
 			'batches'    => 0,
 		);
-		$deadline = $this->now() + max( 1, $time_budget_seconds );
+		$deadline          = $this->now() + max( 1, $time_budget_seconds );
+		$this->row_problem = false;
 		if ( null === $stats['skipped'] && ! $this->acquire_lock() ) {
 			$stats['skipped'] = __( 'another shipper is running for this site', 'woobrevo' );
 		}
@@ -223,7 +227,8 @@ final class WooBrevo_Shipper {
 				$this->sleep_until( min( $end, $this->now() + 10 ) );
 				continue;
 			}
-			$client = null;
+			$client            = null;
+			$this->row_problem = false;
 			try {
 				$client = $this->open( $url, $token, min( $end, $this->now() + 30 ) );
 				$this->on_success();
@@ -453,7 +458,7 @@ final class WooBrevo_Shipper {
 		while ( true ) {
 			$batch = array();
 			if ( ! $drained && $this->now() < $deadline ) {
-				$batch   = $this->next_batch( $held, $max_batch, $max_bytes, $lease );
+				$batch   = $this->next_batch( $held, $max_batch, $max_bytes, $lease, $deadline );
 				$drained = array() === $batch;
 			}
 			if ( array() === $batch ) {
@@ -478,12 +483,16 @@ final class WooBrevo_Shipper {
 	 * @param int                                                        $max_batch From the welcome.
 	 * @param int                                                        $max_bytes Message limit minus the envelope.
 	 * @param int                                                        $lease     Claim lease, seconds.
+	 * @param float                                                      $deadline  No more claims after it.
 	 * @return array<int, array{row: array<string, mixed>, json: string}> Empty when nothing is left.
 	 */
-	private function next_batch( array &$held, int $max_batch, int $max_bytes, int $lease ): array {
-		if ( count( $held ) < $max_batch ) {
-			$this->claim( $held, $max_batch - count( $held ), $max_bytes, $lease );
-		}
+	private function next_batch( array &$held, int $max_batch, int $max_bytes, int $lease, float $deadline ): array {
+		// Rows that cannot go now (a payload that cannot be built, an event over the message
+		// limit) stay claimed until the tick ends: claim past them, so a run of them at the head
+		// of the outbox never holds up the rows behind it.
+		do {
+			$claimed = count( $held ) < $max_batch ? $this->claim( $held, $max_batch - count( $held ), $max_bytes, $lease ) : 0;
+		} while ( $claimed > 0 && array() === $held && $this->now() < $deadline );
 		return self::take_batch( $held, $max_batch, $max_bytes );
 	}
 
@@ -496,20 +505,26 @@ final class WooBrevo_Shipper {
 	 * @param int                                                        $limit     Most rows to claim.
 	 * @param int                                                        $max_bytes Message limit minus the envelope.
 	 * @param int                                                        $lease     Claim lease, seconds.
+	 * @return int Rows claimed.
 	 */
-	private function claim( array &$held, int $limit, int $max_bytes, int $lease ): void {
+	private function claim( array &$held, int $limit, int $max_bytes, int $lease ): int {
 		$rows = $this->outbox->claim( $this->owner, $limit, $lease );
 		if ( array() === $rows ) {
-			return;
+			return 0;
 		}
+		// A tick claims again and again while other requests write rows; without a persistent
+		// object cache this process would build their payloads from what it read at its first
+		// claim (tests/chaos: stale statuses, names and prices shipped, the newer rows deleted).
+		self::flush_runtime_cache();
 		$payloads = $this->build_payloads( $rows );
 		foreach ( $rows as $key => $row ) {
 			$encoded = $this->encode_event( $row, $payloads[ $key ] ?? null );
 			if ( null === $encoded ) {
-				continue; // Stays claimed until the tick ends, then waits in the outbox.
+				continue; // Stays claimed until the tick ends, then waits in the outbox (or was refused: gone).
 			}
 			if ( strlen( $encoded ) > $max_bytes ) {
 				// Kept in the outbox (released at the end of the tick) and shown to the admin; never dropped.
+				$this->row_problem = true;
 				WooBrevo_Settings::set(
 					'last_error',
 					sprintf(
@@ -529,6 +544,7 @@ final class WooBrevo_Shipper {
 				'json' => $encoded,
 			);
 		}
+		return count( $rows );
 	}
 
 	/**
@@ -665,14 +681,22 @@ final class WooBrevo_Shipper {
 	/**
 	 * Encodes one outbox row as an event (protocol "events") around its payload, built at ship time.
 	 *
+	 * An event the agent could not store as it is (WooBrevo_Protocol::event_if_encodable(): a
+	 * meta value nested deeper than 64 levels, a NAN) is sent with those values replaced
+	 * (WooBrevo_Protocol::contained()), and the status panel lists what was replaced; should
+	 * even that fail to encode, the row is refused here, listed with the agent's rejections,
+	 * and deleted. Either way it never holds up the rows behind it, nor breaks its batch.
+	 *
 	 * @param array<string, mixed>  $row     Claimed row.
 	 * @param array|Throwable|null $payload From WooBrevo_Payloads: the body, null when the object
 	 *                                      vanished (shipped as deleted), or why it could not be built.
-	 * @return string|null JSON, or null when the payload could not be built (the row stays).
+	 * @return string|null JSON, or null when the payload could not be built (the row stays) or
+	 *                     the row was refused (it is gone).
 	 */
 	private function encode_event( array $row, $payload ): ?string {
 		$topic = (string) $row['topic'];
 		if ( $payload instanceof Throwable ) {
+			$this->row_problem = true;
 			/* translators: 1: event id, 2: why the payload could not be built. */
 			WooBrevo_Settings::set( 'last_error', sprintf( __( 'cannot build the payload of event %1$s: %2$s', 'woobrevo' ), $row['event_id'], $payload->getMessage() ) );
 			return null;
@@ -682,16 +706,43 @@ final class WooBrevo_Shipper {
 			$payload = WooBrevo_Protocol::deleted_payload( (int) $row['resource_id'], isset( $row['extra']['parent_id'] ) ? (int) $row['extra']['parent_id'] : null );
 			$topic   = $row['resource'] . '.deleted';
 		}
-		return WooBrevo_Protocol::event(
-			(string) $row['event_id'],
-			$topic,
-			(string) $row['resource'],
-			(int) $row['resource_id'],
-			(string) $row['occurred_at'],
-			$payload,
-			// A privacy row's extra is its payload (WooBrevo_Privacy), not the event's `extra`.
-			'privacy' !== $row['resource'] && ! empty( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : null
-		);
+		// A privacy row's extra is its payload (WooBrevo_Privacy), not the event's `extra`.
+		$extra = 'privacy' !== $row['resource'] && ! empty( $row['extra'] ) && is_array( $row['extra'] ) ? $row['extra'] : null;
+		try {
+			$json = self::event_json( $row, $topic, $payload, $extra );
+			if ( null !== $json ) {
+				return $json;
+			}
+			list( $payload, $problems ) = WooBrevo_Protocol::contained( $payload );
+			list( $extra, $more )       = WooBrevo_Protocol::contained( $extra, WooBrevo_Protocol::MAX_DEPTH, 'extra' );
+			$problems                   = array_merge( $problems, $more );
+			$json                       = self::event_json( $row, $topic, $payload, is_array( $extra ) ? $extra : null );
+			$why                        = null === $json ? json_last_error_msg() : '';
+		} catch ( Throwable $e ) { // A JsonSerializable that throws would throw every time.
+			$json = null;
+			$why  = $e->getMessage();
+		}
+		if ( null !== $json ) {
+			$this->outbox->record_trimmed( $row, $problems );
+			return $json;
+		}
+		/* translators: %s: what json_encode() or the payload said. */
+		$this->outbox->record_rejected( $row, 'unencodable', sprintf( __( 'refused by the plugin: the event cannot be encoded as JSON (%s)', 'woobrevo' ), $why ) );
+		$this->outbox->delete( array( (int) $row['id'] ) );
+		return null;
+	}
+
+	/**
+	 * WooBrevo_Protocol::event_if_encodable() for a claimed row.
+	 *
+	 * @param array<string, mixed>      $row     Claimed row.
+	 * @param string                    $topic   The event's topic.
+	 * @param mixed                     $payload The payload.
+	 * @param array<string, mixed>|null $extra   The event's extra.
+	 * @return string|null
+	 */
+	private static function event_json( array $row, string $topic, $payload, ?array $extra ): ?string {
+		return WooBrevo_Protocol::event_if_encodable( (string) $row['event_id'], $topic, (string) $row['resource'], (int) $row['resource_id'], (string) $row['occurred_at'], $payload, $extra );
 	}
 
 	/**
@@ -730,12 +781,12 @@ final class WooBrevo_Shipper {
 	}
 
 	/**
-	 * Records a successful exchange: clears the backoff and the error.
+	 * Records a successful exchange: clears the backoff and the error (not a row's problem this tick noted).
 	 */
 	private function on_success(): void {
 		self::reset_backoff();
 		WooBrevo_Settings::set( 'connected', time() );
-		if ( '' !== (string) WooBrevo_Settings::get( 'last_error' ) ) {
+		if ( ! $this->row_problem && '' !== (string) WooBrevo_Settings::get( 'last_error' ) ) {
 			WooBrevo_Settings::set( 'last_error', '' );
 		}
 	}

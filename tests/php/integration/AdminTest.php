@@ -58,10 +58,11 @@ final class AdminTest extends WooBrevo_TestCase {
 	public function test_save_with_a_valid_nonce(): void {
 		wp_set_current_user( $this->admin_id() );
 		WooBrevo_Settings::set( 'token', self::TOKEN );
-		$this->post( array( 'woobrevo_agent_url' => 'wss://agent.example/v1/stream', 'woobrevo_token' => '', 'woobrevo_payload_user' => '1', 'woobrevo_ca_file' => '/etc/ssl/ca.pem' ), wp_create_nonce( 'woobrevo_save' ) );
+		WooBrevo_Settings::set( 'agent_url', 'wss://agent.example/v1/stream' );
+		$this->post( array( 'woobrevo_agent_url' => 'wss://agent.example/woobrevo/v1/stream', 'woobrevo_token' => '', 'woobrevo_payload_user' => '1', 'woobrevo_ca_file' => '/etc/ssl/ca.pem' ), wp_create_nonce( 'woobrevo_save' ) );
 		$this->assertTrue( ( new WooBrevo_Settings() )->save_from_request() );
-		$this->assertSame( 'wss://agent.example/v1/stream', WooBrevo_Settings::get( 'agent_url' ) );
-		$this->assertSame( self::TOKEN, WooBrevo_Settings::get( 'token' ), 'an empty field keeps the token' );
+		$this->assertSame( 'wss://agent.example/woobrevo/v1/stream', WooBrevo_Settings::get( 'agent_url' ) );
+		$this->assertSame( self::TOKEN, WooBrevo_Settings::get( 'token' ), 'an empty field keeps the token (same agent; another one needs it typed: AdminSecurityTest)' );
 		$this->assertSame( '0', WooBrevo_Settings::get( 'tls_verify' ) );
 		$this->assertSame( 1, WooBrevo_Settings::get( 'payload_user' ) );
 		$this->post( array( 'woobrevo_agent_url' => 'javascript:alert(1)', 'woobrevo_token' => 'new-token-1234567890', 'woobrevo_tls_verify' => '1' ), wp_create_nonce( 'woobrevo_save' ) );

@@ -59,7 +59,7 @@ final class PayloadsTest extends WooBrevo_TestCase {
 	public function test_customer_body_has_every_rest_key_plus_counts_and_protected_meta(): void {
 		$customer = $this->make_customer();
 		update_user_meta( $customer->get_id(), 'loyalty_points', '120' );
-		update_user_meta( $customer->get_id(), '_brevo_secret', 'hidden' );
+		update_user_meta( $customer->get_id(), '_brevo_hidden', 'hidden' );
 		$product = $this->make_product( 'Tee', '10.00' );
 		$order   = wc_create_order( array( 'customer_id' => $customer->get_id() ) );
 		$order->add_product( $product, 2 );
@@ -67,7 +67,7 @@ final class PayloadsTest extends WooBrevo_TestCase {
 		$order->save();
 		$order->update_status( 'completed' );
 
-		$body = ( new WooBrevo_Payloads() )->build( $this->row( 'customer', $customer->get_id() ), array( 'customer' => array( 'loyalty_points', '_brevo_secret' ) ) );
+		$body = ( new WooBrevo_Payloads() )->build( $this->row( 'customer', $customer->get_id() ), array( 'customer' => array( 'loyalty_points', '_brevo_hidden' ) ) );
 		foreach ( array_keys( $this->reference( 'customer' ) ) as $key ) {
 			$this->assertArrayHasKey( $key, $body );
 		}
@@ -78,7 +78,7 @@ final class PayloadsTest extends WooBrevo_TestCase {
 		$this->assertSame( '20.00', $body['total_spent'] );
 		$meta = array_column( $body['meta_data'], 'value', 'key' );
 		$this->assertSame( '120', $meta['loyalty_points'] );
-		$this->assertSame( 'hidden', $meta['_brevo_secret'] );
+		$this->assertSame( 'hidden', $meta['_brevo_hidden'] );
 		$this->assertStringEndsWith( '/wc/v3/customers/' . $customer->get_id(), $body['_links']['self'][0]['href'] );
 	}
 

@@ -158,7 +158,7 @@ final class SettingsChangeTest extends TestCase {
 		}
 		// The settings screen.
 		$this->admin();
-		$this->post( array( 'woobrevo_agent_url' => 'wss://agent.example.com:8765' ), 'woobrevo_save' );
+		$this->post( array( 'woobrevo_agent_url' => 'wss://agent.example.com:8765', 'woobrevo_token' => self::TOKEN ), 'woobrevo_save' ); // Another agent: the token typed again.
 		$this->assertTrue( ( new WooBrevo_Settings() )->save_from_request() );
 		$this->assertSame( 'wss://agent.example.com:8765/v1/stream', get_option( 'woobrevo_agent_url' ) );
 		// `wp option update`, on a site where the option exists and where it does not yet.
@@ -178,9 +178,9 @@ final class SettingsChangeTest extends TestCase {
 		WooBrevo_Settings::set( 'agent_url', sprintf( 'ws://127.0.0.1:%d/v1/stream', WsTestSupport::free_port() ) );
 		$this->fail_and_back_off( 'cannot connect' );
 
-		// The store owner fixes the URL (typed without its path) and saves.
+		// The store owner fixes the URL (typed without its path; another port, so the token typed again) and saves.
 		$this->admin();
-		$this->post( array( 'woobrevo_agent_url' => $this->agent_url( '' ), 'woobrevo_tls_verify' => '1' ), 'woobrevo_save' );
+		$this->post( array( 'woobrevo_agent_url' => $this->agent_url( '' ), 'woobrevo_token' => self::TOKEN, 'woobrevo_tls_verify' => '1' ), 'woobrevo_save' );
 		$this->assertTrue( ( new WooBrevo_Settings() )->save_from_request() );
 		$this->assertSame( $this->agent_url(), WooBrevo_Settings::get( 'agent_url' ) );
 		$this->assert_backoff_cleared();

@@ -4,17 +4,36 @@
  * leaving payment details on it (the title, a transaction id, the gateway's own meta keys and
  * the card number itself, the shopper's IP and browser), so the tests can show that none of it
  * leaves the store (minimization, docs/privacy.md). Loaded by the double; tests against a real
- * WooCommerce require this file themselves (it uses only WC_Order's public API).
+ * WooCommerce require this file themselves (it uses only WC_Order's public API). It registers
+ * itself through WooCommerce's `woocommerce_payment_gateways` filter, and the double's gateway
+ * registry (WC()->payment_gateways(), below) lists what that filter gives, as real WooCommerce's
+ * does: read once, when the registry is made (the first call in a request), keeping only
+ * WC_Payment_Gateway objects.
  *
  * @package WooBrevo\Tests
  */
 
 defined( 'ABSPATH' ) || exit;
 
+if ( ! class_exists( 'WC_Payment_Gateway' ) ) {
+	/**
+	 * WooCommerce's base class of payment gateways, as far as the double needs it: its registry
+	 * keeps only objects of this class.
+	 */
+	abstract class WC_Payment_Gateway {
+
+		/** @var string The gateway's id (the order's payment_method). */
+		public $id;
+
+		/** @var string The title shoppers see. */
+		public $title;
+	}
+}
+
 /**
  * A card gateway with process_payment() as WooCommerce calls it at checkout.
  */
-final class WCD_Gateway_Card {
+final class WCD_Gateway_Card extends WC_Payment_Gateway {
 
 	public const ID = 'wcd_card';
 
@@ -61,3 +80,65 @@ final class WCD_Gateway_Card {
 		);
 	}
 }
+
+if ( ! class_exists( 'WC_Payment_Gateways' ) ) {
+	/**
+	 * WooCommerce's gateway registry as far as WooBrevo asks, made as real WooCommerce makes it:
+	 * once (WC()->payment_gateways() is a singleton), from the `woocommerce_payment_gateways`
+	 * filter as it is then (class names are instantiated), keeping only WC_Payment_Gateway
+	 * objects. A gateway added to the filter later is not in it until the next request.
+	 */
+	final class WC_Payment_Gateways {
+
+		/** @var WC_Payment_Gateway[] The registered gateways, in order. */
+		public $payment_gateways = array();
+
+		/** @var WC_Payment_Gateways|null The request's registry. */
+		protected static $_instance = null; // phpcs:ignore PSR2.Classes.PropertyDeclaration.Underscore -- WooCommerce's own name.
+
+		public static function instance(): WC_Payment_Gateways {
+			if ( null === self::$_instance ) {
+				self::$_instance = new self();
+			}
+			return self::$_instance;
+		}
+
+		public function __construct() {
+			$this->init();
+		}
+
+		/** Loads the gateways the filter gives. */
+		public function init(): void {
+			foreach ( (array) apply_filters( 'woocommerce_payment_gateways', array() ) as $gateway ) {
+				if ( is_string( $gateway ) && class_exists( $gateway ) ) {
+					$gateway = new $gateway();
+				}
+				if ( $gateway instanceof WC_Payment_Gateway ) {
+					$this->payment_gateways[] = $gateway;
+				}
+			}
+		}
+
+		/**
+		 * The registered gateways, by id.
+		 *
+		 * @return array<string, WC_Payment_Gateway>
+		 */
+		public function payment_gateways(): array {
+			$out = array();
+			foreach ( $this->payment_gateways as $gateway ) {
+				$out[ $gateway->id ] = $gateway;
+			}
+			return $out;
+		}
+	}
+}
+
+add_filter(
+	'woocommerce_payment_gateways',
+	static function ( $gateways ) {
+		$gateways   = (array) $gateways;
+		$gateways[] = WCD_Gateway_Card::class;
+		return $gateways;
+	}
+);

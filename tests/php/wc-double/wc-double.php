@@ -4,8 +4,9 @@
  * WooCommerce is given through WOOBREVO_WC_DIR). It provides only what WooBrevo touches:
  * WC_VERSION, WooCommerce/WC(), the CRUD classes and functions, FeaturesUtil, OrderUtil and the
  * wc/v3 REST routes for single objects, shaped like real WooCommerce 10.0.2 responses (templates/),
- * the Store API's cart/update-customer route the block checkout posts the e-mail to, and the
- * block checkout's additional fields API (wc-double-checkout-fields.php).
+ * the Store API's cart/update-customer route the block checkout posts the e-mail to, the
+ * block checkout's additional fields API (wc-double-checkout-fields.php), and the top-level
+ * WooCommerce admin menu.
  *
  * @package WooBrevo\Tests
  */
@@ -50,6 +51,11 @@ final class WooCommerce {
 			self::$instance = new self();
 		}
 		return self::$instance;
+	}
+
+	/** The payment gateway registry (wc-double-card.php). */
+	public function payment_gateways(): WC_Payment_Gateways {
+		return WC_Payment_Gateways::instance();
 	}
 }
 
@@ -310,6 +316,20 @@ add_action(
 		restore_current_blog();
 	},
 	50
+);
+
+// WooCommerce's top-level admin menu, which extensions (WooBrevo's settings screen) hang their pages under:
+// slug `woocommerce`, added on admin_menu at priority 9 (WC_Admin_Menus::admin_menu()), its first entry Home.
+add_action(
+	'admin_menu',
+	static function () {
+		$page = static function () {
+			echo '<div class="wrap"><h1>WooCommerce</h1><p>The WooCommerce test double has no screens of its own.</p></div>';
+		};
+		add_menu_page( 'WooCommerce', 'WooCommerce', 'manage_woocommerce', 'woocommerce', $page, 'dashicons-cart', '55.5' );
+		add_submenu_page( 'woocommerce', 'Home', 'Home', 'manage_woocommerce', 'woocommerce', $page );
+	},
+	9
 );
 
 // wp_untrash_post() restores to draft since WordPress 5.6; WooCommerce restores its types' previous status.
