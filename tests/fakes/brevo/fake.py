@@ -160,6 +160,8 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
         self._outage: tuple[int, float | None] | None = None
         self._stall: _Match | None = None
         self._stall_applied = False
+        self.latency = 0.0
+        """Seconds every request waits before it is answered (slow answers; 0: none)."""
         self._released = asyncio.Event()
         self.stalled = asyncio.Event()
         """Set while at least one request is held by `stall`."""
@@ -401,6 +403,8 @@ class BrevoFake(ContactEndpoints, ListEndpoints, EventEndpoints, EcommerceEndpoi
     ) -> tuple[web.Response, bool]:
         """The response, and whether the request was beyond its family's limit."""
         budget = self._budgets[family]
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
         fault = self._scripted_fault(family, path, route)
         if fault is None and self._holds(family, path, route):
             await self._hold()
