@@ -293,10 +293,10 @@ class AccountWorker:
                         slot.release()
                         await self._sleep(0.05)
                         continue
-                    request = await self._build(jobs, plan.batch)
                 except BaseException:
                     slot.release()
                     raise
+                request = await self._build_claimed(jobs, plan.batch, slot)
                 if request is None:
                     slot.release()
                     continue
@@ -486,6 +486,37 @@ class AccountWorker:
             self.inflight[request.family] -= 1
             self.progress.set()
             self.wake()
+
+    async def _build_claimed(
+        self, jobs: list[Job], batch: bool, slot: asyncio.Semaphore
+    ) -> Request | None:
+        """`_build`; when it fails (a coupon collection's id the store could not keep on a
+        full disk), the claimed jobs go back to the queue instead of staying claimed until a
+        restart, and the slot is freed."""
+        try:
+            return await self._build(jobs, batch)
+        except Exception:
+            slot.release()
+            await self._hand_back(jobs)
+            raise
+        except BaseException:
+            slot.release()
+            raise
+
+    async def _hand_back(self, jobs: list[Job]) -> None:
+        """Put claimed jobs back in the queue, however long the store refuses the write."""
+        wait = RECORD_RETRY_FIRST
+        while True:
+            try:
+                await self.store.retry(
+                    jobs, self.now() + 1.0, "the request could not be built", count_attempt=False
+                )
+                return
+            except Exception as exc:  # the store refused the write (a full disk)
+                log.warning("could not hand %d jobs back (%s); trying again in %.0fs",
+                            len(jobs), exc, wait)  # fmt: skip
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RECORD_RETRY_MAX)
 
     async def _record(self, request: Request, resp: BrevoResponse) -> None:
         """Record Brevo's answer in the store, however long the store refuses the write (a
