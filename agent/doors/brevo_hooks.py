@@ -12,7 +12,7 @@ body is read through the `BodyGate` the WooCommerce door uses (agent/doors/webho
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -24,10 +24,8 @@ from agent.core.brevo_hooks import (
     parse_delivery,
     token_matches,
 )
-from agent.core.proxies import Network, client_address
-from agent.doors.webhooks import BodyGate, Refusal, json_refusal, refuse
-from agent.metrics import Metrics
-from agent.status import RuntimeStatus
+from agent.core.proxies import client_address
+from agent.doors.webhooks import HttpDoor, Refusal, json_refusal, refuse
 from agent.store.ports import ConsentStore
 
 __all__ = ["BrevoHookDoor"]
@@ -42,33 +40,9 @@ def _answer(status: int, **body: object) -> web.Response:
     return web.json_response(body, status=status)
 
 
-class BrevoHookDoor:
+class BrevoHookDoor(HttpDoor[ConsentStore]):
     """The request handler; `HttpServer` mounts it at `BREVO_HOOK_ROUTE`. The last delivery
     recorded for a site goes in `status.site(sid).brevo_hook`."""
-
-    def __init__(
-        self,
-        store: ConsentStore,
-        sites: Mapping[str, SiteConfig],
-        status: RuntimeStatus,
-        *,
-        metrics: Metrics,
-        clock: Callable[[], float],
-        bodies: BodyGate,
-        proxies: Sequence[Network] = (),
-    ) -> None:
-        self.store = store
-        self.sites = sites
-        self.status = status
-        self.metrics = metrics
-        self.clock = clock
-        self.bodies = bodies
-        self.proxies = proxies
-
-    def reconfigure(self, *, proxies: Sequence[Network]) -> None:
-        """A config reload (agent/reload.py). `sites` is the App's own mapping, updated in
-        place: a site added is served, a removed one answered 404, new secrets checked."""
-        self.proxies = proxies
 
     def _refused(self, site: SiteConfig, given: str | None) -> Refusal | None:
         """Why the request's secret is refused, or None when it is the site's."""

@@ -23,6 +23,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from aiohttp import StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -35,7 +36,9 @@ from agent.metrics import Metrics, count_ingest
 from agent.status import RuntimeStatus
 from agent.store.ports import Ingest
 
-__all__ = ["BodyGate", "Refusal", "WebhookDoor", "json_refusal", "refuse"]
+StoreT = TypeVar("StoreT")
+
+__all__ = ["BodyGate", "HttpDoor", "Refusal", "WebhookDoor", "json_refusal", "refuse"]
 
 log = logging.getLogger("agent.webhooks")
 
@@ -241,13 +244,13 @@ def _header_refusal(secret: str | None, topic: str | None, signature: str | None
     return None
 
 
-class WebhookDoor:
-    """The request handler; `HttpServer` mounts it at `WEBHOOK_ROUTE`. The last delivery
-    stored for a site goes in `status.site(sid).webhook`."""
+class HttpDoor(Generic[StoreT]):
+    """What both webhook doors (WooCommerce's, Brevo's) hold: their store port, the App's
+    sites, the runtime status, the shared body gate and the trusted proxies."""
 
     def __init__(
         self,
-        store: Ingest,
+        store: StoreT,
         sites: Mapping[str, SiteConfig],
         status: RuntimeStatus,
         *,
@@ -268,6 +271,11 @@ class WebhookDoor:
         """A config reload (agent/reload.py). `sites` is the App's own mapping, updated in
         place: a site added is served, a removed one answered 404, new secrets checked."""
         self.proxies = proxies
+
+
+class WebhookDoor(HttpDoor[Ingest]):
+    """The request handler; `HttpServer` mounts it at `WEBHOOK_ROUTE`. The last delivery
+    stored for a site goes in `status.site(sid).webhook`."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Check the site and the headers, read the body, verify, store, answer."""
