@@ -89,10 +89,14 @@ final class WooBrevo_Outbox {
 			list( $row_id, $old_action, $old_extra ) = self::$request_rows[ $key ];
 			$action                                  = self::merge_action( $old_action, $action );
 			$extra                                   = self::merge_extra( $old_extra, $extra );
-			// `touched` always changes, so an unclaimed row always counts as affected.
+			// `touched` always changes, so an unclaimed row always counts as affected. A row ever
+			// claimed (attempts > 0) is never changed: the agent may hold its event already (sent,
+			// ack lost), and it keeps the first version of an event id, so a change merged into a
+			// resent row would be dropped as a duplicate (tests/chaos: a refund lost after a
+			// websocket cut). The change gets a row, and an event id, of its own.
 			$updated = $this->db->query(
 				$this->db->prepare(
-					"UPDATE {$this->table()} SET topic = %s, extra = %s, touched = touched + 1 WHERE id = %d AND claimed_by IS NULL",
+					"UPDATE {$this->table()} SET topic = %s, extra = %s, touched = touched + 1 WHERE id = %d AND claimed_by IS NULL AND attempts = 0",
 					$resource . '.' . $action,
 					self::encode_extra( $extra ),
 					$row_id

@@ -36,6 +36,42 @@ final class CaptureTest extends WooBrevo_TestCase {
 		$this->assertSame( array( array( 'customer.created', $id ) ), $this->topics() );
 	}
 
+	public function test_a_change_after_a_send_attempt_gets_a_row_of_its_own(): void {
+		// tests/chaos (combined, seed 1216149516): a row was sent, the websocket was cut before its
+		// ack, the row went back to the queue, and the same request's refund was merged into it;
+		// the agent, already holding that event id, kept the first version and the refund was lost.
+		$customer = $this->make_customer();
+		$product  = $this->make_product();
+		$this->clear_outbox();
+		$order = wc_create_order( array( 'customer_id' => $customer->get_id() ) );
+		$order->add_product( $product, 2 );
+		$order->set_billing_email( 'alice@example.com' );
+		$order->calculate_totals();
+		$order->update_status( 'completed' );
+		$outbox = new WooBrevo_Outbox();
+		$this->assertCount( 1, $outbox->claim( 'cut-shipper', 100, 60 ) );
+		$outbox->release( 'cut-shipper' );
+
+		$refund = wc_create_refund(
+			array(
+				'order_id' => $order->get_id(),
+				'amount'   => '1.00',
+				'reason'   => 'chaos',
+			)
+		);
+		$this->assertInstanceOf( WC_Order_Refund::class, $refund );
+		$rows = $this->rows( 'order' );
+		$this->assertCount( 2, $rows, 'the refund is not merged into the row sent once' );
+		$this->assertArrayNotHasKey( 'refund_id', $rows[0]['extra'], 'the sent row is left as it was sent' );
+		$this->assertSame( $refund->get_id(), $rows[1]['extra']['refund_id'] );
+		$this->assertSame( 'order.created', $rows[1]['topic'] );
+
+		$order->update_status( 'completed' );
+		$order->set_billing_city( 'Lyon' );
+		$order->save();
+		$this->assertCount( 2, $this->rows( 'order' ), 'a row never sent still takes the request\'s later changes' );
+	}
+
 	public function test_order_through_statuses_and_refund(): void {
 		$customer = $this->make_customer();
 		$product  = $this->make_product();
