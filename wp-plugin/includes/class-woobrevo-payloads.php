@@ -420,7 +420,9 @@ final class WooBrevo_Payloads {
 
 	/**
 	 * A value with every card-like number in its strings replaced by REMOVED: 13-19 digits, single
-	 * spaces or dashes allowed between them, passing the Luhn check. Meta objects are read as the
+	 * spaces or dashes allowed between them, passing the Luhn check, not part of a longer word (a
+	 * run of digits inside a hex token or a hash is no card: a cart's random token lost its
+	 * middle this way, tests/chaos). Meta objects are read as the
 	 * {id, key, value} they encode to; other objects are kept as they are. The catalogue's codes
 	 * stay: CATALOGUE_FIELDS, and the value of a meta entry whose key names a barcode.
 	 *
@@ -434,7 +436,7 @@ final class WooBrevo_Payloads {
 				return $value; // Cheap exit: no run of digits long enough to start a card number.
 			}
 			return (string) preg_replace_callback(
-				'/(?<![0-9])[0-9](?:[ -]?[0-9]){12,18}(?![0-9])/',
+				'/(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,18}(?![0-9A-Za-z])/',
 				static function ( array $m ): string {
 					return self::luhn( (string) preg_replace( '/[^0-9]/', '', $m[0] ) ) ? self::REMOVED : $m[0];
 				},

@@ -242,4 +242,11 @@ final class PaymentMetaTest extends WooBrevo_TestCase {
 			)
 		);
 	}
+
+	public function test_digits_inside_a_token_are_no_card_number(): void {
+		// tests/chaos: a cart's random hex token with a Luhn-valid run of 16 digits lost its middle.
+		$token = 'a9f0' . str_replace( ' ', '', WCD_Gateway_Card::CARD_NUMBER ) . 'bc';
+		$this->assertSame( $token, WooBrevo_Payloads::without_card_numbers( $token ) );
+		$this->assertSame( 'card ' . WooBrevo_Payloads::REMOVED . '.', WooBrevo_Payloads::without_card_numbers( 'card ' . WCD_Gateway_Card::CARD_NUMBER . '.' ) );
+	}
 }
