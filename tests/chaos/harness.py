@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.audit import Audit, audit
+from tests.chaos.audit import ABANDON_AFTER, CART_LIST, Audit, audit
 from tests.chaos.proxy import ChaosProxy
 from tests.e2e.conftest import Agent, children_of, token
 from tests.kit import until
@@ -239,6 +239,7 @@ class Chaos:
     made: int = 0  # changes made so far, over both streams
     php_failures: int = 0
     drain_state: str = ""  # why the backlog is not drained yet (the row keeps the last)
+    tags: list[str] = field(default_factory=list)  # the traffic streams' tags (`made TAG`)
     progressed: asyncio.Event = field(default_factory=asyncio.Event)  # set when `made` grows
 
     @property
@@ -280,6 +281,10 @@ class Chaos:
             await act()
         finally:
             window.end = time.monotonic()
+
+    def fault_times(self) -> list[tuple[float, float | None]]:
+        """Every fault window (start, end; None: not over), for the audit's cart rule."""
+        return [(w.start, w.end) for w in self.windows]
 
     # -- the agent's processes -----------------------------------------------------------
 
@@ -337,6 +342,19 @@ async def stream(chaos: Chaos, tag: str, stream_seed: int) -> None:
         made += done
         chaos.made += done
         chaos.progressed.set()
+    # The shoppers who left carts come back through the restore link once the agent abandoned
+    # them, and some check out: recoveries (wp_traffic.php `return`).
+    while True:
+        try:
+            out = await chaos.php(
+                TRAFFIC, "return", tag, str(stream_seed), f"{ABANDON_AFTER + 1:g}"
+            )
+        except PhpFailed:
+            chaos.php_failures += 1
+            await asyncio.sleep(0.5)
+            continue
+        chaos.made += sum(out["changes"].values())
+        return
 
 
 async def cron(chaos: Chaos, stop: asyncio.Event) -> None:
@@ -382,7 +400,7 @@ async def drain(
                 f"outbox {flushed['depth']} ({flushed['error']}), agent backlog {backlog}"
             )
             if flushed["depth"] == 0 and backlog == 0:
-                result = audit(truths, chaos.brevo, chaos.kills, state_dir)
+                result = audit(truths, chaos.brevo, chaos.kills, state_dir, chaos.fault_times())
                 if result.lost == 0:
                     return time.monotonic(), truths
                 chaos.drain_state = f"{result.lost} not in Brevo yet"
@@ -406,6 +424,7 @@ async def run_scenario(
     run_seed: int,
     disk_mb: int | None = None,
     stream_config: dict[str, Any] | None = None,
+    woo_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Runs one scenario and returns (and writes) its scorecard row; the test asserts on it."""
     chaos_size = size()
@@ -422,8 +441,14 @@ async def run_scenario(
     agent = Agent(state, entries, brevo, {"webhooks": EVENTS})
     config = json.loads(agent.config.read_text())
     config["brevo"]["max_backoff"] = "5s"
+    # Cart timers short enough that the traffic's carts are abandoned within the run.
+    woo = config["connectors"]["woocommerce"]
+    woo["lists"]["abandoned_cart"] = CART_LIST
+    woo["carts"] = {"abandon_after": f"{ABANDON_AFTER:g}s"}
     if stream_config:
         config["agent"]["stream"] = stream_config
+    # e.g. the store's REST keys and polling timers (the polling scenario)
+    config["connectors"]["woocommerce"].update(woo_config or {})
     agent.config.write_text(json.dumps(config, indent=2))
     disk = None
     if disk_mb is not None:
@@ -439,7 +464,7 @@ async def run_scenario(
         await proxy.start()
         await agent.start()
         await chaos.php(SCENARIO, "configure", proxy.url, site_token)
-        tags = [f"{tag}a", f"{tag}b"]
+        tags = chaos.tags = [f"{tag}a", f"{tag}b"]
         cron_task = asyncio.create_task(cron(chaos, stop_cron))
         # A failure of one (a fault that could not be made) cancels the others and their PHP.
         async with asyncio.TaskGroup() as group:
@@ -452,7 +477,7 @@ async def run_scenario(
         faults_end = max([w.end or traffic_end for w in chaos.windows], default=traffic_end)
         drained, truths = await drain(chaos, tags, max(traffic_end, faults_end) + chaos_size.drain)
         await asyncio.sleep(1.0)  # a late duplicate would land now
-        result = audit(truths, brevo, chaos.kills, state / "state")
+        result = audit(truths, brevo, chaos.kills, state / "state", chaos.fault_times())
     except Exception as exc:
         # The scenario broke before its audit: its row says so (and the test fails).
         error = f"{type(exc).__name__}: {exc}"
@@ -505,6 +530,7 @@ def scorecard_row(
         "doubled_other": result.doubled_other,
         "dead_lettered": result.dead_letters,
         "dead_letter_reasons": result.dead_letter_reasons,
+        "carts": dict(sorted(result.carts.items())),
         "kills": len(chaos.kills),
         "fault_windows": [
             {"fault": w.label, "seconds": round((w.end or w.start) - w.start, 2)}

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.chaos.audit import ABANDON_AFTER
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -169,13 +171,18 @@ def render(
         "## Chaos scenarios",
         "",
         "Each scenario makes shop traffic in the test WordPress with the plugin (customers,"
-        " variable products and their variations, coupons, orders through their statuses, refunds),"
+        " variable products and their variations, coupons, orders through their statuses, refunds,"
+        " and shoppers' carts, logged in and guests: filled, changed, emptied, checked out, left,"
+        " and some left ones restored through their link and bought; the agent's"
+        f" `abandon_after` is {ABANDON_AFTER:g} s),"
         " shipped by the plugin's own shipper through a TCP proxy to the real agent"
         " (`python -m agent.cli run`), which forwards to the Brevo fake. The audit at the end"
         " compares the last version of every object WordPress holds with what Brevo holds"
         " (contacts' attributes and lists, orders' status and amount, products' names,"
         " variations' prices and parents, coupon codes) and counts each order's lifecycle"
-        " events. A duplicate is *in flight* when a kill -9 fell between its two sendings (the"
+        " events, and each cart's abandonment (its items, totals and restore link) and recovery"
+        " events: required, forbidden or allowed by when the cart's changes reached the agent"
+        " (the rule in `tests/chaos/audit.py`). A duplicate is *in flight* when a kill -9 fell between its two sendings (the"
         " one exception docs/durability.md documents, at most 8 per kill); any other is"
         " *other*. A scenario passes with nothing lost, no other duplicate and the backlog"
         " drained. *Time to recover*: from the end of the last fault (or of the traffic) until"

@@ -12,12 +12,18 @@ meets the same faults at the same points of the traffic.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chaos.harness import Chaos, MariaDB, run_scenario
+from tests.chaos.harness import TRAFFIC, Chaos, MariaDB, Php, Window, run_scenario
+from tests.e2e.conftest import free_port
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -150,6 +156,158 @@ async def everything(chaos: Chaos) -> None:
     )
 
 
+# The polling scenario's timers (docs/backfill.md, "Polling"; agent/config.py has no minimum for
+# them). The plugin's heartbeat comes with every WP-Cron tick, every 2 s here (harness.cron), so a
+# 5 s silence is a silent stream; a round every 2 s; a customer scan every 5 s, so customers no
+# order names reach Brevo while the stream is silent; the id reconciliation (deletions, which the
+# traffic does not make) never within the run.
+STALE_AFTER = 5.0
+POLLING = {
+    "interval": "2s",
+    "overlap": "2s",
+    "customer_scan_every": "5s",
+    "reconcile_every": "1h",
+    "concurrency": 2,
+}
+HERE = Path(__file__).resolve().parent
+REST_ROUTER = HERE / "wp_rest_router.php"
+REST_KEYS = HERE / "wp_rest.php"
+
+
+class WpRest:
+    """The test WordPress served over HTTP to the agent's poller: `php -S` on a free loopback
+    port with wp_rest_router.php (its home is the URL it is served at, as WooCommerce's OAuth
+    needs), and a read key made as WooCommerce's REST API screen makes it (wp_rest.php)."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.log = logs / "php-server.log"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Serves the single site (returns once it listens)."""
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    "php",
+                    "-S",
+                    f"127.0.0.1:{self.port}",
+                    "-t",
+                    self.env["WOOBREVO_WP_SINGLE"],
+                    str(REST_ROUTER),
+                ],
+                # The poller has up to `concurrency` requests in flight.
+                env={**os.environ, "WOOBREVO_WP_HOME": self.url, "PHP_CLI_SERVER_WORKERS": "3"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its workers stop with it
+            )
+        deadline = time.monotonic() + 30
+        while not self._listening():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"php -S did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+
+    def _listening(self) -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    async def key(self) -> dict[str, Any]:
+        """A new read key: consumer_key and consumer_secret, shown once."""
+        return await Php(self.env)(REST_KEYS, "api-key", "WooBrevo agent (chaos)", "read")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+async def _mode(chaos: Chaos, mode: str, seconds: float) -> float:
+    """Waits until the agent's /status shows the site in `mode`; returns when it first did."""
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        site = (await chaos.agent.status())["sites"]["default"]
+        if site["mode"] == mode:
+            return time.monotonic()
+        last = {k: site.get(k) for k in ("mode", "connected", "last_seen_age", "polling")}
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the site was not in {mode} mode within {seconds:g}s: {last}")
+
+
+def _in_brevo(brevo: Any) -> set[str]:
+    """Every object Brevo holds, named as `_made` names them."""
+    codes = {code.lower() for collection in brevo.coupons.values() for code in collection}
+    return (
+        {f"order {i}" for i in brevo.orders}
+        | {f"product {i}" for i in brevo.products}
+        | {f"coupon {c}" for c in codes}
+        | {f"customer {e}" for e in brevo.contacts}
+    )
+
+
+async def _made(chaos: Chaos) -> set[str]:
+    """Every object the traffic made so far, read back from WordPress."""
+    names: set[str] = set()
+    for tag in chaos.tags:
+        truth = await chaos.php(TRAFFIC, "made", tag)
+        names |= {f"order {o['id']}" for o in truth["orders"]}
+        names |= {f"product {p['id']}" for p in truth["products"] + truth["variations"]}
+        names |= {f"coupon {c['code'].lower()}" for c in truth["coupons"]}
+        names |= {f"customer {c['email'].lower()}" for c in truth["customers"]}
+    return names
+
+
+async def stream_silent(chaos: Chaos) -> None:
+    """The stream silent (every connection refused) until the poller takes over; the traffic
+    made meanwhile reaches Brevo through polling while the stream is still silent; then the
+    stream comes back and takes over again (the plugin ships its outbox: the same changes
+    again, which the agent must not send twice)."""
+    proxy = chaos.proxy
+    await chaos.at_random(0.1, 0.2)
+    before = _in_brevo(chaos.brevo)
+    silent = Window("stream silent (refused)", time.monotonic())
+    chaos.windows.append(silent)
+    proxy.refuse(True)
+    proxy.cut()
+    try:
+        took = await _mode(chaos, "polling", STALE_AFTER + 30)
+        chaos.windows.append(Window("polling took over (from the silence)", silent.start, took))
+        await chaos.progress(0.7)
+        # Everything made while the stream was silent (and what the plugin had not shipped
+        # when it fell silent) is in Brevo before the stream is back: only polling brought it.
+        wanted = await _made(chaos) - before
+        missing = wanted
+
+        def arrived() -> bool:
+            nonlocal missing
+            missing = wanted - _in_brevo(chaos.brevo)
+            return not missing
+
+        deadline = time.monotonic() + 90
+        while not arrived():
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{len(missing)} of {len(wanted)} objects made while the stream was silent"
+                    f" never reached Brevo through polling: {sorted(missing)[:20]}"
+                )
+            await asyncio.sleep(0.5)
+        silent.label = f"stream silent (refused): {len(wanted)} objects polled to Brevo"
+    finally:
+        proxy.refuse(False)
+        silent.end = time.monotonic()
+    back = await _mode(chaos, "stream", 120)
+    chaos.windows.append(Window("stream back in charge (from its return)", silent.end, back))
+
+
 # -------------------------------------------------------------------------- the scenarios
 
 
@@ -214,3 +372,32 @@ async def test_combined(
 ) -> None:
     faults = ["kill -9", "ws cut/stall/slow/refused", "Brevo 429/5xx/outage", "MariaDB restart"]
     await run("combined", faults, everything, wp_env, brevo, tmp_path, chaos_seed)
+
+
+async def test_stream_silent_polling(
+    wp_env: dict[str, str], brevo: Any, tmp_path: Path, chaos_seed: int
+) -> None:
+    rest = WpRest(wp_env, tmp_path)
+    try:
+        rest.start()
+        key = await rest.key()
+        woo = {
+            "store_url": rest.url,
+            "consumer_key": key["consumer_key"],
+            "consumer_secret": key["consumer_secret"],
+            "rate_limit_per_minute": 6000,  # rounds every 2 s, not a store's minute budget
+            "polling": POLLING,
+        }
+        await run(
+            "stream-silent-polling",
+            ["stream silent until polling takes over", "stream back"],
+            stream_silent,
+            wp_env,
+            brevo,
+            tmp_path,
+            chaos_seed,
+            stream_config={"stale_after": f"{STALE_AFTER:g}s"},
+            woo_config=woo,
+        )
+    finally:
+        rest.stop()

@@ -1,7 +1,8 @@
 <?php
 /**
  * WooCommerce test double: GET routes for single objects under wc/v3, and their collections
- * filtered by `include` (with `per_page`, `page`, `orderby`, `order`, and `role` for customers),
+ * filtered by `include` (with `per_page`, `page`, `orderby`, `order`, and `role` for customers;
+ * `exclude`, `modified_after` and `dates_are_gmt` for the others, as the agent's poller sends them),
  * with WooCommerce's permission checks and error codes. Bodies start from real WooCommerce 10.0.2 responses
  * (templates/, copied from tests/fixtures/woocommerce/real-10.0.2/rest/) so every key is there,
  * and the fields the double models are overwritten with the stored object. templates/product.json is
@@ -100,7 +101,24 @@ function wcd_collection_params( string $resource ): array {
 			'type'    => 'string',
 			'default' => 'customer',
 		);
+		return $params;
 	}
+	// WC_REST_CRUD_Controller's: what the agent's poller sends (docs/backfill.md, "Polling").
+	$params['exclude']        = array(
+		'type'              => 'array',
+		'items'             => array( 'type' => 'integer' ),
+		'default'           => array(),
+		'sanitize_callback' => 'wp_parse_id_list',
+	);
+	$params['modified_after'] = array(
+		'type'              => 'string',
+		'format'            => 'date-time',
+		'validate_callback' => 'rest_validate_request_arg',
+	);
+	$params['dates_are_gmt']  = array(
+		'type'    => 'boolean',
+		'default' => false,
+	);
 	return $params;
 }
 
@@ -154,6 +172,24 @@ function wcd_rest_list( string $resource, WP_REST_Request $request ) {
 		}
 		if ( 'variation' === $resource ) {
 			$where .= $wpdb->prepare( ' AND post_parent = %d', (int) $request['product_id'] );
+		}
+		$exclude = array_values( array_filter( array_map( 'intval', (array) $request['exclude'] ) ) );
+		if ( $exclude ) {
+			$where .= ' AND ID NOT IN (' . implode( ',', $exclude ) . ')';
+		}
+		if ( isset( $request['modified_after'] ) ) {
+			// WooCommerce's `date_query` (prepare_objects_query): exclusive, to the second.
+			$column = $request['dates_are_gmt'] ? 'post_modified_gmt' : 'post_modified';
+			$dates  = new WP_Date_Query(
+				array(
+					array(
+						'column' => $column,
+						'after'  => (string) $request['modified_after'],
+					),
+				),
+				$column
+			);
+			$where .= $dates->get_sql();
 		}
 		$sort = array(
 			'date'     => "post_date {$order}, ID {$order}",

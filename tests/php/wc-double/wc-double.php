@@ -3,7 +3,8 @@
  * WooCommerce test double (loaded as a must-use plugin by tests/php/run.sh when no real
  * WooCommerce is given through WOOBREVO_WC_DIR). It provides only what WooBrevo touches:
  * WC_VERSION, WooCommerce/WC(), the CRUD classes and functions, FeaturesUtil, OrderUtil and the
- * wc/v3 REST routes for single objects, shaped like real WooCommerce 10.0.2 responses (templates/),
+ * wc/v3 REST routes for single objects and their collections (with WooCommerce's API keys:
+ * wc-double-auth.php), shaped like real WooCommerce 10.0.2 responses (templates/),
  * the Store API's cart/update-customer route the block checkout posts the e-mail to, the
  * block checkout's additional fields API (wc-double-checkout-fields.php), and the top-level
  * WooCommerce admin menu.
@@ -20,6 +21,7 @@ if ( ! defined( 'WC_VERSION' ) ) {
 require_once __DIR__ . '/wc-double-utilities.php';
 require_once __DIR__ . '/wc-double-data.php';
 require_once __DIR__ . '/wc-double-rest.php';
+require_once __DIR__ . '/wc-double-auth.php';
 require_once __DIR__ . '/wc-double-cart.php';
 require_once __DIR__ . '/wc-double-checkout-fields.php';
 
