@@ -210,6 +210,18 @@ def test_a_stale_snapshot_changes_nothing() -> None:
     assert updated(cart, snap(at=T0), T0 + 61, RULES) is cart
 
 
+def test_the_abandoned_snapshot_sent_again_changes_nothing_but_a_return_rearms() -> None:
+    # tests/chaos (websocket, disk-full): the plugin resent the row of the snapshot a cart was
+    # abandoned with (its ack lost); re-armed, the long-past timer sent a second abandonment.
+    cart, fired = tick(updated(None, snap(), T0, RULES), T0 + H, RULES)
+    assert fired is Fired.ABANDONED
+    assert updated(cart, snap(), T0 + H + 5, RULES) is cart
+    back = updated(cart, snap(), T0 + H + 5, RULES, restored=True)
+    assert back.status is CartStatus.ACTIVE and back.abandoned_at == cart.abandoned_at
+    changed = updated(cart, snap(at=T0 + H + 5), T0 + H + 5, RULES)
+    assert changed.status is CartStatus.ACTIVE and changed.due == T0 + 2 * H + 5
+
+
 def test_the_abandonment_sends_the_contact_with_the_list_and_the_event() -> None:
     cart, fired = tick(updated(None, snap(), T0, RULES), T0 + H, RULES)
     assert fired is Fired.ABANDONED

@@ -479,8 +479,10 @@ async def run_scenario(
         await asyncio.sleep(1.0)  # a late duplicate would land now
         result = audit(truths, brevo, chaos.kills, state / "state", chaos.fault_times())
     except Exception as exc:
-        # The scenario broke before its audit: its row says so (and the test fails).
-        error = f"{type(exc).__name__}: {exc}"
+        # The scenario broke before its audit: its row says so (and the test fails), naming
+        # what failed inside a task group rather than the group.
+        inner = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
+        error = "; ".join(f"{type(e).__name__}: {e}" for e in inner)
         raise
     finally:
         stop_cron.set()
