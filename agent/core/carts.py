@@ -132,29 +132,22 @@ def _is_stale(prior: Cart | None, payload: dict[str, Any]) -> bool:
     return prior is not None and bool(version) and version < prior.version
 
 
-def updated(
-    prior: Cart | None,
-    payload: dict[str, Any],
-    at: float,
-    rules: CartRules,
-    *,
-    restored: bool = False,
-) -> Cart:
+def updated(prior: Cart | None, payload: dict[str, Any], at: float, rules: CartRules) -> Cart:
     """A snapshot (`cart.updated`, or `cart.restored` when the shopper opened the restore
     link): the cart is active and its abandonment timer (re)starts.
 
     A re-armed cart keeps the time it was abandoned, so that the order that follows still
     counts as recovered. `at` is the time the event was processed, used when the snapshot has
-    no time of its own. The very snapshot a cart was abandoned with, sent again (`cart.updated`
-    of the same version: the plugin resends a row whose ack was lost, and a later change in
-    that request comes in a row of its own), changes nothing: re-armed, its timer, long past,
-    would send a second abandonment (tests/chaos). Only the shopper's return re-arms it.
+    no time of its own. The very snapshot a cart was abandoned with, sent again, changes
+    nothing: re-armed, its timer, long past, would send a second abandonment (tests/chaos). It
+    comes again when the plugin resends a row whose ack was lost, or when two rows of one cart
+    (`cart.updated`, then `cart.restored`) ship late and both carry the stored snapshot, which
+    is built at ship time. A shopper who comes back after the abandonment makes a newer snapshot.
     """
     if prior is not None and _is_stale(prior, payload):
         return prior
     if (
         prior is not None
-        and not restored
         and prior.status is CartStatus.ABANDONED
         and prior.version
         and str(payload.get("date_modified_gmt") or "") == prior.version
@@ -432,10 +425,7 @@ class CartSite:
             prior = carts[0] if carts else None
             if event.action is Action.EMPTIED:
                 return self._outcome([(prior, *emptied(prior, event.payload, now, self.rules))])
-            again = updated(
-                prior, event.payload, now, self.rules, restored=event.action is Action.RESTORED
-            )
-            return self._outcome([(prior, again, None)])
+            return self._outcome([(prior, updated(prior, event.payload, now, self.rules), None)])
         buyer = order_buyer(event)
         if buyer is None:
             return CartOutcome(account=self.account)

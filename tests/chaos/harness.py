@@ -410,6 +410,14 @@ async def drain(
 
 # ------------------------------------------------------------------------- one scenario
 
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 Plan = Callable[[Chaos], Awaitable[None]]
 
 
@@ -481,8 +489,7 @@ async def run_scenario(
     except Exception as exc:
         # The scenario broke before its audit: its row says so (and the test fails), naming
         # what failed inside a task group rather than the group.
-        inner = exc.exceptions if isinstance(exc, BaseExceptionGroup) else (exc,)
-        error = "; ".join(f"{type(e).__name__}: {e}" for e in inner)
+        error = "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(exc))
         raise
     finally:
         stop_cron.set()
