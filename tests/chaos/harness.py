@@ -301,7 +301,8 @@ class Chaos:
         workers = children_of(self.agent.proc.pid)
         self.kills.append(time.monotonic())
         for pid in workers:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a worker that just ended
+                os.kill(pid, signal.SIGKILL)
 
     async def kill_doors(self) -> None:
         """kill -9 of the doors process alone: its worker finishes what it has in flight and

@@ -10,6 +10,7 @@ fake runs in the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -205,7 +206,8 @@ class Agent:
         pid = self.proc.pid
         os.kill(pid, signal.SIGSTOP)
         for child in children_of(pid):
-            os.kill(child, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # a child that just ended
+                os.kill(child, signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
         assert await self.proc.wait() == -signal.SIGKILL
         self.proc = None
