@@ -37,11 +37,14 @@ def object_state(event: Event) -> dict[str, Any]:
             state["name"] = name
     if event.resource is Resource.ORDER and event.action is not Action.DELETED:
         state["status"] = p.get("status")
-        refunds = p.get("refunds") or []
-        state["refunds"] = sorted(
-            r["id"] for r in refunds if isinstance(r, dict) and isinstance(r.get("id"), int)
-        )
+        state["refunds"] = sorted(_refund_ids(p))
     return state
+
+
+def _refund_ids(payload: dict[str, Any]) -> list[int]:
+    """The ids of an order's refunds."""
+    refunds = payload.get("refunds") or []
+    return [r["id"] for r in refunds if isinstance(r, dict) and isinstance(r.get("id"), int)]
 
 
 def derive_topics(
@@ -79,7 +82,7 @@ def derive_topics(
                 topics.append("order.completed")
             if new == "cancelled":
                 topics.append("order.cancelled")
-        new_refunds = {r for r in object_state(event).get("refunds", [])}
+        new_refunds = set(_refund_ids(event.payload))
         old_refunds = set((prior or {}).get("refunds", []))
         if new_refunds - old_refunds or (
             new == "refunded" and old != "refunded" and not old_refunds

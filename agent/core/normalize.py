@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -34,8 +36,20 @@ def money(value: object) -> float | None:
         return None
 
 
+# WooCommerce's `*_gmt` form: a naive UTC time whose text is already Brevo's, but for the "Z".
+_GMT_TEXT = re.compile(r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+
+
 def brevo_datetime(value: object) -> str | None:
     """Orders take UTC `YYYY-MM-DDTHH:mm:ssZ` (NOTES.md, eCommerce → orders)."""
+    if isinstance(value, str) and _GMT_TEXT.fullmatch(value):
+        # Every order has two of these: the text plus "Z" is what strftime would write (a
+        # year from 1000 on has four digits both ways), once the calendar says it exists.
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return value + "Z"
     dt = read_time(value)
     return dt.strftime(UTC_FORMAT) if dt else None
 
