@@ -33,7 +33,7 @@ from agent.process.processor import Processor
 from agent.process.worker import WorkerLink
 from agent.reload import Reloaded, describe_changes, file_digest, read_file, restart_needed
 from agent.status import ConfigStatus, RuntimeStatus
-from agent.store import SqliteStore
+from agent.store.open import Store, open_store, store_info
 from agent.tokens import TokenRegistry
 
 __all__ = ["App", "Role"]
@@ -78,8 +78,9 @@ class App:
         self._held = {s.id for s in self.sites.values() if not s.woo.enabled}
         self._removed: set[str] = set()
         self._reloading = asyncio.Lock()
-        self.store = SqliteStore(
-            cfg.agent.store_path,
+        # The SQLite file, or the PostgreSQL database of `agent.store` (agent/store/open.py).
+        self.store: Store = open_store(
+            cfg.agent,
             recover=role != "doors",
             writes="doors" if role == "doors" else "worker" if role == "worker" else "plain",
             held_sites=self._held,
@@ -200,6 +201,7 @@ class App:
                 stale_after=agent.stream.stale_after,
                 brevo_ready=self.forwarder.ready if worker is None else worker.ready,
                 worker_metrics=None if worker is None else worker.metrics,
+                store_info=store_info(agent).as_dict(),
             )
         )
         self.pollers = await stack.enter_async_context(
@@ -327,6 +329,11 @@ async def forwarding_lock(state_dir: Path, wait: float = LOCK_WAIT) -> AsyncIter
     Two forwarders on one store would both send the jobs the other one holds in flight (each
     hands a crash's in-flight jobs back at start). A worker whose doors process was killed
     needs a moment to see its pipe close and stop: a new agent waits for it, up to `wait`.
+
+    On PostgreSQL (`agent.store`) the claims are leased in the database per replica name, so
+    replicas on other machines need no lock; it still guards this machine's state folder: two
+    agents started here share the default replica name (the host's), and one's start would
+    hand back the other's claims in flight (docs/postgresql.md, "Replicas").
     """
     path = state_dir / "forwarder.lock"
     fd = await asyncio.to_thread(_open_lock_file, path)

@@ -11,11 +11,13 @@ import base64
 import hashlib
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import psycopg.conninfo
 import yaml
 from pydantic import (
     BaseModel,
@@ -40,6 +42,8 @@ from agent.core.woo import (
 )
 from agent.errors import ConfigError
 from agent.logs import redact
+from agent.store.postgres.dsn import is_postgres, password, shown
+from agent.store.postgres.dsn import masked as masked_dsn
 
 __all__ = [
     "AgentSection",
@@ -216,12 +220,53 @@ class WebhooksSection(_Model):
         return self
 
 
+# A replica's name (agent.replica): what its Brevo job claims are leased under.
+REPLICA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_store_address(address: str) -> str:
+    """`agent.store`'s value, checked: a PostgreSQL address (the SQLite file is the key left
+    out). The error names it with its password masked."""
+    text = address.strip()
+    if not is_postgres(text):
+        scheme = text.split("://", 1)[0] if "://" in text else ""
+        what = f"a {scheme}:// address" if scheme else "a file path"
+        raise ValueError(
+            f"{shown(text)!r} is {what}; agent.store takes a PostgreSQL address"
+            " (postgresql://user@host:5432/dbname). For the SQLite store leave agent.store out:"
+            " its file is agent.state_dir/woobrevo.sqlite3"
+        )
+    try:
+        psycopg.conninfo.conninfo_to_dict(text)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError(
+            f"{shown(text)!r} is not a valid PostgreSQL address ({masked_dsn(str(exc), text)});"
+            " the form is postgresql://user@host:5432/dbname?sslmode=require"
+        ) from None
+    return text
+
+
 class AgentSection(_Model):
     """The agent's own process-level keys."""
 
     listen: Listen = Listen()
     public_url: str | None = None
     state_dir: Path = Path("./state")
+    store: str | None = Field(
+        None,
+        description=(
+            "the store: left out, the SQLite file in state_dir; or a PostgreSQL database,"
+            " postgresql://user@host:port/dbname (password from PGPASSWORD or ~/.pgpass;"
+            " docs/postgresql.md)"
+        ),
+    )
+    replica: str = Field(
+        default_factory=socket.gethostname,
+        description=(
+            "this agent's name among the replicas sharing a PostgreSQL store (default the host's"
+            " name): its Brevo job claims are leased under it; distinct for each agent"
+        ),
+    )
     tls: Tls | None = None
     trusted_proxies: tuple[Network, ...] = Field(
         (),
@@ -263,6 +308,21 @@ class AgentSection(_Model):
     def store_path(self) -> Path:
         """The SQLite store's file, under `state_dir` (the one place its name is written)."""
         return self.state_dir / "woobrevo.sqlite3"
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        return None if v is None else check_store_address(v)
+
+    @field_validator("replica")
+    @classmethod
+    def _replica(cls, v: str) -> str:
+        if not REPLICA_NAME.fullmatch(v):
+            raise ValueError(
+                f"{v[:80]!r} is not a replica name: 1 to 64 letters, digits and . _ - (the host's"
+                " name by default)"
+            )
+        return v
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -1171,6 +1231,8 @@ def _hide_secrets(problems: list[str], data: Any) -> list[str]:
                 walk(v)
         elif key in SECRET_KEYS and isinstance(node, str):
             found.append(node)
+        elif key == "store" and isinstance(node, str):
+            found.append(password(node) or "")
 
     walk(data)
     return [redact(p, found) for p in problems]
@@ -1182,6 +1244,8 @@ def secret_values(cfg: Config) -> set[str]:
     woos = [cfg.connectors.woocommerce, *(s.woo for s in cfg.resolved_sites())]
     brevos = [cfg.brevo, *(s.brevo for s in cfg.resolved_sites())]
     found = {b.api_key for b in brevos} | {b.webhook_secret for b in brevos}
+    if cfg.agent.store is not None:
+        found.add(password(cfg.agent.store))
     for woo in woos:
         found |= {woo.consumer_key, woo.consumer_secret, woo.webhook_secret}
         if woo.consumer_key and woo.consumer_secret:
@@ -1204,6 +1268,8 @@ def masked(cfg: Config) -> dict[str, Any]:
         return node
 
     out = cfg.model_dump(mode="json", exclude={"source"})
+    if cfg.agent.store is not None:
+        out["agent"]["store"] = shown(cfg.agent.store)
     out["resolved_sites"] = [
         {
             "id": s.id,

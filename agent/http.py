@@ -137,8 +137,11 @@ class HttpServer:
         stale_after: float,
         brevo_ready: Callable[[], tuple[bool, str]],
         worker_metrics: Callable[[], Series] | None = None,
+        store_info: Mapping[str, str] | None = None,
     ) -> None:
         self._store = store
+        # The store's backend, its address (password masked) and this replica's name.
+        self._store_info = dict(store_info or {})
         self._sites = sites
         self._status = status
         self.webhooks = webhooks
@@ -228,7 +231,8 @@ class HttpServer:
         ok, why = self._brevo_ready()
         ready = ready and ok
         checks["brevo"] = why
-        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+        body = {"ready": ready, "checks": checks, **self._about()}
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text format; store depths are read at scrape time."""
@@ -313,5 +317,14 @@ class HttpServer:
             "uptime": round(now - self._status.started_at, 3),
             # path, loaded_at, sha256 of the file's bytes, last_reload: never a value from it
             "config": None if config is None else config.as_dict(),
+            **self._about(),
             "sites": sites,
         }
+
+    def _about(self) -> dict[str, Any]:
+        """`store` (backend, address with its password masked) and `replica`."""
+        info = dict(self._store_info)
+        if not info:
+            return {}
+        replica = info.pop("replica", None)
+        return {"store": info, "replica": replica}

@@ -36,7 +36,7 @@ from agent.core.webhooks import install_topics, webhook_path, webhook_report
 from agent.core.woo import AuthMode, auth_problem
 from agent.doors.stream import split_hostport
 from agent.forward.brevo import BrevoClient
-from agent.store import SqliteStore
+from agent.store.open import open_store, store_exists
 from agent.woocommerce.client import WooClient
 from agent.woocommerce.errors import (
     WooAuthError,
@@ -437,9 +437,8 @@ async def _last_delivery(
     row = ((status or {}).get("sites") or {}).get(site.id) or {}
     if isinstance(row.get("last_webhook"), int | float):
         seen.append(float(row["last_webhook"]))
-    path = cfg.agent.store_path
-    if path.exists():
-        async with SqliteStore(path, recover=False) as store:
+    if store_exists(cfg.agent):
+        async with open_store(cfg.agent) as store:
             stored = await store.last_received(site.id, "webhook")
         if stored is not None:
             seen.append(stored)
@@ -489,10 +488,9 @@ async def _stream_check(cfg: Config, site: SiteConfig, status: dict[str, Any] | 
             Result.FAIL,
             f"{when}; the agent polls meanwhile (mode {row.get('mode', '?')}). Fix: {fix}",
         )
-    path = cfg.agent.store_path
     last = None
-    if path.exists():
-        async with SqliteStore(path, recover=False) as store:
+    if store_exists(cfg.agent):
+        async with open_store(cfg.agent) as store:
             last = await store.last_received(site.id, "stream")
     if last is None:
         return Check(

@@ -22,6 +22,8 @@ import yaml
 
 from agent import __version__, systemd
 from agent.app import App, Role
+from agent.cli.store import migrate_store
+from agent.cli.store_copy import add_copy_arguments, copy_command
 from agent.cli.sync import add_sync_parsers
 from agent.cli.tokens import add_token_parsers
 from agent.cli.webhooks import add_webhook_parsers
@@ -40,7 +42,7 @@ from agent.doors.stream import StreamTestHooks, tls_context
 from agent.errors import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, AgentError
 from agent.logs import FORMATS, QUIET_LIBRARIES, LogFormat, protect, redact, setup_logging
 from agent.process.worker import NICE, SILENT_AFTER, read_config, serve_worker
-from agent.store import SqliteStore
+from agent.store.open import Store, check_postgres, open_store, store_info
 from agent.store.schema import DAMAGE_CODES, RECOVERY_DOC, check_store
 
 __all__ = ["main"]
@@ -61,10 +63,10 @@ def _load(args: argparse.Namespace) -> Config:
     return cfg
 
 
-def _store(cfg: Config) -> SqliteStore:
-    # Operator commands open the file beside a possibly running agent: they must not hand its
+def _store(cfg: Config) -> Store:
+    # Operator commands open the store beside a possibly running agent: they must not hand its
     # in-flight Brevo jobs back to the queue (that is the agent's own recovery at start).
-    return SqliteStore(cfg.agent.store_path, recover=False)
+    return open_store(cfg.agent, recover=False)
 
 
 # -- run ----------------------------------------------------------------------------------
@@ -358,17 +360,31 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
-    """`store check`: SQLite's integrity and foreign key checks of the state file."""
+    """`store check`: SQLite's integrity and foreign key checks of the state file;
+    `store migrate`: the store's schema brought up to this agent's (agent/cli/store.py);
+    `store copy`: a SQLite store into a PostgreSQL one (agent/cli/store_copy.py)."""
+    if args.action == "copy":
+        return copy_command(args)
+    if not args.config:
+        raise AgentError(f"store {args.action} needs --config FILE (the agent's YAML config)")
     cfg = _load(args)
-    path = cfg.agent.store_path
-    problems = check_store(path)
+    if args.action == "migrate":
+        return migrate_store(args, cfg)
+    path = store_info(cfg.agent).address
+    dsn = cfg.agent.store
+    # PostgreSQL: the server answers, at this agent's schema, every migration applied.
+    problems = (
+        check_store(cfg.agent.store_path) if dsn is None else asyncio.run(check_postgres(dsn))
+    )
     if not problems:
         print(f"{path}: ok")
         return EXIT_OK
     print(f"{path}: {len(problems)} problem(s)")
     for problem in problems:
         print(f"  {problem}")
-    print(f"the agent will not start on it; the recovery steps: {RECOVERY_DOC}", file=sys.stderr)
+    doc = RECOVERY_DOC if dsn is None else "docs/postgresql.md"
+    what = "will not start on it" if dsn is None else "cannot use it as it is"
+    print(f"the agent {what}; the recovery steps: {doc}", file=sys.stderr)
     return EXIT_FAIL
 
 
@@ -583,8 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--site")
     dl.set_defaults(fn=cmd_deadletters)
 
-    sto = with_config(sub.add_parser("store", help="check the state file (SQLite's integrity)"))
-    sto.add_argument("action", choices=["check"])
+    sto = sub.add_parser("store", help="check the state file, migrate it, or copy it")
+    sto.add_argument("--config", help="check, migrate: the YAML config file")
+    sto.add_argument("action", choices=["check", "migrate", "copy"])
+    add_copy_arguments(sto)
+    sto.add_argument(
+        "--database", help="migrate: a PostgreSQL store's address (docs/postgresql.md)"
+    )
     sto.set_defaults(fn=cmd_store)
 
     for add in (add_token_parsers, add_webhook_parsers, add_sync_parsers):

@@ -28,7 +28,7 @@ from agent.doors.backfill import Backfill, BackfillConflict, BrevoPrepass
 from agent.errors import EXIT_FAIL, EXIT_OK
 from agent.forward.brevo import BrevoClient, BrevoListError, ContactPages, account_budgets
 from agent.logs import FORMATS, bind, json_output, setup_logging
-from agent.store import SqliteStore
+from agent.store.open import Store, open_store
 from agent.woocommerce.errors import WooError
 from agent.woocommerce.factory import polling_problem, site_client
 
@@ -110,12 +110,11 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
             file=sys.stderr,
         )
         forward = False
-    path = cfg.agent.store_path
     brevo = site.brevo
     async with (
         site_client(site, concurrency=site.woo.backfill.concurrency) as wc,
         # recover=False: a running agent's claimed jobs are not this process's to release.
-        SqliteStore(path, recover=forward) as store,
+        open_store(cfg.agent, recover=forward) as store,
         BrevoClient(
             brevo.base_url, brevo.api_key, timeout=brevo.timeout, dry_run=brevo.is_dry_run
         ) as bc,
@@ -185,7 +184,7 @@ async def _backfill(cfg: Config, args: argparse.Namespace, progress: Any) -> int
     return EXIT_OK
 
 
-def _prepass(site: SiteConfig, client: BrevoClient, store: SqliteStore) -> BrevoPrepass | None:
+def _prepass(site: SiteConfig, client: BrevoClient, store: Store) -> BrevoPrepass | None:
     """Who already left, read from Brevo before anything is stored (never re-subscribe),
     within the same `contacts` budget the forwarder meters its contact calls in; None in
     dry-run (no account to read: the backfill says so and goes on)."""

@@ -16,15 +16,16 @@ from typing import Any
 from agent.config import Config, load_config
 from agent.core.times import display_time
 from agent.errors import EXIT_FAIL, EXIT_OK
-from agent.store import SqliteStore
+from agent.store.open import Store, store_info
+from agent.store.open import open_store as open_config_store
 from agent.tokens import all_tokens, find_hash, new_token, revoke_token, store_token, token_hash
 
 __all__ = ["add_token_parsers", "open_store", "token_create", "token_list", "token_revoke"]
 
 
-def open_store(cfg: Config) -> SqliteStore:
+def open_store(cfg: Config) -> Store:
     """The agent's store, opened beside a running agent without touching its in-flight jobs."""
-    return SqliteStore(cfg.agent.store_path, recover=False)
+    return open_config_store(cfg.agent, recover=False)
 
 
 def _when(ts: float | None) -> str:
@@ -47,7 +48,8 @@ def token_create(args: argparse.Namespace) -> int:
     print(f"token for site {args.site} (give it to the plugin; it is not shown again):")
     print(f"  {token}")
     if args.store:
-        print(f"sha256 {digest} stored in {cfg.agent.state_dir}; a running agent accepts it now")
+        where = store_info(cfg.agent).address
+        print(f"sha256 {digest} stored in {where}; a running agent accepts it now")
     else:
         print("add its SHA-256 to the site in the config (a running agent re-reads the file):")
         print(f"  token_sha256: {digest}")

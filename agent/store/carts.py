@@ -8,6 +8,7 @@ one after it finds them moved on: none lost, none fired twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from agent.store.chunk import Chunk
 from agent.store.meta import MetaMixin
 from agent.store.ports import CartFire
 
-__all__ = ["CART_BATCH", "CART_FIGURES", "CartsMixin"]
+__all__ = ["CART_BATCH", "CART_FIGURES", "CartsMixin", "figures", "fire_rows"]
 
 # Carts fired per transaction (a backlog after hours down goes out in several).
 CART_BATCH = 200
@@ -30,6 +31,19 @@ CART_FIGURES = {
     "carts_emptied": "emptied",
     "carts_recovered_revenue": "recovered_revenue",
 }
+
+
+def fire_rows(chunk: Chunk, rows: Sequence[Sequence[Any]], fire: CartFire) -> None:
+    """Plan the carts that came due, read as (site, state), into the chunk (both backends)."""
+    for site, state in rows:
+        cart = cart_from_row(orjson.loads(state))
+        outcome = fire(site, cart)
+        if outcome is not None:
+            chunk.set_carts(site, outcome)
+        else:  # a site no longer in the config: its timer stops (its events dead-letter)
+            chunk.writes.append(
+                ("UPDATE carts SET due=NULL WHERE site=? AND cart_id=?", (site, cart.id))
+            )
 
 
 class CartsMixin(MetaMixin):
@@ -50,15 +64,7 @@ class CartsMixin(MetaMixin):
         if not rows:
             return 0
         chunk = Chunk(self.db)
-        for site, state in rows:
-            cart = cart_from_row(orjson.loads(state))
-            outcome = fire(site, cart)
-            if outcome is not None:
-                chunk.set_carts(site, outcome)
-            else:  # a site no longer in the config: its timer stops (its events dead-letter)
-                chunk.writes.append(
-                    ("UPDATE carts SET due=NULL WHERE site=? AND cart_id=?", (site, cart.id))
-                )
+        fire_rows(chunk, rows, fire)
         with self._tx():
             chunk.apply()
         return len(rows)
@@ -89,7 +95,7 @@ class CartsMixin(MetaMixin):
                 (site, site, *CART_FIGURES),
             ).fetchall()
             counters = dict(rows)
-            return _figures(int(counters.pop("active")), counters)
+            return figures(int(counters.pop("active")), counters)
 
         return await self._run(run)
 
@@ -104,19 +110,19 @@ class CartsMixin(MetaMixin):
             row = out.setdefault(
                 site, {"inbox_depth": 0, "pending_jobs": 0, "dead_letters": 0, "last_success": None}
             )
-            row["carts"] = _figures(active.get(site, 0), row)
+            row["carts"] = figures(active.get(site, 0), row)
         return out
 
 
-def _figures(active: int, counters: dict[str, Any]) -> dict[str, float | None]:
+def figures(active: int, counters: dict[str, Any]) -> dict[str, float | None]:
     """The cart figures from the open carts and the site's counters (taken out of `counters`):
     counts as integers, `recovered_revenue` in the store's currency, `recovery_rate` recovered /
     abandoned (None before the first abandonment)."""
-    figures: dict[str, float | None] = {"active": active}
+    out: dict[str, float | None] = {"active": active}
     for stat, name in CART_FIGURES.items():
         value = counters.pop(stat, 0)
-        figures[name] = float(value) if name == "recovered_revenue" else int(value)
-    abandoned = figures["abandoned"] or 0
-    recovered = figures["recovered"] or 0
-    figures["recovery_rate"] = round(recovered / abandoned, 4) if abandoned else None
-    return figures
+        out[name] = float(value) if name == "recovered_revenue" else int(value)
+    abandoned = out["abandoned"] or 0
+    recovered = out["recovered"] or 0
+    out["recovery_rate"] = round(recovered / abandoned, 4) if abandoned else None
+    return out

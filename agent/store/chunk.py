@@ -8,9 +8,8 @@ write transaction.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,23 @@ from agent.core.consent import ConsentRecord
 from agent.core.dedupe import Merged, Pending, coalesce, coalesces, reads_known
 from agent.core.jobs import Intent, Kind, canonical
 from agent.store.consent import consent_row, consent_upsert, suppression_rows
+from agent.store.rows import BUMP, Db
 from agent.store.schema import PENDING
 
-__all__ = ["Chunk"]
+__all__ = ["PRELOAD_ROWS", "Chunk"]
+
+# Ids per query when a chunk reads its objects ahead (`Chunk.preload`); a chunk holds fewer.
+PRELOAD_ROWS = 500
+
+
+def _loads(text: str) -> Any:
+    """A stored body: orjson reads what `canonical` wrote (agent/core/jobs.py) several times
+    faster than json, to the same values; json reads what orjson refuses (NaN, an integer past
+    64 bits) should an older version have written it."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 @dataclass(slots=True)
@@ -50,7 +63,7 @@ class Chunk:
     applied in one call on the store's thread, so nothing else changes them in between.
     """
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
         self.objects: dict[tuple[str, str, int], str] = {}
         self.facts: dict[str, dict[int, OrderFact]] = {}  # site → order id → fact
@@ -59,13 +72,51 @@ class Chunk:
         self.consents: dict[tuple[str, str], ConsentRecord] = {}  # (account, email) → record
         self.writes: list[tuple[str, tuple[Any, ...]] | QueuedJob] = []
         self.done: list[int] = []
+        # Committed rows read ahead for the chunk's events (`preload`), None where none is.
+        self.stored_objects: dict[tuple[str, str, int], str | None] = {}
+        self.stored_facts: dict[tuple[str, int], OrderFact | None] = {}
 
     # -- reads ----------------------------------------------------------------------------
+
+    def preload(self, keys: Iterable[tuple[str, str, int]]) -> None:
+        """Read the committed state of these objects (site, resource, id), and the facts of
+        the orders among them, in one query per site and resource rather than one per event
+        (what `prior` and `fact` read: 7 µs a row alone, under 1 µs in a list). Nothing but
+        processing writes either, and a chunk runs in one call on the store's thread (see
+        the class), so this reads what they would have read."""
+        wanted: dict[tuple[str, str], set[int]] = {}
+        for site, resource, rid in keys:
+            wanted.setdefault((site, resource), set()).add(rid)
+        for (site, resource), ids in wanted.items():
+            part = sorted(ids)
+            for start in range(0, len(part), PRELOAD_ROWS):
+                self._preload(site, resource, part[start : start + PRELOAD_ROWS])
+
+    def _preload(self, site: str, resource: str, ids: list[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        self.stored_objects.update({(site, resource, rid): None for rid in ids})
+        for rid, state in self.db.execute(
+            "SELECT resource_id, state FROM objects WHERE site=? AND resource=?"
+            f" AND resource_id IN ({marks})",
+            (site, resource, *ids),
+        ).fetchall():
+            self.stored_objects[(site, resource, rid)] = state
+        if resource != "order":
+            return
+        self.stored_facts.update({(site, rid): None for rid in ids})
+        for row in self.db.execute(
+            "SELECT order_id, email, status, total, created_at FROM order_facts"
+            f" WHERE site=? AND order_id IN ({marks})",
+            (site, *ids),
+        ).fetchall():
+            self.stored_facts[(site, row[0])] = OrderFact(*row[1:])
 
     def prior(self, key: tuple[str, str, int]) -> dict[str, Any] | None:
         """An object's last processed state."""
         state = self.objects.get(key)
-        if state is None:
+        if state is None and key in self.stored_objects:
+            state = self.stored_objects[key]
+        elif state is None:
             row = self.db.execute(
                 "SELECT state FROM objects WHERE site=? AND resource=? AND resource_id=?", key
             ).fetchone()
@@ -77,6 +128,8 @@ class Chunk:
         changed = self.facts.get(site, {})
         if order_id in changed:
             return changed[order_id]
+        if (site, order_id) in self.stored_facts:
+            return self.stored_facts[(site, order_id)]
         row = self.db.execute(
             "SELECT email, status, total, created_at FROM order_facts WHERE site=? AND order_id=?",
             (site, order_id),
@@ -145,7 +198,7 @@ class Chunk:
         if row[3] != PENDING:
             return None, True
         job = QueuedJob(
-            row[0], account, site, intent.kind, intent.key, json.loads(row[1]), bool(row[2])
+            row[0], account, site, intent.kind, intent.key, _loads(row[1]), bool(row[2])
         )
         self.jobs[(account, intent.key)] = job
         return job, False
@@ -155,7 +208,7 @@ class Chunk:
         row = self.db.execute(
             "SELECT state FROM forwarded WHERE account=? AND key=?", (account, key)
         ).fetchone()
-        known: dict[str, Any] | None = json.loads(row[0]) if row else None
+        known: dict[str, Any] | None = _loads(row[0]) if row else None
         return known
 
     # -- writes ---------------------------------------------------------------------------
@@ -211,13 +264,7 @@ class Chunk:
         for intent in with_consent(outcome, self):
             self.add_intent(outcome.account, site, intent)
         for name, n in outcome.counts:
-            self.writes.append(
-                (
-                    "INSERT INTO stats (site, name, value) VALUES (?,?,?) ON CONFLICT"
-                    " (site, name) DO UPDATE SET value=value+excluded.value",
-                    (site, name, n),
-                )
-            )
+            self.writes.append((BUMP, (site, name, n)))
 
     def add_intent(self, account: str, site: str, intent: Intent) -> None:
         """Queue what coalescing the intent writes (agent/core/dedupe.py `coalesce`): a new job,

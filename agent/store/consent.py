@@ -15,14 +15,18 @@ from collections.abc import Collection, Sequence
 
 from agent.core.consent import EVERY_LIST, ConsentRecord, apply_suppression, doi_without
 from agent.core.jobs import Job, Kind
+from agent.store.rows import Db
 from agent.store.tx import StoreBase
 
 __all__ = [
     "ConsentMixin",
     "consent_row",
     "consent_upsert",
+    "forgotten_lists",
     "in_force",
+    "strip_lists",
     "strip_suppressed",
+    "suppressible_emails",
     "suppression_rows",
 ]
 
@@ -38,7 +42,7 @@ _IN_FORCE = (
 )
 
 
-def consent_row(db: sqlite3.Connection, account: str, email: str) -> ConsentRecord | None:
+def consent_row(db: Db, account: str, email: str) -> ConsentRecord | None:
     """The stored consent record of an email on an account."""
     row = db.execute(
         "SELECT subscribed, since, source, doi FROM consent WHERE account=? AND email=?",
@@ -47,7 +51,7 @@ def consent_row(db: sqlite3.Connection, account: str, email: str) -> ConsentReco
     return None if row is None else ConsentRecord(bool(row[0]), row[1], row[2], row[3])
 
 
-def suppression_rows(db: sqlite3.Connection, account: str, email: str) -> list[tuple[int, float]]:
+def suppression_rows(db: Db, account: str, email: str) -> list[tuple[int, float]]:
     """An email's suppressions on an account as (list id, since)."""
     rows = db.execute(
         "SELECT list_id, since FROM suppression WHERE account=? AND email=?", (account, email)
@@ -74,10 +78,22 @@ def strip_suppressed(db: sqlite3.Connection, account: str, jobs: Sequence[Job]) 
     they are claimed, just before they are sent, so that a suppression that arrived while a
     job waited still wins (and never `emailBlacklisted`). A contact job left without lists
     still upserts its contact; a double opt-in left without lists is not asked."""
+    emails = suppressible_emails(jobs)
+    strip_lists(jobs, in_force(db, account, emails) if emails else {})
+
+
+def suppressible_emails(jobs: Sequence[Job]) -> set[str]:
+    """The emails of the contact and double opt-in jobs, whose suppressions a claim reads."""
     mine = [j for j in jobs if j.kind in (Kind.CONTACT, Kind.DOI)]
-    emails = {j.body["email"] for j in mine if isinstance(j.body.get("email"), str)}
-    gone = in_force(db, account, emails) if emails else {}
-    for job in mine:
+    return {j.body["email"] for j in mine if isinstance(j.body.get("email"), str)}
+
+
+def strip_lists(jobs: Sequence[Job], gone: dict[str, frozenset[int]]) -> None:
+    """`strip_suppressed` once the suppressions in force (`gone`, as `in_force` reads them)
+    are known: pure, so that both backends strip alike."""
+    for job in jobs:
+        if job.kind not in (Kind.CONTACT, Kind.DOI):
+            continue
         lists = gone.get(job.body.get("email", ""), frozenset())
         if job.kind is Kind.DOI:
             job.body = doi_without(job.body, lists)
@@ -94,7 +110,8 @@ def consent_upsert(
         " VALUES (?,?,?,?,?,?) ON CONFLICT (account, email) DO UPDATE SET"
         " subscribed=excluded.subscribed, since=excluded.since, source=excluded.source,"
         # a confirmation `lift` wrote while the event was being decided is kept
-        " doi=CASE WHEN doi='confirmed' AND excluded.doi='pending' THEN doi ELSE excluded.doi END",
+        " doi=CASE WHEN consent.doi='confirmed' AND excluded.doi='pending' THEN consent.doi"
+        " ELSE excluded.doi END",
         (account, email, int(record.subscribed), record.since, record.source, record.doi),
     )
 
@@ -106,15 +123,21 @@ def _forget_lists(db: sqlite3.Connection, account: str, email: str, ids: Sequenc
     found = row.fetchone()
     if found is None:
         return
-    state = json.loads(found[0])
+    state = forgotten_lists(found[0], ids)
+    if state is not None:
+        db.execute("UPDATE forwarded SET state=? WHERE account=? AND key=?", (state, account, key))
+
+
+def forgotten_lists(stored: str, ids: Sequence[int]) -> str | None:
+    """A contact's `forwarded` record (JSON) without the suppressed lists `ids` (0: every
+    list), or None when it held none of them."""
+    state = json.loads(stored)
     held = state.get("listIds", [])
     kept = [] if EVERY_LIST in ids else [i for i in held if i not in ids]
-    if kept != held:
-        state["listIds"] = kept
-        db.execute(
-            "UPDATE forwarded SET state=? WHERE account=? AND key=?",
-            (json.dumps(state), account, key),
-        )
+    if kept == held:
+        return None
+    state["listIds"] = kept
+    return json.dumps(state)
 
 
 class ConsentMixin(StoreBase):

@@ -17,7 +17,30 @@ from agent.store.ports import DeadLetter
 from agent.store.rows import insert_events
 from agent.store.tx import StoreBase
 
-__all__ = ["DeadLettersMixin"]
+__all__ = ["DeadLettersMixin", "event_id_of", "job_again"]
+
+
+def job_again(r: DeadLetter, now: float) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT that queues a job's dead letter again, alone (`single_only`): SQL both
+    backends run (agent/store/postgres/base.py `pg`)."""
+    return (
+        "INSERT INTO jobs (account, site, kind, key, body, historical, created_at, single_only)"
+        " VALUES (?,?,?,?,?,?,?,1)",
+        (
+            r.account,
+            r.site,
+            r.kind,
+            r.ref,
+            canonical(r.body["body"]),
+            int(r.body.get("historical", False)),
+            now,
+        ),
+    )
+
+
+def event_id_of(r: DeadLetter) -> str:
+    """The inbox id of an event's dead letter (its ref is `site:id`)."""
+    return r.ref.split(":", 1)[1] if ":" in r.ref else r.ref
 
 
 class DeadLettersMixin(StoreBase):
@@ -63,23 +86,11 @@ class DeadLettersMixin(StoreBase):
         with self._tx() as db:
             for r in rows:
                 if r.origin == "job" and r.account:
-                    db.execute(
-                        "INSERT INTO jobs (account, site, kind, key, body, historical, created_at, single_only)"
-                        " VALUES (?,?,?,?,?,?,?,1)",
-                        (
-                            r.account,
-                            r.site,
-                            r.kind,
-                            r.ref,
-                            canonical(r.body["body"]),
-                            int(r.body.get("historical", False)),
-                            now,
-                        ),
-                    )
+                    db.execute(*job_again(r, now))
                 else:
-                    event_id = r.ref.split(":", 1)[1] if ":" in r.ref else r.ref
                     back = db.execute(
-                        "UPDATE inbox SET state=0 WHERE site=? AND event_id=?", (r.site, event_id)
+                        "UPDATE inbox SET state=0 WHERE site=? AND event_id=?",
+                        (r.site, event_id_of(r)),
                     ).rowcount
                     if not back:
                         event = reparse(r.body)

@@ -5,23 +5,50 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal, Protocol
 
 import orjson
 
-from agent.core.events import Action, Door, Event, EventId, Resource
+from agent.core.events import Action, Door, Event, EventId, Rejection, Resource
+from agent.core.minimize import minimize_value
+from agent.core.privacy import redact_raw
+from agent.core.storable import keepable
 from agent.core.times import parse_time
 
 __all__ = [
+    "BUMP",
     "EVENT_COLUMNS",
+    "Db",
+    "Rows",
     "bump",
     "dead_letter_insert",
     "dump_raw",
     "event_from_row",
+    "event_row",
     "insert_events",
+    "rejection_letter",
     "set_stat",
 ]
+
+
+class Rows(Protocol):
+    """What a statement gives back, as `Db` uses it."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Db(Protocol):
+    """The connection the planning of a chunk (agent/store/chunk.py) and the consent reads
+    run on: a `sqlite3.Connection`, or the PostgreSQL store's processing connection
+    (agent/store/postgres/processing.py `SyncDb`), on the same SQL with `?` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Rows: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> object: ...
+
 
 # The inbox columns `event_from_row` reads, in its order.
 EVENT_COLUMNS = (
@@ -41,7 +68,7 @@ _INSERT_EVENT = (
 _ROW_ERRORS = (OverflowError, ValueError, sqlite3.InterfaceError, sqlite3.DataError)
 
 
-def _event_row(site: str, e: Event, now: float) -> tuple[Any, ...]:
+def event_row(site: str, e: Event, now: float) -> tuple[Any, ...]:
     return (
         site,
         e.id,
@@ -68,7 +95,7 @@ def insert_events(
     refused: list[tuple[Event, str]] = []
     for e in events:
         try:
-            rows.append((e, _event_row(site, e, now)))
+            rows.append((e, event_row(site, e, now)))
         except (TypeError, ValueError) as exc:  # orjson.JSONEncodeError is a TypeError
             refused.append((e, f"{type(exc).__name__}: {exc}"))
     before = db.total_changes
@@ -134,6 +161,19 @@ def dead_letter_insert(
     )
 
 
+def rejection_letter(
+    site: str, rej: Rejection, raw: object, now: float
+) -> tuple[str, tuple[str, tuple[Any, ...]]]:
+    """A door's rejection as its dead letter: (ref, the INSERT as `dead_letter_insert` gives
+    it). Kept without payment details nor an erasure's address (agent/core/minimize.py), cut
+    to what the json module writes and the helpers walk (agent/core/storable.py). A caller
+    skips it when `rej.id` is not "?" and an event dead letter with this ref exists."""
+    ref = f"{site}:{rej.id}"
+    kept = dump_raw(minimize_value(redact_raw(keepable(raw))))
+    message = rej.message.encode("utf-8", "backslashreplace").decode("utf-8")
+    return ref, dead_letter_insert(site, "event", ref, "event", rej.code, message, kept, now)
+
+
 def dump_raw(raw: object) -> str:
     """JSON of what a door refused, or of its repr when it is not JSON."""
     try:
@@ -145,13 +185,16 @@ def dump_raw(raw: object) -> str:
             return json.dumps(f"<a {type(raw).__name__} that could not be written>")
 
 
+# Adds to a site's counter; SQL both backends run (agent/store/postgres/base.py `pg`).
+BUMP = (
+    "INSERT INTO stats (site, name, value) VALUES (?,?,?) ON CONFLICT (site, name)"
+    " DO UPDATE SET value=stats.value+excluded.value"
+)
+
+
 def bump(db: sqlite3.Connection, site: str, name: str, n: float) -> None:
     """Add `n` to a site's counter (`stats`, read by `status`)."""
-    db.execute(
-        "INSERT INTO stats (site, name, value) VALUES (?,?,?) ON CONFLICT (site, name)"
-        " DO UPDATE SET value=value+excluded.value",
-        (site, name, n),
-    )
+    db.execute(BUMP, (site, name, n))
 
 
 def set_stat(db: sqlite3.Connection, site: str, name: str, v: float) -> None:

@@ -19,6 +19,8 @@ from agent.core.jobs import Outcome
 from agent.store import SqliteStore
 from agent.store.schema import SCHEMA_VERSION
 from tests import kit
+from tests.agent.conftest import OpenStore
+from tests.agent.storesql import query
 from tests.agent.test_carts_core import T0, snap
 from tests.conftest import ROOT
 
@@ -41,7 +43,7 @@ def no_decide(*_: Any) -> Outcome:
     raise AssertionError("only cart events here")
 
 
-async def ingest_and_process(store: SqliteStore, events: list[Event], now: float) -> None:
+async def ingest_and_process(store: Any, events: list[Event], now: float) -> None:
     await store.ingest("a", events)
 
     def step(site: str, event: Event, carts: Sequence[Cart]) -> CartOutcome:
@@ -57,18 +59,13 @@ def fire_at(now: float) -> Any:
     return fire
 
 
-def abandoned_events(path: Path) -> list[int]:
-    db = sqlite3.connect(path)
-    try:
-        rows = db.execute("SELECT body FROM jobs WHERE kind='event' ORDER BY id").fetchall()
-    finally:
-        db.close()
+async def abandoned_events(store: Any) -> list[int]:
+    rows = await query(store, "SELECT body FROM jobs WHERE kind='event' ORDER BY id")
     return [json.loads(r[0])["event_properties"]["cart_id"] for r in rows]
 
 
-async def test_down_for_hours_fires_what_came_due_in_order_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    async with SqliteStore(path) as store:
+async def test_down_for_hours_fires_what_came_due_in_order_once(open_store: OpenStore) -> None:
+    async with open_store() as store:
         # Three carts, changed in the order 2, 3, 1: due in that order.
         events = [
             cart_event(1, T0 + 20, "one@example.com"),
@@ -78,12 +75,18 @@ async def test_down_for_hours_fires_what_came_due_in_order_once(tmp_path: Path) 
         await ingest_and_process(store, events, T0 + 30)
         assert await store.next_cart_due() == T0 + 60
         assert await store.fire_due_carts(T0 + 59, fire_at(T0 + 59)) == 0
-    async with SqliteStore(path) as store:  # a restart: the timers are in the file
+    async with open_store() as store:  # a restart: the timers are in the store
         assert await store.fire_due_carts(T0 + 5 * H, fire_at(T0 + 5 * H), limit=2) == 2
         assert await store.fire_due_carts(T0 + 5 * H, fire_at(T0 + 5 * H)) == 1
         assert await store.fire_due_carts(T0 + 5 * H, fire_at(T0 + 5 * H)) == 0
         status = (await store.status())["a"]["carts"]
-    assert abandoned_events(path) == [2, 3, 1]
+        assert await abandoned_events(store) == [2, 3, 1]
+        assert await store.cart_figures("a") == status
+        assert await store.cart_figures("nowhere") == {
+            **status,
+            "abandoned": 0,
+            "recovery_rate": None,
+        }
     assert status["active"] == 0 and status["abandoned"] == 3 and status["recovery_rate"] == 0
 
 
@@ -99,23 +102,21 @@ async def test_a_version_1_store_gains_the_carts_table(tmp_path: Path) -> None:
         assert await store.next_cart_due() is None
 
 
-async def test_held_sites_fire_no_timer(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    async with SqliteStore(path) as store:
+async def test_held_sites_fire_no_timer(open_store: OpenStore) -> None:
+    async with open_store() as store:
         await ingest_and_process(store, [cart_event(1, T0, "one@example.com")], T0)
-    async with SqliteStore(path, held_sites=["a"]) as store:
+    async with open_store(held_sites=["a"]) as store:
         assert await store.next_cart_due() is None
         assert await store.fire_due_carts(T0 + H, fire_at(T0 + H)) == 0
 
 
-async def test_a_site_gone_from_the_config_stops_its_timers(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    async with SqliteStore(path) as store:
+async def test_a_site_gone_from_the_config_stops_its_timers(open_store: OpenStore) -> None:
+    async with open_store() as store:
         await ingest_and_process(store, [cart_event(1, T0, "one@example.com")], T0)
         assert await store.fire_due_carts(T0 + H, lambda site, cart: None) == 1
         assert await store.next_cart_due() is None
         assert await store.fire_due_carts(T0 + H, fire_at(T0 + H)) == 0
-    assert abandoned_events(path) == []
+        assert await abandoned_events(store) == []
 
 
 def test_a_site_with_carts_disabled_tracks_nothing() -> None:

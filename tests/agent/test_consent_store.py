@@ -14,6 +14,8 @@ from agent.core.events import Door, Event, parse_event
 from agent.core.pipeline import SiteRules, decide
 from agent.store.schema import SCHEMA_VERSION
 from agent.store.sqlite import SqliteStore
+from tests.agent.conftest import OpenStore
+from tests.agent.storesql import query, write
 from tests.conftest import ref
 from tests.kit import config_data, load
 
@@ -33,8 +35,8 @@ async def test_an_older_store_gains_the_consent_tables(tmp_path: Path) -> None:
         assert await store.consent_of(A, "a@x.test") is None
 
 
-async def test_suppress_lift_and_what_is_in_force(tmp_path: Path) -> None:
-    async with SqliteStore(tmp_path / "s.sqlite3") as store:
+async def test_suppress_lift_and_what_is_in_force(open_store: OpenStore) -> None:
+    async with open_store() as store:
         await store.suppress(A, "a@x.test", [50, 51], "unsubscribed", 100.0)
         await store.suppress(A, "b@x.test", [], "spam", 100.0)
         await store.suppress("other", "a@x.test", [52], "unsubscribed", 100.0)
@@ -49,28 +51,25 @@ async def test_suppress_lift_and_what_is_in_force(tmp_path: Path) -> None:
         assert set(await store.suppressed(A, emails)) == set(emails[::300])
 
 
-async def test_a_suppression_forgets_that_brevo_held_the_list(tmp_path: Path) -> None:
+async def test_a_suppression_forgets_that_brevo_held_the_list(open_store: OpenStore) -> None:
     """So that a later subscription, which lifts it, adds the list again (agent/core/dedupe.py
     would otherwise judge the list already held)."""
-    path = tmp_path / "f.sqlite3"
-    async with SqliteStore(path) as store:
-
-        def seed(db: sqlite3.Connection) -> None:
-            db.execute(
-                "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,0)",
-                (A, "contact:a@x.test", '{"attributes": {"X": 1}, "listIds": [50, 51]}'),
-            )
-
-        await store._write(seed)
+    async with open_store() as store:
+        await write(
+            store,
+            "INSERT INTO forwarded (account, key, state, updated_at) VALUES (?,?,?,0)",
+            A,
+            "contact:a@x.test",
+            '{"attributes": {"X": 1}, "listIds": [50, 51]}',
+        )
         await store.suppress(A, "a@x.test", [50], "unsubscribed", 1.0)
         await store.suppress(A, "b@x.test", [], "spam", 1.0)  # nothing forwarded: nothing to do
-    db = sqlite3.connect(path)
-    (state,) = db.execute("SELECT state FROM forwarded").fetchone()
-    db.close()
+    async with open_store() as store:
+        ((state,),) = await query(store, "SELECT state FROM forwarded")
     assert json.loads(state) == {"attributes": {"X": 1}, "listIds": [51]}
 
 
-async def run_pipeline(store: SqliteStore, tmp_path: Path, payload: dict[str, Any], n: int) -> None:
+async def run_pipeline(store: Any, tmp_path: Path, payload: dict[str, Any], n: int) -> None:
     cfg = load(tmp_path, config_data(tmp_path, woocommerce={"lists": {"all_customers": 50}}))
     rules = SiteRules.of(cfg.resolved_sites()[0])
     ev = parse_event({"id": f"e-{n}", "topic": "customer.updated", "payload": payload},
@@ -85,12 +84,12 @@ async def run_pipeline(store: SqliteStore, tmp_path: Path, payload: dict[str, An
 
 
 async def test_the_pipeline_keeps_the_record_and_a_later_subscription_lifts(
-    tmp_path: Path,
+    tmp_path: Path, open_store: OpenStore
 ) -> None:
     cfg = load(tmp_path, config_data(tmp_path))
     account = cfg.resolved_sites()[0].brevo.account
     email = "john.doe@example.com"
-    async with SqliteStore(tmp_path / "p.sqlite3") as store:
+    async with open_store() as store:
         await store.suppress(account, email, [50], "unsubscribed", 1_700_000_000.0)
         payload = ref("customer.json")
         value = {"subscribed": True, "time": "2026-12-06T06:29:58Z", "source": "my_account",

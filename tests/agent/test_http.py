@@ -51,7 +51,13 @@ async def test_health_and_readiness(tmp_path: Path) -> None:
         assert (await get(app, "/healthz"))[0] == 200
         status, _, text = await get(app, "/readyz")
         assert status == 200
-        assert json.loads(text) == {"ready": True, "checks": {"store": "ok", "brevo": "ok"}}
+        assert json.loads(text) == {
+            "ready": True,
+            "checks": {"store": "ok", "brevo": "ok"},
+            # Which store, and this replica's name (PostgreSQL: tests/agent/test_pg_app.py).
+            "store": {"backend": "sqlite", "address": str(app.cfg.agent.store_path)},
+            "replica": app.cfg.agent.replica,
+        }
         # A damaged store, a full disk: tests/agent/test_store_health.py.
 
 

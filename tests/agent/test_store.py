@@ -21,28 +21,14 @@ from agent.core.events import Door, Event, parse_event
 from agent.core.jobs import Intent, Kind, Outcome
 from agent.core.pipeline import Aggregates, SiteRules, decide
 from agent.store import SqliteStore
+from tests.agent import storekit
+from tests.agent.conftest import OpenStore
+from tests.agent.storesql import query, write
 from tests.conftest import ref
 from tests.kit import load
 
 ACCOUNT = "main"
 NOW = 1_795_800_000.0  # 2026-11-27, the recordings' day
-
-
-async def add_contact_jobs(store: SqliteStore, contacts: list[tuple[str, list[int]]]) -> None:
-    """Queue contact jobs (email, lists), oldest first, as the pipeline leaves them."""
-
-    def run() -> None:
-        for email, lists in contacts:
-            body = {"email": email, "attributes": {"FIRSTNAME": "A"}}
-            if lists:
-                body["listIds"] = lists
-            store.db.execute(
-                "INSERT INTO jobs (account, site, kind, key, body, created_at)"
-                " VALUES (?, 's1', 'contact', ?, ?, 0)",
-                (ACCOUNT, f"contact:{email}", json.dumps(body)),
-            )
-
-    await store._run(run)
 
 
 def event(n: int) -> Event:
@@ -95,19 +81,16 @@ def contact_intent(**attrs: Any) -> Intent:
 
 
 async def test_processing_coalesces_against_the_stored_jobs_and_what_brevo_holds(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
     """agent/core/dedupe.py `coalesce`, as the store reads its inputs: the pending job stored
     for the key, whether one is in flight, the `forwarded` record."""
     pipeline = Scripted()
-    async with SqliteStore(tmp_path / "s.db") as store:
+    async with open_store() as store:
 
         async def bodies() -> list[dict[str, Any]]:
-            def run() -> list[dict[str, Any]]:
-                rows = store.db.execute("SELECT body FROM jobs ORDER BY id").fetchall()
-                return [json.loads(r[0]) for r in rows]
-
-            return await store._run(run)
+            rows = await query(store, "SELECT body FROM jobs ORDER BY id")
+            return [json.loads(r[0]) for r in rows]
 
         await run_scripted(store, pipeline, 1, contact_intent(FIRSTNAME="Ann"))
         # A later chunk merges into the stored pending job.
@@ -136,21 +119,21 @@ async def test_processing_coalesces_against_the_stored_jobs_and_what_brevo_holds
         assert flying.body["attributes"] == {"X": 2}
 
 
-async def test_a_deleted_order_stays_as_trash_and_leaves_the_aggregates(tmp_path: Path) -> None:
+async def test_a_deleted_order_stays_as_trash_and_leaves_the_aggregates(
+    open_store: OpenStore,
+) -> None:
     pipeline = Scripted()
-    async with SqliteStore(tmp_path / "s.db") as store:
+    async with open_store() as store:
         await run_scripted(store, pipeline, 7, topic="order.updated")
         assert pipeline.seen[7]["orders_count"] == 1
         await run_scripted(store, pipeline, 7, topic="order.deleted")
         assert pipeline.seen[7]["orders_count"] == 0
-        facts = await store._run(
-            lambda: store.db.execute("SELECT order_id, email, status FROM order_facts").fetchall()
-        )
+        facts = await query(store, "SELECT order_id, email, status FROM order_facts")
         assert facts == [(7, "ann@example.com", "trash")]
 
 
 async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
-    tmp_path: Path, base_config: dict[str, Any]
+    open_store: OpenStore, tmp_path: Path, base_config: dict[str, Any]
 ) -> None:
     """The processor runs the pipeline on a chunk of rows before it writes (the store's
     `Chunk`, agent/store/chunk.py): each row must see what the rows before it changed, exactly as if every row had
@@ -182,8 +165,10 @@ async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
             SiteRules.of(site), e, prior, agg, now=NOW, historical_after=30 * 86400, consent=consent
         )
 
-    async def run(path: Path, chunk: int) -> dict[str, Any]:
-        async with SqliteStore(path) as store:
+    async def run(chunk: int) -> dict[str, Any]:
+        async with open_store() as store:
+            for table in ("inbox", "jobs", "objects", "order_facts", "dead_letters"):
+                await write(store, f"DELETE FROM {table}")  # the same store, from scratch
             for n, (topic, payload) in enumerate(feed):
                 ev = parse_event({"id": f"c-{n}", "topic": topic, "payload": payload},
                                  door=Door.STREAM)  # fmt: skip
@@ -195,30 +180,30 @@ async def test_a_chunk_of_rows_decides_as_one_row_at_a_time(
                 assert await store.process_pending(
                     chunk, decide_, lambda s, e: order_fact(e)
                 ) == len(feed)
-        db = sqlite3.connect(path)
-        try:
             return {
-                "jobs": db.execute("SELECT kind, key, body, historical, state FROM jobs ORDER BY id").fetchall(),
-                "objects": db.execute("SELECT * FROM objects ORDER BY 1, 2, 3").fetchall(),
-                "facts": db.execute("SELECT * FROM order_facts ORDER BY 1, 2").fetchall(),
-                "dead": db.execute("SELECT site, ref, code, message FROM dead_letters ORDER BY id").fetchall(),
-                "pending": db.execute("SELECT COUNT(*) FROM inbox WHERE state = 0").fetchone(),
+                "jobs": await query(store, "SELECT kind, key, body, historical, state FROM jobs ORDER BY id"),
+                "objects": await query(store, "SELECT * FROM objects ORDER BY 1, 2, 3"),
+                "facts": await query(store, "SELECT * FROM order_facts ORDER BY 1, 2"),
+                "dead": await query(store, "SELECT site, ref, code, message FROM dead_letters ORDER BY id"),
+                "pending": await query(store, "SELECT COUNT(*) FROM inbox WHERE state = 0"),
+                "versions": await store.object_versions(site.id, "order"),
             }  # fmt: skip
-        finally:
-            db.close()
 
-    one = await run(tmp_path / "one.sqlite3", 1)
-    chunked = await run(tmp_path / "chunk.sqlite3", 100)
+    one = await run(1)
+    chunked = await run(100)
     assert one["jobs"] and one["facts"] and one["dead"]
+    assert one["versions"][700] == ("2026-11-06T00:00:00", False, "completed")
+    assert one["versions"][701][1] is True  # deleted
     assert chunked == one
 
 
 async def test_a_contact_import_claims_one_list_group_and_leaves_the_rest(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
-    async with SqliteStore(tmp_path / "s.db") as store:
-        await add_contact_jobs(
+    async with open_store() as store:
+        await storekit.add_contact_jobs(
             store,
+            ACCOUNT,
             [
                 ("a@x.test", [2]),
                 ("b@x.test", [1, 3]),
@@ -249,16 +234,19 @@ async def test_a_contact_import_claims_one_list_group_and_leaves_the_rest(
         assert await store.next_due(ACCOUNT, Kind.ORDER) is None
 
 
-async def test_claims_skip_keys_in_flight_and_a_restart_gives_them_back(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    async with SqliteStore(path) as store:
-        await add_contact_jobs(store, [("a@x.test", [1]), ("a@x.test", [1]), ("b@x.test", [1])])
+async def test_claims_skip_keys_in_flight_and_a_restart_gives_them_back(
+    open_store: OpenStore,
+) -> None:
+    async with open_store() as store:
+        await storekit.add_contact_jobs(
+            store, ACCOUNT, [("a@x.test", [1]), ("a@x.test", [1]), ("b@x.test", [1])]
+        )
         first = await store.claim(ACCOUNT, Kind.CONTACT, 10, 1.0)
         assert [j.body["email"] for j in first] == ["a@x.test", "b@x.test"]
         # a@x.test's second job waits for the first: two jobs of one key never fly together.
         assert await store.claim(ACCOUNT, Kind.CONTACT, 10, 1.0) == []
     # Killed with jobs in flight: the next forwarder gets them all back.
-    async with SqliteStore(path) as store:
+    async with open_store() as store:
         again = await store.claim(ACCOUNT, Kind.CONTACT, 10, 1.0)
         assert [j.id for j in again] == [j.id for j in first]
 
@@ -314,44 +302,40 @@ async def test_a_write_blocked_past_the_timeout_fails_whole(
 
 
 async def test_pruning_deletes_old_processed_rows_only_in_short_transactions(
-    tmp_path: Path,
+    open_store: OpenStore,
 ) -> None:
-    async with SqliteStore(tmp_path / "s.db") as store:
+    async with open_store() as store:
         await store.ingest("s2", [event(n) for n in range(1, 11)])  # seq 1-10
         await store.ingest("s1", [event(n) for n in range(1, 2501)])  # seq 11-2510
         day = 86400.0
         now = time.time()
 
-        def age() -> None:
-            db = store.db
-            # s2: 10 rows 10 days old, through the webhook door. s1: 2,000 rows 8 days old
-            # (one, a little out of order, 9 days), the 10 oldest not processed yet; 500 recent.
-            db.execute(
-                "UPDATE inbox SET received_at = ?, door = 'webhook' WHERE site = 's2'",
-                (now - 10 * day,),
-            )
-            db.execute(
-                "UPDATE inbox SET received_at = ? WHERE site = 's1' AND seq <= 2010",
-                (now - 8 * day,),
-            )
-            db.execute("UPDATE inbox SET received_at = ? WHERE seq = 1500", (now - 9 * day,))
-            db.execute("UPDATE inbox SET state = 1 WHERE seq <= 10 OR seq > 20")
-
-        await store._run(age)
+        # s2: 10 rows 10 days old, through the webhook door. s1: 2,000 rows 8 days old
+        # (one, a little out of order, 9 days), the 10 oldest not processed yet; 500 recent.
+        await write(
+            store,
+            "UPDATE inbox SET received_at = ?, door = 'webhook' WHERE site = 's2'",
+            now - 10 * day,
+        )
+        await write(
+            store,
+            "UPDATE inbox SET received_at = ? WHERE site = 's1' AND seq <= 2010",
+            now - 8 * day,
+        )
+        await write(store, "UPDATE inbox SET received_at = ? WHERE seq = 1500", now - 9 * day)
+        await write(store, "UPDATE inbox SET state = 1 WHERE seq <= 10 OR seq > 20")
         batches: list[int] = []
         real = store._prune_some
 
-        def counted(cutoff: int, before: float, batch: int) -> int:
-            n = real(cutoff, before, batch)
+        def counted(*args: Any) -> int:  # each transaction: (the SQL connection,) cutoff, ...
+            n = int(real(*args))
             batches.append(n)
             return n
 
         store._prune_some = counted  # type: ignore[method-assign]
         assert await store.prune_inbox(now - 7 * day, batch=700) == 2000
         assert batches == [700, 700, 600]
-        left = await store._run(
-            lambda: store.db.execute("SELECT seq, state FROM inbox ORDER BY seq").fetchall()
-        )
+        left = await query(store, "SELECT seq, state FROM inbox ORDER BY seq")
         # the old rows not processed yet and the recent ones stay
         assert left == [(s, 0) for s in range(11, 21)] + [(s, 1) for s in range(2011, 2511)]
         # a door's "last seen" outlives its rows
