@@ -287,31 +287,9 @@ def read_inbox(state_dir: Path) -> Inbox:
     return inbox
 
 
-def cart_values(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """What an abandonment must carry of a snapshot (docs/carts.md's property table)."""
-    totals = snapshot.get("totals") or {}
-    items = [
-        (
-            i.get("product_id"),
-            i.get("variation_id"),
-            i.get("name"),
-            i.get("quantity"),
-            _money(i.get("price")),
-        )
-        for i in snapshot.get("items") or []
-    ]
-    return {
-        "total": _money(totals.get("total")),
-        "currency": snapshot.get("currency"),
-        "restore_url": snapshot.get("restore_url"),
-        "items": items,
-        "coupons": list(snapshot.get("coupons") or []),
-    }
-
-
-def event_values(props: dict[str, Any]) -> dict[str, Any]:
-    """The same of an abandonment event's properties."""
-    cart = props.get("cart") or {}
+def _cart_values(
+    cart: dict[str, Any], total: object, currency: object, restore_url: object
+) -> dict[str, Any]:
     items = [
         (
             i.get("product_id"),
@@ -323,12 +301,26 @@ def event_values(props: dict[str, Any]) -> dict[str, Any]:
         for i in cart.get("items") or []
     ]
     return {
-        "total": _money(props.get("total")),
-        "currency": props.get("currency"),
-        "restore_url": props.get("restore_url"),
+        "total": _money(total),
+        "currency": currency,
+        "restore_url": restore_url,
         "items": items,
         "coupons": list(cart.get("coupons") or []),
     }
+
+
+def cart_values(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """What an abandonment must carry of a snapshot (docs/carts.md's property table)."""
+    totals = snapshot.get("totals") or {}
+    return _cart_values(
+        snapshot, totals.get("total"), snapshot.get("currency"), snapshot.get("restore_url")
+    )
+
+
+def event_values(props: dict[str, Any]) -> dict[str, Any]:
+    """The same of an abandonment event's properties."""
+    cart = props.get("cart") or {}
+    return _cart_values(cart, props.get("total"), props.get("currency"), props.get("restore_url"))
 
 
 def _versions(cart: dict[str, Any], inbox: Inbox) -> dict[str, list[_Version]]:
