@@ -318,6 +318,11 @@ class Chaos:
 # ------------------------------------------------------------------------- the traffic
 
 
+def _count(out: dict[str, Any]) -> int:
+    """The changes a `make` or `return` process made (PHP writes no change as `[]`)."""
+    return sum((out["changes"] or {}).values())
+
+
 async def stream(chaos: Chaos, tag: str, stream_seed: int) -> None:
     """One stream of `make` processes until it made its share (a failed process is retried:
     MariaDB may be down)."""
@@ -339,7 +344,7 @@ async def stream(chaos: Chaos, tag: str, stream_seed: int) -> None:
             chaos.php_failures += 1
             await asyncio.sleep(0.5)
             continue
-        done = sum(out["changes"].values())
+        done = _count(out)
         made += done
         chaos.made += done
         chaos.progressed.set()
@@ -354,7 +359,7 @@ async def stream(chaos: Chaos, tag: str, stream_seed: int) -> None:
             chaos.php_failures += 1
             await asyncio.sleep(0.5)
             continue
-        chaos.made += sum(out["changes"].values())
+        chaos.made += _count(out)
         return
 
 
