@@ -83,11 +83,19 @@ def _recover(row: dict[str, Any]) -> str:
     return "not drained" if seconds is None else f"{seconds:g} s"
 
 
+def _carts(carts: dict[str, int]) -> str:
+    if not carts:
+        return "—"
+    counts = (carts.get(k, 0) for k in ("abandoned", "recovered", "ordered", "emptied"))
+    return " · ".join(str(n) for n in counts)
+
+
 def scenario_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = [
-        "| scenario | faults | changes made | objects + events audited | delivered | lost"
+        "| scenario | faults | changes made | objects + events audited | carts audited"
+        " (abandoned · recovered · ordered · emptied) | delivered | lost"
         " | doubled (in flight / other) | dead-lettered | time to recover | seed | outcome |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         audited = r["objects"] + r["events_expected"]
@@ -101,6 +109,7 @@ def scenario_table(rows: Sequence[dict[str, Any]]) -> list[str]:
                     faults,
                     r["changes_made"],
                     audited,
+                    _carts(r.get("carts") or {}),
                     r["delivered"],
                     r["lost"],
                     f"{r['doubled_in_flight']} / {r['doubled_other']}",

@@ -94,11 +94,11 @@ def test_the_page_is_rendered_from_the_rows(tmp_path: Path) -> None:
     assert "- **Attacks:** 2 of 3 repelled" in page
     # One table row per scenario, with its numbers.
     assert (
-        "| `agent-kill-9` (ci) | kill -9 agent x3 | 500 | 500 | 500 | 0 | 2 / 0 | 0 | 12.5 s | 1234 | passed |"
+        "| `agent-kill-9` (ci) | kill -9 agent x3 | 500 | 500 | — | 500 | 0 | 2 / 0 | 0 | 12.5 s | 1234 | passed |"
         in page
     )
     assert (
-        "| `disk-full` (ci) | agent disk full x2 | 500 | 500 | 497 | 3 | 0 / 1 | 0 | not drained | 1234 | **FAILED** |"
+        "| `disk-full` (ci) | agent disk full x2 | 500 | 500 | — | 497 | 3 | 0 / 1 | 0 | not drained | 1234 | **FAILED** |"
         in page
     )
     # What the audit found, a table's pipe escaped.
