@@ -13,12 +13,14 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+from agent import __version__
 from agent.config import Config, ConfigError, SiteConfig, load_config, secret_values
 from agent.doors.brevo_hooks import BrevoHookDoor
 from agent.doors.poller import Pollers
@@ -34,6 +36,7 @@ from agent.process.worker import WorkerLink
 from agent.reload import Reloaded, describe_changes, file_digest, read_file, restart_needed
 from agent.status import ConfigStatus, RuntimeStatus
 from agent.store.open import Store, open_store, store_info
+from agent.store.postgres.cluster import ClusterMixin, beating, listening
 from agent.tokens import TokenRegistry
 
 __all__ = ["App", "Role"]
@@ -118,6 +121,17 @@ class App:
             if self.role != "doors":
                 await self._stack.enter_async_context(forwarding_lock(self.cfg.agent.state_dir))
             await self._stack.enter_async_context(self.store)
+            if isinstance(self.store, ClusterMixin):
+                # The replica's heartbeat (the forwarding process: it renews its claims'
+                # leases) and its stream door's sites (agent/store/postgres/cluster.py).
+                await self._stack.enter_async_context(
+                    beating(
+                        self.store,
+                        started_at=time.time(),
+                        beat=self.role != "doors",
+                        sites=self.stream_sites if self.with_doors else None,
+                    )
+                )
             if self.role == "doors":
                 self.worker = await self._stack.enter_async_context(
                     WorkerLink(
@@ -132,6 +146,12 @@ class App:
             else:
                 await self._stack.enter_async_context(self.processor)
                 await self._stack.enter_async_context(self.forwarder)
+                if isinstance(self.store, ClusterMixin):  # woken by the other replicas
+                    await self._stack.enter_async_context(
+                        listening(
+                            self.store, inbox=self.store.ingested.set, jobs=self.forwarder.wake
+                        )
+                    )
             if self.with_doors:
                 await self._start_doors(self._stack)
         except BaseException:
@@ -202,6 +222,7 @@ class App:
                 brevo_ready=self.forwarder.ready if worker is None else worker.ready,
                 worker_metrics=None if worker is None else worker.metrics,
                 store_info=store_info(agent).as_dict(),
+                cluster=self.cluster,
             )
         )
         self.pollers = await stack.enter_async_context(
@@ -214,6 +235,34 @@ class App:
                 stale_after=agent.stream.stale_after,
             )
         )
+
+    def stream_sites(self) -> list[str]:
+        """The sites with a websocket open on this replica's stream door."""
+        return sorted(sid for sid in self.sites if self.status.site(sid).stream.connections)
+
+    async def cluster(self) -> list[dict[str, Any]]:
+        """Every replica sharing the store (PostgreSQL: its `replicas` table; SQLite: this
+        agent alone, whose claims are not leased: `claims` None), `this` marking this one."""
+        if isinstance(self.store, ClusterMixin):
+            replicas = await self.store.cluster()
+        else:
+            replicas = [
+                {
+                    "name": self.cfg.agent.replica,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "version": __version__,
+                    "started_at": self.status.started_at,
+                    "last_seen": self.clock(),
+                    "seen_ago": 0.0,
+                    "state": "alive",
+                    "claims": None,
+                    "sites": self.stream_sites(),
+                }
+            ]
+        for r in replicas:
+            r["this"] = r["name"] == self.cfg.agent.replica
+        return replicas
 
     async def stop_accepting(self) -> None:
         """A stop's first step: close both listeners, so that nothing new arrives while the

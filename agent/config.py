@@ -222,6 +222,8 @@ class WebhooksSection(_Model):
 
 # A replica's name (agent.replica): what its Brevo job claims are leased under.
 REPLICA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# agent.replica_timeout's bounds, seconds.
+REPLICA_TIMEOUT = (3.0, 100.0)
 
 
 def check_store_address(address: str) -> str:
@@ -265,6 +267,14 @@ class AgentSection(_Model):
         description=(
             "this agent's name among the replicas sharing a PostgreSQL store (default the host's"
             " name): its Brevo job claims are leased under it; distinct for each agent"
+        ),
+    )
+    replica_timeout: Duration = Field(
+        15.0,
+        description=(
+            "PostgreSQL store: a replica not seen (heartbeat, every third of this, at most 5s)"
+            " for this long is taken as dead, and the other replicas take its Brevo job claims"
+            " over (3s to 100s; docs/postgresql.md)"
         ),
     )
     tls: Tls | None = None
@@ -321,6 +331,17 @@ class AgentSection(_Model):
             raise ValueError(
                 f"{v[:80]!r} is not a replica name: 1 to 64 letters, digits and . _ - (the host's"
                 " name by default)"
+            )
+        return v
+
+    @field_validator("replica_timeout")
+    @classmethod
+    def _replica_timeout(cls, v: float) -> float:
+        if not REPLICA_TIMEOUT[0] <= v <= REPLICA_TIMEOUT[1]:
+            raise ValueError(
+                f"{v:g}s is out of range: agent.replica_timeout is 3s to 100s (a replica beats"
+                " every third of it, so shorter takes a slow database for a dead replica; past"
+                " 100s the claims' 120s lease takes them over first); 15s is the default"
             )
         return v
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -138,8 +138,11 @@ class HttpServer:
         brevo_ready: Callable[[], tuple[bool, str]],
         worker_metrics: Callable[[], Series] | None = None,
         store_info: Mapping[str, str] | None = None,
+        cluster: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
     ) -> None:
         self._store = store
+        # Every replica sharing the store, this one included (agent/app.py `App.cluster`).
+        self._cluster = cluster
         # The store's backend, its address (password masked) and this replica's name.
         self._store_info = dict(store_info or {})
         self._sites = sites
@@ -258,6 +261,7 @@ class HttpServer:
                 m.set("woobrevo_erasures", float(erasures.get(state) or 0), site=sid, state=state)
             for mode in ("stream", "polling"):
                 m.set("woobrevo_site_mode", float(self._mode(sid) == mode), site=sid, mode=mode)
+        await self._cluster_metrics()
         also = self._worker_metrics() if self._worker_metrics is not None else []
         return web.Response(
             body=m.render(also).encode("utf-8"), headers={"Content-Type": METRICS_TYPE}
@@ -266,6 +270,37 @@ class HttpServer:
     async def status(self, request: web.Request) -> web.Response:
         """Per site: connection, last seen, mode and backlog, as JSON."""
         return web.json_response(await self.snapshot())
+
+    async def _replicas(self) -> list[dict[str, Any]] | None:
+        if self._cluster is None:
+            return None
+        try:
+            return await self._cluster()
+        except Exception:
+            log.exception("reading the replicas failed")
+            return None
+
+    async def _cluster_metrics(self) -> None:
+        replicas = await self._replicas()
+        if replicas is None:
+            return
+        m = self._metrics
+        for state in ("alive", "stale"):
+            n = sum(1 for r in replicas if r["state"] == state)
+            m.set("woobrevo_cluster_replicas", float(n), state=state)
+        for r in replicas:
+            if r["claims"] is not None:
+                m.set("woobrevo_replica_claims", float(r["claims"]), replica=r["name"])
+
+    async def _cluster_view(self) -> dict[str, Any] | None:
+        replicas = await self._replicas()
+        if replicas is None:
+            return None
+        return {
+            "alive": sum(1 for r in replicas if r["state"] == "alive"),
+            "stale": sum(1 for r in replicas if r["state"] == "stale"),
+            "replicas": replicas,
+        }
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -318,6 +353,7 @@ class HttpServer:
             # path, loaded_at, sha256 of the file's bytes, last_reload: never a value from it
             "config": None if config is None else config.as_dict(),
             **self._about(),
+            "cluster": await self._cluster_view(),
             "sites": sites,
         }
 

@@ -33,6 +33,13 @@ _HELP = {
     ),
     "woobrevo_stream_connections": ("gauge", "Open websocket connections, by site."),
     "woobrevo_site_mode": ("gauge", "1 for the site's current mode (stream or polling)."),
+    # The replicas sharing the store (agent/store/postgres/cluster.py), read at scrape time.
+    "woobrevo_cluster_replicas": (
+        "gauge",
+        "Replicas in the store's table, by state (alive, or stale: not seen within"
+        " agent.replica_timeout); SQLite: this agent alone.",
+    ),
+    "woobrevo_replica_claims": ("gauge", "Brevo jobs each replica holds in flight, by replica."),
     # The doors (agent/doors/, agent/http.py).
     "woobrevo_events_replayed_total": (
         "counter",

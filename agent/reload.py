@@ -37,6 +37,7 @@ RESTART_KEYS: tuple[tuple[str, str], ...] = (
     ("agent.state_dir", "the store file and the forwarding lock are opened at start"),
     ("agent.store", "the store's database is opened at start"),
     ("agent.replica", "the store's claims are leased under this name from start"),
+    ("agent.replica_timeout", "the store and the heartbeat are opened with it at start"),
     ("agent.processing", "the worker process is started (or not) at start"),
     ("agent.log_format", "the log format is set at start"),
     ("agent.stream.max_message_bytes", "the HTTP server's body limit is set at start"),

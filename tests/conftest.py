@@ -4,11 +4,13 @@ config builder, the wait and the time unit are in tests/kit.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import pgserver
 from tests.kit import config_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +58,28 @@ def base_config(tmp_path: Path) -> dict[str, Any]:
     return config_data(
         tmp_path, agent={"historical_after": "30d"}, brevo={"plan": "general"}, woocommerce=SHOP
     )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The session's PostgreSQL (its admin DSN, tests/pgserver.py), one for every test folder;
+    fails every PostgreSQL case when none starts."""
+    try:
+        with pgserver.server() as dsn:
+            yield dsn
+    except pgserver.NoServer as exc:
+        pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
+
+
+@pytest.fixture
+def pg_dsn(pg_server: str) -> Iterator[str]:
+    """A fresh, empty database of the tests' server."""
+    try:
+        database = pgserver.fresh_database(pg_server)
+        dsn = database.__enter__()
+    except pgserver.NoServer as exc:
+        pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
+    try:
+        yield dsn
+    finally:
+        database.__exit__(None, None, None)

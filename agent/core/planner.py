@@ -140,6 +140,46 @@ class Budget:
         """After a 429: nothing goes until the reset."""
         self.blocked_until = max(self.blocked_until, now + seconds)
 
+    def take_many(self, now: float, n: int) -> float:
+        """Take `n` requests at once if every window has room for them: 0.0, taken; else the
+        seconds until they may go (nothing taken). A shared budget's atomic take."""
+        wait = self.delay(now)
+        if wait <= 0:
+            for w in self.windows:
+                if w.used + n > w.count and w.start is not None:
+                    wait = max(wait, w.start + w.period - now)
+        if wait > 0:
+            return wait
+        for _ in range(n):
+            self.take(now)
+        return 0.0
+
+    def merge_observed(
+        self, now: float, limit: int | None, remaining: int | None, reset: float | None
+    ) -> None:
+        """`observe` for a budget several senders share: what Brevo says only ever makes the
+        window stricter. Another sender's requests may be counted here and not yet by Brevo
+        (on the wire), so a count is raised, never lowered, and a window is held until the
+        later of its own end and Brevo's; an answer about a window that ended before this one
+        opened (a late answer) is ignored."""
+        if remaining is None or reset is None:
+            return
+        target = None
+        if limit is not None:
+            target = next((w for w in self.windows if w.count == limit), None)
+        if target is None:
+            target = min(self.windows, key=lambda w: w.period)
+        target.roll(now)
+        brevo_end, brevo_used = now + reset, max(0, target.count - remaining)
+        if target.start is None:
+            if brevo_used:
+                target.start, target.used = brevo_end - target.period, brevo_used
+            return
+        if brevo_end <= target.start:
+            return
+        target.start = max(target.start, brevo_end - target.period)
+        target.used = max(target.used, brevo_used)
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:

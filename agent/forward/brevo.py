@@ -28,6 +28,7 @@ __all__ = [
     "ContactPages",
     "account_budgets",
     "carry_budgets",
+    "limits_seen",
     "observe_limits",
 ]
 
@@ -190,6 +191,11 @@ def carry_budgets(old: Mapping[str, Budget], new: Mapping[str, Budget]) -> dict[
 
 def observe_limits(budget: Budget, now: float, headers: Mapping[str, str]) -> None:
     """Correct a family's budget from an answer's `x-sib-ratelimit-*` headers (NOTES.md §4)."""
+    budget.observe(now, *limits_seen(headers))
+
+
+def limits_seen(headers: Mapping[str, str]) -> tuple[int | None, int | None, float | None]:
+    """An answer's `x-sib-ratelimit-*` headers: (limit, remaining, reset), None where absent."""
 
     def num(name: str) -> float | None:
         try:
@@ -202,8 +208,7 @@ def observe_limits(budget: Budget, now: float, headers: Mapping[str, str]) -> No
         num("x-sib-ratelimit-remaining"),
         num("x-sib-ratelimit-reset"),
     )
-    budget.observe(
-        now,
+    return (
         int(limit) if limit is not None else None,
         int(remaining) if remaining is not None else None,
         reset,

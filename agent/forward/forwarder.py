@@ -29,11 +29,12 @@ from agent.forward.brevo import (
     BrevoResponse,
     account_budgets,
     carry_budgets,
+    limits_seen,
     observe_limits,
 )
 from agent.logs import bind
 from agent.metrics import Metrics
-from agent.store.ports import JobQueue
+from agent.store.ports import JobQueue, SharedBudgets
 
 __all__ = ["AccountWorker", "Forwarder"]
 
@@ -165,6 +166,9 @@ class AccountWorker:
         self.cfg = cfg
         self.account = cfg.account
         self.budgets = account_budgets(cfg)
+        # Budgets the replicas of a PostgreSQL store share (agent/store/postgres/budgets.py);
+        # None: this process's own (SQLite, one agent).
+        self.shared: SharedBudgets | None = store if isinstance(store, SharedBudgets) else None
         self.client = BrevoClient(
             cfg.base_url, cfg.api_key, timeout=cfg.timeout, dry_run=cfg.is_dry_run
         )
@@ -380,8 +384,10 @@ class AccountWorker:
             while (wait := budget.delay(self.now())) > 0:  # noqa: ASYNC110 - a clock, not an event
                 await asyncio.sleep(min(wait, 5.0))
             budget.take(self.now())
+            await self._take_shared(family)
         resp = await self.client.request(method, path, body)
         self._observe(family, resp)
+        await self._observe_shared(family, resp)
         self.metrics.inc(
             "woobrevo_brevo_calls_total", family=family, endpoint=path, status=str(resp.status)
         )
@@ -460,11 +466,57 @@ class AccountWorker:
     def _observe(self, family: str, resp: BrevoResponse) -> None:
         observe_limits(self.budgets[family], self.now(), resp.headers)
 
+    async def _take_shared(self, family: str) -> None:
+        """With budgets shared by replicas: wait until the family's shared windows have room,
+        and take one request of them (one transaction, agent/store/postgres/budgets.py). The
+        local take before it (`_launch`) only paces this process's loops between takes."""
+        shared = self.shared
+        if shared is None or self.client.dry_run:
+            return
+        budget = self.budgets[family]
+        while True:
+            try:
+                wait = await shared.take_budget(self.account, family, budget, self.now())
+            except Exception as exc:  # the database failed: the request waits, not lost
+                log.warning("could not take %s's shared rate budget (%s); trying again",
+                            family, exc)  # fmt: skip
+                wait = 1.0
+            if wait <= 0:
+                return
+            self.metrics.inc("woobrevo_rate_limit_waits_total", family=family)
+            self.metrics.inc(
+                "woobrevo_rate_limit_wait_seconds_total", min(wait, 5.0), family=family
+            )
+            await asyncio.sleep(min(wait, 5.0))
+
+    async def _observe_shared(self, family: str, resp: BrevoResponse) -> None:
+        """An answer's rate-limit headers into the shared windows (never loosening them)."""
+        if self.shared is None or self.client.dry_run:
+            return
+        try:
+            await self.shared.observe_budget(
+                self.account, family, self.budgets[family], self.now(), limits_seen(resp.headers)
+            )
+        except Exception as exc:  # only a correction: the next take counts anyway
+            log.warning("could not record %s's rate-limit headers (%s)", family, exc)
+
+    async def _block_shared(self, family: str, seconds: float) -> None:
+        """A 429 blocks the family on every replica."""
+        if self.shared is None:
+            return
+        try:
+            await self.shared.block_budget(
+                self.account, family, self.budgets[family], self.now(), seconds
+            )
+        except Exception as exc:  # the next take meets Brevo's 429 again, and blocks then
+            log.warning("could not share %s's 429 block (%s)", family, exc)
+
     async def _send(self, request: Request, slot: asyncio.Semaphore) -> None:
         # A task of its own: every line about this request names its job(s) (agent/logs.py).
         first, n = request.jobs[0], len(request.jobs)
         bind(site=first.site, job_id=first.id, jobs=n if n > 1 else None, account=self.account)
         try:
+            await self._take_shared(request.family)
             resp = await self.client.request(request.method, request.path, request.body)
         except BaseException:
             slot.release()
@@ -474,6 +526,7 @@ class AccountWorker:
         # MAX_IN_FLIGHT answered-but-unrecorded requests per family to send again.
         try:
             self._observe(request.family, resp)
+            await self._observe_shared(request.family, resp)
             self.metrics.inc(
                 "woobrevo_brevo_calls_total",
                 family=request.family,
@@ -582,6 +635,7 @@ class AccountWorker:
         self.failures[family] = reaction.failures
         if reaction.block_family:
             self.budgets[family].block(now, reaction.block_family)
+            await self._block_shared(family, reaction.block_family)
         kind = reaction.kind
         if kind is ReactionKind.COMPLETE:
             self.account_error = None

@@ -19,7 +19,7 @@ from agent.core.dedupe import claimable, known_after, largest_list_group
 from agent.core.jobs import Job, Kind
 from agent.store.consent import strip_suppressed
 from agent.store.rows import bump, dead_letter_insert, set_stat
-from agent.store.schema import ERASED_INFLIGHT
+from agent.store.schema import ERASED_INFLIGHT, INFLIGHT, PENDING
 from agent.store.tx import StoreBase
 
 __all__ = ["JobsMixin"]
@@ -92,6 +92,15 @@ class JobsMixin(StoreBase):
                 " AND f.state=1 AND f.key='contact:' || json_extract(jobs.body, '$.email'))"
                 " AND NOT EXISTS (SELECT 1 FROM jobs AS f WHERE f.account=jobs.account"
                 f" AND f.state={ERASED_INFLIGHT})"
+            )
+        if kind is Kind.EVENT:
+            # An event waits for an earlier upsert of its contact, queued or in flight: Brevo
+            # holds the contact (its attributes, its lists) before what the contact did.
+            extra += (
+                " AND NOT EXISTS (SELECT 1 FROM jobs AS c INDEXED BY jobs_key"
+                " WHERE c.account=jobs.account"
+                " AND c.key='contact:' || json_extract(jobs.body, '$.identifiers.email_id')"
+                f" AND c.state IN ({PENDING}, {INFLIGHT}) AND c.id < jobs.id)"
             )
         # The oldest first by the queue's index (not a sort of every due job), and the keys in
         # flight left out from their own small index, before the LIMIT.

@@ -65,7 +65,13 @@ def open_store(
     """
     if agent.store is None:
         return SqliteStore(agent.store_path, recover=recover, writes=writes, held_sites=held_sites)
-    return PostgresStore(agent.store, owner=agent.replica, recover=recover, held_sites=held_sites)
+    return PostgresStore(
+        agent.store,
+        owner=agent.replica,
+        replica_timeout=agent.replica_timeout,
+        recover=recover,
+        held_sites=held_sites,
+    )
 
 
 def store_exists(agent: AgentSection) -> bool:

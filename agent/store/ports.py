@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent.core.aggregates import OrderFact
 from agent.core.carts import Cart, CartOutcome
@@ -19,6 +19,7 @@ from agent.core.consent import ConsentRecord, ConsentView
 from agent.core.events import Event, Rejection
 from agent.core.jobs import Job, Kind, Outcome
 from agent.core.pipeline import Aggregates
+from agent.core.planner import Budget
 from agent.core.privacy import Erasure
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "IngestResult",
     "JobQueue",
     "MetaStore",
+    "SharedBudgets",
     "SiteState",
     "Status",
 ]
@@ -246,4 +248,36 @@ class Status(Protocol):
 
     async def health(self) -> str | None:
         """None when the store file is sound, else what is wrong (read-only, cached)."""
+        ...
+
+
+@runtime_checkable
+class SharedBudgets(Protocol):
+    """Brevo rate budgets several replicas share (PostgreSQL, agent/store/postgres/budgets.py):
+    each take, answer's headers and 429 is counted once for all of them. A store without it
+    (SQLite: one agent) leaves the forwarder's budgets in its process. Each call copies the
+    shared windows into `budget` (this replica's view, on its own clock `now`)."""
+
+    async def take_budget(
+        self, account: str, family: str, budget: Budget, now: float, n: int = 1
+    ) -> float:
+        """Take `n` requests of the family's windows at once: 0.0 when taken, else the seconds
+        to wait before asking again (nothing taken)."""
+        ...
+
+    async def observe_budget(
+        self,
+        account: str,
+        family: str,
+        budget: Budget,
+        now: float,
+        seen: tuple[int | None, int | None, float | None],
+    ) -> None:
+        """What an answer's `x-sib-ratelimit-*` headers say (limit, remaining, reset)."""
+        ...
+
+    async def block_budget(
+        self, account: str, family: str, budget: Budget, now: float, seconds: float
+    ) -> None:
+        """A 429: the family waits `seconds` on every replica."""
         ...

@@ -1,9 +1,10 @@
 """The store's backends for the tests that take `backend_store`: each such test runs on the
-SQLite store and on the PostgreSQL one (tests/pgserver.py for where the server comes from)."""
+SQLite store and on the PostgreSQL one (tests/pgserver.py for where the server comes from;
+the `pg_server` and `pg_dsn` fixtures are tests/conftest.py's, shared with tests/e2e)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -31,30 +32,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if pg:
         config.hook.pytest_deselected(items=pg)
         items[:] = [i for i in items if not on_pg(i)]
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
-    """The session's PostgreSQL (its admin DSN); fails every PostgreSQL case when none starts."""
-    try:
-        with pgserver.server() as dsn:
-            yield dsn
-    except pgserver.NoServer as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
-
-
-@pytest.fixture
-def pg_dsn(pg_server: str) -> Iterator[str]:
-    """A fresh, empty database of the tests' server."""
-    try:
-        database = pgserver.fresh_database(pg_server)
-        dsn = database.__enter__()
-    except pgserver.NoServer as exc:
-        pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
-    try:
-        yield dsn
-    finally:
-        database.__exit__(None, None, None)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -111,6 +111,26 @@ async def test_dead_letters_of_events_go_back_to_the_inbox_or_say_why(
         assert await store.retry_dead_letters(None, reparse) == (0, [])
 
 
+async def test_an_event_waits_for_its_contacts_earlier_upsert(open_store: OpenStore) -> None:
+    # tests/e2e (a guest's abandoned cart, on PostgreSQL): the event reached Brevo before the
+    # contact it is about, whose attributes and lists it relies on.
+    async with open_store() as store:
+        await storekit.add_contact_jobs(store, A, [("a@x.test", [52])])
+        cart = {"event_name": "cart_abandoned", "identifiers": {"email_id": "a@x.test"}}
+        await storekit.add_job(store, A, "s1", "event", "event:cart:1", cart)
+        other = {"event_name": "order_placed", "identifiers": {"email_id": "b@x.test"}}
+        await storekit.add_job(store, A, "s1", "event", "event:order:2", other)
+        assert [j.key for j in await store.claim(A, Kind.EVENT, 10, 1.0)] == ["event:order:2"]
+        (contact,) = await store.claim(A, Kind.CONTACT, 10, 1.0)
+        assert await store.claim(A, Kind.EVENT, 10, 1.0) == []  # its contact is in flight
+        await store.complete([contact])
+        assert [j.key for j in await store.claim(A, Kind.EVENT, 10, 1.0)] == ["event:cart:1"]
+        # A contact change queued after the event does not hold it back.
+        await storekit.add_job(store, A, "s1", "event", "event:cart:3", cart)
+        await storekit.add_contact_jobs(store, A, [("a@x.test", [52])])
+        assert [j.key for j in await store.claim(A, Kind.EVENT, 10, 1.0)] == ["event:cart:3"]
+
+
 async def test_a_claim_strips_the_lists_a_suppression_took_away(open_store: OpenStore) -> None:
     async with open_store() as store:
         await storekit.add_contact_jobs(store, A, [("a@x.test", [50, 51]), ("b@x.test", [50])])

@@ -5,6 +5,11 @@ Debian's WordPress, the plugin, the WooCommerce test double); each store action 
 process (`wp_scenario.php`), so every action is one request and ships at its `shutdown` as on a
 live shop. The agent is `python -m agent.cli run --config FILE` in its own process; the Brevo
 fake runs in the test's event loop.
+
+Every test that makes an agent runs on each store backend (`agent_store`): the SQLite file, and
+PostgreSQL (a fresh database per agent on the session's server, tests/pgserver.py).
+`WOOBREVO_TEST_STORE=sqlite|postgres|both` (default both) picks them; `WOOBREVO_TEST_PG=off`
+leaves PostgreSQL out. The tests read what the agent stored through `Agent.rows`, on either.
 """
 
 from __future__ import annotations
@@ -25,13 +30,50 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
+import psycopg.errors
 import pytest
 
+from agent.store.postgres.base import pg
+from tests import pgserver
 from tests.kit import UNIT, until
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "tests" / "php" / "run.sh"
 SCENARIO = Path(__file__).resolve().parent / "wp_scenario.php"
+STORE_ENV = "WOOBREVO_TEST_STORE"
+STORES = ("sqlite", "postgres")
+
+
+def chosen_stores() -> tuple[str, ...]:
+    """The backends `WOOBREVO_TEST_STORE` asks for (sqlite, postgres or both; default both),
+    without PostgreSQL when `WOOBREVO_TEST_PG=off`."""
+    value = os.environ.get(STORE_ENV, "").strip().lower() or "both"
+    if value not in (*STORES, "both"):
+        raise pytest.UsageError(f"{STORE_ENV}={value!r}: use sqlite, postgres or both")
+    chosen = STORES if value == "both" else (value,)
+    if pgserver.disabled():
+        if chosen == ("postgres",):
+            raise pytest.UsageError(
+                f"{STORE_ENV}=postgres with {pgserver.ENV}=off: unset one of them"
+            )
+        chosen = ("sqlite",)
+    return chosen
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The cases of the backends `WOOBREVO_TEST_STORE` leaves out are deselected (counted in
+    pytest's summary), not skipped."""
+    chosen = chosen_stores()
+
+    def left_out(item: pytest.Item) -> bool:
+        callspec = getattr(item, "callspec", None)
+        return callspec is not None and callspec.params.get("agent_store", chosen[0]) not in chosen
+
+    out = [i for i in items if left_out(i)]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = [i for i in items if not left_out(i)]
 
 
 def free_port() -> int:
@@ -119,8 +161,11 @@ class Agent:
         sites: list[dict[str, Any]],
         brevo: Any,
         woocommerce: dict[str, Any] | None = None,
+        store: str | None = None,
     ) -> None:
+        """`store`: a PostgreSQL database's DSN for `agent.store`; None, the SQLite file."""
         self.state = state
+        self.store = store
         self.port = free_port()
         self.http_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
@@ -133,6 +178,7 @@ class Agent:
                 },
                 "state_dir": str(state / "state"),
                 "log_level": "info",
+                **({"store": store} if store else {}),
             },
             "brevo": {"api_key": brevo.api_key, "base_url": brevo.base_url},
             "connectors": {
@@ -220,29 +266,59 @@ class Agent:
             document: dict[str, Any] = await response.json()
         return document
 
+    @property
+    def sqlite_file(self) -> Path:
+        """Where the SQLite store is (on PostgreSQL the agent must make no such file)."""
+        return self.state / "state" / "woobrevo.sqlite3"
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """The rows of one SELECT (SQLite's `?` placeholders) on the agent's store, whichever
+        backend it is; none while the store's tables are not made yet."""
+        if self.store is None:
+            db = sqlite3.connect(self.sqlite_file)
+            try:
+                return [tuple(r) for r in db.execute(sql, args)]
+            except sqlite3.OperationalError:  # the agent has not made its tables yet
+                return []
+            finally:
+                db.close()
+        with psycopg.connect(self.store, autocommit=True) as pgdb:
+            try:
+                return [tuple(r) for r in pgdb.execute(pg(sql), args or None)]
+            except psycopg.errors.UndefinedTable:  # the agent has not migrated yet
+                return []
+
+    def stored(self) -> dict[str, bytes]:
+        """Everything the agent keeps: its state folder's files (the SQLite database and its
+        -wal and -shm on SQLite) and, on PostgreSQL, each table's rows as text ("table NAME":
+        what a query can read; dead row versions the server has not reused yet are not in it,
+        docs/postgresql.md "Erasure")."""
+        folder = self.state / "state"
+        kept = {p.name: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+        if self.store is not None:
+            with psycopg.connect(self.store, autocommit=True) as pgdb:
+                tables = pgdb.execute(
+                    "SELECT table_name FROM information_schema.tables"
+                    " WHERE table_schema = 'public' ORDER BY table_name"
+                ).fetchall()
+                for (name,) in tables:
+                    text = pgdb.execute(f'SELECT t::text FROM "{name}" t'.encode()).fetchall()
+                    kept[f"table {name}"] = "\n".join(str(r[0]) for r in text).encode()
+        return kept
+
     def carts(self, site: str = "default") -> dict[int, tuple[str, float | None]]:
         """cart id → (status, next due time) of every cart the agent keeps for `site`."""
-        db = sqlite3.connect(self.state / "state" / "woobrevo.sqlite3")
-        try:
-            rows = db.execute("SELECT cart_id, status, due FROM carts WHERE site = ?", (site,))
-            return {int(c): (str(s), None if d is None else float(d)) for c, s, d in rows}
-        except sqlite3.OperationalError:  # the worker has not made the table yet
-            return {}
-        finally:
-            db.close()
+        rows = self.rows("SELECT cart_id, status, due FROM carts WHERE site = ?", site)
+        return {int(c): (str(s), None if d is None else float(d)) for c, s, d in rows}
 
     def inbox(self) -> list[tuple[str, str, str, int]]:
         """(site, event_id, topic, resource_id) of every stored event, in arrival order."""
-        db = sqlite3.connect(self.state / "state" / "woobrevo.sqlite3")
-        try:
-            return [
-                (str(s), str(e), str(t), int(r))
-                for s, e, t, r in db.execute(
-                    "SELECT site, event_id, topic, resource_id FROM inbox ORDER BY seq"
-                )
-            ]
-        finally:
-            db.close()
+        return [
+            (str(s), str(e), str(t), int(r))
+            for s, e, t, r in self.rows(
+                "SELECT site, event_id, topic, resource_id FROM inbox ORDER BY seq"
+            )
+        ]
 
 
 @pytest.fixture
@@ -254,9 +330,30 @@ async def brevo() -> AsyncIterator[Any]:
     fake.assert_no_spec_violations()
 
 
+@pytest.fixture(params=STORES)
+def agent_store(request: pytest.FixtureRequest) -> str:
+    """The store backend of this case's agents: "sqlite" or "postgres" (`chosen_stores`).
+    Function-scoped: the cases keep the files' order (a session scope would run every SQLite
+    case first, then the PostgreSQL ones, then the rest; the e2e tests share one WordPress)."""
+    return str(request.param)
+
+
 @pytest.fixture
-async def make_agent(tmp_path: Path, brevo: Any) -> AsyncIterator[Any]:
+async def make_agent(
+    tmp_path: Path, brevo: Any, agent_store: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Any]:
     agents: list[Agent] = []
+    databases = contextlib.ExitStack()
+    server: str | None = request.getfixturevalue("pg_server") if agent_store == "postgres" else None
+
+    def database() -> str | None:
+        """A fresh PostgreSQL database for one agent (None on SQLite)."""
+        if server is None:
+            return None
+        try:
+            return databases.enter_context(pgserver.fresh_database(server))
+        except pgserver.NoServer as exc:
+            pytest.fail(f"PostgreSQL for the tests: {exc}", pytrace=False)
 
     async def make(
         sites: list[tuple[str, str]] | list[tuple[str, str, dict[str, Any]]],
@@ -274,11 +371,12 @@ async def make_agent(tmp_path: Path, brevo: Any) -> AsyncIterator[Any]:
             }
             for site in sites
         ]
-        agent = Agent(state, entries, brevo, woocommerce)
+        agent = Agent(state, entries, brevo, woocommerce, database())
         agents.append(agent)
         await agent.start()
         return agent
 
-    yield make
-    for agent in agents:
-        await agent.stop()
+    with databases:
+        yield make
+        for agent in agents:
+            await agent.stop()

@@ -1,6 +1,6 @@
 """Personal data end to end: an erasure made with WordPress's own tools reaches Brevo and leaves
-no trace of the e-mail in the agent's SQLite files (WAL included, read byte for byte after the
-agent stopped); an order paid through the WooCommerce double's card gateway leaves no payment
+no trace of the e-mail in the agent's store (on SQLite its files, WAL included, read byte for
+byte after the agent stopped; on PostgreSQL every row of every table); an order paid through the WooCommerce double's card gateway leaves no payment
 field and no card number in any request Brevo received nor in the agent's store; the exporter
 lists what the plugin and the agent keep."""
 
@@ -58,10 +58,14 @@ def card_numbers(text: str) -> list[str]:
 
 
 def store_files(agent: Agent) -> dict[str, bytes]:
-    """Every file of the agent's state folder (the SQLite database, its -wal and -shm), as bytes."""
-    state = agent.state / "state"
-    files = {p.name: p.read_bytes() for p in sorted(state.rglob("*")) if p.is_file()}
-    assert "woobrevo.sqlite3" in files, sorted(files)
+    """What the agent keeps, as bytes (conftest.py `Agent.stored`): every file of its state
+    folder (on SQLite the database, its -wal and -shm) and, on PostgreSQL, every table's rows."""
+    files = agent.stored()
+    if agent.store is None:
+        assert "woobrevo.sqlite3" in files, sorted(files)
+    else:
+        assert not any(name.startswith("woobrevo.sqlite3") for name in files), sorted(files)
+        assert {"table inbox", "table jobs", "table objects"} <= set(files), sorted(files)
     return files
 
 
@@ -136,7 +140,8 @@ async def test_erasure_in_wordpress_reaches_brevo_and_leaves_no_trace_in_the_age
     await until(logged, WAIT, what="the agent to log the erasure")
     # Running (after its checkpoint), with the -wal and -shm files beside the database; then stopped.
     running = store_files(agent)
-    assert {"woobrevo.sqlite3-wal", "woobrevo.sqlite3-shm"} <= set(running), sorted(running)
+    if agent.store is None:
+        assert {"woobrevo.sqlite3-wal", "woobrevo.sqlite3-shm"} <= set(running), sorted(running)
     await agent.stop()
     for name, data in [*running.items(), *store_files(agent).items()]:
         assert needle not in data.lower(), f"the e-mail is still in {name}"

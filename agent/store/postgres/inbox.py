@@ -18,6 +18,7 @@ from agent.core.events import Event, Rejection
 from agent.store.inbox import store_refused
 from agent.store.ports import IngestResult
 from agent.store.postgres.base import Conn, PgBase, pg, site_lock
+from agent.store.postgres.channels import INBOX_CHANNEL
 from agent.store.rows import BUMP, event_row, rejection_letter
 
 __all__ = ["InboxMixin"]
@@ -76,7 +77,10 @@ class InboxMixin(PgBase):
         now = time.time()
 
         async def run(db: Conn) -> IngestResult:
-            return await _ingest_one(db, site, events, rejected, now)
+            result = await _ingest_one(db, site, events, rejected, now)
+            if result.new:  # at the commit: every replica's processor looks (cluster.py)
+                await db.execute("SELECT pg_notify(%s, '')", (INBOX_CHANNEL,))
+            return result
 
         result: IngestResult = await self._write(run, (site_lock(site),))
         if result.new:

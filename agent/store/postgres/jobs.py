@@ -35,11 +35,19 @@ from agent.store.postgres.consent import in_force
 from agent.store.rows import BUMP, dead_letter_insert
 from agent.store.schema import ERASED_INFLIGHT, INFLIGHT, PENDING
 
-__all__ = ["CLAIM_LEASE", "JobsMixin", "set_stat"]
+__all__ = ["CLAIM_LEASE", "DEFAULT_REPLICA_TIMEOUT", "JobsMixin", "set_stat"]
 
 # How long a claim holds its jobs (seconds) before another replica may take them over: well
 # past a Brevo request's timeout (30 s, agent/forward/brevo.py) and the forwarder's drain.
 CLAIM_LEASE = 120.0
+# Seconds without a heartbeat after which a replica's claims are taken over (agent.replica_
+# timeout; agent/store/postgres/cluster.py): well before its leases run out.
+DEFAULT_REPLICA_TIMEOUT = 15.0
+# The claims of another replica whose heartbeat is older than the timeout (the server's clock).
+_STALE_OWNER = (
+    " OR (claimed_by <> %s AND claimed_by IN (SELECT name FROM replicas"
+    " WHERE last_seen < extract(epoch FROM clock_timestamp())::float8 - %s))"
+)
 # pg_advisory_xact_lock's first key for claims ("woob"); the second is the account's hash.
 CLAIM_LOCK = 0x776F6F62
 
@@ -61,12 +69,14 @@ class JobsMixin(PgBase):
         *,
         owner: str | None = None,
         lease: float = CLAIM_LEASE,
+        replica_timeout: float = DEFAULT_REPLICA_TIMEOUT,
         recover: bool = True,
         **kw: Any,
     ) -> None:
         super().__init__(dsn, **kw)
         self.owner = owner or socket.gethostname()
         self._lease = lease
+        self.replica_timeout = replica_timeout
         self._recover = recover
         self._claims: Conn | None = None
         self._claiming = asyncio.Lock()
@@ -97,8 +107,10 @@ class JobsMixin(PgBase):
         cur = await self.db.execute(
             "SELECT COUNT(*) FROM jobs WHERE account=%s AND kind=%s"
             " AND NOT (site = ANY(%s::text[]))"
-            " AND ((state=0 AND not_before<=%s) OR (state=1 AND claimed_until<%s))",
-            (account, kind.value, self._held, now, time.time()),
+            " AND ((state=0 AND not_before<=%s) OR (state=1 AND (claimed_until<%s"
+            + _STALE_OWNER
+            + ")))",
+            (account, kind.value, self._held, now, time.time(), self.owner, self.replica_timeout),
         )
         row = await cur.fetchone()
         return 0 if row is None else int(row[0])
@@ -159,7 +171,7 @@ class JobsMixin(PgBase):
         by_lists: bool,
     ) -> list[tuple[Any, ...]]:
         wall = time.time()
-        await _take_over_expired(db, account, wall)
+        await _take_over_expired(db, account, wall, self.owner, self.replica_timeout)
         extra = "" if single is None else f" AND single_only = {int(single)}"
         if kind is Kind.ERASE:
             # An erasure waits for its contact's upsert in flight, and for any call of its
@@ -169,6 +181,14 @@ class JobsMixin(PgBase):
                 " AND f.state=1 AND f.key='contact:' || (jobs.body::jsonb ->> 'email'))"
                 " AND NOT EXISTS (SELECT 1 FROM jobs AS f WHERE f.account=jobs.account"
                 f" AND f.state={ERASED_INFLIGHT})"
+            )
+        if kind is Kind.EVENT:
+            # An event waits for an earlier upsert of its contact, queued or in flight
+            # (agent/store/jobs.py): a guest's abandoned cart reached Brevo before its contact.
+            extra += (
+                " AND NOT EXISTS (SELECT 1 FROM jobs AS c WHERE c.account=jobs.account"
+                " AND c.key='contact:' || (jobs.body::jsonb -> 'identifiers' ->> 'email_id')"
+                f" AND c.state IN ({PENDING}, {INFLIGHT}) AND c.id < jobs.id)"
             )
         where = (
             " FROM jobs WHERE account=%s AND kind=%s AND state=0 AND not_before<=%s"
@@ -288,13 +308,16 @@ async def _hand_back(db: Conn, account: str | None, owner: str) -> None:
     await db.execute(f"DELETE FROM jobs WHERE state={ERASED_INFLIGHT}" + mine, args)
 
 
-async def _take_over_expired(db: Conn, account: str, wall: float) -> None:
-    """The account's claims whose lease ran out (their replica died) back to the queue, in the
-    claim's transaction; those another transaction is writing are left for the next claim."""
+async def _take_over_expired(
+    db: Conn, account: str, wall: float, owner: str, replica_timeout: float
+) -> None:
+    """The account's claims whose lease ran out, or whose replica's heartbeat is older than
+    `replica_timeout` (it died), back to the queue, in the claim's transaction; those another
+    transaction is writing are left for the next claim."""
     cur = await db.execute(
         f"SELECT id, state FROM jobs WHERE account=%s AND state IN ({INFLIGHT}, {ERASED_INFLIGHT})"
-        " AND claimed_until < %s FOR UPDATE SKIP LOCKED",
-        (account, wall),
+        " AND (claimed_until < %s" + _STALE_OWNER + ") FOR UPDATE SKIP LOCKED",
+        (account, wall, owner, replica_timeout),
     )
     expired = await cur.fetchall()
     if not expired:

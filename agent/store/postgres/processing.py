@@ -44,6 +44,7 @@ from agent.store.inbox import (
 )
 from agent.store.ports import CartFire, CartStep, Decide, ErasureStep
 from agent.store.postgres.base import CONNECT_TIMEOUT, PROCESS_LOCK, PgBase, pg
+from agent.store.postgres.channels import JOBS_CHANNEL
 from agent.store.postgres.dsn import masked
 from agent.store.postgres.inbox import _text
 from agent.store.rows import EVENT_COLUMNS, event_from_row
@@ -166,6 +167,8 @@ class ProcessingMixin(PgBase):
                         rows = self._pending(conn, limit)
                         if rows:
                             _plan_and_apply(db, rows, steps)
+                            # At the commit: every replica's forwarders look (cluster.py).
+                            conn.execute("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
                     return len(rows)
                 except JobTaken:
                     continue

@@ -159,9 +159,37 @@ CREATE TABLE stats (
 );
 """
 
+# Brevo's rate windows shared by every replica forwarding for an account (budgets.py): per
+# (account, endpoint family, window period) the window's start and the requests counted in
+# it, and until when a 429 blocks the family (the same on each of the family's rows); times
+# are the server's clock (epoch seconds). The replicas' heartbeats (cluster.py): who runs,
+# since when, last seen (the server's clock), and the sites its stream door holds.
+_V2 = """
+CREATE TABLE rate_windows (
+    account TEXT NOT NULL,
+    family TEXT NOT NULL,
+    period DOUBLE PRECISION NOT NULL,
+    start DOUBLE PRECISION,
+    used INTEGER NOT NULL DEFAULT 0,
+    blocked_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (account, family, period)
+);
+CREATE TABLE replicas (
+    name TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL,
+    last_seen DOUBLE PRECISION NOT NULL,
+    sites TEXT NOT NULL DEFAULT '[]',
+    sites_at DOUBLE PRECISION
+);
+"""
+
 # In order; a released migration is never edited, a change is a new one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the tables of the SQLite store's schema 3", _V1),
+    Migration(2, "shared Brevo rate windows and the replicas' heartbeats", _V2),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent.store.postgres.budgets import BudgetsMixin
 from agent.store.postgres.carts import CartFiguresMixin
+from agent.store.postgres.cluster import ClusterMixin
 from agent.store.postgres.consent import ConsentMixin
 from agent.store.postgres.deadletters import DeadLettersMixin
 from agent.store.postgres.inbox import InboxMixin
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
         Ingest,
         JobQueue,
         MetaStore,
+        SharedBudgets,
         SiteState,
         Status,
     )
@@ -43,11 +46,13 @@ class PostgresStore(
     ProcessingMixin,
     CartFiguresMixin,
     InboxMixin,
+    ClusterMixin,
     JobsMixin,
     PrivacyMixin,
     ConsentMixin,
     MetaMixin,
     DeadLettersMixin,
+    BudgetsMixin,
 ):
     """Use as `async with PostgresStore(dsn) as store:` (base.py `PgBase` for the arguments)."""
 
@@ -68,6 +73,7 @@ if TYPE_CHECKING:
         InboxQueue,
         CartTimers,
         CartFigures,
+        SharedBudgets,
     ]:
         """mypy fails here when the store stops satisfying one of the ports it implements."""
-        return store, store, store, store, store, store, store, store, store, store, store
+        return store, store, store, store, store, store, store, store, store, store, store, store
