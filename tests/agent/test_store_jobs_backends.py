@@ -129,6 +129,10 @@ async def test_an_event_waits_for_its_contacts_earlier_upsert(open_store: OpenSt
         await storekit.add_job(store, A, "s1", "event", "event:cart:3", cart)
         await storekit.add_contact_jobs(store, A, [("a@x.test", [52])])
         assert [j.key for j in await store.claim(A, Kind.EVENT, 10, 1.0)] == ["event:cart:3"]
+        # Nor, once Brevo holds the contact, one queued before it: only a creation comes first.
+        await storekit.add_contact_jobs(store, A, [("a@x.test", [53])])
+        await storekit.add_job(store, A, "s1", "event", "event:cart:4", cart)
+        assert [j.key for j in await store.claim(A, Kind.EVENT, 10, 1.0)] == ["event:cart:4"]
 
 
 async def test_a_claim_strips_the_lists_a_suppression_took_away(open_store: OpenStore) -> None:

@@ -183,12 +183,15 @@ class JobsMixin(PgBase):
                 f" AND f.state={ERASED_INFLIGHT})"
             )
         if kind is Kind.EVENT:
-            # An event waits for an earlier upsert of its contact, queued or in flight
-            # (agent/store/jobs.py): a guest's abandoned cart reached Brevo before its contact.
+            # An event of a contact Brevo does not hold yet waits for the contact's earlier
+            # upsert, queued or in flight (agent/store/jobs.py): a guest's abandoned cart
+            # reached Brevo before its contact.
             extra += (
                 " AND NOT EXISTS (SELECT 1 FROM jobs AS c WHERE c.account=jobs.account"
                 " AND c.key='contact:' || (jobs.body::jsonb -> 'identifiers' ->> 'email_id')"
-                f" AND c.state IN ({PENDING}, {INFLIGHT}) AND c.id < jobs.id)"
+                f" AND c.state IN ({PENDING}, {INFLIGHT}) AND c.id < jobs.id"
+                " AND NOT EXISTS (SELECT 1 FROM forwarded AS fw"
+                " WHERE fw.account=c.account AND fw.key=c.key))"
             )
         where = (
             " FROM jobs WHERE account=%s AND kind=%s AND state=0 AND not_before<=%s"
