@@ -93,8 +93,10 @@ class ClusterMixin(JobsMixin):
 
         async def run(db: Any) -> None:
             await db.execute(
+                # A first row is seen now: with 0 the worker's first beat warned that the
+                # replica had been away for 56 years, and others took it for stale meanwhile.
                 "INSERT INTO replicas (name, host, pid, version, started_at, last_seen, sites,"
-                f" sites_at) VALUES (%s, %s, %s, %s, {NOW}, 0, %s, {NOW})"
+                f" sites_at) VALUES (%s, %s, %s, %s, {NOW}, {NOW}, %s, {NOW})"
                 f" ON CONFLICT (name) DO UPDATE SET sites=excluded.sites, sites_at={NOW}",
                 (self.owner, socket.gethostname(), self._pid, __version__, names),
             )
