@@ -127,6 +127,11 @@ def _snapshot_time(payload: dict[str, Any], at: float) -> float:
     return at if seconds is None else seconds
 
 
+def _names_order(payload: dict[str, Any]) -> bool:
+    order_id = payload.get("order_id")
+    return isinstance(order_id, int) and not isinstance(order_id, bool) and order_id > 0
+
+
 def _is_stale(prior: Cart | None, payload: dict[str, Any]) -> bool:
     version = str(payload.get("date_modified_gmt") or "")
     return prior is not None and bool(version) and version < prior.version
@@ -423,7 +428,11 @@ class CartSite:
             return CartOutcome(account=self.account)
         if event.resource is Resource.CART:
             prior = carts[0] if carts else None
-            if event.action is Action.EMPTIED:
+            # A snapshot naming its order is the cart's end, whatever the topic: the plugin
+            # builds a row's payload when it ships it, so a `cart.updated` shipped late carries
+            # the ended cart (tests/chaos websocket: re-armed as active, it fired a second
+            # abandonment before its `cart.emptied` came, and the recovery was lost).
+            if event.action is Action.EMPTIED or _names_order(event.payload):
                 return self._outcome([(prior, *emptied(prior, event.payload, now, self.rules))])
             return self._outcome([(prior, updated(prior, event.payload, now, self.rules), None)])
         buyer = order_buyer(event)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from agent.core.carts import (
     Cart,
     CartRules,
+    CartSite,
     CartStatus,
     Fired,
     abandoned_intents,
@@ -22,6 +24,7 @@ from agent.core.carts import (
     tick,
     updated,
 )
+from agent.core.events import Action, Event, EventId, Resource
 from agent.core.jobs import Kind
 from agent.core.times import gmt
 
@@ -220,6 +223,29 @@ def test_the_abandoned_snapshot_sent_again_changes_nothing_but_a_newer_one_rearm
     back = updated(cart, snap(at=T0 + H + 5), T0 + H + 5, RULES)  # the shopper came back
     assert back.status is CartStatus.ACTIVE and back.abandoned_at == cart.abandoned_at
     assert back.due == T0 + 2 * H + 5
+
+
+def test_a_late_cart_updated_naming_its_order_ends_the_cart() -> None:
+    # tests/chaos (websocket): a stalled stream shipped the cart's `cart.updated` row after the
+    # cart ended, carrying the stored snapshot with its order; taken for a live cart it fired
+    # a second abandonment, and the order then counted as converted: the recovery was lost.
+    cart, fired = tick(updated(None, snap(), T0, RULES), T0 + H, RULES)
+    assert fired is Fired.ABANDONED
+    late = Event(
+        id=EventId("e-7"),
+        topic="cart.updated",
+        resource=Resource.CART,
+        action=Action.UPDATED,
+        resource_id=1,
+        payload=snap(at=T0 + H + 2, order_id=456),
+        occurred_at=datetime.fromtimestamp(T0 + H + 2, UTC),
+    )
+    outcome = CartSite("a", "acct", RULES).on_event(late, [cart], T0 + H + 20)
+    (after,) = outcome.carts
+    assert after.status is CartStatus.RECOVERED and after.order_id == 456
+    assert [i.kind for i in outcome.intents] == [
+        i.kind for i in recovered_intents("a", after, RULES)
+    ]
 
 
 def test_the_abandonment_sends_the_contact_with_the_list_and_the_event() -> None:
