@@ -16,8 +16,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from agent.app import App
 from agent.core.events import Door, Event, parse_event
 from agent.core.planner import Budget
@@ -112,12 +110,11 @@ async def test_three_replicas_never_exceed_one_accounts_limit(tmp_path: Path, pg
     assert max(writes.values()) == 1, writes.most_common(3)
 
 
-@pytest.mark.parametrize("shared", [False])
 async def test_without_sharing_three_replicas_go_over_the_limit(
-    tmp_path: Path, pg_dsn: str, shared: bool
+    tmp_path: Path, pg_dsn: str
 ) -> None:
     """The fault the shared budgets remove: three replicas each metering the whole limit."""
-    fake = await _drain(tmp_path, pg_dsn, shared=shared)
+    fake = await _drain(tmp_path, pg_dsn, shared=False)
     contacts = [r for r in fake.requests if r.family == "contacts"]
     over = [r for r in contacts if r.over_limit]
     print(f"unshared budgets: {len(over)} of {len(contacts)} contact requests beyond the limit")

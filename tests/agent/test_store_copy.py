@@ -157,9 +157,13 @@ async def test_a_copy_serves_the_same_state_on_postgres(tmp_path: Path, pg_dsn: 
         }
         assert await pg.next_cart_due() is not None
         queued = await query(pg, "SELECT account, kind, COUNT(*) FROM jobs GROUP BY 1, 2")
-        for account, kind, n in queued:  # every job claimable: none left in flight
+        # Every job claimable, none left in flight; the contacts first, sent: an event of a
+        # contact Brevo does not hold yet waits for its creation (docs/mapping.md).
+        for account, kind, n in sorted(queued, key=lambda q: q[1] != Kind.CONTACT.value):
             got = await pg.claim(account, Kind(kind), 100, NOW + 4 * 3600)
             assert len(got) == n, (account, kind)
+            if kind == Kind.CONTACT.value:
+                await pg.complete(got)
         # the identities go on past the source's: a new event takes a new seq
         res = await pg.ingest("default", [_product(EXTRA + 1), _product(0)])
         assert res.new == 1
