@@ -383,9 +383,17 @@ async def test_chunked_bodies_are_capped_while_they_stream_and_timed_out(tmp_pat
         with contextlib.suppress(ConnectionError):  # the agent stops reading at the limit
             for _ in range(9):
                 await huge.send(chunk)
-        status, _, body = await huge.answer()
-        assert (status, body["error"]) == (413, "too_large")
-        assert await huge.closed()
+        try:
+            status, _, body = await huge.answer()
+        except ConnectionResetError:
+            # The agent answered and closed with the rest of the body unread: the kernel's
+            # reset can overtake its 413 on the way back (seen once in CI under load). The log
+            # says what it refused.
+            refused = f"webhook refused from {ATTACKERS[1]}: bodies are limited to"
+            await until(lambda: refused in running.text(), 10, what="the 413 in the log")
+        else:
+            assert (status, body["error"]) == (413, "too_large")
+            assert await huge.closed()
         huge.close()
         # Senders that leave mid-body give their slots back (4 an address): one warning each.
         for _ in range(4):
