@@ -60,7 +60,7 @@ class Size:
     outage: float  # a long Brevo outage or a long hold, seconds
 
 
-CI = Size("ci", changes=200, chunk=50, ship_every=6, drain=180.0, outage=15.0)
+CI = Size("ci", changes=200, chunk=50, ship_every=6, drain=300.0, outage=15.0)
 LONG = Size("long", changes=1500, chunk=50, ship_every=8, drain=600.0, outage=120.0)
 
 
