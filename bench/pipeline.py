@@ -19,6 +19,11 @@ commits mean the same jobs with byte-identical bodies.
 
 Run with `PYTHONPATH=<checkout>` from a checkout's folder to measure that checkout's code.
 
+`--postgres` runs it on the PostgreSQL store (agent/store/postgres/): a private server with
+fsync on (bench/replicas.py `postgres`, or `WOOBREVO_TEST_PG`'s), a new database per round;
+the pipeline then runs on the processing connection's thread and each chunk's reads and
+writes are round trips to the server (agent/store/ahead.py reads them ahead).
+
 `--live` makes the same events live ones (not historical), so that the planned jobs include
 Brevo events too (their bodies are part of the digest).
 
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import dataclasses
 import hashlib
@@ -48,17 +54,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psycopg
+
 from agent.metrics import Metrics
 from agent.process.processor import Processor
+from agent.store.open import open_store
 from agent.store.sqlite import SqliteStore
 from bench.drain import MAPPING, backlog
+from bench.replicas import pg_facts, postgres
 from tests.kit import load
+from tests.pgserver import fresh_database
 
 SITE = "default"
 
 
-def config(tmp: Path, live: bool) -> Any:
+def config(tmp: Path, live: bool, dsn: str | None = None) -> Any:
     agent: dict[str, Any] = {"state_dir": str(tmp / "state")}
+    if dsn is not None:
+        agent["store"] = dsn
     if live:  # the fixtures' orders are years old: none of them is too old to be live
         agent["historical_after"] = "36500d"
     return load(
@@ -121,20 +134,23 @@ def stages(raw: Path, cpu_us: float) -> None:
         print(f"| {name} | {n / total * 100:.1f} % | {n / total * cpu_us:.0f} |")
 
 
-def job_digest(path: Path) -> tuple[int, str]:
-    """How many jobs are queued, and a digest of all of them in id order."""
-    db = sqlite3.connect(path)
-    try:
-        h = hashlib.sha256()
-        n = 0
-        for row in db.execute(
-            "SELECT account, site, kind, key, historical, body FROM jobs ORDER BY id"
-        ):
-            h.update(repr(row).encode())
-            n += 1
-        return n, h.hexdigest()
-    finally:
-        db.close()
+def job_digest(path: Path, dsn: str | None) -> tuple[int, str]:
+    """How many jobs are queued, and a digest of all of them in id order (the same on both
+    stores: `historical` as an integer)."""
+    query = "SELECT account, site, kind, key, historical, body FROM jobs ORDER BY id"
+    if dsn is not None:
+        with psycopg.connect(dsn) as pg:
+            rows: list[Any] = pg.execute(query).fetchall()
+    else:
+        db = sqlite3.connect(path)
+        try:
+            rows = db.execute(query).fetchall()
+        finally:
+            db.close()
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(repr((*row[:4], int(row[4]), row[5])).encode())
+    return len(rows), h.hexdigest()
 
 
 async def timed(processor: Processor) -> tuple[int, float, float]:
@@ -145,14 +161,18 @@ async def timed(processor: Processor) -> tuple[int, float, float]:
 
 
 async def one_round(
-    events: list[Any], n_first: int, profile: cProfile.Profile | None, live: bool
+    events: list[Any],
+    n_first: int,
+    profile: cProfile.Profile | None,
+    live: bool,
+    dsn: str | None = None,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        cfg = config(tmp, live)
+        cfg = config(tmp, live, dsn)
         sites = {s.id: s for s in cfg.resolved_sites()}
         out: dict[str, Any] = {}
-        async with SqliteStore(cfg.agent.store_path, writes="worker") as store:
+        async with open_store(cfg.agent, writes="worker") as store:
             processor = Processor(
                 store,
                 sites,
@@ -166,14 +186,47 @@ async def one_round(
                 for i in range(0, len(part), 1000):
                     await store.ingest(SITE, part[i : i + 1000])
                 if profile is not None:  # the pipeline runs on the store's thread
-                    await store._run(profile.enable)
+                    await on_store_thread(store, profile.enable)
                 n, wall, cpu = await timed(processor)
                 if profile is not None:
-                    await store._run(profile.disable)
+                    await on_store_thread(store, profile.disable)
                 assert n == len(part), (n, len(part))
                 out[phase] = {"events": n, "wall": wall, "cpu": cpu}
-        out["jobs"], out["digest"] = job_digest(cfg.agent.store_path)
+        out["jobs"], out["digest"] = job_digest(cfg.agent.store_path, dsn)
         return out
+
+
+async def on_store_thread(store: Any, fn: Any) -> None:
+    """Run `fn()` on the thread the store plans chunks on (SQLite's, or PostgreSQL's
+    processing thread)."""
+    if isinstance(store, SqliteStore):
+        await store._run(fn)
+    else:
+        await store._on_proc(lambda _db: fn())
+
+
+def report_round(
+    r: int, res: dict[str, Any], rates: dict[str, list[float]], digests: set[str]
+) -> None:
+    """Print a round's line; keep its rates and its digest."""
+    total_n = res["mixed"]["events"] + res["orders"]["events"]
+    total_wall = res["mixed"]["wall"] + res["orders"]["wall"]
+    line = []
+    for phase in ("mixed", "orders"):
+        ph = res[phase]
+        rate = ph["events"] / ph["wall"]
+        rates[phase].append(rate)
+        line.append(
+            f"{phase}: {rate:,.0f} events/s, {ph['cpu'] / ph['events'] * 1e6:,.0f} µs CPU/event"
+        )
+    rates["all"].append(total_n / total_wall)
+    total_cpu = res["mixed"]["cpu"] + res["orders"]["cpu"]
+    line.append(
+        f"whole backlog: {total_n / total_wall:,.0f} events/s,"
+        f" {total_cpu / total_n * 1e6:,.0f} µs CPU/event"
+    )
+    print(f"round {r + 1}: " + "; ".join(line) + f"; {res['jobs']} jobs {res['digest'][:16]}")
+    digests.add(res["digest"])
 
 
 def main() -> None:
@@ -186,6 +239,11 @@ def main() -> None:
         "--live",
         action="store_true",
         help="live events instead of a backfill's: Brevo events planned too, not only objects",
+    )
+    p.add_argument(
+        "--postgres",
+        action="store_true",
+        help="on the PostgreSQL store: a private server (fsync on), a new database per round",
     )
     p.add_argument("--profile", help="write a cProfile of the timed phases to this file")
     p.add_argument("--stages", type=Path, help="print the stages of this py-spy raw profile")
@@ -208,27 +266,15 @@ def main() -> None:
     )
     profile = cProfile.Profile() if args.profile else None
     rates: dict[str, list[float]] = {"mixed": [], "orders": [], "all": []}
-    digests = set()
-    for r in range(args.rounds):
-        res = asyncio.run(one_round(events, n_first, profile, args.live))
-        total_n = res["mixed"]["events"] + res["orders"]["events"]
-        total_wall = res["mixed"]["wall"] + res["orders"]["wall"]
-        line = []
-        for phase in ("mixed", "orders"):
-            ph = res[phase]
-            rate = ph["events"] / ph["wall"]
-            rates[phase].append(rate)
-            line.append(
-                f"{phase}: {rate:,.0f} events/s, {ph['cpu'] / ph['events'] * 1e6:,.0f} µs CPU/event"
-            )
-        rates["all"].append(total_n / total_wall)
-        total_cpu = res["mixed"]["cpu"] + res["orders"]["cpu"]
-        line.append(
-            f"whole backlog: {total_n / total_wall:,.0f} events/s,"
-            f" {total_cpu / total_n * 1e6:,.0f} µs CPU/event"
-        )
-        print(f"round {r + 1}: " + "; ".join(line) + f"; {res['jobs']} jobs {res['digest'][:16]}")
-        digests.add(res["digest"])
+    digests: set[str] = set()
+    with contextlib.ExitStack() as stack:
+        admin = stack.enter_context(postgres())[0] if args.postgres else None
+        if admin is not None:
+            print("store: PostgreSQL " + ", ".join(f"{k} {v}" for k, v in pg_facts(admin).items()))
+        for r in range(args.rounds):
+            dsn = None if admin is None else stack.enter_context(fresh_database(admin))
+            res = asyncio.run(one_round(events, n_first, profile, args.live, dsn))
+            report_round(r, res, rates, digests)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
         "median: "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,15 +19,20 @@ from agent.core.aggregates import OrderFact, aggregate, email_facts
 from agent.core.carts import Cart, CartOutcome, cart_from_row, cart_row, with_consent
 from agent.core.consent import ConsentRecord
 from agent.core.dedupe import Merged, Pending, coalesce, coalesces, reads_known
+from agent.core.events import Event
 from agent.core.jobs import Intent, Kind, canonical
+from agent.store.ahead import Ahead
 from agent.store.consent import consent_row, consent_upsert, suppression_rows
 from agent.store.rows import BUMP, Db
 from agent.store.schema import PENDING
 
-__all__ = ["PRELOAD_ROWS", "Chunk"]
+__all__ = ["Chunk", "QueuedJob"]
 
-# Ids per query when a chunk reads its objects ahead (`Chunk.preload`); a chunk holds fewer.
-PRELOAD_ROWS = 500
+_JOB_UPDATE = "UPDATE jobs SET body=?, historical=? WHERE id=?"
+_JOB_INSERT = (
+    "INSERT INTO jobs (account, site, kind, key, body, historical, created_at)"
+    " VALUES (?,?,?,?,?,?,?)"
+)
 
 
 def _loads(text: str) -> Any:
@@ -72,50 +77,31 @@ class Chunk:
         self.consents: dict[tuple[str, str], ConsentRecord] = {}  # (account, email) → record
         self.writes: list[tuple[str, tuple[Any, ...]] | QueuedJob] = []
         self.done: list[int] = []
-        # Committed rows read ahead for the chunk's events (`preload`), None where none is.
-        self.stored_objects: dict[tuple[str, str, int], str | None] = {}
-        self.stored_facts: dict[tuple[str, int], OrderFact | None] = {}
+        # Committed rows read ahead for the chunk's events (`foresee`, `preload`).
+        self.ahead = Ahead(db)
+        # The intents of the rows planned so far, coalesced once their keys' rows are read
+        # in one go (`settle`), in the order the rows queued them.
+        self.intents: list[tuple[str, str, Intent]] = []
+        # (account, email) of the erasures planned so far: their DELETE of the email's pending
+        # jobs runs before any later write, so a later intent merges into none of them.
+        self.erased: list[tuple[str, str]] = []
 
     # -- reads ----------------------------------------------------------------------------
 
     def preload(self, keys: Iterable[tuple[str, str, int]]) -> None:
         """Read the committed state of these objects (site, resource, id), and the facts of
-        the orders among them, in one query per site and resource rather than one per event
-        (what `prior` and `fact` read: 7 µs a row alone, under 1 µs in a list). Nothing but
-        processing writes either, and a chunk runs in one call on the store's thread (see
-        the class), so this reads what they would have read."""
-        wanted: dict[tuple[str, str], set[int]] = {}
-        for site, resource, rid in keys:
-            wanted.setdefault((site, resource), set()).add(rid)
-        for (site, resource), ids in wanted.items():
-            part = sorted(ids)
-            for start in range(0, len(part), PRELOAD_ROWS):
-                self._preload(site, resource, part[start : start + PRELOAD_ROWS])
+        the orders among them, ahead (agent/store/ahead.py)."""
+        self.ahead.preload(keys)
 
-    def _preload(self, site: str, resource: str, ids: list[int]) -> None:
-        marks = ",".join("?" * len(ids))
-        self.stored_objects.update({(site, resource, rid): None for rid in ids})
-        for rid, state in self.db.execute(
-            "SELECT resource_id, state FROM objects WHERE site=? AND resource=?"
-            f" AND resource_id IN ({marks})",
-            (site, resource, *ids),
-        ).fetchall():
-            self.stored_objects[(site, resource, rid)] = state
-        if resource != "order":
-            return
-        self.stored_facts.update({(site, rid): None for rid in ids})
-        for row in self.db.execute(
-            "SELECT order_id, email, status, total, created_at FROM order_facts"
-            f" WHERE site=? AND order_id IN ({marks})",
-            (site, *ids),
-        ).fetchall():
-            self.stored_facts[(site, row[0])] = OrderFact(*row[1:])
+    def foresee(self, events: Iterable[tuple[str, Event]], *, carts: bool) -> None:
+        """Read ahead what these events (site, event) will ask for (agent/store/ahead.py)."""
+        self.ahead.events(events, carts=carts)
 
     def prior(self, key: tuple[str, str, int]) -> dict[str, Any] | None:
         """An object's last processed state."""
         state = self.objects.get(key)
-        if state is None and key in self.stored_objects:
-            state = self.stored_objects[key]
+        if state is None and key in self.ahead.objects:
+            state = self.ahead.objects[key]
         elif state is None:
             row = self.db.execute(
                 "SELECT state FROM objects WHERE site=? AND resource=? AND resource_id=?", key
@@ -128,8 +114,8 @@ class Chunk:
         changed = self.facts.get(site, {})
         if order_id in changed:
             return changed[order_id]
-        if (site, order_id) in self.stored_facts:
-            return self.stored_facts[(site, order_id)]
+        if (site, order_id) in self.ahead.facts:
+            return self.ahead.facts[(site, order_id)]
         row = self.db.execute(
             "SELECT email, status, total, created_at FROM order_facts WHERE site=? AND order_id=?",
             (site, order_id),
@@ -138,12 +124,14 @@ class Chunk:
 
     def aggregates(self, site: str, email: str, paid: Collection[str]) -> dict[str, Any]:
         """The email's aggregates over its committed order facts and those this chunk changed."""
-        rows = self.db.execute(
-            "SELECT order_id, email, status, total, created_at FROM order_facts"
-            " WHERE site=? AND email=?",
-            (site, email),
-        ).fetchall()
-        stored = {row[0]: OrderFact(*row[1:]) for row in rows}
+        stored = self.ahead.order_facts(site, email)
+        if stored is None:
+            rows = self.db.execute(
+                "SELECT order_id, email, status, total, created_at FROM order_facts"
+                " WHERE site=? AND email=?",
+                (site, email),
+            ).fetchall()
+            stored = {row[0]: OrderFact(*row[1:]) for row in rows}
         return aggregate(email_facts(email, stored, self.facts.get(site, {})), paid)
 
     def record(self, account: str, email: str) -> ConsentRecord | None:
@@ -151,10 +139,14 @@ class Chunk:
         key = (account, email)
         if key in self.consents:
             return self.consents[key]
+        if self.ahead.covers(account, email):
+            return self.ahead.consent.get(key)
         return consent_row(self.db, account, email)
 
     def suppressions(self, account: str, email: str) -> list[tuple[int, float]]:
         """An email's suppressions as (list id, since) (the `ConsentView`'s other read)."""
+        if self.ahead.covers(account, email):
+            return sorted(self.ahead.suppressions.get((account, email), ()))
         return suppression_rows(self.db, account, email)
 
     def cart(self, site: str, cart_id: int) -> Cart | None:
@@ -162,19 +154,27 @@ class Chunk:
         cart = self.carts.get((site, cart_id))
         if cart is not None:
             return cart
-        row = self.db.execute(
-            "SELECT state FROM carts WHERE site=? AND cart_id=?", (site, cart_id)
-        ).fetchone()
-        return cart_from_row(orjson.loads(row[0])) if row else None
+        ahead, state = self.ahead.cart(site, cart_id)
+        if not ahead:
+            row = self.db.execute(
+                "SELECT state FROM carts WHERE site=? AND cart_id=?", (site, cart_id)
+            ).fetchone()
+            state = row[0] if row else None
+        return cart_from_row(orjson.loads(state)) if state is not None else None
 
     def open_carts(self, site: str, email: str | None, customer_id: int) -> list[Cart]:
         """The carts not ended yet of an email or a customer, oldest first."""
-        rows = self.db.execute(
-            "SELECT cart_id FROM carts WHERE site=? AND due IS NOT NULL"
-            " AND (email=? OR (customer_id=? AND customer_id > 0))",
-            (site, email, customer_id),
-        ).fetchall()
-        ids = {r[0] for r in rows} | {
+        stored = self.ahead.open_carts(site, email, customer_id)
+        if stored is None:
+            stored = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT cart_id FROM carts WHERE site=? AND due IS NOT NULL"
+                    " AND (email=? OR (customer_id=? AND customer_id > 0))",
+                    (site, email, customer_id),
+                ).fetchall()
+            ]
+        ids = set(stored) | {
             cid
             for (s, cid), c in self.carts.items()
             if s == site and (c.email == email or (customer_id and c.customer_id == customer_id))
@@ -188,27 +188,49 @@ class Chunk:
         job = self.jobs.get((account, intent.key))
         if job is not None:
             return job, False
-        row = self.db.execute(
-            "SELECT id, body, historical, state FROM jobs WHERE account=? AND key=?"
-            " ORDER BY state, id DESC LIMIT 1",
-            (account, intent.key),
-        ).fetchone()
+        if (account, intent.key) in self.ahead.jobs:
+            row: Sequence[Any] | None = self.ahead.jobs[(account, intent.key)]
+        else:
+            row = self.db.execute(
+                "SELECT id, body, historical, state FROM jobs WHERE account=? AND key=?"
+                " ORDER BY state, id DESC LIMIT 1",
+                (account, intent.key),
+            ).fetchone()
         if row is None:
             return None, False
         if row[3] != PENDING:
             return None, True
+        if self._erased(account, intent, row[1]):
+            return None, False
         job = QueuedJob(
             row[0], account, site, intent.kind, intent.key, _loads(row[1]), bool(row[2])
         )
         self.jobs[(account, intent.key)] = job
         return job, False
 
+    def _erased(self, account: str, intent: Intent, body: str) -> bool:
+        """Whether an erasure earlier in the chunk deletes this stored pending job: the test
+        of its DELETE (agent/store/privacy.py `plan_erasure`), on the stored body."""
+        if intent.kind is Kind.ERASE:
+            return False
+        for erased_account, email in self.erased:
+            needle = json.dumps(email, ensure_ascii=False).lower()
+            if erased_account == account and (
+                intent.key == f"contact:{email}" or needle in body.lower()
+            ):
+                return True
+        return False
+
     def _known(self, account: str, key: str) -> dict[str, Any] | None:
         """What Brevo holds for a key, as the last completed job left it (None: nothing)."""
-        row = self.db.execute(
-            "SELECT state FROM forwarded WHERE account=? AND key=?", (account, key)
-        ).fetchone()
-        known: dict[str, Any] | None = _loads(row[0]) if row else None
+        if (account, key) in self.ahead.known:
+            state = self.ahead.known[(account, key)]
+        else:
+            row = self.db.execute(
+                "SELECT state FROM forwarded WHERE account=? AND key=?", (account, key)
+            ).fetchone()
+            state = row[0] if row else None
+        known: dict[str, Any] | None = _loads(state) if state is not None else None
         return known
 
     # -- writes ---------------------------------------------------------------------------
@@ -267,6 +289,23 @@ class Chunk:
             self.writes.append((BUMP, (site, name, n)))
 
     def add_intent(self, account: str, site: str, intent: Intent) -> None:
+        """Keep an intent to coalesce once the chunk's rows are planned (`settle`): nothing
+        in planning reads the job queue, so it reads the keys' rows in one go."""
+        self.intents.append((account, site, intent))
+
+    def settle(self) -> None:
+        """Coalesce the intents kept so far, in order: read their keys' queued jobs and what
+        Brevo holds in one go, then write what the rule decides for each (`_coalesce`).
+        Before anything reads the job queue (an erasure cancels the email's pending jobs)
+        and before `apply`."""
+        intents, self.intents = self.intents, []
+        if not intents:
+            return
+        self.ahead.intents(intents)
+        for account, site, intent in intents:
+            self._coalesce(account, site, intent)
+
+    def _coalesce(self, account: str, site: str, intent: Intent) -> None:
         """Queue what coalescing the intent writes (agent/core/dedupe.py `coalesce`): a new job,
         the key's pending job merged, or nothing. Reads only the rows the rule looks at."""
         job: QueuedJob | None = None
@@ -292,21 +331,44 @@ class Chunk:
                 self.jobs[(account, intent.key)] = new
 
     def apply(self) -> None:
-        """Run the chunk's writes, in order, in the caller's transaction."""
+        """Run the chunk's writes, in order, in the caller's transaction: the intents settled
+        first, each run of writes that share a statement sent as one `executemany`."""
+        self.settle()
         db = self.db
-        now = time.time()
+        for sql, params in self._statements(time.time()):
+            if len(params) == 1:
+                db.execute(sql, params[0])
+            else:
+                db.executemany(sql, params)
+        db.executemany("UPDATE inbox SET state = 1 WHERE seq = ?", [(s,) for s in self.done])
+
+    def _statements(self, now: float) -> list[tuple[str, list[Sequence[Any]]]]:
+        """The writes as (statement, parameters of each run). Between two writes that must
+        keep their place (a DELETE, an UPDATE but a merged job's: an erasure's), the upserts
+        and the merged jobs' bodies are joined by statement: each changes rows of its own
+        table, and one statement's rows keep their order (a key upserted twice, the ids of
+        new jobs). So a chunk sends a few `executemany` rather than several writes a row."""
+        out: list[tuple[str, list[Sequence[Any]]]] = []
+        runs: dict[str, list[Sequence[Any]]] = {}
+        for sql, params in self._flat(now):
+            if sql.startswith("INSERT") or sql == _JOB_UPDATE:
+                runs.setdefault(sql, []).append(params)
+                continue
+            out.extend(runs.items())
+            runs = {}
+            out.append((sql, [params]))
+        out.extend(runs.items())
+        return out
+
+    def _flat(self, now: float) -> Iterable[tuple[str, Sequence[Any]]]:
         for write in self.writes:
             if not isinstance(write, QueuedJob):
-                db.execute(*write)
+                yield write
             elif write.id is not None:
-                db.execute(
-                    "UPDATE jobs SET body=?, historical=? WHERE id=?",
-                    (canonical(write.body), int(write.historical), write.id),
-                )
+                yield _JOB_UPDATE, (canonical(write.body), int(write.historical), write.id)
             else:
-                db.execute(
-                    "INSERT INTO jobs (account, site, kind, key, body, historical, created_at)"
-                    " VALUES (?,?,?,?,?,?,?)",
+                yield (
+                    _JOB_INSERT,
                     (
                         write.account,
                         write.site,
@@ -317,4 +379,3 @@ class Chunk:
                         now,
                     ),
                 )
-        db.executemany("UPDATE inbox SET state = 1 WHERE seq = ?", [(s,) for s in self.done])

@@ -54,7 +54,8 @@ def consent_row(db: Db, account: str, email: str) -> ConsentRecord | None:
 def suppression_rows(db: Db, account: str, email: str) -> list[tuple[int, float]]:
     """An email's suppressions on an account as (list id, since)."""
     rows = db.execute(
-        "SELECT list_id, since FROM suppression WHERE account=? AND email=?", (account, email)
+        "SELECT list_id, since FROM suppression WHERE account=? AND email=? ORDER BY list_id",
+        (account, email),
     ).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
 

@@ -39,6 +39,7 @@ __all__ = [
     "InboxMixin",
     "Steps",
     "last_seq_before",
+    "plan_rows",
     "process_row",
     "processing_letter",
     "prune_rows",
@@ -137,6 +138,17 @@ def process_row(chunk: Chunk, site: str, event: Event, steps: Steps) -> None:
         )
 
 
+def plan_rows(chunk: Chunk, rows: Sequence[Sequence[Any]], steps: Steps) -> None:
+    """Plan inbox rows (read as EVENT_COLUMNS), in order, into the chunk, what they ask for
+    read ahead (agent/store/ahead.py); both backends."""
+    events = [(str(row[1]), event_from_row(row)) for row in rows]
+    chunk.foresee(events, carts=steps.carts is not None)
+    for row, (site, event) in zip(rows, events, strict=True):
+        process_row(chunk, site, event, steps)
+        chunk.done.append(int(row[0]))
+    chunk.settle()
+
+
 def _run_carts(
     chunk: Chunk, site: str, event: Event, kept: list[Cart], carts: CartStep | None
 ) -> None:
@@ -230,10 +242,7 @@ class InboxMixin(StoreBase):
         # its batches in between instead of waiting for the whole chunk's pipeline.
         chunk = Chunk(self.db)
         try:
-            chunk.preload((row[1], row[4], row[6]) for row in rows)  # site, resource, id
-            for row in rows:
-                process_row(chunk, row[1], event_from_row(row), steps)
-                chunk.done.append(row[0])
+            plan_rows(chunk, rows, steps)
             # Not synced (docs/durability.md): what it writes is derived from inbox rows that
             # are, and a power cut that undoes it leaves those rows pending, processed again
             # at the restart; any later synced commit (a door's batch, a finished Brevo call,

@@ -73,9 +73,11 @@ def plan_erasure(chunk: Chunk, site: str, event: Event, step: ErasureStep | None
         )
         return
     email = erasure.email
+    chunk.settle()  # the jobs the rows before it queued, coalesced: it cancels them too
     for key, job in list(chunk.jobs.items()):
         if key[0] == erasure.account and _names(job.body, job.key, email):
             del chunk.jobs[key]
+    chunk.erased.append((erasure.account, email))  # its stored pending jobs: deleted below
     names = (erasure.account, f"contact:{email}", json.dumps(email, ensure_ascii=False).lower())
     match = " AND kind!='erase' AND (key=? OR instr(lower(body), ?) > 0)"
     chunk.writes.append((f"DELETE FROM jobs WHERE account=? AND state={PENDING}" + match, names))

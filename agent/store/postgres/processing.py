@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
+import psycopg.errors
 
-from agent.core.events import Event
 from agent.errors import AgentError
 from agent.store.carts import CART_BATCH, fire_rows
 from agent.store.chunk import Chunk, QueuedJob
@@ -38,7 +40,7 @@ from agent.store.inbox import (
     Facts,
     Steps,
     last_seq_before,
-    process_row,
+    plan_rows,
     processing_letter,
     prune_rows,
 )
@@ -47,7 +49,7 @@ from agent.store.postgres.base import CONNECT_TIMEOUT, PROCESS_LOCK, PgBase, pg
 from agent.store.postgres.channels import JOBS_CHANNEL
 from agent.store.postgres.dsn import masked
 from agent.store.postgres.inbox import _text
-from agent.store.rows import EVENT_COLUMNS, event_from_row
+from agent.store.rows import EVENT_COLUMNS
 from agent.store.schema import PENDING
 
 __all__ = ["PROCESS_LOCK", "JobTaken", "ProcessingMixin", "SyncDb"]
@@ -57,8 +59,19 @@ log = logging.getLogger("agent.store")
 T = TypeVar("T")
 SyncConn = psycopg.Connection[tuple[Any, ...]]
 
-# Times a chunk is planned again when forwarders keep claiming the jobs it merges into.
+# Times a chunk is planned again when forwarders keep claiming the jobs it merges into, or
+# when PostgreSQL aborts its transaction (a deadlock, 40P01; a serialization failure, 40001),
+# and the longest pause before planning it again then (random below it).
 CONFLICT_TRIES = 5
+CONFLICT_PAUSE = 0.05
+
+# A pass's first statement: its lock (see the module), and a commit that does not wait for
+# the disk. What a pass writes is derived from committed rows (inbox rows, due carts) that a
+# crash leaves as they were, to be processed again; and PostgreSQL writes its log in order, so
+# any later commit that waits (a door's batch, a Brevo call's outcome, which only a job
+# committed before it can start) makes the pass durable first (docs/durability.md, as the
+# SQLite store's processing commits).
+_BEGIN_PASS = "SELECT set_config('synchronous_commit', 'off', true), pg_advisory_xact_lock(%s)"
 
 # SQLite's functions in the shared SQL, as PostgreSQL names them (same arguments, same result).
 _DIALECT = (("instr(", "strpos("),)
@@ -75,9 +88,26 @@ class JobTaken(Exception):
     """A forwarder claimed a pending job while a chunk merged into it: plan the chunk again."""
 
 
+# What makes a pass run again from the start: nothing it wrote was kept. (psycopg's
+# DeadlockDetected, 40P01, and SerializationFailure, 40001, are not TransactionRollback's.)
+_RUN_AGAIN = (
+    JobTaken,
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.TransactionRollback,
+)
+
+
+def _pause() -> None:
+    """A random pause before a pass runs again (two passes that deadlocked do not meet again)."""
+    time.sleep(random.uniform(0, CONFLICT_PAUSE))
+
+
 class SyncDb:
     """The processing connection as agent/store/rows.py `Db`: the SQL the SQLite store runs,
     on PostgreSQL. Statements run in the caller's transaction."""
+
+    dialect = "postgresql"  # agent/store/ahead.py words a read or two for PostgreSQL's planner
 
     def __init__(self, conn: SyncConn) -> None:
         self.conn = conn
@@ -163,16 +193,19 @@ class ProcessingMixin(PgBase):
             for _ in range(CONFLICT_TRIES):
                 try:
                     with conn.transaction():
-                        conn.execute("SELECT pg_advisory_xact_lock(%s)", (PROCESS_LOCK,))
+                        conn.execute(_BEGIN_PASS, (PROCESS_LOCK,))
                         rows = self._pending(conn, limit)
                         if rows:
                             _plan_and_apply(db, rows, steps)
                             # At the commit: every replica's forwarders look (cluster.py).
                             conn.execute("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
                     return len(rows)
-                except JobTaken:
-                    continue
-            log.warning("forwarders kept claiming the jobs a chunk merged into; one row at a time")
+                except _RUN_AGAIN as exc:
+                    log.debug("processing pass runs again: %s", type(exc).__name__)
+                    _pause()
+            log.warning(
+                "a chunk kept conflicting with claims or other transactions; one row at a time"
+            )
         except psycopg.OperationalError:
             raise  # the server or the connection failed: nothing was written, rows stay pending
         except Exception:
@@ -193,27 +226,33 @@ class ProcessingMixin(PgBase):
 
     def _process_alone(self, db: SyncDb, seq: int, steps: Steps) -> None:
         """One row in its own transaction: processed, or kept as a dead letter."""
-        conn = db.conn
         for _ in range(CONFLICT_TRIES):
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (PROCESS_LOCK,))
-                rows = self._pending(conn, 1, seq)
-                if not rows:  # another replica processed it meanwhile
-                    return
-                try:
-                    with conn.transaction():  # a savepoint: the dead letter replaces it
-                        _plan_and_apply(db, rows, steps)
-                    return
-                except (JobTaken, psycopg.OperationalError):
-                    raise
-                except Exception as exc:
-                    row = rows[0]
-                    log.exception("event %s of site %s failed to process", row[2], row[1])
-                    sql, args = processing_letter(row, exc)
-                    db.execute(sql, _text(args))
-                    db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
-                    return
-        raise JobTaken(f"inbox row {seq}: forwarders kept claiming the jobs it merges into")
+            try:
+                self._one_row(db, seq, steps)
+                return
+            except _RUN_AGAIN:
+                _pause()
+        raise JobTaken(f"inbox row {seq}: it kept conflicting with claims or other transactions")
+
+    def _one_row(self, db: SyncDb, seq: int, steps: Steps) -> None:
+        conn = db.conn
+        with conn.transaction():
+            conn.execute(_BEGIN_PASS, (PROCESS_LOCK,))
+            rows = self._pending(conn, 1, seq)
+            if not rows:  # another replica processed it meanwhile
+                return
+            try:
+                with conn.transaction():  # a savepoint: the dead letter replaces it
+                    _plan_and_apply(db, rows, steps)
+            except (JobTaken, psycopg.OperationalError):
+                raise
+            except Exception as exc:
+                row = rows[0]
+                log.exception("event %s of site %s failed to process", row[2], row[1])
+                sql, args = processing_letter(row, exc)
+                db.execute(sql, _text(args))
+                db.execute("UPDATE inbox SET state = 1 WHERE seq = ?", (seq,))
+            conn.execute("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
 
     # -- cart timers ----------------------------------------------------------------------
 
@@ -227,7 +266,7 @@ class ProcessingMixin(PgBase):
         for _ in range(CONFLICT_TRIES):
             try:
                 with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (PROCESS_LOCK,))
+                    conn.execute(_BEGIN_PASS, (PROCESS_LOCK,))
                     cur = conn.execute(
                         "SELECT site, state FROM carts WHERE due IS NOT NULL AND due <= %s"
                         " AND NOT (site = ANY(%s)) ORDER BY due, site, cart_id LIMIT %s",
@@ -236,12 +275,15 @@ class ProcessingMixin(PgBase):
                     rows = cur.fetchall()
                     chunk = Chunk(db)
                     fire_rows(chunk, rows, fire)
+                    chunk.settle()
                     _lock_merged(db, chunk)
                     _apply(db, chunk)
+                    if rows:  # the carts' jobs: every replica's forwarders look (cluster.py)
+                        conn.execute("SELECT pg_notify(%s, '')", (JOBS_CHANNEL,))
                 return len(rows)
-            except JobTaken:
-                continue
-        raise JobTaken("forwarders kept claiming the jobs the cart timers merge into")
+            except _RUN_AGAIN:
+                _pause()
+        raise JobTaken("the cart timers kept conflicting with claims or other transactions")
 
     async def next_cart_due(self) -> float | None:
         """When the next cart timer comes due (None: no cart is waiting)."""
@@ -275,10 +317,7 @@ def _plan_and_apply(db: SyncDb, rows: Sequence[Sequence[Any]], steps: Steps) -> 
     """Plan the rows through the pipeline into a chunk and write it, in the caller's
     transaction (which holds PROCESS_LOCK)."""
     chunk = Chunk(db)
-    for row in rows:
-        event: Event = event_from_row(row)
-        process_row(chunk, row[1], event, steps)
-        chunk.done.append(int(row[0]))
+    plan_rows(chunk, rows, steps)
     _lock_merged(db, chunk)
     _apply(db, chunk)
 
