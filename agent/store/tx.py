@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
+from agent.store.group import GroupCommit
 from agent.store.schema import DAMAGE_CODES, RECOVERY_DOC, connect, probe
 
 __all__ = ["BUSY_STEP", "BUSY_TIMEOUT", "WORKER_GAP", "StoreBase", "Tx", "WriteRole"]
@@ -74,8 +75,9 @@ class StoreBase:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
         self.ingested = asyncio.Event()
-        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group: GroupCommit[Callable[[sqlite3.Connection], Any]] = GroupCommit(
+            self._commit_group, lambda exc: exc, "store-writes"
+        )
         # The file's health (`health`): damage SQLite reported to any statement (for good),
         # the last failed write (until a write succeeds), the last probe and when it ran.
         self._damage: str | None = None
@@ -191,34 +193,18 @@ class StoreBase:
         savepoint, so one failing write fails alone): many connections and many finishing Brevo
         calls cost one fsync per round instead of one each.
         """
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writes.append((fn, fut))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_writes(), name="store-writes")
-        result: T = await fut
+        result: T = await self._group.run(fn)
         return result
 
-    async def _flush_writes(self) -> None:
-        while self._writes:
-            group, self._writes = self._writes, []
-            try:
-                outcomes = await self._run(self._apply_writes, [fn for fn, _ in group])
-            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
-                for _, fut in group:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            self._fault = None  # a commit went through: the disk takes writes again
-            for ok, value in outcomes:
-                if not ok:
-                    self._note(value)
-            for (_, fut), (ok, value) in zip(group, outcomes, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+    async def _commit_group(
+        self, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]]:
+        outcomes = await self._run(self._apply_writes, fns)
+        self._fault = None  # a commit went through: the disk takes writes again
+        for ok, value in outcomes:
+            if not ok:
+                self._note(value)
+        return outcomes
 
     def _apply_writes(
         self, fns: list[Callable[[sqlite3.Connection], Any]]

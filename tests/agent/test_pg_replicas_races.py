@@ -163,8 +163,8 @@ async def test_a_group_postgresql_aborts_for_a_deadlock_runs_again(
     pg_dsn: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Two writes that name no locks take two rows in opposite orders, each in its replica's
-    group commit: PostgreSQL aborts one group (40P01); it runs again, said once, and both
-    writes are stored, once each."""
+    group commit: PostgreSQL aborts one group (40P01; two, rarely, under load); it runs again,
+    said once per abort, and both writes are stored, once each."""
     caplog.set_level(logging.WARNING, logger="agent.store")
     holding = {"a": asyncio.Event(), "b": asyncio.Event()}
 
@@ -190,4 +190,6 @@ async def test_a_group_postgresql_aborts_for_a_deadlock_runs_again(
         rows = await query(a, "SELECT site, value FROM stats WHERE name = 'n' ORDER BY site")
     assert rows == [("r1", 2), ("r2", 2)]
     aborted = _aborted(caplog)
-    assert len(aborted) == 1 and "40P01" in aborted[0], aborted
+    # One abort, or two under load: the second group's deadlock check may run before the
+    # aborted one's locks are released, and PostgreSQL aborts it too; both run again.
+    assert 1 <= len(aborted) <= 2 and all("40P01" in a for a in aborted), aborted

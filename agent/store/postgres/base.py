@@ -3,9 +3,11 @@
 Two connections per store, each opened and closed by the store: one for reads (autocommit,
 each statement sees what is committed) and one for writes, where the writes that arrive while
 a commit runs share the next transaction, each in its own savepoint (the SQLite store's group
-commit, agent/store/tx.py `StoreBase._write`): a door's ack costs a share of one commit, and
-one failing write fails alone. PostgreSQL's `synchronous_commit=on` (its default) makes a
-commit that returned survive a crash of the server.
+commit, agent/store/group.py): a door's ack costs a share of one commit, and one failing write
+fails alone. PostgreSQL's `synchronous_commit=on` (its default) makes a commit that returned
+survive a crash of the server. A part of the store whose short transactions must not wait
+behind a group commit (the forwarders' claims, the shared rate budgets) names a side
+connection of its own (`PgBase._wants_side`), opened and closed with the other two.
 
 Several replicas' group commits run at once on one database, each a mix of writes that lock
 rows (a site's stats, an account's forwarded records). Each write names the advisory locks
@@ -19,16 +21,18 @@ group runs again, a few times, after a random pause, rather than fail its writer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, Self
 
 import psycopg
 
 from agent.errors import AgentError
+from agent.store.group import GroupCommit, Outcome
 from agent.store.postgres.dsn import masked, shown
 from agent.store.postgres.schema import SCHEMA_VERSION, migrate, schema_version
 
@@ -67,7 +71,8 @@ def _lock_key(*parts: str) -> int:
 
 
 def site_lock(site: str) -> int:
-    """The advisory lock over a site's rows the group commit changes (its stats, its inbox)."""
+    """The advisory lock over a site's rows the group commit changes (its stats, its inbox,
+    its dead letters)."""
     return _lock_key("site", site)
 
 
@@ -105,9 +110,14 @@ class PgBase:
         self._held: list[str] = sorted(held_sites)
         self._read: Conn | None = None
         self._writer: Conn | None = None
+        # Side connections by name (None until opened), each with its lock: one transaction
+        # at a time on a connection.
+        self._sides: dict[str, Conn | None] = {}
+        self._side_locks: dict[str, asyncio.Lock] = {}
         self.ingested = asyncio.Event()
-        self._writes: list[tuple[Write, asyncio.Future[Any], Collection[int]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group: GroupCommit[tuple[Write, Collection[int]]] = GroupCommit(
+            self._commit, self._failed, "pg-store-writes"
+        )
         self._probed: tuple[float, str | None] = (float("-inf"), None)
         self._fault: str | None = None
 
@@ -128,6 +138,8 @@ class PgBase:
             else:
                 await self._check_version(self._read)
             self._writer = await self._connect()
+            for name in self._sides:
+                self._sides[name] = await self._connect()
         except BaseException:
             await self.close()
             raise
@@ -137,13 +149,13 @@ class PgBase:
         await self.close()
 
     async def close(self) -> None:
-        """Wait for the writes queued, then close both connections."""
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        for conn in (self._read, self._writer):
+        """Wait for the writes queued, then close every connection."""
+        await self._group.drained()
+        for conn in (self._read, self._writer, *self._sides.values()):
             if conn is not None and not conn.closed:
                 await conn.close()
         self._read = self._writer = None
+        self._sides = dict.fromkeys(self._sides)
 
     async def _connect(self) -> Conn:
         try:
@@ -170,6 +182,27 @@ class PgBase:
                     else "run `woobrevo-agent store migrate --config FILE` first"
                 )
             )
+
+    def _wants_side(self, name: str) -> None:
+        """Open a side connection `name` with the store (call from `__init__`): autocommit,
+        used only through `_side_tx`."""
+        self._sides[name] = None
+        self._side_locks[name] = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def _side_tx(self, name: str) -> AsyncIterator[Conn]:
+        """A transaction on the side connection `name`, one at a time, that does not wait for
+        the disk (`synchronous_commit = off`: for bookkeeping a lost commit costs little, as
+        SQLite's `Tx(sync=False)`); a driver's error comes out with the password masked."""
+        db = self._sides[name]
+        assert db is not None, "store is not open"
+        async with self._side_locks[name]:
+            try:
+                async with db.transaction():
+                    await db.execute("SET LOCAL synchronous_commit = off")
+                    yield db
+            except Exception as exc:
+                raise _clean(exc, self._dsn) from None
 
     @property
     def db(self) -> Conn:
@@ -204,38 +237,22 @@ class PgBase:
     async def _write(self, fn: Write, locks: Collection[int] = ()) -> Any:
         """Run a write in the next group commit, which takes `locks` (advisory lock keys over
         the rows `fn` changes) before any of its writes (see the module's docstring)."""
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writes.append((fn, fut, locks))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_writes(), name="pg-store-writes")
-        return await fut
+        return await self._group.run((fn, locks))
 
-    async def _flush_writes(self) -> None:
-        while self._writes:
-            group, self._writes = self._writes, []
-            try:
-                outcomes = await self._commit_group(group)
-            except Exception as exc:  # BEGIN or COMMIT failed: nothing of the group is stored
-                self._fault = f"{self.where}: a commit failed: {masked(str(exc), self._dsn)}"
-                for _, fut, _ in group:
-                    if not fut.done():
-                        fut.set_exception(_clean(exc, self._dsn))
-                continue
-            self._fault = None
-            for (_, fut, _), (ok, value) in zip(group, outcomes, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
+    def _failed(self, exc: Exception) -> Exception:
+        """BEGIN or COMMIT failed: nothing of the group is stored, the store is unhealthy."""
+        self._fault = f"{self.where}: a commit failed: {masked(str(exc), self._dsn)}"
+        return _clean(exc, self._dsn)
 
-    async def _commit_group(
-        self, group: list[tuple[Write, asyncio.Future[Any], Collection[int]]]
-    ) -> list[tuple[bool, Any]]:
+    async def _commit(self, group: list[tuple[Write, Collection[int]]]) -> list[Outcome]:
+        """The group's outcomes, committed with the union of its locks: healthy again."""
+        fns = [fn for fn, _ in group]
+        out = await self._commit_group(fns, lock_order([k for _, keys in group for k in keys]))
+        self._fault = None
+        return out
+
+    async def _commit_group(self, fns: list[Write], locks: list[int]) -> list[Outcome]:
         """Run the group in one transaction; again when PostgreSQL aborted it (said once)."""
-        fns = [fn for fn, _, _ in group]
-        locks = lock_order([k for _, _, keys in group for k in keys])
         for attempt in range(1, GROUP_TRIES):
             try:
                 return await self._apply_writes(fns, locks)
@@ -254,11 +271,11 @@ class PgBase:
             await asyncio.sleep(random.uniform(0, GROUP_PAUSE * 2**attempt))
         return await self._apply_writes(fns, locks)
 
-    async def _apply_writes(self, fns: list[Write], locks: list[int]) -> list[tuple[bool, Any]]:
+    async def _apply_writes(self, fns: list[Write], locks: list[int]) -> list[Outcome]:
         db = self._writer
         if db is None:
             raise AgentError(f"the PostgreSQL store {self.where} is closed")
-        out: list[tuple[bool, Any]] = []
+        out: list[Outcome] = []
         async with db.transaction():
             if locks:
                 await db.execute(_LOCK_IN_ORDER, (locks,))

@@ -18,12 +18,11 @@ the last takes of a window, which at worst costs one 429 (and its block), never 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from agent.core.planner import Budget
-from agent.store.postgres.base import Conn, PgBase, _clean
+from agent.store.postgres.base import PgBase
 
 __all__ = ["BudgetsMixin"]
 
@@ -50,24 +49,7 @@ class BudgetsMixin(PgBase):
 
     def __init__(self, dsn: str, **kw: Any) -> None:
         super().__init__(dsn, **kw)
-        self._budget_db: Conn | None = None
-        self._budgeting = asyncio.Lock()
-
-    async def __aenter__(self) -> Self:
-        await super().__aenter__()
-        try:
-            self._budget_db = await self._connect()
-        except BaseException:
-            await self.close()
-            raise
-        return self
-
-    async def close(self) -> None:
-        """Close the budgets' connection too."""
-        await super().close()
-        if self._budget_db is not None and not self._budget_db.closed:
-            await self._budget_db.close()
-        self._budget_db = None
+        self._wants_side("budgets")
 
     async def take_budget(
         self, account: str, family: str, budget: Budget, now: float, n: int = 1
@@ -108,40 +90,33 @@ class BudgetsMixin(PgBase):
     ) -> T:
         """Lock the family's rows, run `change` on them (at the server's time), write them
         back, and copy them into `budget` on the caller's clock."""
-        db = self._budget_db
-        assert db is not None, "store is not open"
         periods = [w.period for w in budget.windows]
-        async with self._budgeting:
-            try:
-                async with db.transaction():
-                    await db.execute("SET LOCAL synchronous_commit = off")
-                    await db.execute(_ENSURE, (account, family, periods))
-                    cur = await db.execute(_LOCK, (account, family, periods))
-                    rows = await cur.fetchall()
-                    shared = Budget.of([(w.count, w.period) for w in budget.windows])
-                    server = float(rows[0][4])
-                    found = {float(r[0]): r for r in rows}
-                    for w in shared.windows:
-                        row = found[w.period]
-                        w.start = None if row[1] is None else float(row[1])
-                        w.used = int(row[2])
-                    shared.blocked_until = max(float(r[3]) for r in rows)
-                    out = change(shared, server)
-                    for w in shared.windows:
-                        w.roll(server)
-                    await db.execute(
-                        _WRITE,
-                        (
-                            shared.blocked_until,
-                            periods,
-                            [w.start for w in shared.windows],
-                            [w.used for w in shared.windows],
-                            account,
-                            family,
-                        ),
-                    )
-            except Exception as exc:
-                raise _clean(exc, self._dsn) from None
+        async with self._side_tx("budgets") as db:
+            await db.execute(_ENSURE, (account, family, periods))
+            cur = await db.execute(_LOCK, (account, family, periods))
+            rows = await cur.fetchall()
+            shared = Budget.of([(w.count, w.period) for w in budget.windows])
+            server = float(rows[0][4])
+            found = {float(r[0]): r for r in rows}
+            for w in shared.windows:
+                row = found[w.period]
+                w.start = None if row[1] is None else float(row[1])
+                w.used = int(row[2])
+            shared.blocked_until = max(float(r[3]) for r in rows)
+            out = change(shared, server)
+            for w in shared.windows:
+                w.roll(server)
+            await db.execute(
+                _WRITE,
+                (
+                    shared.blocked_until,
+                    periods,
+                    [w.start for w in shared.windows],
+                    [w.used for w in shared.windows],
+                    account,
+                    family,
+                ),
+            )
         _mirror(shared, budget, now - server)
         return out
 

@@ -19,7 +19,6 @@ A replica that died loses nothing: once its leases run out, the next claim of an
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import time
@@ -30,7 +29,7 @@ from typing import Any, Self
 from agent.core.dedupe import claimable, known_after, largest_list_group
 from agent.core.jobs import Job, Kind
 from agent.store.consent import strip_lists, suppressible_emails
-from agent.store.postgres.base import Conn, PgBase, _clean, account_lock, pg, site_lock
+from agent.store.postgres.base import Conn, PgBase, account_lock, pg, site_lock
 from agent.store.postgres.consent import in_force
 from agent.store.rows import BUMP, dead_letter_insert
 from agent.store.schema import ERASED_INFLIGHT, INFLIGHT, PENDING
@@ -78,26 +77,17 @@ class JobsMixin(PgBase):
         self._lease = lease
         self.replica_timeout = replica_timeout
         self._recover = recover
-        self._claims: Conn | None = None
-        self._claiming = asyncio.Lock()
+        self._wants_side("claims")
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        try:
-            self._claims = await self._connect()
-            if self._recover:
+        if self._recover:
+            try:
                 await self._write(lambda db: _hand_back(db, None, self.owner))
-        except BaseException:
-            await self.close()
-            raise
+            except BaseException:
+                await self.close()
+                raise
         return self
-
-    async def close(self) -> None:
-        """Close the claims' connection too."""
-        await super().close()
-        if self._claims is not None and not self._claims.closed:
-            await self._claims.close()
-        self._claims = None
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -139,18 +129,11 @@ class JobsMixin(PgBase):
     ) -> list[Job]:
         """Claim up to `limit` due jobs of a kind, oldest first, skipping keys already in flight
         (agent/store/jobs.py `claim` says what `single` and `by_lists` take)."""
-        db = self._claims
-        assert db is not None, "store is not open"
-        async with self._claiming:
-            try:
-                async with db.transaction():
-                    await db.execute("SET LOCAL synchronous_commit = off")
-                    await db.execute(
-                        "SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (CLAIM_LOCK, account)
-                    )
-                    rows = await self._claim(db, account, kind, limit, now, single, by_lists)
-            except Exception as exc:
-                raise _clean(exc, self._dsn) from None
+        async with self._side_tx("claims") as db:
+            await db.execute(
+                "SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (CLAIM_LOCK, account)
+            )
+            rows = await self._claim(db, account, kind, limit, now, single, by_lists)
         jobs = [
             Job(r[0], account, r[1], kind, r[2], json.loads(r[3]), bool(r[4]), r[5], bool(r[6]))
             for r in rows
