@@ -236,9 +236,20 @@ def fake_audit(fake: Any) -> dict[str, Any]:
             orders.update(str(o["id"]) for o in r.json["orders"])
         elif r.path == "/orders/status":
             orders[str(r.json["id"])] += 1
+    doubled = [o for o, n in orders.items() if n > 1][:10]
     return {
         "orders_written": len(orders),
         "orders_doubled": sum(n - 1 for n in orders.values()),
+        # When, and in how large a request, the first doubled orders were written each time.
+        "doubled_sample": {
+            o: [
+                (round(r.time, 3), len(r.json["orders"]))
+                for r in ok
+                if r.path == "/orders/status/batch"
+                and o in {str(x["id"]) for x in r.json["orders"]}
+            ]
+            for o in doubled
+        },
         "contacts": len(fake.contacts),
         "requests": dict(Counter(f"{r.method} {r.route or r.path}" for r in fake.requests)),
         "statuses": dict(Counter(str(r.status) for r in fake.requests)),
@@ -581,9 +592,23 @@ async def one_run(args: argparse.Namespace, admin: str | None, n: int, batches: 
                 "statuses": audit["statuses"],
                 "over_limit": audit["over_limit"],
                 "spec_violations": audit["spec_violations"],
+                "doubled_sample": audit["doubled_sample"],
             },
         )
+        a = out["audit"]
+        if any(a[k] for k in ("events_lost", "events_doubled", "orders_lost", "orders_doubled")):
+            out["logs_kept"] = str(keep_logs(replicas, out))
         return out
+
+
+def keep_logs(replicas: list[Replica], out: dict[str, Any]) -> Path:
+    """A run that lost or doubled something: its replicas' whole logs, kept past the run's
+    temporary folder (the summary keeps only their last lines)."""
+    kept = Path(tempfile.mkdtemp(prefix=f"woobrevo-replicas-{out['store']}-x{out['replicas']}-"))
+    for r in replicas:
+        if r.log.exists():
+            shutil.copy(r.log, kept / r.log.name)
+    return kept
 
 
 def summary_line(r: dict[str, Any]) -> str:
