@@ -95,10 +95,13 @@ STAGES = [
     ("writes of the chunk (objects, facts, jobs, inbox state)", ("Chunk.apply",)),
     ("consent view (record, suppressions)", ("Chunk.record", "Chunk.suppressions")),
     ("aggregates (order facts by email, summed)", ("Chunk.aggregates",)),
-    ("coalescing into jobs (pending job and Brevo's copy read, merge)", ("Chunk.add_intent",)),
+    (
+        "coalescing into jobs (pending job and Brevo's copy read, merge)",
+        ("Chunk.settle", "Chunk._coalesce", "Ahead.intents"),
+    ),
     (
         "prior state and stored order fact (reads)",
-        ("Chunk.prior", "Chunk.fact", "Chunk.preload", "Chunk._preload"),
+        ("Chunk.prior", "Chunk.fact", "Ahead.events", "Ahead._preload"),
     ),
     ("open carts of the buyer", ("Chunk.open_carts", "order_buyer", "_run_carts")),
     (
@@ -110,7 +113,7 @@ STAGES = [
     ("order fact (core)", ("order_fact", "fact_after", "Processor._facts")),
     ("decide: the rest (consent rules, step, outcome)", ("decide", "Processor._decide")),
     ("row decoding (event_from_row)", ("event_from_row",)),
-    ("inbox read and chunk loop", ("InboxMixin._process_pending", "process_row")),
+    ("inbox read and chunk loop", ("InboxMixin._process_pending", "plan_rows", "process_row")),
 ]
 
 

@@ -132,9 +132,9 @@ class Ahead:
                     mails.add(buyer[0])
                 if buyer[1] > 0:
                     customers.add(buyer[1])
-        self.preload(keys)
+        self._preload(keys)
 
-    def preload(self, keys: Iterable[tuple[str, str, int]]) -> None:
+    def _preload(self, keys: Iterable[tuple[str, str, int]]) -> None:
         """Read the committed state of these objects (site, resource, id), and the facts of
         the orders among them, in one query per site and resource."""
         wanted: dict[tuple[str, str], set[int]] = {}

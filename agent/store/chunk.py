@@ -77,7 +77,7 @@ class Chunk:
         self.consents: dict[tuple[str, str], ConsentRecord] = {}  # (account, email) → record
         self.writes: list[tuple[str, tuple[Any, ...]] | QueuedJob] = []
         self.done: list[int] = []
-        # Committed rows read ahead for the chunk's events (`foresee`, `preload`).
+        # Committed rows read ahead for the chunk's events (`foresee`).
         self.ahead = Ahead(db)
         # The intents of the rows planned so far, coalesced once their keys' rows are read
         # in one go (`settle`), in the order the rows queued them.
@@ -87,11 +87,6 @@ class Chunk:
         self.erased: list[tuple[str, str]] = []
 
     # -- reads ----------------------------------------------------------------------------
-
-    def preload(self, keys: Iterable[tuple[str, str, int]]) -> None:
-        """Read the committed state of these objects (site, resource, id), and the facts of
-        the orders among them, ahead (agent/store/ahead.py)."""
-        self.ahead.preload(keys)
 
     def foresee(self, events: Iterable[tuple[str, Event]], *, carts: bool) -> None:
         """Read ahead what these events (site, event) will ask for (agent/store/ahead.py)."""
