@@ -40,6 +40,11 @@ _HELP = {
         " agent.replica_timeout); SQLite: this agent alone.",
     ),
     "woobrevo_replica_claims": ("gauge", "Brevo jobs each replica holds in flight, by replica."),
+    "woobrevo_requests_fenced_total": (
+        "counter",
+        "Brevo requests not sent because this replica's heartbeat lapsed after their jobs were"
+        " claimed (another replica may hold them), by family; the jobs went back to the queue.",
+    ),
     # The doors (agent/doors/, agent/http.py).
     "woobrevo_events_replayed_total": (
         "counter",

@@ -570,6 +570,8 @@ async def one_run(args: argparse.Namespace, admin: str | None, n: int, batches: 
                 text = r.log.read_text(errors="replace").strip()
                 if text:
                     out.setdefault("logs", {})[r.name] = text[-1500:]
+                if trouble := heartbeat_trouble(text):
+                    out.setdefault("heartbeats", {})[r.name] = trouble
         out.update(
             acked=load.acked,
             batches_sent=load.sent_batches,  # above events/100: batches sent again elsewhere
@@ -601,6 +603,24 @@ async def one_run(args: argparse.Namespace, admin: str | None, n: int, batches: 
         return out
 
 
+# What a replica logs when its heartbeat was late, lapsed or failed, when another replica was
+# away too long, and when it did not send what it claimed (agent/store/postgres/cluster.py,
+# agent/forward/forwarder.py `_fence`).
+HEARTBEAT_LINES = {
+    "late": "s late (this process",
+    "lapsed": "its heartbeat lapsed",
+    "failed": "heartbeat failed",
+    "not_seen": "was not seen for",
+    "fenced": "claimed before this replica's heartbeat lapsed",
+}
+
+
+def heartbeat_trouble(log: str) -> dict[str, int]:
+    """How many lines of each kind of HEARTBEAT_LINES a replica's log holds (none: {})."""
+    counts = {k: log.count(v) for k, v in HEARTBEAT_LINES.items()}
+    return {k: n for k, n in counts.items() if n}
+
+
 def keep_logs(replicas: list[Replica], out: dict[str, Any]) -> Path:
     """A run that lost or doubled something: its replicas' whole logs, kept past the run's
     temporary folder (the summary keeps only their last lines)."""
@@ -619,7 +639,7 @@ def summary_line(r: dict[str, Any]) -> str:
         f"last ack), lost {a['events_lost']}/{a['orders_lost']}, doubled "
         f"{a['events_doubled']}/{a['orders_doubled']} (events/orders); cpu load {r['cpu_load']}"
         f" drain {r['cpu_drain']}; requests {a['requests']} statuses {a['statuses']} over limit"
-        f" {a['over_limit']}"
+        f" {a['over_limit']}" + (f"; heartbeats {r['heartbeats']}" if r.get("heartbeats") else "")
     )
 
 

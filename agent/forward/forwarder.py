@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Iterable
 
 from agent.config import BREVO_FAMILIES, BrevoSection, SiteConfig
@@ -279,6 +280,7 @@ class AccountWorker:
                     continue
                 slot = self.slots[plan.family]
                 await slot.acquire()
+                claimed_at = time.monotonic()  # the fence's (store.holds_claims)
                 try:
                     jobs = await store.claim(
                         self.account,
@@ -308,7 +310,7 @@ class AccountWorker:
                     await store.retry(
                         request.extra_jobs, 0.0, "not carried by this batch", count_attempt=False
                     )
-                self._launch(request, slot)
+                self._launch(request, slot, claimed_at)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -320,6 +322,8 @@ class AccountWorker:
     def _hold(self, plan: Plan, depth: int, now: float) -> tuple[float, bool] | None:
         """Why `plan` must not go out now, as (seconds to wait, whether new jobs end the wait
         early), or None: it may go."""
+        if not self.store.holds_claims(time.monotonic()):
+            return 0.2, False  # this replica's heartbeat is late: claim nothing meanwhile
         if plan.batch and depth < plan.size and self.backlogged():
             # More of this backlog is still being processed: a full batch later costs one
             # request where partial ones now would cost many (the batch families' budgets are
@@ -337,12 +341,13 @@ class AccountWorker:
             return 0.2, True  # a failing family: one probe at a time
         return None
 
-    def _launch(self, request: Request, slot: asyncio.Semaphore) -> None:
-        """Spend the budget and send `request` in a task of its own (which releases `slot`)."""
+    def _launch(self, request: Request, slot: asyncio.Semaphore, claimed_at: float) -> None:
+        """Spend the budget and send `request` (its jobs claimed at monotonic `claimed_at`) in
+        a task of its own (which releases `slot`)."""
         if not self.client.dry_run:
             self.budgets[request.family].take(self.now())
         self.inflight[request.family] += 1
-        task = asyncio.create_task(self._send(request, slot))
+        task = asyncio.create_task(self._send(request, slot, claimed_at))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -511,13 +516,18 @@ class AccountWorker:
         except Exception as exc:  # the next take meets Brevo's 429 again, and blocks then
             log.warning("could not share %s's 429 block (%s)", family, exc)
 
-    async def _send(self, request: Request, slot: asyncio.Semaphore) -> None:
+    async def _send(self, request: Request, slot: asyncio.Semaphore, claimed_at: float) -> None:
         # A task of its own: every line about this request names its job(s) (agent/logs.py).
         first, n = request.jobs[0], len(request.jobs)
         bind(site=first.site, job_id=first.id, jobs=n if n > 1 else None, account=self.account)
         try:
             await self._take_shared(request.family)
-            resp = await self.client.request(request.method, request.path, request.body)
+            # The fence: claims this replica's heartbeat no longer vouches for may be another
+            # replica's by now (agent/store/postgres/cluster.py); sent, they could go twice.
+            fenced = not self.store.holds_claims(claimed_at)
+            resp = None if fenced else await self.client.request(
+                request.method, request.path, request.body
+            )  # fmt: skip
         except BaseException:
             slot.release()
             self.inflight[request.family] -= 1
@@ -525,6 +535,9 @@ class AccountWorker:
         # The slot is held until the answer is recorded: a crash can then leave at most
         # MAX_IN_FLIGHT answered-but-unrecorded requests per family to send again.
         try:
+            if resp is None:
+                await self._fence(request)
+                return
             self._observe(request.family, resp)
             await self._observe_shared(request.family, resp)
             self.metrics.inc(
@@ -540,6 +553,19 @@ class AccountWorker:
             self.progress.set()
             self.wake()
 
+    async def _fence(self, request: Request) -> None:
+        """A request not sent: its jobs go back to the queue (those another replica took over
+        meanwhile are that replica's: the store leaves them alone)."""
+        self.metrics.inc("woobrevo_requests_fenced_total", family=request.family)
+        log.warning(
+            "not sending %s %s (%d job(s)): claimed before this replica's heartbeat lapsed,"
+            " another replica may hold them now; handed back",
+            request.method,
+            _shown(request),
+            len(request.jobs),
+        )
+        await self._hand_back(list(request.jobs), "claimed before the heartbeat lapsed")
+
     async def _build_claimed(
         self, jobs: list[Job], batch: bool, slot: asyncio.Semaphore
     ) -> Request | None:
@@ -550,20 +576,18 @@ class AccountWorker:
             return await self._build(jobs, batch)
         except Exception:
             slot.release()
-            await self._hand_back(jobs)
+            await self._hand_back(jobs, "the request could not be built")
             raise
         except BaseException:
             slot.release()
             raise
 
-    async def _hand_back(self, jobs: list[Job]) -> None:
+    async def _hand_back(self, jobs: list[Job], error: str) -> None:
         """Put claimed jobs back in the queue, however long the store refuses the write."""
         wait = RECORD_RETRY_FIRST
         while True:
             try:
-                await self.store.retry(
-                    jobs, self.now() + 1.0, "the request could not be built", count_attempt=False
-                )
+                await self.store.retry(jobs, self.now() + 1.0, error, count_attempt=False)
                 return
             except Exception as exc:  # the store refused the write (a full disk)
                 log.warning("could not hand %d jobs back (%s); trying again in %.0fs",

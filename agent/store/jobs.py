@@ -147,6 +147,10 @@ class JobsMixin(StoreBase):
             strip_suppressed(self.db, account, jobs)  # at send time (agent/store/consent.py)
         return jobs
 
+    def holds_claims(self, claimed_at: float) -> bool:
+        """One agent owns the file (agent/store/tx.py's lock): its claims are always its own."""
+        return True
+
     async def unclaim(self, account: str) -> None:
         """Put every claimed job of an account back in the queue (on shutdown)."""
 

@@ -199,6 +199,12 @@ class JobQueue(MetaStore, Protocol):
 
     async def unclaim(self, account: str) -> None: ...
 
+    def holds_claims(self, claimed_at: float) -> bool:
+        """Whether jobs claimed at monotonic time `claimed_at` are still this process's to
+        send: always on SQLite; on PostgreSQL while its heartbeat vouches for them without a
+        gap since (agent/store/postgres/cluster.py, the fence)."""
+        ...
+
     async def complete(self, jobs: Iterable[Job]) -> None: ...
 
     async def retry(
