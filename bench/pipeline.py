@@ -9,7 +9,8 @@ The backlog is bench/drain.py's (the reference REST order, customer and product,
 backfill: orders with `historical: true`), stored in the inbox of a real store file (WAL,
 `synchronous=FULL`, the worker's write role) before the clock starts. Then the worker's
 processor (agent/process/processor.py `Processor.drain`, as `woobrevo-agent worker` runs it,
-without the forwarder: dry-run sends nothing anyway) turns it into jobs, in two timed phases:
+without the forwarder: dry-run sends nothing anyway, and with the worker's garbage-collector
+settings, agent/cli/main.py `tune_gc`) turns it into jobs, in two timed phases:
 products and customers first (the "mixed" phase, as a backfill feeds them), then the orders.
 
 Reported per phase: events/s, CPU seconds per event (all threads: the store's thread runs the
@@ -56,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg
 
+from agent.cli.main import tune_gc
 from agent.metrics import Metrics
 from agent.process.processor import Processor
 from agent.store.open import open_store
@@ -103,10 +105,17 @@ STAGES = [
         "prior state and stored order fact (reads)",
         ("Chunk.prior", "Chunk.fact", "Ahead.events", "Ahead._preload"),
     ),
-    ("open carts of the buyer", ("Chunk.open_carts", "order_buyer", "_run_carts")),
+    ("open carts of the buyer", ("Chunk.open_carts", "order_buyer", "Ahead.buyer", "_run_carts")),
     (
         "mapping (order, contact, event bodies)",
-        ("order_body", "contact_attributes", "event_body", "customer_view_of_order", "_joined"),
+        (
+            "order_body",
+            "contact_attributes",
+            "event_body",
+            "event_properties",
+            "customer_view_of_order",
+            "_joined",
+        ),
     ),
     ("lifecycle (stale, state, topics)", ("derive_topics", "object_state", "is_stale")),
     ("email normalization", ("normalize_email",)),
@@ -176,6 +185,7 @@ async def one_round(
         sites = {s.id: s for s in cfg.resolved_sites()}
         out: dict[str, Any] = {}
         async with open_store(cfg.agent, writes="worker") as store:
+            tune_gc()  # as the worker process does once started (agent/cli/main.py)
             processor = Processor(
                 store,
                 sites,

@@ -98,7 +98,7 @@ async def _run(
     # NOTIFY_SOCKET (packaging/woobrevo-agent.service, NotifyAccess=main).
     systemd.scrub_child_environment()
     async with App(cfg, stream_hooks=stream_hooks, role=role, worker_argv=worker_argv) as app:
-        _tune_gc()
+        tune_gc()
         # The doors' threads (event loop, parse, store) hand each batch to one another, and a
         # thread back from a syscall (recv, fsync) waits for the GIL up to the switch interval:
         # 5 ms by default, several times per batch. 1 ms shortens those waits
@@ -232,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(cfg, args.until_idle, stream_hooks, worker_argv, args.log_level))
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Once started: move every object alive now out of the collector's sight, and collect
     less often. Each 100-event batch allocates ~15,000 dicts and lists that die by reference
     counting; at the default thresholds they triggered collections that walked the whole
@@ -263,7 +263,7 @@ async def _worker(cfg: Config, log_level: str | None = None, pending: bytes = b"
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     async with App(cfg, role="worker") as app:
-        _tune_gc()
+        tune_gc()
 
         async def reload(raw: bytes) -> tuple[bool, str | None]:
             result = await app.reload(raw)

@@ -25,6 +25,7 @@ __all__ = [
     "contact_attributes",
     "customer_view_of_order",
     "event_body",
+    "event_properties",
     "order_body",
     "product_body",
 ]
@@ -290,9 +291,25 @@ def event_body(
     *,
     when: str | None,
     id_prefix: str,
+    properties: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """POST /events body. Top-level properties may only be string or integer (openapi: /events),
-    so amounts go inside the nested `order` object."""
+    so amounts go inside the nested `order` object. `properties`, when given, are the object's
+    `event_properties` already computed (the same for every topic of one change)."""
+    props = event_properties(resource, obj, id_prefix) if properties is None else properties
+    body: dict[str, Any] = {
+        "event_name": name,
+        "identifiers": {"email_id": email},
+        "event_properties": props,
+    }
+    if when:
+        body["event_date"] = when
+    return body
+
+
+def event_properties(resource: str, obj: dict[str, Any], id_prefix: str) -> dict[str, Any]:
+    """The `event_properties` of an object's Brevo events: its id, and for an order its status,
+    currency and the nested `order` (amounts, items, coupons, refunded)."""
     props: dict[str, Any] = {f"{resource}_id": int(obj.get("id") or 0)}
     if resource == "order":
         props["status"] = str(obj.get("status") or "")
@@ -324,11 +341,4 @@ def event_body(
                 2,
             ),
         }
-    body: dict[str, Any] = {
-        "event_name": name,
-        "identifiers": {"email_id": email},
-        "event_properties": props,
-    }
-    if when:
-        body["event_date"] = when
-    return body
+    return props

@@ -26,12 +26,19 @@ _MISSING = object()
 
 def money(value: object) -> float | None:
     """WooCommerce money strings ("18.00", "1,234.50" never: REST uses dots) → float, 2 places."""
+    if type(value) is str:  # what REST sends: read once per text (an order reads each twice)
+        return _money_text(value) if value else None
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         return None
+    return _money_text(str(value))
+
+
+@lru_cache(maxsize=65536)
+def _money_text(text: str) -> float | None:
     try:
-        return float(round(Decimal(str(value)), 2))
+        return float(round(Decimal(text), 2))
     except (InvalidOperation, ValueError):
         return None
 

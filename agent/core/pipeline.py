@@ -31,6 +31,7 @@ from agent.core.mapping import (
     contact_attributes,
     customer_view_of_order,
     event_body,
+    event_properties,
     order_body,
     product_body,
 )
@@ -196,13 +197,18 @@ class _Step:
         resource = event.resource.value
         when = brevo_datetime(obj.get("date_modified_gmt")) if obj is event.payload else None
         out = []
+        props = None  # the same for every topic: computed once
         for topic in self.topics:
             name = site.event_names.get(topic) or LIFECYCLE_DEFAULTS.get(topic)
             if not name or not site.consent.may_hear(record, name):
                 continue
             mid = f"{topic}:" if per_topic else ""
             key = f"event:{site.id}:{name}:{resource}:{event.resource_id}:{mid}{tail}"
-            body = event_body(name, email, resource, obj, when=when, id_prefix=site.prefix)
+            if props is None:
+                props = event_properties(resource, obj, site.prefix)
+            body = event_body(
+                name, email, resource, obj, when=when, id_prefix=site.prefix, properties=props
+            )
             out.append(Intent(Kind.EVENT, key, body))
         return out
 
@@ -285,6 +291,8 @@ def _customer(step: _Step) -> Outcome:
 
 def _joined(contact: Intent, chosen: list[Intent]) -> list[Intent]:
     """The contact with a withdrawal's leaving of lists folded in (one intent per key)."""
+    if not chosen:  # the common case: the contact as it is
+        return [contact]
     body, others = contact.body, []
     for intent in chosen:
         if intent.key == contact.key:

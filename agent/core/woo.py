@@ -7,6 +7,7 @@ doctor's checks) imports these instead of spelling them again.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -66,6 +67,7 @@ _DATE_META_KEY = re.compile(r"(?i:(?:^|[_-])date|[_-]at)$|[a-z0-9]Date$")
 _DATE_META_NAMES = frozenset({"birthday", "birthdate", "date_of_birth", "dob"})
 
 
+@lru_cache(maxsize=4096)  # a site's few mapped paths, asked about for every contact
 def is_date_path(path: str) -> bool:
     """Whether a mapped path holds a date, sent to a Brevo `date` attribute as YYYY-MM-DD."""
     if path in COMPUTED_DATE_PATHS:

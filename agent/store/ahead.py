@@ -42,6 +42,9 @@ PRELOAD_ROWS = 500
 # A key's queued job as `Chunk._queued` reads it: (id, body, historical, state).
 QueuedRow = tuple[int, str, int, int]
 
+# Who placed an order, and when (agent/core/carts.py `order_buyer`).
+Buyer = tuple[str | None, int, float]
+
 
 def _parts(keys: Iterable[Any]) -> Iterator[list[Any]]:
     wanted = sorted(set(keys))
@@ -76,6 +79,9 @@ class Ahead:
         self.emails: dict[str, set[str]] = {}
         self.all_emails: set[str] = set()
         self.buyers: dict[str, tuple[set[str], set[int]]] = {}  # site → emails, customer ids
+        # Each event's `order_buyer`, by id (with the event: the id is its object's only while
+        # it lives).
+        self.buyer_of: dict[int, tuple[Event, Buyer | None]] = {}
         self.cart_ids: dict[str, set[int]] = {}
         # Read once asked for: sites, accounts, then rows.
         self.fact_sites: set[str] = set()
@@ -126,6 +132,8 @@ class Ahead:
             if event.resource is Resource.CART:
                 self.cart_ids.setdefault(site, set()).add(event.resource_id)
             buyer = order_buyer(event) if carts else None
+            if carts:  # kept for the row's planning, which asks again (`buyer`)
+                self.buyer_of[id(event)] = (event, buyer)
             if buyer is not None:
                 mails, customers = self.buyers.setdefault(site, (set(), set()))
                 if buyer[0] is not None:
@@ -161,6 +169,13 @@ class Ahead:
             ("order_id", "bigint", ids),
         ):
             self.facts[(site, row[0])] = OrderFact(*row[1:])
+
+    def buyer(self, event: Event) -> Buyer | None:
+        """The event's `order_buyer` (agent/core/carts.py), as noted by `events` if it was."""
+        noted = self.buyer_of.get(id(event))
+        if noted is not None and noted[0] is event:
+            return noted[1]
+        return order_buyer(event)
 
     # -- read at the first ask ------------------------------------------------------------
 

@@ -305,7 +305,8 @@ class Chunk:
         the key's pending job merged, or nothing. Reads only the rows the rule looks at."""
         job: QueuedJob | None = None
         in_flight = False
-        if coalesces(intent.kind):
+        merges = coalesces(intent.kind)
+        if merges:
             job, in_flight = self._queued(account, site, intent)
         pending = None if job is None else Pending(job.body, job.historical)
         read = reads_known(intent, pending, in_flight)
@@ -322,7 +323,7 @@ class Chunk:
                 None, account, site, intent.kind, intent.key, write.body, write.historical, True
             )
             self.writes.append(new)
-            if coalesces(intent.kind):
+            if merges:
                 self.jobs[(account, intent.key)] = new
 
     def apply(self) -> None:
@@ -345,32 +346,35 @@ class Chunk:
         new jobs). So a chunk sends a few `executemany` rather than several writes a row."""
         out: list[tuple[str, list[Sequence[Any]]]] = []
         runs: dict[str, list[Sequence[Any]]] = {}
-        for sql, params in self._flat(now):
-            if sql.startswith("INSERT") or sql == _JOB_UPDATE:
-                runs.setdefault(sql, []).append(params)
-                continue
-            out.extend(runs.items())
-            runs = {}
-            out.append((sql, [params]))
+        for write in self.writes:
+            if isinstance(write, QueuedJob):  # an INSERT or a merged job's UPDATE: joined
+                sql, params = _job_write(write, now)
+            else:
+                sql, params = write
+                if not (sql.startswith("INSERT") or sql == _JOB_UPDATE):
+                    out.extend(runs.items())
+                    runs = {}
+                    out.append((sql, [params]))
+                    continue
+            run = runs.get(sql)
+            if run is None:
+                runs[sql] = [params]
+            else:
+                run.append(params)
         out.extend(runs.items())
         return out
 
-    def _flat(self, now: float) -> Iterable[tuple[str, Sequence[Any]]]:
-        for write in self.writes:
-            if not isinstance(write, QueuedJob):
-                yield write
-            elif write.id is not None:
-                yield _JOB_UPDATE, (canonical(write.body), int(write.historical), write.id)
-            else:
-                yield (
-                    _JOB_INSERT,
-                    (
-                        write.account,
-                        write.site,
-                        write.kind.value,
-                        write.key,
-                        canonical(write.body),
-                        int(write.historical),
-                        now,
-                    ),
-                )
+
+def _job_write(job: QueuedJob, now: float) -> tuple[str, Sequence[Any]]:
+    """The statement that writes a queued job: its merged body, or a new row."""
+    if job.id is not None:
+        return _JOB_UPDATE, (canonical(job.body), int(job.historical), job.id)
+    return _JOB_INSERT, (
+        job.account,
+        job.site,
+        job.kind.value,
+        job.key,
+        canonical(job.body),
+        int(job.historical),
+        now,
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from agent.core.aggregates import OrderFact, fact_after
-from agent.core.carts import Cart, order_buyer
+from agent.core.carts import Cart
 from agent.core.events import Event, Rejection, Resource
 from agent.store.chunk import Chunk
 from agent.store.ports import CartStep, Decide, ErasureStep, IngestResult
@@ -121,7 +121,7 @@ def process_row(chunk: Chunk, site: str, event: Event, steps: Steps) -> None:
         chunk.set_consent(outcome.account, email, record)
     for intent in outcome.intents:
         chunk.add_intent(outcome.account, site, intent)
-    buyer = order_buyer(event) if carts is not None else None
+    buyer = chunk.ahead.buyer(event) if carts is not None else None
     if buyer is not None:
         _run_carts(chunk, site, event, chunk.open_carts(site, buyer[0], buyer[1]), carts)
     for code, message in outcome.dead:
