@@ -236,10 +236,19 @@ def fake_audit(fake: Any) -> dict[str, Any]:
             orders.update(str(o["id"]) for o in r.json["orders"])
         elif r.path == "/orders/status":
             orders[str(r.json["id"])] += 1
-    doubled = [o for o, n in orders.items() if n > 1][:10]
+    doubled_ids = sorted(o for o, n in orders.items() if n > 1)
+    doubled = doubled_ids[:10]
+    # A contact written again with the same body is doubled; with another body (a later
+    # order's totals, after the first write went out) it is a newer state, not a double.
+    contacts: dict[str, list[str]] = {}
+    for r in ok:
+        if r.method == "POST" and r.path == "/contacts":
+            body = json.dumps(r.json, sort_keys=True)
+            contacts.setdefault(str(r.json.get("email", "")).lower(), []).append(body)
     return {
         "orders_written": len(orders),
         "orders_doubled": sum(n - 1 for n in orders.values()),
+        "doubled_ids": doubled_ids,
         # When, and in how large a request, the first doubled orders were written each time.
         "doubled_sample": {
             o: [
@@ -251,6 +260,8 @@ def fake_audit(fake: Any) -> dict[str, Any]:
             for o in doubled
         },
         "contacts": len(fake.contacts),
+        "contacts_doubled": sum(len(b) - len(set(b)) for b in contacts.values()),
+        "contacts_updated": sum(len(set(b)) - 1 for b in contacts.values()),
         "requests": dict(Counter(f"{r.method} {r.route or r.path}" for r in fake.requests)),
         "statuses": dict(Counter(str(r.status) for r in fake.requests)),
         "over_limit": dict(Counter(r.family for r in fake.requests if r.over_limit)),
@@ -478,6 +489,15 @@ def claimed_by(store: str, name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def claimed_orders(store: str, name: str) -> list[str]:
+    """The Brevo order ids of the order jobs `name` holds in flight."""
+    with psycopg.connect(store) as db:
+        rows = db.execute(
+            b"SELECT key FROM jobs WHERE state=1 AND claimed_by=%s AND kind='order'", (name,)
+        ).fetchall()
+    return [str(r[0]).removeprefix("order:") for r in rows]
+
+
 async def drained(store: str | None, sqlite_file: Path, deadline: float) -> bool:
     while time.monotonic() < deadline:
         try:
@@ -511,6 +531,8 @@ async def killer(load: Load, replicas: list[Replica], store: str, total: int) ->
         "killed_at_events_acked": load.acked,
         "its_claims_at_kill": in_flight,
         "load_running": load.acked < total,
+        # Dead, it holds them until taken over: the orders it may have sent and not recorded.
+        "its_orders_in_flight": claimed_orders(store, victim.name),
     }
     peak = in_flight
     taken_at = None
@@ -590,6 +612,8 @@ async def one_run(args: argparse.Namespace, admin: str | None, n: int, batches: 
                 "orders_lost": total - audit["orders_written"],
                 "orders_doubled": audit["orders_doubled"],
                 "contacts": audit["contacts"],
+                "contacts_doubled": audit["contacts_doubled"],
+                "contacts_updated": audit["contacts_updated"],
                 "requests": audit["requests"],
                 "statuses": audit["statuses"],
                 "over_limit": audit["over_limit"],
@@ -597,8 +621,13 @@ async def one_run(args: argparse.Namespace, admin: str | None, n: int, batches: 
                 "doubled_sample": audit["doubled_sample"],
             },
         )
+        if "kill" in out:  # a kill -9 may double what the dead replica sent and never recorded
+            in_flight = set(out["kill"].pop("its_orders_in_flight"))
+            beyond = set(audit["doubled_ids"]) - in_flight
+            out["audit"]["orders_doubled_beyond_killed_in_flight"] = len(beyond)
         a = out["audit"]
-        if any(a[k] for k in ("events_lost", "events_doubled", "orders_lost", "orders_doubled")):
+        doubles = ("events_lost", "events_doubled", "orders_lost", "orders_doubled")
+        if any(a[k] for k in (*doubles, "contacts_doubled")):
             out["logs_kept"] = str(keep_logs(replicas, out))
         return out
 
@@ -637,7 +666,8 @@ def summary_line(r: dict[str, Any]) -> str:
         f"{r['store']:>10} ×{r['replicas']}: {r['events_per_s']:>6} events/s acked "
         f"({r['load_s']} s), drain {r['drain_s']} s (+{r['drain_after_load_s']} s after the "
         f"last ack), lost {a['events_lost']}/{a['orders_lost']}, doubled "
-        f"{a['events_doubled']}/{a['orders_doubled']} (events/orders); cpu load {r['cpu_load']}"
+        f"{a['events_doubled']}/{a['orders_doubled']} (events/orders), contacts doubled "
+        f"{a['contacts_doubled']} (updated {a['contacts_updated']}); cpu load {r['cpu_load']}"
         f" drain {r['cpu_drain']}; requests {a['requests']} statuses {a['statuses']} over limit"
         f" {a['over_limit']}" + (f"; heartbeats {r['heartbeats']}" if r.get("heartbeats") else "")
     )

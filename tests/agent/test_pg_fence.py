@@ -24,9 +24,10 @@ import pytest
 
 from agent.store.postgres import PostgresStore
 from agent.store.postgres.cluster import FENCE
-from tests.agent.doorkit import AgentProcess, batch, config_data, event, hello, order
+from tests.agent.doorkit import AgentProcess, batch, event, hello, order
+from tests.agent.replicakit import left, replica_config, states
 from tests.fakes.brevo import BrevoFake
-from tests.kit import live, until, write_config
+from tests.kit import until
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 TIMEOUT = 3.0  # agent.replica_timeout
@@ -62,20 +63,6 @@ async def test_the_fence_follows_the_heartbeat(
         assert "replica a: its heartbeat lapsed for" in lapsed
 
 
-def _config(tmp_path: Path, fake: BrevoFake, dsn: str, name: str) -> Path:
-    data = config_data(
-        tmp_path / name,
-        brevo=live(
-            fake,
-            max_backoff="1s",
-            live_window="3650d",  # single calls: many requests, many claims
-            rate_limits={"orders": [{"count": 12, "per": "1s"}]},
-        ),
-    )
-    data["agent"].update(store=dsn, replica=name, replica_timeout=f"{TIMEOUT:g}s")
-    return write_config(tmp_path / f"{name}.yaml", data)
-
-
 def _claims(dsn: str, owner: str) -> int:
     with psycopg.connect(dsn) as db:
         row = db.execute(
@@ -84,18 +71,8 @@ def _claims(dsn: str, owner: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _left(dsn: str) -> tuple[int, int]:
-    with psycopg.connect(dsn) as db:
-        row = db.execute(
-            "SELECT (SELECT COUNT(*) FROM inbox WHERE state=0), (SELECT COUNT(*) FROM jobs)"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 async def _stale(agent: AgentProcess, name: str) -> bool:
-    status = await agent.status()
-    return {r["name"]: r["state"] for r in status["cluster"]["replicas"]}.get(name) == "stale"
+    return states(await agent.status()).get(name) == "stale"
 
 
 @pytest.mark.slow
@@ -104,13 +81,11 @@ async def test_a_replica_whose_heartbeat_lapses_sends_nothing_twice(
 ) -> None:
     async with BrevoFake() as fake:
         fake.latency = 0.4  # each replica holds requests in flight
-        configs = [_config(tmp_path, fake, pg_dsn, name) for name in NAMES]
+        configs = [replica_config(tmp_path, fake, pg_dsn, name, TIMEOUT) for name in NAMES]
         async with AgentProcess(configs[0], ENV) as r0, AgentProcess(configs[1], ENV) as r1:
 
             async def both_alive() -> bool:
-                status = await r0.status()
-                states = {r["name"]: r["state"] for r in status["cluster"]["replicas"]}
-                return states == dict.fromkeys(NAMES, "alive")
+                return states(await r0.status()) == dict.fromkeys(NAMES, "alive")
 
             await until(both_alive, 30, every=0.2)
             events = [
@@ -134,8 +109,9 @@ async def test_a_replica_whose_heartbeat_lapses_sends_nothing_twice(
                 await asyncio.sleep(2.0)  # r0 claims (and takes over) meanwhile
                 sent_while_held = [r for r in fake.requests if r.time > held_at]
                 hold.rollback()
-            await until(lambda: _left(pg_dsn) == (0, 0), 90, every=0.2)
+            await until(lambda: left(pg_dsn) == (0, 0), 90, every=0.2)
             logs = "".join(r1.log)
+            others = "".join(r0.log)
 
         writes = Counter(
             str(r.json["id"])
@@ -147,3 +123,6 @@ async def test_a_replica_whose_heartbeat_lapses_sends_nothing_twice(
         assert not doubled, f"written twice: {doubled}"
         assert sent_while_held, "r0 went on sending while r1 was stale"
         assert "replica r1: its heartbeat lapsed for" in logs, logs[-3000:]
+        assert "replica r1 was not seen for" in logs, logs[-3000:]
+        # A start is not a pause: the worker's first beat after its doors process's row.
+        assert "was not seen for" not in others, others[-3000:]

@@ -22,35 +22,21 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import psycopg
 import pytest
 
-from tests.agent.doorkit import AgentProcess, batch, config_data, event, hello, order
+from tests.agent.doorkit import AgentProcess, batch, event, hello, order
+from tests.agent.replicakit import left, replica_config, states
 from tests.fakes.brevo import BrevoFake
-from tests.kit import live, until, write_config
+from tests.kit import until
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 TIMEOUT = 3.0  # agent.replica_timeout
 MARGIN = 6.0  # a survivor's loop turn (≤ 5 s asleep when it saw nothing to do) and slack
 ORDERS = 60
 NAMES = ("r0", "r1", "r2")
-
-
-def _config(tmp_path: Path, fake: BrevoFake, dsn: str, name: str) -> Path:
-    data = config_data(
-        tmp_path / name,
-        brevo=live(
-            fake,
-            max_backoff="1s",
-            live_window="3650d",  # single calls: many requests, many claims
-            rate_limits={"orders": [{"count": 12, "per": "1s"}]},
-        ),
-    )
-    data["agent"].update(store=dsn, replica=name, replica_timeout=f"{TIMEOUT:g}s")
-    return write_config(tmp_path / f"{name}.yaml", data)
 
 
 def _claims(dsn: str, owner: str) -> list[tuple[int, str]]:
@@ -67,15 +53,6 @@ def _still_claimed(dsn: str, ids: list[int], owner: str) -> int:
             "SELECT COUNT(*) FROM jobs WHERE id = ANY(%s) AND claimed_by=%s", (ids, owner)
         ).fetchone()
     return int(row[0]) if row else 0
-
-
-def _left(dsn: str) -> tuple[int, int]:
-    with psycopg.connect(dsn) as db:
-        row = db.execute(
-            "SELECT (SELECT COUNT(*) FROM inbox WHERE state=0), (SELECT COUNT(*) FROM jobs)"
-        ).fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
 
 
 def _kill(agent: AgentProcess) -> None:
@@ -95,17 +72,13 @@ async def _metrics(agent: AgentProcess) -> str:
         return await r.text()
 
 
-def _states(status: dict[str, Any]) -> dict[str, str]:
-    return {r["name"]: r["state"] for r in status["cluster"]["replicas"]}
-
-
 @pytest.mark.slow
 async def test_a_killed_replicas_claims_are_taken_over_within_the_timeout(
     tmp_path: Path, pg_dsn: str
 ) -> None:
     async with BrevoFake() as fake:
         fake.latency = 0.4  # each replica holds requests in flight
-        configs = [_config(tmp_path, fake, pg_dsn, name) for name in NAMES]
+        configs = [replica_config(tmp_path, fake, pg_dsn, name, TIMEOUT) for name in NAMES]
         async with (
             AgentProcess(configs[0], ENV) as r0,
             AgentProcess(configs[1], ENV) as r1,
@@ -114,8 +87,7 @@ async def test_a_killed_replicas_claims_are_taken_over_within_the_timeout(
             agents = {"r0": r0, "r1": r1, "r2": r2}
 
             async def all_alive() -> bool:
-                states = _states(await r0.status())
-                return states == dict.fromkeys(NAMES, "alive")
+                return states(await r0.status()) == dict.fromkeys(NAMES, "alive")
 
             await until(all_alive, 30, every=0.2)
             status = await r2.status()
@@ -145,14 +117,14 @@ async def test_a_killed_replicas_claims_are_taken_over_within_the_timeout(
             assert took <= TIMEOUT + MARGIN, f"r1's claims taken over after {took:.1f}s"
 
             async def r1_stale() -> bool:
-                return _states(await r0.status()).get("r1") == "stale"
+                return states(await r0.status()).get("r1") == "stale"
 
             await until(r1_stale, 10, every=0.2)
             metrics = await _metrics(r2)
             assert 'woobrevo_cluster_replicas{state="stale"} 1' in metrics
             assert 'woobrevo_cluster_replicas{state="alive"} 2' in metrics
 
-            await until(lambda: _left(pg_dsn) == (0, 0), 90, every=0.2)
+            await until(lambda: left(pg_dsn) == (0, 0), 90, every=0.2)
 
         # The audit: every order written; twice only when r1 sent it before it died.
         writes = Counter(

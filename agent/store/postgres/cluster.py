@@ -95,8 +95,11 @@ class ClusterMixin(JobsMixin):
             row = await cur.fetchone()
         assert row is not None
         before, now = (None if row[0] is None else float(row[0])), float(row[1])
+        # This process's first beat follows the doors process's row, or a previous run's:
+        # the gap before it is a start, not a pause of a replica holding claims.
+        again = self._vouched_until != float("inf")
         self._vouch(sent, time.monotonic())
-        if before is not None and now - before > self.replica_timeout:
+        if again and before is not None and now - before > self.replica_timeout:
             log.warning(
                 "replica %s was not seen for %.1fs (agent.replica_timeout %gs): the other"
                 " replicas may have taken its claims over; a request it had in flight may be"
