@@ -284,23 +284,14 @@ def order_body(order: dict[str, Any], email: str | None, id_prefix: str) -> dict
 
 
 def event_body(
-    name: str,
-    email: str,
-    resource: str,
-    obj: dict[str, Any],
-    *,
-    when: str | None,
-    id_prefix: str,
-    properties: dict[str, Any] | None = None,
+    name: str, email: str, properties: dict[str, Any], *, when: str | None
 ) -> dict[str, Any]:
-    """POST /events body. Top-level properties may only be string or integer (openapi: /events),
-    so amounts go inside the nested `order` object. `properties`, when given, are the object's
-    `event_properties` already computed (the same for every topic of one change)."""
-    props = event_properties(resource, obj, id_prefix) if properties is None else properties
+    """POST /events body, with the object's `event_properties` (the same for every topic of
+    one change: computed once by the caller)."""
     body: dict[str, Any] = {
         "event_name": name,
         "identifiers": {"email_id": email},
-        "event_properties": props,
+        "event_properties": properties,
     }
     if when:
         body["event_date"] = when
@@ -309,7 +300,8 @@ def event_body(
 
 def event_properties(resource: str, obj: dict[str, Any], id_prefix: str) -> dict[str, Any]:
     """The `event_properties` of an object's Brevo events: its id, and for an order its status,
-    currency and the nested `order` (amounts, items, coupons, refunded)."""
+    currency and the nested `order` (amounts, items, coupons, refunded). Top-level properties
+    may only be string or integer (openapi: /events), so amounts go inside `order`."""
     props: dict[str, Any] = {f"{resource}_id": int(obj.get("id") or 0)}
     if resource == "order":
         props["status"] = str(obj.get("status") or "")

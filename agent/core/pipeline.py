@@ -206,9 +206,7 @@ class _Step:
             key = f"event:{site.id}:{name}:{resource}:{event.resource_id}:{mid}{tail}"
             if props is None:
                 props = event_properties(resource, obj, site.prefix)
-            body = event_body(
-                name, email, resource, obj, when=when, id_prefix=site.prefix, properties=props
-            )
+            body = event_body(name, email, props, when=when)
             out.append(Intent(Kind.EVENT, key, body))
         return out
 

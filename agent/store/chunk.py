@@ -356,11 +356,7 @@ class Chunk:
                     runs = {}
                     out.append((sql, [params]))
                     continue
-            run = runs.get(sql)
-            if run is None:
-                runs[sql] = [params]
-            else:
-                run.append(params)
+            runs.setdefault(sql, []).append(params)
         out.extend(runs.items())
         return out
 
